@@ -1,0 +1,342 @@
+#include "handoff/adapters/http_upstream/client.hpp"
+
+#include "handoff/proxy/log.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/experimental/concurrent_channel.hpp>
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/error.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace handoff::adapters::http_upstream {
+
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+using steady = std::chrono::steady_clock;
+namespace log = handoff::proxy::log;
+using proxy::upstream_error;
+using proxy::upstream_result;
+using request = http::request<http::string_body>;
+using response = http::response<http::string_body>;
+using connection = beast::tcp_stream;
+using connection_ptr = std::unique_ptr<connection>;
+
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+constexpr std::uint32_t header_limit = 64 * 1024;
+
+// Methods whose repetition has the same effect as one request (RFC 9110 §9.2.2).
+bool is_idempotent(http::verb m) noexcept {
+    switch (m) {
+        case http::verb::get:
+        case http::verb::head:
+        case http::verb::put:
+        case http::verb::delete_:
+        case http::verb::options:
+        case http::verb::trace: return true;
+        default: return false;
+    }
+}
+
+// True when an idle pooled connection still looks usable: nothing to read and no EOF/reset.
+// A non-blocking MSG_PEEK never waits. Bytes pending on an idle connection are unsolicited (for
+// example a 408 the server sent before closing) and make it unusable as well.
+bool looks_alive(connection& c) noexcept {
+    auto& s = c.socket();
+    if (!s.is_open()) return false;
+    boost::system::error_code ec;
+    s.non_blocking(true, ec);
+    if (ec) return false;
+    char byte = 0;
+    s.receive(asio::buffer(&byte, 1), tcp::socket::message_peek, ec);
+    boost::system::error_code ignored;
+    s.non_blocking(false, ignored);
+    return ec == asio::error::would_block || ec == asio::error::try_again;
+}
+
+// One caller waiting for a pool slot. `granted` is written under pool::mutex_; the channel (a
+// thread-safe, buffered wake-up) lets a releaser on another thread wake the waiter without a
+// lost-wakeup race: try_send stores the signal even if the waiter has not started to wait yet.
+struct waiter {
+    explicit waiter(asio::any_io_executor ex) : wake(std::move(ex), 1) {}
+    asio::experimental::concurrent_channel<void(boost::system::error_code)> wake;
+    bool granted = false;
+};
+
+struct exchange_result {
+    upstream_error error = upstream_error::ok;
+    bool response_started = false;  // at least one response byte arrived
+    bool reusable = false;          // keep-alive and fully read: may go back to the pool
+    response res;
+};
+
+// The shared state behind a client. Lives as long as the client or any `send` in flight.
+//
+// Threading: a std::mutex guards the slot count, the idle list and the waiter queue. It is held
+// only for O(1) bookkeeping, never across a co_await and never around a syscall. A connection is
+// owned exclusively by one `send` while leased, so its I/O needs no lock.
+class pool {
+public:
+    explicit pool(asio::any_io_executor ex, const config::upstream_config& cfg)
+        : ex_(std::move(ex)), cfg_(cfg), max_connections_(std::max<std::size_t>(cfg.max_connections, 1)) {
+        boost::system::error_code ec;
+        auto addr = asio::ip::make_address(cfg_.host, ec);
+        if (!ec) endpoint_ = tcp::endpoint(addr, cfg_.port);
+    }
+
+    asio::awaitable<upstream_result> send(request req, std::chrono::milliseconds timeout);
+
+private:
+    // A leased pool slot: returns the slot (and possibly the connection) when destroyed, on
+    // every path including exceptions and coroutine-frame destruction.
+    class lease {
+    public:
+        explicit lease(pool* p) : pool_(p) {}
+        lease(const lease&) = delete;
+        lease& operator=(const lease&) = delete;
+        ~lease() { pool_->release(std::move(keep_)); }
+        void keep(connection_ptr c) noexcept { keep_ = std::move(c); }
+
+    private:
+        pool* pool_;
+        connection_ptr keep_;
+    };
+
+    asio::awaitable<upstream_error> acquire_slot(steady::time_point deadline);
+    connection_ptr take_idle();
+    void release(connection_ptr keep) noexcept;
+    asio::awaitable<std::pair<upstream_error, connection_ptr>> connect(steady::time_point deadline);
+    asio::awaitable<exchange_result> exchange(connection& c, const request& req,
+                                              steady::time_point deadline);
+
+    asio::any_io_executor ex_;
+    const config::upstream_config cfg_;
+    const std::size_t max_connections_;
+    std::optional<tcp::endpoint> endpoint_;  // set when cfg_.host is a numeric address
+
+    std::mutex mutex_;
+    std::size_t in_use_ = 0;                          // leased slots (connecting or exchanging)
+    std::vector<connection_ptr> idle_;                // LIFO: the most recently used first
+    std::deque<std::shared_ptr<waiter>> waiters_;     // FIFO
+};
+
+asio::awaitable<upstream_error> pool::acquire_slot(steady::time_point deadline) {
+    auto ex = co_await asio::this_coro::executor;
+    const auto wait_until = std::min(deadline, steady::now() + cfg_.connect_timeout);
+    auto w = std::make_shared<waiter>(ex);
+    {
+        std::lock_guard lock(mutex_);
+        // While waiters exist every slot is taken (release hands slots over directly), so a
+        // newcomer cannot overtake the queue.
+        if (in_use_ < max_connections_) {
+            ++in_use_;
+            co_return upstream_error::ok;
+        }
+        if (wait_until <= steady::now()) co_return upstream_error::pool_exhausted;
+        waiters_.push_back(w);
+    }
+    {
+        using namespace asio::experimental::awaitable_operators;
+        asio::steady_timer timer(ex, wait_until);
+        co_await (w->wake.async_receive(use_tuple) || timer.async_wait(use_tuple));
+    }
+    std::lock_guard lock(mutex_);
+    if (w->granted) co_return upstream_error::ok;  // a slot was handed over, even if late
+    waiters_.erase(std::remove(waiters_.begin(), waiters_.end(), w), waiters_.end());
+    co_return wait_until < deadline ? upstream_error::pool_exhausted : upstream_error::timeout;
+}
+
+connection_ptr pool::take_idle() {
+    for (;;) {
+        connection_ptr c;
+        {
+            std::lock_guard lock(mutex_);
+            if (idle_.empty()) return nullptr;
+            c = std::move(idle_.back());
+            idle_.pop_back();
+        }
+        if (looks_alive(*c)) return c;
+        log::debug("upstream idle connection closed by peer; discarded");
+    }
+}
+
+void pool::release(connection_ptr keep) noexcept {
+    std::shared_ptr<waiter> next;
+    {
+        std::lock_guard lock(mutex_);
+        if (keep && idle_.size() < cfg_.max_idle) idle_.push_back(std::move(keep));
+        if (!waiters_.empty()) {
+            // Hand the slot over: in_use_ stays the same.
+            next = std::move(waiters_.front());
+            waiters_.pop_front();
+            next->granted = true;
+        } else {
+            --in_use_;
+        }
+    }
+    if (next) next->wake.try_send(boost::system::error_code{});
+    // `keep`, when not pooled, closes here, outside the lock.
+}
+
+asio::awaitable<std::pair<upstream_error, connection_ptr>> pool::connect(steady::time_point deadline) {
+    const auto connect_deadline = std::min(deadline, steady::now() + cfg_.connect_timeout);
+    // Each connection has its own strand; completions still run on the caller's executor (the
+    // awaitable handler's), including Beast's deadline handler.
+    auto c = std::make_unique<connection>(asio::make_strand(ex_));
+    c->expires_at(connect_deadline);
+    boost::system::error_code ec;
+    if (endpoint_) {
+        std::tie(ec) = co_await c->async_connect(*endpoint_, use_tuple);
+    } else {
+        using namespace asio::experimental::awaitable_operators;
+        auto ex = co_await asio::this_coro::executor;
+        tcp::resolver resolver(ex);
+        asio::steady_timer timer(ex, connect_deadline);
+        auto r = co_await (resolver.async_resolve(cfg_.host, std::to_string(cfg_.port), use_tuple) ||
+                           timer.async_wait(use_tuple));
+        if (r.index() == 1) co_return std::pair{upstream_error::timeout, connection_ptr{}};
+        auto [rec, results] = std::get<0>(std::move(r));
+        if (rec) {
+            log::warn("upstream host name did not resolve", {{"host", cfg_.host}, {"reason", rec.message()}});
+            co_return std::pair{upstream_error::refused, connection_ptr{}};
+        }
+        std::tie(ec, std::ignore) = co_await c->async_connect(results, use_tuple);
+    }
+    if (ec == beast::error::timeout) co_return std::pair{upstream_error::timeout, connection_ptr{}};
+    if (ec) co_return std::pair{upstream_error::refused, connection_ptr{}};
+    c->socket().set_option(tcp::no_delay(true), ec);
+    co_return std::pair{upstream_error::ok, std::move(c)};
+}
+
+asio::awaitable<exchange_result> pool::exchange(connection& c, const request& req,
+                                                steady::time_point deadline) {
+    exchange_result r;
+    c.expires_at(deadline);
+    auto [wec, wn] = co_await http::async_write(c, req, use_tuple);
+    if (wec) {
+        r.error = wec == beast::error::timeout ? upstream_error::timeout : upstream_error::refused;
+        co_return r;
+    }
+    beast::flat_buffer buf;
+    const bool head = req.method() == http::verb::head;
+    for (;;) {
+        http::response_parser<http::string_body> p;
+        p.header_limit(header_limit);
+        p.body_limit(cfg_.max_response_bytes);
+        if (head) p.skip(true);  // a response to HEAD has headers only, whatever Content-Length says
+        auto [ec, n] = co_await http::async_read(c, buf, p, use_tuple);
+        r.response_started = r.response_started || p.got_some() || buf.size() > 0;
+        if (ec) {
+            if (ec == beast::error::timeout) r.error = upstream_error::timeout;
+            else if (!r.response_started) r.error = upstream_error::refused;  // EOF/reset, no byte
+            else r.error = upstream_error::bad_response;  // unparsable, truncated or oversized
+            co_return r;
+        }
+        const unsigned status = p.get().result_int();
+        if (status == 101) {
+            // Upgrade was stripped from the request (hop-by-hop); switching protocols is a violation.
+            r.error = upstream_error::bad_response;
+            co_return r;
+        }
+        if (status >= 100 && status < 200) continue;  // interim (100 Continue, 103): skip
+        r.reusable = p.keep_alive() && buf.size() == 0;
+        r.res = p.release();
+        co_return r;
+    }
+}
+
+asio::awaitable<upstream_result> pool::send(request req, std::chrono::milliseconds timeout) {
+    const auto deadline = steady::now() + timeout;
+    if (auto e = co_await acquire_slot(deadline); e != upstream_error::ok) co_return upstream_result{e, {}};
+    lease slot(this);
+
+    if (!req.has_content_length() && !req.chunked() && !req.body().empty()) req.prepare_payload();
+
+    connection_ptr c = take_idle();
+    const bool reused = c != nullptr;
+    if (!c) {
+        auto [e, fresh] = co_await connect(deadline);
+        if (e != upstream_error::ok) co_return upstream_result{e, {}};
+        c = std::move(fresh);
+    }
+    auto r = co_await exchange(*c, req, deadline);
+
+    // The stale keep-alive race: the server closed an idle connection while we were sending on
+    // it. Only then is one retry on a fresh connection safe, and only for idempotent methods: the
+    // server may have received and acted on the request before closing, and repeating a POST or
+    // PATCH could apply it twice, so those surface as `refused` and the caller decides.
+    if (r.error == upstream_error::refused && !r.response_started && reused &&
+        is_idempotent(req.method())) {
+        log::debug("upstream keep-alive connection was stale; retrying on a fresh connection",
+                   {{"method", std::string(req.method_string())}});
+        c.reset();
+        auto [e, fresh] = co_await connect(deadline);
+        if (e != upstream_error::ok) co_return upstream_result{e, {}};
+        c = std::move(fresh);
+        r = co_await exchange(*c, req, deadline);
+    }
+    if (r.error != upstream_error::ok) co_return upstream_result{r.error, {}};
+    if (r.reusable) {
+        c->expires_never();
+        slot.keep(std::move(c));
+    }
+    co_return upstream_result{upstream_error::ok, std::move(r.res)};
+}
+
+// Free coroutine holding the pool by value: a `send` in flight keeps the pool alive.
+asio::awaitable<upstream_result> send_on(std::shared_ptr<pool> p, request req,
+                                         std::chrono::milliseconds timeout) {
+    try {
+        co_return co_await p->send(std::move(req), timeout);
+    } catch (const std::exception& e) {
+        log::error("upstream send failed unexpectedly", {{"reason", e.what()}});
+    }
+    co_return upstream_result{upstream_error::refused, {}};
+}
+
+class client final : public proxy::upstream_client {
+public:
+    explicit client(std::shared_ptr<pool> p) : pool_(std::move(p)) {}
+
+    asio::awaitable<upstream_result> send(request req, std::chrono::milliseconds timeout) override {
+        return send_on(pool_, std::move(req), timeout);
+    }
+
+private:
+    std::shared_ptr<pool> pool_;
+};
+
+}  // namespace
+
+std::shared_ptr<proxy::upstream_client> make_client(boost::asio::any_io_executor ex,
+                                                    const config::upstream_config& cfg) {
+    return std::make_shared<client>(std::make_shared<pool>(std::move(ex), cfg));
+}
+
+}  // namespace handoff::adapters::http_upstream

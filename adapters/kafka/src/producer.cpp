@@ -1,0 +1,615 @@
+#include "handoff/adapters/kafka/producer.hpp"
+
+#include <handoff/proxy/log.hpp>
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <librdkafka/rdkafka.h>
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+#include <thread>
+#include <utility>
+
+namespace handoff::adapters::kafka {
+
+namespace {
+
+namespace asio = boost::asio;
+using steady = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+// Counters shared by the producer and all its handles; outlive both (held by every generation).
+struct counters {
+    std::atomic<std::uint64_t> in_flight{0};
+    std::atomic<std::uint64_t> bytes{0};
+};
+
+struct generation;
+
+// One accepted record, owned by librdkafka (as msg_opaque) from produce to its delivery report.
+// RD_KAFKA_V_VALUE points into `record.value`: the body is never copied.
+struct pending_message {
+    proxy::kafka_record record;
+    proxy::delivery_handler handler;
+    std::size_t bytes = 0;
+};
+
+// Called by the wake-up handler when the generation saw a fatal error; implemented by
+// producer_impl. Held weakly: a generation can outlive its producer.
+class fatal_listener {
+public:
+    virtual void on_fatal(const std::shared_ptr<generation>& g) = 0;
+
+protected:
+    ~fatal_listener() = default;
+};
+
+// One librdkafka handle with its wake-up eventfd. A fatal error retires a generation: it is
+// purged, served until every handler ran, then destroyed on its own thread, while a new
+// generation takes over.
+struct generation {
+    generation(asio::io_context& ioc, std::shared_ptr<counters> c) : wake(ioc), stats(std::move(c)) {}
+    ~generation() { destroy_handle(); }
+
+    rd_kafka_t* rk = nullptr;
+    rd_kafka_queue_t* main_queue = nullptr;
+    asio::posix::stream_descriptor wake;       // owns the eventfd until released
+    std::shared_ptr<counters> stats;
+    std::weak_ptr<fatal_listener> owner;
+    std::atomic<std::int64_t> pending{0};      // accepted, handler not yet run
+    std::atomic<bool> fatal{false};            // set by error_cb (ERR__FATAL)
+    bool fatal_handled = false;                // io thread only
+    std::atomic<bool> retiring{false};
+    std::atomic<bool> destroyed{false};
+    std::atomic<bool> collect_purged{false};   // flush: remember purged correlation IDs
+    std::mutex purged_mu;
+    std::vector<std::string> purged;
+    std::mutex handle_mu;                      // metadata thread vs. destruction
+
+    // Serves the main queue (delivery reports, errors) from the calling thread.
+    // Returns false when it stopped at `budget` with events possibly left.
+    bool serve(int budget) {
+        while (budget-- > 0) {
+            if (rd_kafka_poll(rk, 0) == 0) return true;
+        }
+        return false;
+    }
+
+    void destroy_handle() noexcept {
+        std::lock_guard lk(handle_mu);
+        if (rk == nullptr) return;
+        destroyed = true;
+        if (main_queue != nullptr) {
+            rd_kafka_queue_io_event_enable(main_queue, -1, nullptr, 0);
+            rd_kafka_queue_destroy(main_queue);
+            main_queue = nullptr;
+        }
+        rd_kafka_destroy(rk);
+        rk = nullptr;
+    }
+};
+
+proxy::produce_error map_produce_error(rd_kafka_resp_err_t err) noexcept {
+    switch (err) {
+        case RD_KAFKA_RESP_ERR__QUEUE_FULL: return proxy::produce_error::queue_full;
+        case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE: return proxy::produce_error::message_too_large;
+        case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
+        case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART: return proxy::produce_error::unknown_topic;
+        case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
+        case RD_KAFKA_RESP_ERR__INVALID_ARG: return proxy::produce_error::invalid_topic;
+        default: return proxy::produce_error::not_ready;  // __FATAL, __STATE, anything else
+    }
+}
+
+// The only place a librdkafka outcome becomes a delivery status. `persisted` requires both
+// no error and librdkafka's PERSISTED status.
+proxy::delivery_report make_report(const rd_kafka_message_t* m) noexcept {
+    proxy::delivery_report r;
+    const rd_kafka_msg_status_t status = rd_kafka_message_status(m);
+    if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR && status == RD_KAFKA_MSG_STATUS_PERSISTED) {
+        r.status = proxy::delivery_status::persisted;
+        r.partition = m->partition;
+        r.offset = m->offset;
+        return r;
+    }
+    r.status = status == RD_KAFKA_MSG_STATUS_NOT_PERSISTED ? proxy::delivery_status::not_persisted
+                                                           : proxy::delivery_status::possibly_persisted;
+    r.partition = m->partition;
+    try {
+        r.error = m->err ? rd_kafka_err2name(m->err) : "not_persisted";
+    } catch (...) {
+    }
+    return r;
+}
+
+// dr_msg_cb: runs inside rd_kafka_poll, i.e. on the io_context thread serving the wake-up fd
+// (or the shutdown thread in flush/destructor). Never throws.
+void on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) noexcept {
+    auto* g = static_cast<generation*>(opaque);
+    std::unique_ptr<pending_message> msg(static_cast<pending_message*>(m->_private));
+    if (!msg) return;
+    try {
+        if (g->collect_purged.load(std::memory_order_relaxed) &&
+            (m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || m->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)) {
+            std::lock_guard lk(g->purged_mu);
+            g->purged.push_back(msg->record.correlation_id);
+        }
+    } catch (...) {
+    }
+    const proxy::delivery_report report = make_report(m);
+    g->stats->bytes.fetch_sub(msg->bytes, std::memory_order_relaxed);
+    try {
+        if (msg->handler) msg->handler(report);
+    } catch (const std::exception& e) {
+        proxy::log::error("delivery handler threw", {{"error", e.what()}});
+    } catch (...) {
+        proxy::log::error("delivery handler threw", {{"error", "unknown exception"}});
+    }
+    msg.reset();
+    g->stats->in_flight.fetch_sub(1, std::memory_order_relaxed);
+    g->pending.fetch_sub(1, std::memory_order_acq_rel);
+}
+
+// error_cb: served by rd_kafka_poll like delivery reports. Only records the fatal state; the
+// wake-up handler acts on it after the poll loop (purge and re-creation must not run inside a
+// librdkafka callback).
+void on_error(rd_kafka_t* rk, int err, const char* reason, void* opaque) noexcept {
+    auto* g = static_cast<generation*>(opaque);
+    try {
+        if (err == RD_KAFKA_RESP_ERR__FATAL) {
+            char buf[512] = {};
+            rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, buf, sizeof buf);
+            proxy::log::error("kafka producer fatal error; re-creating the producer",
+                              {{"error", rd_kafka_err2name(orig)}, {"reason", buf}});
+            g->fatal = true;
+            return;
+        }
+        // Transient errors (broker down, all brokers down, ...) are retried by librdkafka.
+        proxy::log::warn("kafka client error",
+                         {{"error", rd_kafka_err2name(static_cast<rd_kafka_resp_err_t>(err))},
+                          {"reason", reason ? reason : ""}});
+    } catch (...) {
+    }
+}
+
+// log_cb: librdkafka's own log lines as JSON (called from librdkafka threads; log is thread-safe).
+void on_log(const rd_kafka_t*, int level, const char* fac, const char* buf) noexcept {
+    try {
+        // librdkafka logs broker connection failures at LOG_ERR (3); they are transient and
+        // retried, so they are warnings here. Fatal errors are logged by on_error.
+        const auto l = level <= 2 ? proxy::log::level::error
+                       : level <= 4 ? proxy::log::level::warn
+                       : level <= 6 ? proxy::log::level::info
+                                    : proxy::log::level::debug;
+        if (!proxy::log::enabled(l)) return;
+        proxy::log::write(l, "librdkafka", {{"facility", fac ? fac : ""}, {"detail", buf ? buf : ""}});
+    } catch (...) {
+    }
+}
+
+struct conf_deleter {
+    void operator()(rd_kafka_conf_t* c) const noexcept { rd_kafka_conf_destroy(c); }
+};
+using conf_ptr = std::unique_ptr<rd_kafka_conf_t, conf_deleter>;
+
+bool set(rd_kafka_conf_t* conf, const std::string& name, const std::string& value, std::string& error) {
+    char errstr[512] = {};
+    if (rd_kafka_conf_set(conf, name.c_str(), value.c_str(), errstr, sizeof errstr) != RD_KAFKA_CONF_OK) {
+        error = "kafka property '" + name + "': " + errstr;
+        return false;
+    }
+    return true;
+}
+
+// Builds the librdkafka configuration (without callbacks/opaque, which are per generation).
+conf_ptr build_conf(const config::kafka_config& cfg, const std::string& bootstrap, std::string& error) {
+    conf_ptr conf(rd_kafka_conf_new());
+    for (const auto& [name, value] : cfg.properties) {
+        if ((name == "enable.idempotence" && value != "true") ||
+            ((name == "acks" || name == "request.required.acks") && value != "all" && value != "-1")) {
+            error = "kafka property '" + name + "' = '" + value +
+                    "' is not allowed: Handoff requires enable.idempotence=true and acks=all";
+            return nullptr;
+        }
+    }
+    const std::pair<const char*, const char*> defaults[] = {
+        {"client.id", "handoff"},
+        {"linger.ms", "1"},
+        {"queue.buffering.max.messages", "100000"},
+        {"queue.buffering.max.kbytes", "65536"},
+        {"message.timeout.ms", "30000"},
+    };
+    for (const auto& [name, value] : defaults) {
+        if (!set(conf.get(), name, value, error)) return nullptr;
+    }
+    for (const auto& [name, value] : cfg.properties) {
+        if (!set(conf.get(), name, value, error)) return nullptr;
+    }
+    if (!set(conf.get(), "bootstrap.servers", bootstrap, error) ||
+        !set(conf.get(), "enable.idempotence", "true", error) || !set(conf.get(), "acks", "all", error)) {
+        return nullptr;
+    }
+    return conf;
+}
+
+class producer_impl final : public kafka_producer,
+                            public fatal_listener {
+public:
+    producer_impl(asio::io_context& ioc, conf_ptr conf) : ioc_(ioc), conf_(std::move(conf)) {}
+
+    // Second phase of construction: needs the owning shared_ptr for the generations' weak link.
+    bool start(const std::shared_ptr<producer_impl>& self, std::string& error) {
+        self_ = self;
+        auto g = new_generation(error);
+        if (!g) return false;
+        {
+            std::lock_guard lk(mu_);
+            current_ = g;
+        }
+        arm(g);
+        metadata_thread_ = std::thread([this] { metadata_loop(); });
+        return true;
+    }
+
+    ~producer_impl() override {
+        {
+            std::lock_guard lk(mu_);
+            stopping_ = true;
+            accepting_ = false;
+        }
+        cv_.notify_all();
+        if (metadata_thread_.joinable()) metadata_thread_.join();
+        // Whatever is left is purged so that every handler runs exactly once, then destroyed.
+        for (auto& g : take_generations()) {
+            if (g->destroyed) continue;
+            drain(*g, steady::now() + 30s, /*collect=*/false);
+            if (g->pending > 0) {
+                proxy::log::error("kafka producer destroyed with unreported records",
+                                  {{"records", g->pending.load()}});
+            }
+            g->destroy_handle();
+        }
+        std::vector<std::thread> threads;
+        {
+            std::lock_guard lk(mu_);
+            threads.swap(destroyers_);
+        }
+        for (auto& t : threads) t.join();
+    }
+
+    proxy::produce_error produce(proxy::kafka_record& record, proxy::delivery_handler on_delivery) override {
+        if (!valid_topic_name(record.topic)) return proxy::produce_error::invalid_topic;
+        std::lock_guard lk(mu_);
+        if (!accepting_ || !current_) return proxy::produce_error::not_ready;
+        generation& g = *current_;
+        auto msg = std::make_unique<pending_message>();
+        msg->record = std::move(record);
+        msg->handler = std::move(on_delivery);
+        msg->bytes = msg->record.value.size() + (msg->record.key ? msg->record.key->size() : 0);
+
+        rd_kafka_headers_t* headers = nullptr;
+        if (!msg->record.headers.empty()) {
+            headers = rd_kafka_headers_new(msg->record.headers.size());
+            for (const auto& h : msg->record.headers) {
+                rd_kafka_header_add(headers, h.name.data(), static_cast<ssize_t>(h.name.size()),
+                                    h.value.data(), static_cast<ssize_t>(h.value.size()));
+            }
+        }
+        const auto& key = msg->record.key;
+        // One in flight counted before producev: the delivery report can in principle be served
+        // on another thread before producev returns.
+        g.pending.fetch_add(1, std::memory_order_acq_rel);
+        g.stats->in_flight.fetch_add(1, std::memory_order_relaxed);
+        g.stats->bytes.fetch_add(msg->bytes, std::memory_order_relaxed);
+        const rd_kafka_resp_err_t err = rd_kafka_producev(
+            g.rk, RD_KAFKA_V_TOPIC(msg->record.topic.c_str()),
+            RD_KAFKA_V_PARTITION(RD_KAFKA_PARTITION_UA), RD_KAFKA_V_MSGFLAGS(0),
+            RD_KAFKA_V_VALUE((msg->record.value.data()), (msg->record.value.size())),
+            RD_KAFKA_V_KEY((key ? key->data() : nullptr), (key ? key->size() : 0)),
+            RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_OPAQUE(msg.get()), RD_KAFKA_V_END);
+        if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            g.stats->bytes.fetch_sub(msg->bytes, std::memory_order_relaxed);
+            g.stats->in_flight.fetch_sub(1, std::memory_order_relaxed);
+            g.pending.fetch_sub(1, std::memory_order_acq_rel);
+            if (headers != nullptr) rd_kafka_headers_destroy(headers);  // not taken on failure
+            record = std::move(msg->record);                              // contract: unchanged
+            const auto mapped = map_produce_error(err);
+            if (mapped != proxy::produce_error::queue_full) {
+                proxy::log::debug("kafka produce refused",
+                                  {{"error", rd_kafka_err2name(err)}, {"topic", record.topic}});
+            }
+            return mapped;
+        }
+        msg.release();  // owned by librdkafka until on_delivery
+        return proxy::produce_error::ok;
+    }
+
+    proxy::producer_stats stats() const override {
+        proxy::producer_stats s;
+        std::lock_guard lk(mu_);
+        auto add_outq = [&s](const std::shared_ptr<generation>& g) {
+            if (g && !g->destroyed && g->rk) s.queued_messages += static_cast<std::uint64_t>(rd_kafka_outq_len(g->rk));
+        };
+        add_outq(current_);
+        for (const auto& g : retiring_) add_outq(g);
+        s.queued_bytes = counters_->bytes.load(std::memory_order_relaxed);
+        s.in_flight_handlers = counters_->in_flight.load(std::memory_order_relaxed);
+        s.fatal = fatal_;
+        return s;
+    }
+
+    bool ready() const override { return metadata_ok_.load() && !fatal_flag_.load(); }
+
+    // Serves the queue from the calling thread (see header). After `timeout`, purges what is
+    // left; the purged records' handlers run (not_persisted / possibly_persisted) before this
+    // returns, and their correlation IDs are returned.
+    std::vector<std::string> flush(std::chrono::milliseconds timeout) override {
+        {
+            std::lock_guard lk(mu_);
+            accepting_ = false;
+        }
+        const auto deadline = steady::now() + timeout;
+        std::vector<std::shared_ptr<generation>> gens;
+        {
+            std::lock_guard lk(mu_);
+            if (current_) gens.push_back(current_);
+            gens.insert(gens.end(), retiring_.begin(), retiring_.end());
+        }
+        for (auto& g : gens) {
+            if (g->destroyed) continue;
+            // rd_kafka_flush serves the main queue (our dr_msg_cb) from this thread.
+            while (g->pending > 0 && steady::now() < deadline) {
+                const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - steady::now());
+                rd_kafka_flush(g->rk, static_cast<int>(std::clamp<std::int64_t>(left.count(), 1, 100)));
+                g->serve(1 << 20);
+            }
+        }
+        std::vector<std::string> undelivered;
+        for (auto& g : gens) {
+            if (g->destroyed) continue;
+            drain(*g, steady::now() + 10s, /*collect=*/true);
+            std::lock_guard lk(g->purged_mu);
+            undelivered.insert(undelivered.end(), g->purged.begin(), g->purged.end());
+            g->purged.clear();
+        }
+        return undelivered;
+    }
+
+    void inject_fatal_error_for_test() override {
+        std::lock_guard lk(mu_);
+        if (current_ && current_->rk) {
+            rd_kafka_test_fatal_error(current_->rk, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER, "test");
+        }
+    }
+
+    void on_fatal(const std::shared_ptr<generation>& g) override {
+        {
+            std::lock_guard lk(mu_);
+            if (current_ == g) current_.reset();
+            retiring_.push_back(g);
+            fatal_ = true;
+            fatal_flag_ = true;
+            metadata_ok_ = false;
+        }
+        g->retiring = true;
+        rd_kafka_purge(g->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT | RD_KAFKA_PURGE_F_NON_BLOCKING);
+        schedule_recreate();
+    }
+
+private:
+    // Purges `g` and serves its queue on the calling thread until every handler ran.
+    static void drain(generation& g, steady::time_point deadline, bool collect) {
+        if (g.pending == 0) return;
+        g.collect_purged = collect;
+        rd_kafka_purge(g.rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        while (g.pending > 0 && steady::now() < deadline) {
+            rd_kafka_poll(g.rk, 50);
+        }
+        g.collect_purged = false;
+    }
+
+    std::shared_ptr<generation> new_generation(std::string& error) {
+        conf_ptr conf(rd_kafka_conf_dup(conf_.get()));
+        auto g = std::make_shared<generation>(ioc_, counters_);
+        g->owner = std::static_pointer_cast<fatal_listener>(self_.lock());
+        rd_kafka_conf_set_opaque(conf.get(), g.get());
+        rd_kafka_conf_set_dr_msg_cb(conf.get(), &on_delivery);
+        rd_kafka_conf_set_error_cb(conf.get(), &on_error);
+        rd_kafka_conf_set_log_cb(conf.get(), &on_log);
+        char errstr[512] = {};
+        g->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf.get(), errstr, sizeof errstr);
+        if (g->rk == nullptr) {
+            error = std::string("cannot create the kafka producer: ") + errstr;
+            return nullptr;
+        }
+        conf.release();  // owned by rk now
+        const int fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (fd < 0) {
+            error = std::string("eventfd: ") + std::strerror(errno);
+            return nullptr;  // ~generation destroys rk
+        }
+        g->wake.assign(fd);
+        g->main_queue = rd_kafka_queue_get_main(g->rk);
+        static const std::uint64_t one = 1;  // eventfd requires 8-byte writes
+        rd_kafka_queue_io_event_enable(g->main_queue, fd, &one, sizeof one);
+        return g;
+    }
+
+    // The wake-up loop: one async_wait per generation at a time, so one thread serves it.
+    static void arm(std::shared_ptr<generation> g) {
+        auto& wake = g->wake;
+        wake.async_wait(asio::posix::stream_descriptor::wait_read,
+                        [g = std::move(g)](boost::system::error_code ec) mutable { on_wake(std::move(g), ec); });
+    }
+
+    static void on_wake(std::shared_ptr<generation> g, boost::system::error_code ec) {
+        if (ec || g->destroyed) return;
+        std::uint64_t count = 0;
+        while (::read(g->wake.native_handle(), &count, sizeof count) > 0) {
+        }
+        // Bounded so a flood of reports cannot starve the io_context; the rest is re-posted
+        // because librdkafka only re-signals the fd after the queue was served empty.
+        const bool drained = g->serve(1024);
+        if (g->fatal && !g->fatal_handled) {
+            g->fatal_handled = true;
+            if (auto owner = g->owner.lock()) {
+                owner->on_fatal(g);
+            } else {
+                rd_kafka_purge(g->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT |
+                                          RD_KAFKA_PURGE_F_NON_BLOCKING);
+            }
+        }
+        if (g->retiring && g->pending == 0) {
+            retire(std::move(g));
+            return;
+        }
+        if (!drained) {
+            auto ex = g->wake.get_executor();
+            asio::post(ex, [g = std::move(g)]() mutable { on_wake(std::move(g), {}); });
+            return;
+        }
+        arm(std::move(g));
+    }
+
+    // All handlers of a fatal generation ran: destroy its handle off the io_context (it may
+    // block while librdkafka's threads stop). The fd is closed only after rd_kafka_destroy,
+    // since librdkafka may still write to it until then.
+    static void retire(std::shared_ptr<generation> g) {
+        const int fd = g->wake.release();
+        auto owner = std::static_pointer_cast<producer_impl>(g->owner.lock());
+        std::thread t([g, fd] {
+            g->destroy_handle();
+            ::close(fd);
+            proxy::log::info("retired kafka producer handle destroyed");
+        });
+        if (owner) {
+            std::lock_guard lk(owner->mu_);
+            std::erase(owner->retiring_, g);
+            owner->destroyers_.push_back(std::move(t));
+        } else {
+            t.detach();  // producer already gone; the thread owns everything it touches
+        }
+    }
+
+    void schedule_recreate() {
+        const auto now = steady::now();
+        if (now - last_fatal_ > 60s) backoff_ = 250ms;
+        last_fatal_ = now;
+        auto timer = std::make_shared<asio::steady_timer>(ioc_, backoff_);
+        backoff_ = std::min<std::chrono::milliseconds>(backoff_ * 2, 30s);
+        timer->async_wait([timer, weak = self_](boost::system::error_code ec) {
+            if (ec) return;
+            if (auto self = weak.lock()) self->recreate();
+        });
+    }
+
+    // On the io_context: rd_kafka_new does not block on the network.
+    void recreate() {
+        std::string error;
+        auto g = new_generation(error);
+        if (!g) {
+            proxy::log::error("kafka producer re-creation failed; retrying", {{"error", error}});
+            schedule_recreate();
+            return;
+        }
+        {
+            std::lock_guard lk(mu_);
+            if (stopping_) return;  // ~generation destroys the handle
+            current_ = g;
+            fatal_ = false;
+            fatal_flag_ = false;
+        }
+        arm(g);
+        cv_.notify_all();  // fetch metadata for the new handle now
+        proxy::log::info("kafka producer re-created after fatal error");
+    }
+
+    std::vector<std::shared_ptr<generation>> take_generations() {
+        std::lock_guard lk(mu_);
+        std::vector<std::shared_ptr<generation>> gens;
+        if (current_) gens.push_back(std::move(current_));
+        gens.insert(gens.end(), retiring_.begin(), retiring_.end());
+        retiring_.clear();
+        return gens;
+    }
+
+    // Not the hot path: readiness only. Holds the generation's handle_mu so the handle cannot be
+    // destroyed under rd_kafka_metadata.
+    void metadata_loop() {
+        std::unique_lock lk(mu_);
+        while (!stopping_) {
+            auto g = current_;
+            lk.unlock();
+            bool ok = false;
+            if (g) {
+                std::lock_guard hl(g->handle_mu);
+                if (g->rk != nullptr && !g->destroyed) {
+                    const rd_kafka_metadata_t* md = nullptr;
+                    ok = rd_kafka_metadata(g->rk, 0, nullptr, &md, 2000) == RD_KAFKA_RESP_ERR_NO_ERROR;
+                    if (md != nullptr) rd_kafka_metadata_destroy(md);
+                }
+            }
+            lk.lock();
+            const bool still_current = g && g == current_;
+            if (metadata_ok_.exchange(ok && still_current) != (ok && still_current)) {
+                proxy::log::info("kafka reachability changed", {{"reachable", ok && still_current}});
+            }
+            // A new generation wakes us early (cv_) so ready() turns true quickly.
+            cv_.wait_for(lk, ok ? 2s : 500ms, [&] { return stopping_ || current_ != g; });
+        }
+    }
+
+    asio::io_context& ioc_;
+    conf_ptr conf_;                                  // template for every generation
+    std::shared_ptr<counters> counters_ = std::make_shared<counters>();
+    std::weak_ptr<producer_impl> self_;
+
+    mutable std::mutex mu_;                          // guards everything below
+    std::condition_variable cv_;
+    std::shared_ptr<generation> current_;            // nullptr while re-creating
+    std::vector<std::shared_ptr<generation>> retiring_;
+    std::vector<std::thread> destroyers_;
+    bool accepting_ = true;
+    bool stopping_ = false;
+    bool fatal_ = false;
+    std::atomic<bool> fatal_flag_{false};
+    std::atomic<bool> metadata_ok_{false};
+    std::thread metadata_thread_;
+
+    // io_context only.
+    std::chrono::milliseconds backoff_{250};
+    steady::time_point last_fatal_{};
+};
+
+}  // namespace
+
+bool valid_topic_name(std::string_view topic) noexcept {
+    if (topic.empty() || topic.size() > 249 || topic == "." || topic == "..") return false;
+    return std::all_of(topic.begin(), topic.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+               c == '_' || c == '-';
+    });
+}
+
+std::shared_ptr<proxy::producer> make_producer(boost::asio::io_context& ioc, const config::kafka_config& cfg,
+                                               const std::string& bootstrap_servers, std::string& error_out) {
+    conf_ptr conf = build_conf(cfg, bootstrap_servers, error_out);
+    if (!conf) return nullptr;
+    auto p = std::make_shared<producer_impl>(ioc, std::move(conf));
+    if (!p->start(p, error_out)) return nullptr;
+    proxy::log::info("kafka producer started", {{"bootstrap_servers", bootstrap_servers},
+                                                {"librdkafka", rd_kafka_version_str()}});
+    return p;
+}
+
+}  // namespace handoff::adapters::kafka

@@ -1,0 +1,16 @@
+#include "handoff/config/config.hpp"
+
+namespace handoff::config {
+
+const char* to_string(mode m) noexcept {
+    switch (m) {
+        case mode::forward: return "forward";
+        case mode::event: return "event";
+        case mode::commit: return "commit";
+        case mode::shadow: return "shadow";
+        case mode::reply: return "reply";
+    }
+    return "unknown";
+}
+
+}  // namespace handoff::config

@@ -1,0 +1,228 @@
+// The composition root: the only place that sees config, core and adapters together.
+//
+//   handoff run --config FILE        serve
+//   handoff validate --config FILE   print every config error; exit 78 when invalid
+//   handoff version
+#include "handoff/adapters/http_upstream/client.hpp"
+#include "handoff/adapters/kafka/embedded_cluster.hpp"
+#include "handoff/adapters/kafka/producer.hpp"
+#include "handoff/adapters/kafka/version.hpp"
+#include "handoff/config/load.hpp"
+#include "handoff/proxy/admin.hpp"
+#include "handoff/proxy/log.hpp"
+#include "handoff/proxy/route_table.hpp"
+#include "handoff/proxy/server.hpp"
+
+#include <CLI/CLI.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <thread>
+#include <vector>
+
+namespace {
+
+namespace asio = boost::asio;
+namespace log = handoff::proxy::log;
+using namespace std::chrono_literals;
+
+constexpr int exit_config = 78;  // EX_CONFIG
+constexpr const char* version_string = "0.1.0";
+
+void print_errors(const std::vector<handoff::config::config_error>& errors) {
+    for (const auto& e : errors) std::cerr << handoff::config::format(e) << '\n';
+}
+
+log::level parse_level(const std::string& s) {
+    if (s == "debug") return log::level::debug;
+    if (s == "warn") return log::level::warn;
+    if (s == "error") return log::level::error;
+    return log::level::info;
+}
+
+int validate(const std::string& file) {
+    auto loaded = handoff::config::load_file(file);
+    if (!loaded.value) {
+        print_errors(loaded.errors);
+        std::cerr << file << ": " << loaded.errors.size() << " error(s)\n";
+        return exit_config;
+    }
+    std::cout << file << ": valid (" << loaded.value->routes.size() << " routes)\n";
+    return 0;
+}
+
+// Drain sequence (DESIGN §5): not ready at once; stop accepting; let in-flight requests finish
+// within the drain timeout; then the caller stops the io_context and flushes the producer.
+struct lifecycle {
+    asio::io_context& ioc;
+    handoff::proxy::server& server;
+    handoff::proxy::admin_server* admin;
+    std::chrono::milliseconds drain_timeout;
+    asio::steady_timer timer{ioc};
+    std::chrono::steady_clock::time_point deadline{};
+
+    void drain() {
+        log::info("draining", {{"connections", server.active_connections()}});
+        server.begin_drain();
+        server.stop_accepting();
+        deadline = std::chrono::steady_clock::now() + drain_timeout;
+        wait_for_connections();
+    }
+
+    void wait_for_connections() {
+        // Shutdown only: a short periodic check of the connection count, never on the hot path.
+        if (server.active_connections() == 0 || std::chrono::steady_clock::now() >= deadline) {
+            if (server.active_connections() > 0) {
+                log::warn("drain timeout: closing remaining connections", {{"connections", server.active_connections()}});
+            }
+            if (admin) admin->stop();
+            ioc.stop();
+            return;
+        }
+        timer.expires_after(20ms);
+        timer.async_wait([this](boost::system::error_code) { wait_for_connections(); });
+    }
+};
+
+int run(const std::string& file) {
+    auto loaded = handoff::config::load_file(file);
+    if (!loaded.value) {
+        print_errors(loaded.errors);
+        return exit_config;
+    }
+    auto cfg = std::make_shared<const handoff::config::config>(std::move(*loaded.value));
+    log::set_level(parse_level(cfg->log.level));
+    log::info("starting", {{"version", version_string},
+                           {"librdkafka", handoff::adapters::kafka::librdkafka_version()},
+                           {"config", file},
+                           {"routes", cfg->routes.size()},
+                           {"threads", cfg->listen.threads}});
+
+    const int threads = std::max(1, cfg->listen.threads);
+    asio::io_context ioc(threads);
+
+    std::unique_ptr<handoff::adapters::kafka::embedded_cluster> embedded;
+    std::string bootstrap = cfg->kafka.brokers;
+    if (cfg->kafka.embedded) {
+        std::string err;
+        embedded = handoff::adapters::kafka::embedded_cluster::start(cfg->kafka.embedded_brokers, err);
+        if (!embedded) {
+            log::error("embedded broker failed to start", {{"error", err}});
+            return 1;
+        }
+        bootstrap = embedded->bootstraps();
+        for (const auto& r : cfg->routes) {
+            if (!r.topic.empty() && r.topic.find('{') == std::string::npos) embedded->create_topic(r.topic, 3);
+        }
+        log::warn("EMBEDDED BROKER: librdkafka's in-process mock cluster is serving Kafka. It is NOT DURABLE: "
+                  "everything is lost when handoff exits. For trying Handoff out only.",
+                  {{"bootstrap_servers", bootstrap}});
+    }
+
+    std::string err;
+    auto producer = handoff::adapters::kafka::make_producer(ioc, cfg->kafka, bootstrap, err);
+    if (!producer) {
+        log::error("kafka producer could not be created", {{"error", err}});
+        return exit_config;
+    }
+    auto upstream = handoff::adapters::http_upstream::make_client(ioc.get_executor(), cfg->upstream);
+    auto routes = handoff::proxy::route_table::create(cfg);
+    handoff::proxy::server server(ioc, routes, producer, upstream);
+
+    std::unique_ptr<handoff::proxy::admin_server> admin;
+    if (cfg->admin.enabled) {
+        handoff::proxy::admin_hooks hooks;
+        hooks.ready = [&server, producer](std::string& reason) {
+            if (server.draining()) {
+                reason = "draining";
+                return false;
+            }
+            if (!producer->ready()) {
+                reason = "kafka is not reachable (no cluster metadata)";
+                return false;
+            }
+            return true;
+        };
+        hooks.config_json = [cfg] { return handoff::config::to_redacted_json(*cfg); };
+        admin = std::make_unique<handoff::proxy::admin_server>(ioc, cfg->admin, std::move(hooks));
+    }
+
+    try {
+        server.start();
+        if (admin) admin->start();
+    } catch (const std::exception& e) {
+        log::error("cannot listen", {{"error", e.what()}});
+        return 1;
+    }
+    log::info("listening", {{"address", server.local_endpoint().address().to_string()},
+                            {"port", server.local_endpoint().port()},
+                            {"admin_port", admin ? admin->local_endpoint().port() : 0}});
+
+    lifecycle life{ioc, server, admin.get(), 10s};
+    asio::signal_set stop_signals(ioc, SIGTERM, SIGINT);
+    stop_signals.async_wait([&](boost::system::error_code ec, int sig) {
+        if (ec) return;
+        log::info("signal received", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
+        life.drain();
+    });
+    asio::signal_set reload_signal(ioc, SIGHUP);
+    std::function<void(boost::system::error_code, int)> on_reload = [&](boost::system::error_code ec, int) {
+        if (ec) return;
+        auto next = handoff::config::load_file(file);
+        if (!next.value) {
+            std::vector<std::string> messages;
+            for (const auto& e : next.errors) messages.push_back(handoff::config::format(e));
+            log::error("config reload rejected; keeping the running config", {{"errors", messages}});
+        } else {
+            auto fresh = std::make_shared<const handoff::config::config>(std::move(*next.value));
+            server.swap_routes(handoff::proxy::route_table::create(fresh));
+            log::info("config reloaded", {{"routes", fresh->routes.size()}});
+        }
+        reload_signal.async_wait(on_reload);
+    };
+    reload_signal.async_wait(on_reload);
+
+    std::vector<std::thread> pool;
+    for (int i = 1; i < threads; ++i) pool.emplace_back([&ioc] { ioc.run(); });
+    ioc.run();
+    for (auto& t : pool) t.join();
+
+    const auto undelivered = producer->flush(cfg->kafka.flush_timeout);
+    if (!undelivered.empty()) {
+        log::error("records not delivered before exit", {{"count", undelivered.size()}, {"correlation_ids", undelivered}});
+    }
+    log::info("stopped", {{"undelivered", undelivered.size()}});
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{"Handoff: a sidecar that turns REST calls into Kafka events"};
+    app.require_subcommand(1);
+    std::string config_file;
+    auto* run_cmd = app.add_subcommand("run", "serve with a config file");
+    run_cmd->add_option("-c,--config", config_file, "config file (YAML)")->required();
+    auto* validate_cmd = app.add_subcommand("validate", "check a config file; exit 78 when invalid");
+    validate_cmd->add_option("-c,--config", config_file, "config file (YAML)")->required();
+    auto* version_cmd = app.add_subcommand("version", "print the version");
+    CLI11_PARSE(app, argc, argv);
+
+    try {
+        if (*version_cmd) {
+            std::cout << "handoff " << version_string << " (librdkafka " << handoff::adapters::kafka::librdkafka_version()
+                      << ")\n";
+            return 0;
+        }
+        if (*validate_cmd) return validate(config_file);
+        return run(config_file);
+    } catch (const std::exception& e) {
+        log::error("fatal", {{"error", e.what()}});
+        return 1;
+    }
+}

@@ -1,0 +1,51 @@
+// Building the Kafka record for an `event`/`commit`/`shadow` request: pure (DESIGN §3).
+//
+// The record is the CloudEvents Kafka protocol binding in binary content mode: value = body byte
+// for byte; headers ce_specversion, ce_id, ce_source, ce_type, ce_time, content-type; W3C
+// traceparent (created when absent or invalid), tracestate and baggage; handoff_method,
+// handoff_path, handoff_query; allow-listed request headers under their lower-case names.
+// Authorization, Cookie and Proxy-Authorization are copied only when the route names them.
+#pragma once
+
+#include "handoff/config/config.hpp"
+#include "handoff/proxy/errors.hpp"
+#include "handoff/proxy/producer.hpp"
+#include "handoff/proxy/route_table.hpp"
+
+#include <boost/beast/http/fields.hpp>
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace handoff::proxy {
+
+struct request_view {
+    std::string_view method;
+    std::string_view path;   // raw, percent-encoded, without '?'
+    std::string_view query;  // raw, without '?'; empty when absent
+    const boost::beast::http::fields& headers;
+};
+
+struct record_result {
+    std::optional<kafka_record> record;
+    error err = error::internal;  // meaningful only when !record
+    std::string message;
+};
+
+// `body` is moved into the record on success (no copy).
+record_result build_record(const config::route& route, const config::defaults_config& defaults,
+                           const request_view& request, std::string& body, const path_params& params,
+                           const std::string& correlation_id, std::chrono::system_clock::time_point now);
+
+// Substitutes {param} placeholders; empty optional when the result is not a legal topic name.
+std::optional<std::string> render_topic(std::string_view topic_template, const path_params& params);
+
+// Kafka's topic-name rule: 1..249 characters of [A-Za-z0-9._-], not "." or "..".
+bool valid_topic_name(std::string_view name) noexcept;
+
+// RFC 3339 UTC with millisecond precision: 2026-11-27T10:00:00.123Z
+std::string rfc3339_millis(std::chrono::system_clock::time_point t);
+
+}  // namespace handoff::proxy

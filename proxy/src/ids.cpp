@@ -1,0 +1,107 @@
+#include "handoff/proxy/ids.hpp"
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <random>
+
+namespace handoff::proxy {
+namespace {
+
+std::mt19937_64& rng() {
+    // Per-thread generator: no locking on the hot path. IDs need uniqueness, not secrecy.
+    thread_local std::mt19937_64 gen{[] {
+        std::random_device rd;
+        std::seed_seq seq{rd(), rd(), rd(), rd(), rd(), rd(), rd(), rd()};
+        return std::mt19937_64(seq);
+    }()};
+    return gen;
+}
+
+constexpr char hex_digits[] = "0123456789abcdef";
+
+void put_hex(std::string& out, std::uint64_t v, int nibbles) {
+    for (int i = nibbles - 1; i >= 0; --i) out.push_back(hex_digits[(v >> (i * 4)) & 0xF]);
+}
+
+bool lower_hex(std::string_view s) noexcept {
+    for (char c : s) {
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+    }
+    return true;
+}
+
+bool all_zero(std::string_view s) noexcept {
+    for (char c : s) {
+        if (c != '0') return false;
+    }
+    return true;
+}
+
+}  // namespace
+
+bool valid_correlation_id(std::string_view id) noexcept {
+    if (id.empty() || id.size() > 128) return false;
+    for (char c : id) {
+        const bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                        c == '.' || c == '_' || c == ':' || c == '-';
+        if (!ok) return false;
+    }
+    return true;
+}
+
+std::string make_uuid_v7() {
+    using namespace std::chrono;
+    const auto ms = static_cast<std::uint64_t>(
+        duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count());
+    auto& gen = rng();
+    const std::uint64_t r1 = gen();
+    const std::uint64_t r2 = gen();
+    // Layout: time_hi(32) time_lo(16) | ver(4) rand_a(12) | var(2) rand_b(62)
+    const std::uint64_t hi = (ms << 16) | 0x7000u | (r1 & 0x0FFFu);
+    const std::uint64_t lo = (r2 & 0x3FFFFFFFFFFFFFFFull) | 0x8000000000000000ull;
+    std::string s;
+    s.reserve(36);
+    put_hex(s, hi >> 32, 8);
+    s.push_back('-');
+    put_hex(s, (hi >> 16) & 0xFFFF, 4);
+    s.push_back('-');
+    put_hex(s, hi & 0xFFFF, 4);
+    s.push_back('-');
+    put_hex(s, lo >> 48, 4);
+    s.push_back('-');
+    put_hex(s, lo & 0xFFFFFFFFFFFFull, 12);
+    return s;
+}
+
+bool valid_traceparent(std::string_view tp) noexcept {
+    // version "-" trace-id "-" parent-id "-" flags; future versions may append "-..." fields.
+    if (tp.size() < 55) return false;
+    const auto version = tp.substr(0, 2);
+    if (!lower_hex(version) || version == "ff") return false;
+    if (version == "00" && tp.size() != 55) return false;
+    if (tp.size() > 55 && tp[55] != '-') return false;
+    if (tp[2] != '-' || tp[35] != '-' || tp[52] != '-') return false;
+    const auto trace_id = tp.substr(3, 32);
+    const auto parent_id = tp.substr(36, 16);
+    const auto flags = tp.substr(53, 2);
+    return lower_hex(trace_id) && !all_zero(trace_id) && lower_hex(parent_id) && !all_zero(parent_id) &&
+           lower_hex(flags);
+}
+
+std::string make_traceparent() {
+    auto& gen = rng();
+    std::uint64_t t1 = gen(), t2 = gen(), p = gen();
+    if ((t1 | t2) == 0) t2 = 1;
+    if (p == 0) p = 1;
+    std::string s = "00-";
+    s.reserve(55);
+    put_hex(s, t1, 16);
+    put_hex(s, t2, 16);
+    s.push_back('-');
+    put_hex(s, p, 16);
+    s += "-01";
+    return s;
+}
+
+}  // namespace handoff::proxy

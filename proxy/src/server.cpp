@@ -1,0 +1,654 @@
+#include "handoff/proxy/server.hpp"
+
+#include "handoff/proxy/errors.hpp"
+#include "handoff/proxy/http_rules.hpp"
+#include "handoff/proxy/ids.hpp"
+#include "handoff/proxy/log.hpp"
+#include "handoff/proxy/record.hpp"
+#include "handoff/proxy/status_store.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <list>
+#include <mutex>
+#include <optional>
+
+namespace handoff::proxy {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+using tcp = asio::ip::tcp;
+using asio::awaitable;
+using asio::use_awaitable;
+using namespace std::chrono_literals;
+constexpr auto tuple_awaitable = asio::as_tuple(use_awaitable);
+
+using response = http::response<http::string_body>;
+
+namespace {
+
+// A live connection, as seen by drain: lets `stop_accepting` close it while it is idle.
+struct session_handle {
+    explicit session_handle(asio::any_io_executor e) : ex(std::move(e)) {}
+    const asio::any_io_executor ex;       // the session's strand
+    beast::tcp_stream* stream = nullptr;  // touched only on the session's strand
+    bool idle = false;
+};
+
+}  // namespace
+
+struct server::state {
+    asio::io_context& ioc;
+    std::atomic<std::shared_ptr<const route_table>> routes;
+    std::shared_ptr<producer> kafka;
+    std::shared_ptr<upstream_client> upstream;
+    std::shared_ptr<status_store> statuses = std::make_shared<status_store>(100000, std::chrono::minutes(10));
+    config::listen_config listen;  // listener settings need a restart to change
+    std::optional<tcp::acceptor> acceptor;
+    std::atomic<bool> draining{false};
+    std::atomic<bool> closing{false};
+    std::atomic<std::size_t> connections{0};
+    std::mutex sessions_mutex;
+    std::list<std::shared_ptr<session_handle>> sessions;
+
+    state(asio::io_context& io, std::shared_ptr<const route_table> r, std::shared_ptr<producer> p,
+          std::shared_ptr<upstream_client> u)
+        : ioc(io), routes(std::move(r)), kafka(std::move(p)), upstream(std::move(u)) {
+        listen = routes.load()->cfg().listen;
+    }
+};
+
+namespace {
+
+using state_ptr = std::shared_ptr<server::state>;
+
+// What a handled request produced, for the response and the request log line.
+struct outcome {
+    response res;
+    bool close = false;
+    std::string topic;
+    std::int32_t partition = -1;
+    std::int64_t offset = -1;
+    std::string error_code;
+};
+
+void set_json(response& res, std::string body) {
+    res.set(http::field::content_type, "application/json");
+    res.body() = std::move(body);
+}
+
+outcome make_error(error e, std::string_view message, const std::string& correlation_id, unsigned version) {
+    const auto info = describe(e);
+    outcome o;
+    o.res = response{static_cast<http::status>(info.status), version};
+    set_json(o.res, error_body(e, message, correlation_id));
+    if (info.retry_after_seconds > 0) o.res.set(http::field::retry_after, std::to_string(info.retry_after_seconds));
+    if (!correlation_id.empty()) o.res.set("X-Correlation-ID", correlation_id);
+    o.close = info.close_connection;
+    o.error_code = std::string(info.code);
+    return o;
+}
+
+std::string status_url(const std::string& correlation_id) { return "/_handoff/requests/" + correlation_id; }
+
+// ---- forward ---------------------------------------------------------------------------------
+
+awaitable<outcome> handle_forward(const state_ptr& st, const config::route* route,
+                                  http::request<http::string_body>& req, const std::string& client_ip,
+                                  const std::string& correlation_id) {
+    const auto& cfg = st->routes.load()->cfg();
+    http::request<http::string_body> up{req.method(), req.target(), 11};
+    if (req.method() == http::verb::unknown) up.method_string(req.method_string());
+    for (const auto& f : req) {
+        if (f.name() == http::field::unknown) {
+            up.insert(f.name_string(), f.value());
+        } else {
+            up.insert(f.name(), f.value());
+        }
+    }
+    remove_hop_by_hop(up);
+    // Set after the hop-by-hop pass, so a `Connection: X-Forwarded-For` cannot remove ours.
+    std::string xff;
+    if (auto it = req.find("X-Forwarded-For"); it != req.end()) {
+        xff = std::string(it->value()) + ", " + client_ip;
+    } else {
+        xff = client_ip;
+    }
+    up.erase("X-Forwarded-For");
+    up.set("X-Forwarded-For", xff);
+    up.set("X-Forwarded-Proto", "http");
+    up.set("X-Correlation-ID", correlation_id);
+    const bool had_body = req.has_content_length() || req.chunked();
+    up.body() = std::move(req.body());
+    if (had_body || !up.body().empty()) up.content_length(up.body().size());
+
+    const auto timeout = (route && route->timeout.count() > 0) ? route->timeout : cfg.upstream.timeout;
+    auto result = co_await st->upstream->send(std::move(up), timeout);
+    if (result.error != upstream_error::ok) {
+        co_return make_error(from_upstream_error(result.error),
+                             std::string("the upstream service: ") + to_string(result.error), correlation_id,
+                             req.version());
+    }
+    outcome o;
+    o.res = std::move(result.response);
+    o.res.version(req.version());
+    remove_hop_by_hop(o.res);
+    o.res.set("X-Correlation-ID", correlation_id);
+    const auto status = o.res.result_int();
+    if (status < 200 || status == 204 || status == 304) {
+        o.res.body().clear();
+        if (status != 304) o.res.erase(http::field::content_length);
+    } else if (req.method() != http::verb::head) {
+        o.res.content_length(o.res.body().size());
+    }
+    co_return o;
+}
+
+// ---- event and commit ------------------------------------------------------------------------
+
+// Waits for one delivery report on the session's strand, bounded by the route timeout. The state
+// is shared with the delivery handler, so a report that arrives after the caller has gone (or
+// after the deadline) touches only this object, never the session.
+struct delivery_wait {
+    explicit delivery_wait(asio::any_io_executor ex) : timer(std::move(ex)) {}
+    asio::steady_timer timer;
+    std::optional<delivery_report> report;
+    bool waiting = true;  // false once the session stopped waiting (answered or timed out)
+};
+
+awaitable<outcome> handle_produce(const state_ptr& st, const config::route& route,
+                                  http::request<http::string_body>& req, const path_params& params,
+                                  const std::string& correlation_id) {
+    const auto& cfg = st->routes.load()->cfg();
+    std::string_view path, query;
+    split_target(req.target(), path, query);
+    const request_view view{req.method_string(), path, query, req.base()};
+    auto built = build_record(route, cfg.defaults, view, req.body(), params, correlation_id,
+                              std::chrono::system_clock::now());
+    if (!built.record) co_return make_error(built.err, built.message, correlation_id, req.version());
+    kafka_record& rec = *built.record;
+    const std::string topic = rec.topic;
+    auto statuses = st->statuses;
+    statuses->put(correlation_id, request_status{request_status::state::accepted, route.name, topic, -1, -1, {}, {}});
+    // Runs on the producer's io thread for every accepted record, whatever the caller got.
+    auto record_outcome = [statuses, correlation_id, route_name = route.name, topic](const delivery_report& r) {
+        request_status s{request_status::state::persisted, route_name, topic, r.partition, r.offset, {}, {}};
+        if (r.status == delivery_status::not_persisted) {
+            s.current = request_status::state::failed;
+            s.reason = r.error;
+        } else if (r.status == delivery_status::possibly_persisted) {
+            s.current = request_status::state::unknown;
+            s.reason = "possibly persisted: " + r.error;
+        }
+        statuses->put(correlation_id, std::move(s));
+    };
+    auto refused = [&](produce_error err) {
+        statuses->put(correlation_id, request_status{request_status::state::failed, route.name, topic, -1, -1,
+                                                     std::string("refused before produce: ") + to_string(err), {}});
+    };
+
+    if (route.mode == config::mode::event) {
+        const auto err = st->kafka->produce(rec, [correlation_id, topic, record_outcome](const delivery_report& r) {
+            record_outcome(r);
+            if (r.status != delivery_status::persisted) {
+                log::warn("event not persisted", {{"correlation_id", correlation_id},
+                                                  {"topic", topic},
+                                                  {"error", r.error},
+                                                  {"possibly_persisted", r.status == delivery_status::possibly_persisted}});
+            }
+        });
+        if (err != produce_error::ok) {
+            refused(err);
+            auto o = make_error(from_produce_error(err), std::string("the event was not accepted: ") + to_string(err),
+                                correlation_id, req.version());
+            o.topic = topic;
+            co_return o;
+        }
+        outcome o;
+        o.topic = topic;
+        o.res = response{http::status::accepted, req.version()};
+        o.res.set("X-Correlation-ID", correlation_id);
+        o.res.set(http::field::location, status_url(correlation_id));
+        set_json(o.res, nlohmann::json{{"correlation_id", correlation_id},
+                                       {"status_url", status_url(correlation_id)},
+                                       {"topic", topic}}
+                            .dump());
+        co_return o;
+    }
+
+    // commit: hold the caller until the broker's acks=all delivery report, or the route timeout.
+    const auto ex = co_await asio::this_coro::executor;
+    auto wait = std::make_shared<delivery_wait>(ex);
+    const auto timeout = route.timeout.count() > 0 ? route.timeout : cfg.defaults.timeout;
+    wait->timer.expires_after(timeout);
+    const auto err = st->kafka->produce(rec, [wait, correlation_id, topic, record_outcome](const delivery_report& r) {
+        record_outcome(r);
+        // Runs on the producer's io thread: hand the report to the session's strand.
+        asio::post(wait->timer.get_executor(), [wait, r, correlation_id, topic] {
+            if (wait->waiting) {
+                wait->report = r;
+                wait->timer.cancel();
+            } else {
+                log::info("late delivery report", {{"correlation_id", correlation_id},
+                                                   {"topic", topic},
+                                                   {"persisted", r.status == delivery_status::persisted},
+                                                   {"partition", r.partition},
+                                                   {"offset", r.offset}});
+            }
+        });
+    });
+    if (err != produce_error::ok) {
+        refused(err);
+        auto o = make_error(from_produce_error(err), std::string("the record was not accepted: ") + to_string(err),
+                            correlation_id, req.version());
+        o.topic = topic;
+        co_return o;
+    }
+    co_await wait->timer.async_wait(tuple_awaitable);
+    wait->waiting = false;  // a report arriving from now on is only logged
+    const std::optional<delivery_report> report = wait->report;
+
+    if (!report) {
+        auto o = make_error(error::outcome_unknown,
+                            "no delivery report within the route timeout; the record may or may not be in Kafka",
+                            correlation_id, req.version());
+        nlohmann::json body = nlohmann::json::parse(o.res.body());
+        body["outcome"] = "unknown";
+        body["status_url"] = status_url(correlation_id);
+        body["topic"] = topic;
+        set_json(o.res, body.dump());
+        o.res.set(http::field::location, status_url(correlation_id));
+        o.topic = topic;
+        co_return o;
+    }
+    if (report->status != delivery_status::persisted) {
+        const auto e = from_delivery_status(report->status);
+        auto o = make_error(e,
+                            e == error::outcome_unknown
+                                ? "the broker may have persisted the record (" + report->error + ")"
+                                : "the broker did not persist the record (" + report->error + "); safe to retry",
+                            correlation_id, req.version());
+        if (e == error::outcome_unknown) {
+            nlohmann::json body = nlohmann::json::parse(o.res.body());
+            body["outcome"] = "unknown";
+            body["status_url"] = status_url(correlation_id);
+            set_json(o.res, body.dump());
+        }
+        o.topic = topic;
+        co_return o;
+    }
+    outcome o;
+    o.topic = topic;
+    o.partition = report->partition;
+    o.offset = report->offset;
+    const int status = route.success_status > 0 ? route.success_status : 200;
+    o.res = response{static_cast<http::status>(status), req.version()};
+    o.res.set("X-Correlation-ID", correlation_id);
+    o.res.set(http::field::location, status_url(correlation_id));
+    if (status != 204) {
+        set_json(o.res, nlohmann::json{{"correlation_id", correlation_id},
+                                       {"topic", topic},
+                                       {"partition", report->partition},
+                                       {"offset", report->offset},
+                                       {"outcome", "persisted"}}
+                            .dump());
+    }
+    co_return o;
+}
+
+// ---- the session -----------------------------------------------------------------------------
+
+bool expects_continue(const http::request_header<>& h) {
+    auto it = h.find(http::field::expect);
+    return it != h.end() && iequals(it->value(), "100-continue");
+}
+
+void log_request(const http::request_header<>& req, const config::route* route, config::mode mode,
+                 const std::string& correlation_id, const outcome& o,
+                 std::chrono::steady_clock::time_point started) {
+    if (!log::enabled(log::level::info)) return;
+    const auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started).count();
+    nlohmann::json f = {{"correlation_id", correlation_id},
+                        {"method", std::string(req.method_string())},
+                        {"route", route ? route->name : std::string()},
+                        {"mode", config::to_string(mode)},
+                        {"status", o.res.result_int()},
+                        {"duration_ms", static_cast<double>(us) / 1000.0}};
+    if (!o.topic.empty()) f["topic"] = o.topic;
+    if (o.partition >= 0) {
+        f["partition"] = o.partition;
+        f["offset"] = o.offset;
+    }
+    if (!o.error_code.empty()) f["error"] = o.error_code;
+    log::write(log::level::info, "request", std::move(f));
+}
+
+awaitable<void> write_and_close(beast::tcp_stream& stream, outcome o, const config::listen_config& listen) {
+    o.res.keep_alive(false);
+    o.res.prepare_payload();
+    stream.expires_after(listen.write_timeout);
+    co_await http::async_write(stream, o.res, tuple_awaitable);
+}
+
+awaitable<void> run_session(state_ptr st, tcp::socket socket) {
+    const auto& listen = st->listen;
+    std::string client_ip;
+    {
+        boost::system::error_code ec;
+        const auto ep = socket.remote_endpoint(ec);
+        client_ip = ec ? "unknown" : ep.address().to_string();
+    }
+    auto handle = std::make_shared<session_handle>(socket.get_executor());
+    beast::tcp_stream stream(std::move(socket));
+    beast::flat_buffer buffer;
+    handle->stream = &stream;
+    std::list<std::shared_ptr<session_handle>>::iterator registration;
+    {
+        std::lock_guard lock(st->sessions_mutex);
+        registration = st->sessions.insert(st->sessions.end(), handle);
+    }
+
+    for (;;) {
+        // Idle between requests: wait for the first byte of the next one.
+        if (buffer.size() == 0) {
+            if (st->closing.load()) break;
+            handle->idle = true;
+            stream.expires_after(listen.idle_timeout);
+            auto [ec, n] = co_await stream.async_read_some(buffer.prepare(8192), tuple_awaitable);
+            handle->idle = false;
+            if (ec) break;
+            buffer.commit(n);
+        }
+        const auto started = std::chrono::steady_clock::now();
+        http::request_parser<http::string_body> parser;
+        parser.header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(listen.max_header_bytes, UINT32_MAX)));
+        stream.expires_after(listen.header_timeout);
+        auto [hec, hn] = co_await http::async_read_header(stream, buffer, parser, tuple_awaitable);
+        (void)hn;
+        if (hec) {
+            if (hec == http::error::end_of_stream || hec == asio::error::eof || hec == asio::error::connection_reset ||
+                hec == asio::error::operation_aborted) {
+                break;
+            }
+            error e = error::bad_request;
+            std::string message = "malformed request: " + hec.message();
+            if (hec == http::error::header_limit) {
+                e = error::headers_too_large;
+                message = "the request head is larger than " + std::to_string(listen.max_header_bytes) + " bytes";
+            } else if (hec == beast::error::timeout) {
+                e = error::request_timeout;
+                message = "the request head did not arrive in time";
+            } else if (hec == http::error::bad_version) {
+                e = error::bad_request;
+            }
+            co_await write_and_close(stream, make_error(e, message, {}, 11), listen);
+            break;
+        }
+
+        auto& req = parser.get();
+        const auto routes = st->routes.load();  // this request keeps the table it started with
+        const auto& cfg = routes->cfg();
+        std::string correlation_id;
+        config::mode mode = cfg.defaults.mode;
+        const config::route* route = nullptr;
+        auto finish = [&](outcome o) -> outcome {
+            log_request(req, route, mode, correlation_id, o, started);
+            return o;
+        };
+
+        if (req.version() != 11 && req.version() != 10) {
+            co_await write_and_close(stream, finish(make_error(error::unsupported_version, "only HTTP/1.0 and HTTP/1.1 are served", {}, 11)), listen);
+            break;
+        }
+        if (auto problem = framing_problem(req.base())) {
+            co_await write_and_close(stream, finish(make_error(error::bad_request, *problem, {}, req.version())), listen);
+            break;
+        }
+        std::string_view path, query;
+        if (!split_target(req.target(), path, query)) {
+            co_await write_and_close(stream, finish(make_error(error::bad_request, "the request target must be a path (origin-form)", {}, req.version())), listen);
+            break;
+        }
+        if (auto it = req.find("X-Correlation-ID"); it != req.end()) {
+            if (!valid_correlation_id(it->value())) {
+                auto o = make_error(error::invalid_correlation_id,
+                                    "X-Correlation-ID must be 1-128 characters of [A-Za-z0-9._:-]", {}, req.version());
+                o.close = o.close || !parser.is_done();
+                co_await write_and_close(stream, finish(std::move(o)), listen);
+                break;
+            }
+            correlation_id = std::string(it->value());
+        } else {
+            correlation_id = make_uuid_v7();
+        }
+
+        std::optional<outcome> early;
+        route_match match;
+        if (path.starts_with("/_handoff/")) {
+            // Reserved for the sidecar itself: never routed, never forwarded.
+            constexpr std::string_view prefix = "/_handoff/requests/";
+            const auto id = path.starts_with(prefix) ? std::string(path.substr(prefix.size())) : std::string();
+            if (req.method() != http::verb::get && req.method() != http::verb::head) {
+                early = make_error(error::method_not_allowed, "the status endpoint is read-only", correlation_id,
+                                   req.version());
+                early->res.set(http::field::allow, "GET, HEAD");
+            } else if (auto s = id.empty() ? std::nullopt : st->statuses->get(id)) {
+                outcome o;
+                o.res = response{http::status::ok, req.version()};
+                o.res.set(http::field::cache_control, "no-store");
+                set_json(o.res, status_store::to_json(id, *s));
+                early = std::move(o);
+            } else {
+                early = make_error(error::not_found, "no request with this correlation ID is known (unknown or expired)",
+                                   correlation_id, req.version());
+            }
+        } else {
+            match = routes->match(req.method_string(), path);
+        }
+        if (!early && match.result == route_match::kind::method_not_allowed) {
+            early = make_error(error::method_not_allowed, "this path does not accept " + std::string(req.method_string()),
+                               correlation_id, req.version());
+            early->res.set(http::field::allow, match.allow);
+        } else if (match.result == route_match::kind::matched) {
+            route = match.route;
+            mode = route->mode;
+        }
+        const std::size_t body_limit =
+            (route && route->max_body_bytes > 0) ? route->max_body_bytes : listen.max_body_bytes;
+        if (!early) {
+            if (auto cl = parser.content_length(); cl && *cl > body_limit) {
+                early = make_error(error::body_too_large,
+                                   "the body is larger than this route's limit of " + std::to_string(body_limit) + " bytes",
+                                   correlation_id, req.version());
+            } else if (auto ex = req.find(http::field::expect); ex != req.end() && !expects_continue(req.base())) {
+                early = make_error(error::expectation_failed, "only Expect: 100-continue is supported", correlation_id,
+                                   req.version());
+            }
+        }
+        if (early) {
+            // The body (if any) was not read: the connection cannot be reused.
+            if (!parser.is_done()) early->close = true;
+            auto o = finish(std::move(*early));
+            if (o.close) {
+                co_await write_and_close(stream, std::move(o), listen);
+                break;
+            }
+            o.res.keep_alive(req.keep_alive() && !st->draining.load());
+            o.res.prepare_payload();
+            stream.expires_after(listen.write_timeout);
+            auto [wec, wn] = co_await http::async_write(stream, o.res, tuple_awaitable);
+            if (wec || !o.res.keep_alive()) break;
+            continue;
+        }
+
+        if (!parser.is_done()) {
+            if (expects_continue(req.base())) {
+                http::response<http::empty_body> cont{http::status::continue_, req.version()};
+                stream.expires_after(listen.write_timeout);
+                auto [cec, cn] = co_await http::async_write(stream, cont, tuple_awaitable);
+                if (cec) break;
+            }
+            parser.body_limit(body_limit);
+            const auto fields_before = std::distance(req.begin(), req.end());
+            stream.expires_after(listen.body_timeout);
+            auto [bec, bn] = co_await http::async_read(stream, buffer, parser, tuple_awaitable);
+            if (bec) {
+                error e = error::bad_request;
+                std::string message = "malformed request body: " + bec.message();
+                if (bec == http::error::body_limit) {
+                    e = error::body_too_large;
+                    message = "the body is larger than this route's limit of " + std::to_string(body_limit) + " bytes";
+                } else if (bec == beast::error::timeout) {
+                    e = error::request_timeout;
+                    message = "the request body did not arrive in time";
+                } else if (bec == asio::error::eof || bec == http::error::partial_message ||
+                           bec == asio::error::connection_reset) {
+                    break;
+                }
+                co_await write_and_close(stream, finish(make_error(e, message, correlation_id, req.version())), listen);
+                break;
+            }
+            // Trailer fields are appended to the header by Beast; they are never applied,
+            // forwarded or copied into events (TEST-CATALOGUE B-8).
+            while (std::distance(req.begin(), req.end()) > fields_before) {
+                auto last = std::prev(req.end());
+                req.erase(last);
+            }
+        }
+
+        outcome o;
+        try {
+            switch (mode) {
+                case config::mode::forward:
+                    o = co_await handle_forward(st, route, req, client_ip, correlation_id);
+                    break;
+                case config::mode::event:
+                case config::mode::commit:
+                    o = co_await handle_produce(st, *route, req, match.params, correlation_id);
+                    break;
+                case config::mode::shadow:
+                case config::mode::reply:
+                    o = make_error(error::not_implemented,
+                                   std::string("route mode '") + config::to_string(mode) + "' is not available in this build",
+                                   correlation_id, req.version());
+                    o.close = false;
+                    break;
+            }
+        } catch (const std::exception& ex) {
+            log::error("request handler failed", {{"correlation_id", correlation_id}, {"error", ex.what()}});
+            o = make_error(error::internal, "internal error", correlation_id, req.version());
+        }
+        o = finish(std::move(o));
+        const bool keep = !o.close && req.keep_alive() && !st->draining.load() && !st->closing.load();
+        o.res.keep_alive(keep);
+        if (req.method() != http::verb::head || mode != config::mode::forward) {
+            if (!o.res.has_content_length() && o.res.result_int() >= 200 && o.res.result_int() != 204 &&
+                o.res.result_int() != 304) {
+                o.res.content_length(o.res.body().size());
+            }
+        }
+        stream.expires_after(listen.write_timeout);
+        auto [wec, wn] = co_await http::async_write(stream, o.res, tuple_awaitable);
+        if (wec || !keep) break;
+    }
+
+    boost::system::error_code ignored;
+    stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    handle->stream = nullptr;
+    {
+        std::lock_guard lock(st->sessions_mutex);
+        st->sessions.erase(registration);
+    }
+    st->connections.fetch_sub(1);
+}
+
+awaitable<void> accept_loop(state_ptr st) {
+    for (;;) {
+        auto [ec, socket] = co_await st->acceptor->async_accept(asio::make_strand(st->ioc), tuple_awaitable);
+        if (ec) {
+            if (ec == asio::error::operation_aborted || !st->acceptor->is_open()) co_return;
+            log::warn("accept failed", {{"error", ec.message()}});
+            continue;
+        }
+        if (st->connections.load() >= st->listen.max_connections) {
+            // Connection cap: refuse at once rather than queue (TEST-CATALOGUE L-6).
+            boost::system::error_code ignored;
+            socket.close(ignored);
+            continue;
+        }
+        st->connections.fetch_add(1);
+        socket.set_option(tcp::no_delay(true));
+        auto ex = socket.get_executor();
+        asio::co_spawn(ex, run_session(st, std::move(socket)), [](std::exception_ptr e) {
+            if (!e) return;
+            try {
+                std::rethrow_exception(e);
+            } catch (const std::exception& ex) {
+                log::error("session failed", {{"error", ex.what()}});
+            }
+        });
+    }
+}
+
+}  // namespace
+
+server::server(asio::io_context& ioc, std::shared_ptr<const route_table> routes, std::shared_ptr<producer> producer,
+               std::shared_ptr<upstream_client> upstream)
+    : state_(std::make_shared<state>(ioc, std::move(routes), std::move(producer), std::move(upstream))) {}
+
+server::~server() = default;
+
+void server::start() {
+    const auto& l = state_->listen;
+    const tcp::endpoint ep{asio::ip::make_address(l.address), l.port};
+    state_->acceptor.emplace(state_->ioc);
+    state_->acceptor->open(ep.protocol());
+    state_->acceptor->set_option(asio::socket_base::reuse_address(true));
+    state_->acceptor->bind(ep);
+    state_->acceptor->listen(asio::socket_base::max_listen_connections);
+    asio::co_spawn(state_->ioc, accept_loop(state_), asio::detached);
+}
+
+tcp::endpoint server::local_endpoint() const { return state_->acceptor->local_endpoint(); }
+
+void server::begin_drain() { state_->draining.store(true); }
+bool server::draining() const noexcept { return state_->draining.load(); }
+
+void server::stop_accepting() {
+    state_->draining.store(true);
+    state_->closing.store(true);
+    asio::post(state_->ioc, [st = state_] {
+        boost::system::error_code ignored;
+        if (st->acceptor) st->acceptor->close(ignored);
+    });
+    std::lock_guard lock(state_->sessions_mutex);
+    for (auto& h : state_->sessions) {
+        // Runs on the session's strand, where `stream` and `idle` are owned.
+        asio::post(h->ex, [h] {
+            if (h->stream && h->idle) h->stream->cancel();
+        });
+    }
+}
+
+std::size_t server::active_connections() const noexcept { return state_->connections.load(); }
+
+void server::swap_routes(std::shared_ptr<const route_table> routes) { state_->routes.store(std::move(routes)); }
+
+}  // namespace handoff::proxy

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Installs everything Handoff needs to build, run its demo and run its tests, from nothing.
+# Idempotent: a second run only checks stamps and returns in seconds.
+#
+#   scripts/setup.sh            Debian packages + pinned librdkafka + Kafka jars + Python test deps
+#
+# Downloads and builds are cached outside the work tree in $HANDOFF_CACHE
+# (default /var/cache/handoff), so a fresh clone reuses them.
+set -euo pipefail
+
+HANDOFF_CACHE="${HANDOFF_CACHE:-/var/cache/handoff}"
+LIBRDKAFKA_NPM_PACKAGE="@confluentinc/kafka-javascript"
+LIBRDKAFKA_NPM_VERSION="1.10.1"      # ships librdkafka 2.15.1 under deps/librdkafka
+LIBRDKAFKA_VERSION="2.15.1"
+KAFKA_VERSION="${KAFKA_VERSION:-4.1.1}"
+SCRIPTS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+mkdir -p "$HANDOFF_CACHE"
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+
+# --- Debian packages --------------------------------------------------------------------------
+DEB_PACKAGES=(
+  build-essential cmake ninja-build pkg-config git curl ca-certificates python3 python3-venv
+  libboost1.81-dev libboost-url1.81-dev
+  libyaml-cpp-dev nlohmann-json3-dev doctest-dev libcli11-dev prometheus-cpp-dev
+  libssl-dev libsasl2-dev libzstd-dev liblz4-dev zlib1g-dev
+  openjdk-17-jre-headless maven kcat
+  clang libclang-rt-14-dev
+)
+missing=()
+for p in "${DEB_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+# npm fetches the librdkafka source tree; this machine kind ships Node.js, others get Debian's.
+command -v npm >/dev/null || missing+=(nodejs npm)
+if [ "${#missing[@]}" -gt 0 ]; then
+  log "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# --- librdkafka (pinned, from the source tree the npm package ships) ---------------------------
+LIBRDKAFKA_PREFIX="$HANDOFF_CACHE/librdkafka-$LIBRDKAFKA_VERSION"
+if [ ! -f "$LIBRDKAFKA_PREFIX/.complete" ]; then
+  log "building librdkafka $LIBRDKAFKA_VERSION into $LIBRDKAFKA_PREFIX"
+  work="$(mktemp -d)"
+  ( cd "$work"
+    npm pack --silent "$LIBRDKAFKA_NPM_PACKAGE@$LIBRDKAFKA_NPM_VERSION" >/dev/null
+    tar xzf ./*.tgz package/deps/librdkafka
+    cd package/deps/librdkafka
+    grep -q "RD_KAFKA_VERSION  *0x020f01" src/rdkafka.h || { log "unexpected librdkafka version in package"; exit 1; }
+    ./configure --prefix="$LIBRDKAFKA_PREFIX" --disable-curl --disable-gssapi \
+      --enable-ssl --enable-zstd --enable-lz4-ext --enable-sasl >/dev/null
+    make -j"$(nproc)" libs >/dev/null
+    make -C src install >/dev/null
+    make -C src-cpp install >/dev/null )
+  rm -rf "$work"
+  touch "$LIBRDKAFKA_PREFIX/.complete"
+fi
+
+# --- Apache Kafka (KRaft) jars from Maven Central, for the tests -------------------------------
+"$SCRIPTS_DIR/../tests/kafka/fetch_kafka.sh" "$KAFKA_VERSION"
+
+# --- Python test dependencies (a real CloudEvents SDK) ----------------------------------------
+VENV="$HANDOFF_CACHE/venv"
+if [ ! -f "$VENV/.complete" ]; then
+  log "creating Python venv with the CloudEvents SDK"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q "cloudevents==1.12.1" "prometheus-client==0.26.0" "confluent-kafka==2.16.1" "pytest==8.3.4"
+  touch "$VENV/.complete"
+fi
+log "ready (cache: $HANDOFF_CACHE)"

@@ -1,0 +1,403 @@
+// The HTTP front over loopback with fakes for Kafka and the upstream: status codes, ordering,
+// limits and framing, without a broker. (Kafka behaviour itself is tested against a real broker
+// in tests/integration.)
+#include "handoff/proxy/server.hpp"
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+#include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
+
+#include <condition_variable>
+#include <deque>
+#include <future>
+#include <mutex>
+#include <thread>
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+using namespace handoff;
+using namespace std::chrono_literals;
+
+namespace {
+
+// A producer whose delivery reports the test decides. Thread-safe.
+class fake_producer final : public proxy::producer {
+public:
+    explicit fake_producer(asio::io_context& ioc) : ioc_(ioc) {}
+
+    enum class policy { persist, fail, possibly, hold };
+    policy mode = policy::persist;
+    proxy::produce_error refuse = proxy::produce_error::ok;
+
+    proxy::produce_error produce(proxy::kafka_record& r, proxy::delivery_handler h) override {
+        std::lock_guard lock(m_);
+        if (refuse != proxy::produce_error::ok) return refuse;
+        records.push_back(std::move(r));
+        proxy::delivery_report rep;
+        rep.partition = 0;
+        rep.offset = static_cast<std::int64_t>(records.size() - 1);
+        switch (mode) {
+            case policy::persist: rep.status = proxy::delivery_status::persisted; break;
+            case policy::fail: rep.status = proxy::delivery_status::not_persisted; rep.error = "Local_MsgTimedOut"; break;
+            case policy::possibly: rep.status = proxy::delivery_status::possibly_persisted; rep.error = "Local_MsgTimedOut"; break;
+            case policy::hold: held.emplace_back(std::move(h), rep); return proxy::produce_error::ok;
+        }
+        asio::post(ioc_, [h = std::move(h), rep] { h(rep); });
+        return proxy::produce_error::ok;
+    }
+    void release_held() {
+        std::lock_guard lock(m_);
+        for (auto& [h, rep] : held) {
+            rep.status = proxy::delivery_status::persisted;
+            asio::post(ioc_, [h = std::move(h), rep] { h(rep); });
+        }
+        held.clear();
+    }
+    // Returns once every delivery handler posted so far has run (the io_context runs one thread,
+    // so handlers run in posting order).
+    void settle() {
+        std::promise<void> done;
+        asio::post(ioc_, [&done] { done.set_value(); });
+        done.get_future().wait();
+    }
+    proxy::producer_stats stats() const override { return {}; }
+    bool ready() const override { return true; }
+    std::vector<std::string> flush(std::chrono::milliseconds) override { return {}; }
+    std::size_t count() {
+        std::lock_guard lock(m_);
+        return records.size();
+    }
+    proxy::kafka_record record(std::size_t i) {
+        std::lock_guard lock(m_);
+        return records.at(i);
+    }
+
+private:
+    asio::io_context& ioc_;
+    std::mutex m_;
+    std::deque<proxy::kafka_record> records;
+    std::vector<std::pair<proxy::delivery_handler, proxy::delivery_report>> held;
+};
+
+// An upstream that echoes, refuses or times out, and remembers what it got.
+class fake_upstream final : public proxy::upstream_client {
+public:
+    proxy::upstream_error next = proxy::upstream_error::ok;
+    std::vector<http::request<http::string_body>> got;
+    std::mutex m;
+
+    asio::awaitable<proxy::upstream_result> send(http::request<http::string_body> req, std::chrono::milliseconds) override {
+        proxy::upstream_result r;
+        std::lock_guard lock(m);
+        if (next != proxy::upstream_error::ok) {
+            r.error = next;
+            co_return r;
+        }
+        r.response = http::response<http::string_body>{http::status::ok, 11};
+        r.response.set("X-Upstream", "yes");
+        r.response.set(http::field::connection, "keep-alive, X-Drop-Me");
+        r.response.set("X-Drop-Me", "1");
+        r.response.body() = std::string(req.method_string()) + " " + std::string(req.target()) + " " + req.body();
+        r.response.prepare_payload();
+        got.push_back(std::move(req));
+        co_return r;
+    }
+    std::size_t count() {
+        std::lock_guard lock(m);
+        return got.size();
+    }
+};
+
+config::route route(std::string name, std::vector<std::string> methods, std::string path, config::mode m,
+                    std::string topic = {}) {
+    config::route r;
+    r.name = std::move(name);
+    r.methods = std::move(methods);
+    r.path = std::move(path);
+    r.mode = m;
+    r.topic = std::move(topic);
+    return r;
+}
+
+struct harness {
+    asio::io_context ioc;
+    std::shared_ptr<fake_producer> kafka = std::make_shared<fake_producer>(ioc);
+    std::shared_ptr<fake_upstream> upstream = std::make_shared<fake_upstream>();
+    std::unique_ptr<proxy::server> srv;
+    std::thread thread;
+    unsigned short port = 0;
+
+    harness() {
+        auto cfg = std::make_shared<config::config>();
+        cfg->listen.address = "127.0.0.1";
+        cfg->listen.port = 0;
+        cfg->listen.max_header_bytes = 4096;
+        cfg->listen.max_body_bytes = 1024;
+        cfg->defaults.timeout = 300ms;
+        cfg->routes.push_back(route("read", {"GET", "HEAD"}, "/orders/{id}", config::mode::forward));
+        auto commit = route("create", {"POST"}, "/orders/{region}", config::mode::commit, "orders.{region}");
+        commit.success_status = 201;
+        commit.key = {config::key_kind::path, "region"};
+        cfg->routes.push_back(commit);
+        auto event = route("audit", {"POST"}, "/audit", config::mode::event, "audit");
+        event.max_body_bytes = 16;
+        cfg->routes.push_back(event);
+        auto keyed = route("keyed", {"POST"}, "/keyed", config::mode::event, "keyed");
+        keyed.key = {config::key_kind::header, "X-Tenant"};
+        cfg->routes.push_back(keyed);
+        srv = std::make_unique<proxy::server>(ioc, proxy::route_table::create(cfg), kafka, upstream);
+        srv->start();
+        port = srv->local_endpoint().port();
+        thread = std::thread([this] { ioc.run(); });
+    }
+    ~harness() {
+        ioc.stop();
+        thread.join();
+    }
+
+    tcp::socket connect() {
+        tcp::socket s(client_ioc);
+        s.connect({asio::ip::make_address("127.0.0.1"), port});
+        return s;
+    }
+    asio::io_context client_ioc;
+};
+
+http::response<http::string_body> read_response(tcp::socket& s, beast::flat_buffer& buf) {
+    http::response_parser<http::string_body> p;
+    p.skip(false);
+    http::read(s, buf, p);
+    return p.release();
+}
+
+http::response<http::string_body> roundtrip(harness& h, const std::string& raw) {
+    auto s = h.connect();
+    asio::write(s, asio::buffer(raw));
+    beast::flat_buffer buf;
+    return read_response(s, buf);
+}
+
+bool closed_by_server(tcp::socket& s) {
+    char c;
+    boost::system::error_code ec;
+    s.read_some(asio::buffer(&c, 1), ec);
+    return ec == asio::error::eof || ec == asio::error::connection_reset;
+}
+
+}  // namespace
+
+TEST_CASE("an event request is answered 202 with a correlation id and status URL once queued") {
+    harness h;
+    auto res = roundtrip(h, "POST /audit?x=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello");
+    CHECK(res.result_int() == 202);
+    const auto id = std::string(res["X-Correlation-ID"]);
+    CHECK(id.size() == 36);
+    CHECK(res[http::field::location] == "/_handoff/requests/" + id);
+    auto j = nlohmann::json::parse(res.body());
+    CHECK(j["correlation_id"] == id);
+    CHECK(j["topic"] == "audit");
+    REQUIRE(h.kafka->count() == 1);
+    CHECK(h.kafka->record(0).value == "hello");
+}
+
+TEST_CASE("a commit request is answered 2xx with partition and offset only after a persisted report") {
+    harness h;
+    auto res = roundtrip(h, "POST /orders/eu HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n{}");
+    CHECK(res.result_int() == 201);
+    auto j = nlohmann::json::parse(res.body());
+    CHECK(j["outcome"] == "persisted");
+    CHECK(j["topic"] == "orders.eu");
+    CHECK(j["partition"] == 0);
+    CHECK(j["offset"] == 0);
+    CHECK(h.kafka->record(0).key == "eu");
+}
+
+TEST_CASE("commit answers 503 with Retry-After when the broker did not persist the record") {
+    harness h;
+    h.kafka->mode = fake_producer::policy::fail;
+    auto res = roundtrip(h, "POST /orders/eu HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n{}");
+    CHECK(res.result_int() == 503);
+    CHECK(res[http::field::retry_after] == "1");
+    CHECK(nlohmann::json::parse(res.body())["error"] == "delivery_failed");
+}
+
+TEST_CASE("commit answers 504 with outcome unknown for a possibly persisted record") {
+    harness h;
+    h.kafka->mode = fake_producer::policy::possibly;
+    auto res = roundtrip(h, "POST /orders/eu HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n{}");
+    CHECK(res.result_int() == 504);
+    CHECK(nlohmann::json::parse(res.body())["outcome"] == "unknown");
+}
+
+TEST_CASE("commit route answers 504 with outcome unknown when no delivery report arrives in time, and a late report only updates the status") {
+    harness h;
+    h.kafka->mode = fake_producer::policy::hold;
+    auto res = roundtrip(h, "POST /orders/eu HTTP/1.1\r\nHost: a\r\nX-Correlation-ID: late-1\r\nContent-Length: 2\r\n\r\n{}");
+    CHECK(res.result_int() == 504);
+    auto j = nlohmann::json::parse(res.body());
+    CHECK(j["outcome"] == "unknown");
+    CHECK(j["status_url"] == "/_handoff/requests/late-1");
+    auto before = nlohmann::json::parse(roundtrip(h, "GET /_handoff/requests/late-1 HTTP/1.1\r\nHost: a\r\n\r\n").body());
+    CHECK(before["state"] == "accepted");
+    h.kafka->release_held();
+    h.kafka->settle();
+    auto after = nlohmann::json::parse(roundtrip(h, "GET /_handoff/requests/late-1 HTTP/1.1\r\nHost: a\r\n\r\n").body());
+    CHECK(after["state"] == "persisted");
+}
+
+TEST_CASE("a full producer queue gives 503 with Retry-After and never 202") {
+    harness h;
+    h.kafka->refuse = proxy::produce_error::queue_full;
+    auto res = roundtrip(h, "POST /audit HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\nx");
+    CHECK(res.result_int() == 503);
+    CHECK(res.count(http::field::retry_after) == 1);
+    CHECK(nlohmann::json::parse(res.body())["error"] == "queue_full");
+}
+
+TEST_CASE("forward passes the request upstream without hop-by-hop headers and returns its response") {
+    harness h;
+    auto res = roundtrip(h, "GET /orders/7?q=1 HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, X-Secret\r\nX-Secret: s\r\n"
+                            "X-End: e\r\nX-Forwarded-For: 10.0.0.1\r\n\r\n");
+    CHECK(res.result_int() == 200);
+    CHECK(res.body() == "GET /orders/7?q=1 ");
+    CHECK(res["X-Upstream"] == "yes");
+    CHECK(res.count("X-Drop-Me") == 0);
+    CHECK(res.count("X-Correlation-ID") == 1);
+    REQUIRE(h.upstream->count() == 1);
+    const auto& up = h.upstream->got[0];
+    CHECK(up.count("X-Secret") == 0);
+    CHECK(up.count(http::field::connection) == 0);
+    CHECK(up["X-End"] == "e");
+    CHECK(up["X-Forwarded-For"] == "10.0.0.1, 127.0.0.1");
+    CHECK(up["X-Forwarded-Proto"] == "http");
+    CHECK(up["X-Correlation-ID"] == res["X-Correlation-ID"]);
+}
+
+TEST_CASE("forward maps upstream failures to 502 and 504") {
+    harness h;
+    h.upstream->next = proxy::upstream_error::refused;
+    CHECK(roundtrip(h, "GET /orders/1 HTTP/1.1\r\nHost: a\r\n\r\n").result_int() == 502);
+    h.upstream->next = proxy::upstream_error::timeout;
+    CHECK(roundtrip(h, "GET /orders/1 HTTP/1.1\r\nHost: a\r\n\r\n").result_int() == 504);
+}
+
+TEST_CASE("pipelined requests of every mode are answered in order on one connection") {
+    harness h;
+    auto s = h.connect();
+    const std::string raw =
+        "GET /orders/1 HTTP/1.1\r\nHost: a\r\n\r\n"
+        "POST /audit HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\nx"
+        "POST /orders/us HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n{}"
+        "GET /orders/2 HTTP/1.1\r\nHost: a\r\n\r\n";
+    asio::write(s, asio::buffer(raw));
+    beast::flat_buffer buf;
+    CHECK(read_response(s, buf).body() == "GET /orders/1 ");
+    CHECK(read_response(s, buf).result_int() == 202);
+    CHECK(read_response(s, buf).result_int() == 201);
+    CHECK(read_response(s, buf).body() == "GET /orders/2 ");
+}
+
+TEST_CASE("a declared body over the route limit gets 413 before anything is produced, and the connection closes") {
+    harness h;
+    auto s = h.connect();
+    asio::write(s, asio::buffer(std::string("POST /audit HTTP/1.1\r\nHost: a\r\nContent-Length: 17\r\n\r\n")));
+    beast::flat_buffer buf;
+    CHECK(read_response(s, buf).result_int() == 413);
+    CHECK(closed_by_server(s));
+    CHECK(h.kafka->count() == 0);
+}
+
+TEST_CASE("a chunked body over the limit is cut off with 413") {
+    harness h;
+    auto res = roundtrip(h, "POST /audit HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                            "10\r\n0123456789abcdef\r\n5\r\n01234\r\n0\r\n\r\n");
+    CHECK(res.result_int() == 413);
+    CHECK(h.kafka->count() == 0);
+}
+
+TEST_CASE("Content-Length with Transfer-Encoding gets 400, the connection closes and nothing is forwarded") {
+    harness h;
+    auto s = h.connect();
+    asio::write(s, asio::buffer(std::string("POST /orders/1 HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n"
+                                            "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /orders/2 HTTP/1.1\r\nHost: a\r\n\r\n")));
+    beast::flat_buffer buf;
+    CHECK(read_response(s, buf).result_int() == 400);
+    CHECK(closed_by_server(s));
+    CHECK(h.upstream->count() == 0);
+}
+
+TEST_CASE("an invalid correlation id is refused with 400") {
+    harness h;
+    auto res = roundtrip(h, "POST /audit HTTP/1.1\r\nHost: a\r\nX-Correlation-ID: bad id!\r\nContent-Length: 1\r\n\r\nx");
+    CHECK(res.result_int() == 400);
+    CHECK(nlohmann::json::parse(res.body())["error"] == "invalid_correlation_id");
+    CHECK(h.kafka->count() == 0);
+}
+
+TEST_CASE("a caller's correlation id is used for the event and echoed") {
+    harness h;
+    auto res = roundtrip(h, "POST /audit HTTP/1.1\r\nHost: a\r\nX-Correlation-ID: my-id.1\r\nContent-Length: 1\r\n\r\nx");
+    CHECK(res["X-Correlation-ID"] == "my-id.1");
+    bool found = false;
+    for (const auto& hd : h.kafka->record(0).headers) found = found || (hd.name == "ce_id" && hd.value == "my-id.1");
+    CHECK(found);
+}
+
+TEST_CASE("a path that matches with another method gives 405 with Allow") {
+    harness h;
+    auto res = roundtrip(h, "DELETE /orders/1 HTTP/1.1\r\nHost: a\r\n\r\n");
+    CHECK(res.result_int() == 405);
+    CHECK(res[http::field::allow] == "GET, HEAD, POST");
+}
+
+TEST_CASE("a missing key header is 400 missing_key and nothing is produced") {
+    harness h;
+    auto res = roundtrip(h, "POST /keyed HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\nx");
+    CHECK(res.result_int() == 400);
+    CHECK(nlohmann::json::parse(res.body())["error"] == "missing_key");
+    CHECK(h.kafka->count() == 0);
+}
+
+TEST_CASE("a request head over the limit gets 431 and the connection closes") {
+    harness h;
+    auto s = h.connect();
+    asio::write(s, asio::buffer("GET /orders/1 HTTP/1.1\r\nHost: a\r\nX-Big: " + std::string(5000, 'a') + "\r\n\r\n"));
+    beast::flat_buffer buf;
+    CHECK(read_response(s, buf).result_int() == 431);
+    CHECK(closed_by_server(s));
+}
+
+TEST_CASE("the status endpoint reports a persisted event and 404 for unknown ids") {
+    harness h;
+    auto res = roundtrip(h, "POST /audit HTTP/1.1\r\nHost: a\r\nX-Correlation-ID: st-1\r\nContent-Length: 1\r\n\r\nx");
+    REQUIRE(res.result_int() == 202);
+    h.kafka->settle();
+    auto j = nlohmann::json::parse(roundtrip(h, "GET /_handoff/requests/st-1 HTTP/1.1\r\nHost: a\r\n\r\n").body());
+    CHECK(j["state"] == "persisted");
+    CHECK(j["offset"] == 0);
+    CHECK(roundtrip(h, "GET /_handoff/requests/nope HTTP/1.1\r\nHost: a\r\n\r\n").result_int() == 404);
+    CHECK(h.upstream->count() == 0);
+}
+
+TEST_CASE("HTTP versions other than 1.0 and 1.1 are refused") {
+    harness h;
+    auto s = h.connect();
+    asio::write(s, asio::buffer(std::string("GET /orders/1 HTTP/2.0\r\nHost: a\r\n\r\n")));
+    beast::flat_buffer buf;
+    const auto status = read_response(s, buf).result_int();
+    CHECK((status == 400 || status == 505));
+    CHECK(closed_by_server(s));
+    CHECK(h.upstream->count() == 0);
+}

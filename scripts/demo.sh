@@ -28,7 +28,11 @@ PIDS+=($!)
 "$HANDOFF_BIN" run --config "$CONFIG" > "$RUN_DIR/handoff.log" 2>&1 &
 PIDS+=($!)
 
-# Bounded wait for readiness (admin listener on 9901).
+# Bounded waits: the demo service answers, and Handoff is ready (admin listener on 9901).
+for _ in $(seq 1 100); do
+  curl -fsS -o /dev/null http://127.0.0.1:8081/orders/1 2>/dev/null && break
+  sleep 0.1
+done
 for _ in $(seq 1 100); do
   curl -fsS -o /dev/null http://127.0.0.1:9901/readyz 2>/dev/null && break
   if ! kill -0 "${PIDS[1]}" 2>/dev/null; then cat "$RUN_DIR/handoff.log"; echo "handoff exited" >&2; exit 1; fi

@@ -26,7 +26,7 @@ DEB_PACKAGES=(
   libboost1.81-dev libboost-url1.81-dev
   libyaml-cpp-dev nlohmann-json3-dev doctest-dev libcli11-dev prometheus-cpp-dev
   libssl-dev libsasl2-dev libzstd-dev liblz4-dev zlib1g-dev
-  openjdk-17-jre-headless maven kcat
+  openjdk-17-jre-headless maven kcat wrk
   clang libclang-rt-14-dev
 )
 missing=()
@@ -69,7 +69,7 @@ VENV="$HANDOFF_CACHE/venv"
 if [ ! -f "$VENV/.complete" ]; then
   log "creating Python venv with the CloudEvents SDK"
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q "cloudevents==1.12.1" "prometheus-client==0.26.0" "confluent-kafka==2.16.1" "pytest==8.3.4"
+  "$VENV/bin/pip" install -q "cloudevents==1.12.1" "prometheus-client==0.26.0" "confluent-kafka==2.16.1" "pytest==8.3.4" "jsonschema==4.23.0" "PyYAML==6.0.2"
   touch "$VENV/.complete"
 fi
 log "ready (cache: $HANDOFF_CACHE)"

@@ -399,6 +399,26 @@ private:
         }
     }
 
+    // As get_duration, but 0 (with a unit, e.g. "0s") is allowed.
+    void get_duration_or_zero(const fields& f, std::string_view key, const std::string& base, millis& out) {
+        const entry* e = find(f, key);
+        if (!e) return;
+        const auto path = join(base, key);
+        auto v = scalar(e->value, path);
+        if (!v) return;
+        millis d{0};
+        switch (parse_duration(*v, d)) {
+            case duration_problem::no_unit:
+                fail(e->value, path, "duration needs a unit (ms, s, m, h), e.g. '" + *v + "s'");
+                return;
+            case duration_problem::invalid:
+                fail(e->value, path, "invalid duration '" + *v + "' (a number with ms, s, m or h)");
+                return;
+            case duration_problem::none: break;
+        }
+        out = d;
+    }
+
     void get_duration(const fields& f, std::string_view key, const std::string& base, millis& out) {
         const entry* e = find(f, key);
         if (!e) return;
@@ -452,7 +472,8 @@ private:
     // -- sections
 
     void parse(const YAML::Node& root, config& c) {
-        const auto top = map(root, "", {"listen", "admin", "upstream", "kafka", "defaults", "log", "routes"});
+        const auto top = map(root, "", {"listen", "admin", "upstream", "kafka", "defaults", "log", "drain", "limits", "status", "routes",
+                                        "subscriptions"});
         if (!top) return;
         const auto section = [&](std::string_view name) {
             const entry* e = find(*top, name);
@@ -463,9 +484,13 @@ private:
         parse_upstream(section("upstream"), c.upstream);
         parse_defaults(section("defaults"), c.defaults);
         parse_log(section("log"), c.log);
+        parse_drain(section("drain"), c.drain);
+        parse_limits(section("limits"), c.limits);
+        parse_status(section("status"), c.status);
         const entry* kafka = find(*top, "kafka");
         parse_kafka(kafka ? kafka->value : root, kafka != nullptr, c.kafka);
         parse_routes(section("routes"), c);
+        parse_subscriptions(section("subscriptions"), c);  // subscriptions
     }
 
     void parse_listen(const YAML::Node& n, listen_config& l) {
@@ -523,9 +548,33 @@ private:
         get_string(*f, "ce_source", p, d.ce_source);
     }
 
-    void parse_log(const YAML::Node& n, log_config& l) {
-        const auto f = map(n, "log", {"level"});
+    void parse_drain(const YAML::Node& n, drain_config& d) {
+        const std::string p = "drain";
+        const auto f = map(n, p, {"delay", "timeout"});
         if (!f) return;
+        get_duration_or_zero(*f, "delay", p, d.delay);
+        get_duration(*f, "timeout", p, d.timeout);
+    }
+
+    void parse_limits(const YAML::Node& n, limits_config& l) {
+        const std::string p = "limits";
+        const auto f = map(n, p, {"max_inflight_commits"});
+        if (!f) return;
+        get_int(*f, "max_inflight_commits", p, l.max_inflight_commits, 1, 10'000'000);
+    }
+
+    void parse_status(const YAML::Node& n, status_config& s) {
+        const std::string p = "status";
+        const auto f = map(n, p, {"max_entries", "ttl"});
+        if (!f) return;
+        get_int(*f, "max_entries", p, s.max_entries, 1, 100'000'000);
+        get_duration(*f, "ttl", p, s.ttl);
+    }
+
+    void parse_log(const YAML::Node& n, log_config& l) {
+        const auto f = map(n, "log", {"level", "requests"});
+        if (!f) return;
+        get_bool(*f, "requests", "log", l.requests);
         const entry* e = find(*f, "level");
         if (!e) return;
         auto v = scalar(e->value, "log.level");
@@ -940,6 +989,223 @@ private:
         }
     }
 
+    // ---- subscriptions (the receiving half, DESIGN §4) ----------------------------------------
+
+    void parse_subscriptions(const YAML::Node& n, config& c) {
+        if (n.IsNull()) return;
+        if (!n.IsSequence()) {
+            fail(n, "subscriptions", "list expected");
+            return;
+        }
+        std::vector<YAML::Node> name_nodes;
+        for (std::size_t i = 0; i < n.size(); ++i) {
+            subscription s;
+            YAML::Node name_node;
+            if (!parse_subscription(n[i], "subscriptions[" + std::to_string(i) + "]", s, name_node)) continue;
+            for (std::size_t j = 0; j < c.subscriptions.size(); ++j) {
+                if (!s.name.empty() && c.subscriptions[j].name == s.name) {
+                    fail(name_node, "subscriptions[" + std::to_string(i) + "].name",
+                         "duplicate subscription name '" + s.name + "' (also defined at line " +
+                             std::to_string(c.subscriptions[j].line) + ")");
+                }
+            }
+            c.subscriptions.push_back(std::move(s));
+        }
+    }
+
+    // An origin-form path for target.path / target.fallback_path: starts with '/', pchar and '/'
+    // only, not '//' (which a client could read as an authority).
+    bool check_target_path(const YAML::Node& n, const std::string& p, const std::string& v) {
+        if (v.empty() || v[0] != '/' || v.rfind("//", 0) == 0) {
+            fail(n, p, "path must start with a single '/', got '" + v + "'");
+            return false;
+        }
+        if (const auto bad = std::find_if(v.begin(), v.end(), [](char ch) { return ch != '/' && !is_pchar(ch); });
+            bad != v.end()) {
+            fail(n, p, std::string("invalid character '") + *bad + "' in path '" + v + "'");
+            return false;
+        }
+        return true;
+    }
+
+    void get_topic(const fields& f, std::string_view key, const std::string& base, std::string& out) {
+        const entry* e = find(f, key);
+        if (!e) return;
+        const auto path = join(base, key);
+        auto v = scalar(e->value, path);
+        if (!v) return;
+        if (v->find('{') != std::string::npos) {
+            fail(e->value, path, "topic templates are not allowed here");
+            return;
+        }
+        if (check_topic(e->value, path, *v, {}, false)) out = std::move(*v);
+    }
+
+    void get_header_names(const fields& f, std::string_view key, const std::string& base, std::vector<std::string>& out) {
+        const entry* e = find(f, key);
+        if (!e) return;
+        const auto path = join(base, key);
+        for (auto& [node, h] : list(e->value, path)) {
+            if (!is_token(h)) {
+                fail(node, path, "invalid header name '" + h + "'");
+            } else if (std::none_of(out.begin(), out.end(), [&](const std::string& x) { return lower(x) == lower(h); })) {
+                out.push_back(h);
+            }
+        }
+    }
+
+    template <class E>
+    void get_enum(const fields& f, std::string_view key, const std::string& base, E& out,
+                  std::initializer_list<std::pair<std::string_view, E>> values) {
+        const entry* e = find(f, key);
+        if (!e) return;
+        const auto path = join(base, key);
+        auto v = scalar(e->value, path);
+        if (!v) return;
+        std::string names;
+        for (const auto& [name, value] : values) {
+            if (*v == name) {
+                out = value;
+                return;
+            }
+            names += (names.empty() ? "" : ", ") + std::string(name);
+        }
+        fail(e->value, path, "must be one of " + names + ", got '" + *v + "'");
+    }
+
+    bool parse_subscription(const YAML::Node& n, const std::string& p, subscription& s, YAML::Node& name_node) {
+        const auto f = map(n, p, {"name", "topics", "group", "target", "ordering", "concurrency", "timeout", "retry",
+                                  "dead_letter_topic", "reply_topic", "reply_headers", "auto_offset_reset", "headers",
+                                  "properties"});
+        if (!f || n.IsNull()) {
+            if (n.IsNull()) fail(n, p, "map expected");
+            return false;
+        }
+        s.line = n.Mark().line + 1;
+        if (const entry* e = find(*f, "name")) {
+            name_node = e->value;
+            if (auto v = scalar(e->value, p + ".name")) {
+                if (valid_route_name(*v)) {
+                    s.name = std::move(*v);
+                } else {
+                    fail(e->value, p + ".name", "invalid subscription name '" + *v + "' (1-64 of [A-Za-z0-9._-], starting with a letter or digit)");
+                }
+            }
+        } else {
+            fail(n, p, "missing required key 'name'");
+        }
+        if (const entry* e = find(*f, "topics")) {
+            const auto tp = p + ".topics";
+            for (auto& [node, t] : list(e->value, tp)) {
+                if (t.find('{') != std::string::npos) {
+                    fail(node, tp, "topic templates are not allowed in subscriptions");
+                } else if (check_topic(node, tp, t, {}, false) &&
+                           std::find(s.topics.begin(), s.topics.end(), t) == s.topics.end()) {
+                    s.topics.push_back(t);
+                }
+            }
+            if (e->value.IsNull() || (e->value.IsSequence() && e->value.size() == 0)) fail(e->value, tp, "must not be empty");
+        } else {
+            fail(n, p, "missing required key 'topics' (a list of topic names)");
+        }
+        if (find(*f, "group")) {
+            get_string(*f, "group", p, s.group);
+        } else {
+            fail(n, p, "missing required key 'group' (the Kafka consumer group id)");
+        }
+        if (const entry* e = find(*f, "target")) {
+            const auto tp = p + ".target";
+            if (const auto t = map(e->value, tp, {"method", "path", "fallback_path"})) {
+                if (const entry* m = find(*t, "method")) {
+                    if (auto v = scalar(m->value, tp + ".method")) {
+                        if (*v == "original") {
+                            s.target.method.clear();
+                        } else if (!is_token(*v)) {
+                            fail(m->value, tp + ".method", "invalid HTTP method '" + *v + "' (or 'original')");
+                        } else {
+                            s.target.method = upper(*v);
+                        }
+                    }
+                }
+                if (const entry* m = find(*t, "path")) {
+                    if (auto v = scalar(m->value, tp + ".path")) {
+                        if (*v == "original") {
+                            s.target.path.clear();
+                        } else if (check_target_path(m->value, tp + ".path", *v)) {
+                            s.target.path = *v;
+                        }
+                    }
+                }
+                if (const entry* m = find(*t, "fallback_path")) {
+                    if (auto v = scalar(m->value, tp + ".fallback_path")) {
+                        if (check_target_path(m->value, tp + ".fallback_path", *v)) s.target.fallback_path = *v;
+                    }
+                    if (!s.target.path.empty()) {
+                        fail(m->key, tp + ".fallback_path", "fallback_path is only used with path: original");
+                    }
+                }
+            }
+        }
+        get_enum(*f, "ordering", p, s.ordering,
+                 {{"key", ordering::key}, {"partition", ordering::partition}, {"none", ordering::none}});
+        get_int(*f, "concurrency", p, s.concurrency, 1, 10'000);
+        get_duration(*f, "timeout", p, s.timeout);
+        if (const entry* e = find(*f, "retry")) {
+            const auto rp = p + ".retry";
+            if (const auto r = map(e->value, rp, {"attempts", "backoff_base", "backoff_cap", "jitter"})) {
+                get_int(*r, "attempts", rp, s.retry.attempts, 1, 1'000'000);
+                get_duration(*r, "backoff_base", rp, s.retry.backoff_base);
+                get_duration(*r, "backoff_cap", rp, s.retry.backoff_cap);
+                get_enum(*r, "jitter", rp, s.retry.jitter, {{"full", jitter::full}, {"none", jitter::none}});
+                if (s.retry.backoff_cap < s.retry.backoff_base) {
+                    if (const entry* c = find(*r, "backoff_cap")) {
+                        fail(c->value, rp + ".backoff_cap", "must not be smaller than backoff_base");
+                    } else if (const entry* b = find(*r, "backoff_base")) {
+                        fail(b->value, rp + ".backoff_base", "must not be larger than backoff_cap (30s by default)");
+                    }
+                }
+            }
+        }
+        get_topic(*f, "dead_letter_topic", p, s.dead_letter_topic);
+        get_topic(*f, "reply_topic", p, s.reply_topic);
+        for (const char* t : {"dead_letter_topic", "reply_topic"}) {
+            const entry* e = find(*f, t);
+            const std::string& v = std::string(t) == "reply_topic" ? s.reply_topic : s.dead_letter_topic;
+            if (e && !v.empty() && std::find(s.topics.begin(), s.topics.end(), v) != s.topics.end()) {
+                fail(e->value, join(p, t), std::string(t) + " must not be one of the subscribed topics (it would loop)");
+            }
+        }
+        get_header_names(*f, "reply_headers", p, s.reply_headers);
+        if (const entry* e = find(*f, "reply_headers"); e && s.reply_topic.empty()) {
+            fail(e->key, p + ".reply_headers", "reply_headers needs reply_topic");
+        }
+        get_enum(*f, "auto_offset_reset", p, s.auto_offset_reset,
+                 {{"earliest", offset_reset::earliest}, {"latest", offset_reset::latest}, {"error", offset_reset::error}});
+        get_header_names(*f, "headers", p, s.headers);
+        if (const entry* e = find(*f, "properties"); e && !e->value.IsNull()) {
+            const std::string pp = p + ".properties";
+            if (!e->value.IsMap()) {
+                fail(e->value, pp, "map expected");
+            } else {
+                for (auto it = e->value.begin(); it != e->value.end(); ++it) {
+                    if (!it->first.IsScalar()) {
+                        fail(it->first, pp, "property names must be plain strings");
+                        continue;
+                    }
+                    const std::string name = it->first.Scalar();
+                    static const char* owned[] = {"bootstrap.servers", "metadata.broker.list", "group.id",
+                                                  "enable.auto.offset.store", "auto.offset.reset"};
+                    if (std::find(std::begin(owned), std::end(owned), name) != std::end(owned)) {
+                        fail(it->first, pp + "." + name, "'" + name + "' is set by Handoff (use the subscription's own keys)");
+                        continue;
+                    }
+                    if (auto v = scalar(it->second, pp + "." + name)) s.properties[name] = std::move(*v);
+                }
+            }
+        }
+        return true;
+    }
+
     std::map<std::string, std::pair<YAML::Node, std::string>> property_nodes_;  // name -> (value node, expanded)
 };
 
@@ -1019,7 +1285,10 @@ std::string to_redacted_json(const config& c) {
                   {"flush_timeout", ms(k.flush_timeout)},
                   {"properties", props}};
     j["defaults"] = {{"mode", to_string(c.defaults.mode)}, {"timeout", ms(c.defaults.timeout)}, {"ce_source", c.defaults.ce_source}};
-    j["log"] = {{"level", c.log.level}};
+    j["log"] = {{"level", c.log.level}, {"requests", c.log.requests}};
+    j["drain"] = {{"delay", ms(c.drain.delay)}, {"timeout", ms(c.drain.timeout)}};
+    j["limits"] = {{"max_inflight_commits", c.limits.max_inflight_commits}};
+    j["status"] = {{"max_entries", c.status.max_entries}, {"ttl", ms(c.status.ttl)}};
     json routes = json::array();
     for (const auto& r : c.routes) {
         json m = {{"path", r.path}};
@@ -1041,6 +1310,36 @@ std::string to_redacted_json(const config& c) {
         routes.push_back(std::move(jr));
     }
     j["routes"] = std::move(routes);
+    // subscriptions
+    json subs = json::array();
+    for (const auto& s : c.subscriptions) {
+        json props = json::object();
+        for (const auto& [name, value] : s.properties) props[name] = is_secret_property(name) ? "<redacted>" : value;
+        const char* orderings[] = {"key", "partition", "none"};
+        const char* resets[] = {"earliest", "latest", "error"};
+        json js = {{"name", s.name},
+                   {"topics", s.topics},
+                   {"group", s.group},
+                   {"target", {{"method", s.target.method.empty() ? "original" : s.target.method},
+                               {"path", s.target.path.empty() ? "original" : s.target.path}}},
+                   {"ordering", orderings[static_cast<int>(s.ordering)]},
+                   {"concurrency", s.concurrency},
+                   {"timeout", ms(s.timeout)},
+                   {"retry", {{"attempts", s.retry.attempts},
+                              {"backoff_base", ms(s.retry.backoff_base)},
+                              {"backoff_cap", ms(s.retry.backoff_cap)},
+                              {"jitter", s.retry.jitter == jitter::full ? "full" : "none"}}},
+                   {"auto_offset_reset", resets[static_cast<int>(s.auto_offset_reset)]},
+                   {"headers", s.headers},
+                   {"properties", props},
+                   {"line", s.line}};
+        if (!s.target.fallback_path.empty()) js["target"]["fallback_path"] = s.target.fallback_path;
+        if (!s.dead_letter_topic.empty()) js["dead_letter_topic"] = s.dead_letter_topic;
+        if (!s.reply_topic.empty()) js["reply_topic"] = s.reply_topic;
+        if (!s.reply_headers.empty()) js["reply_headers"] = s.reply_headers;
+        subs.push_back(std::move(js));
+    }
+    j["subscriptions"] = std::move(subs);
     return j.dump(2);
 }
 

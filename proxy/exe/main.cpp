@@ -4,21 +4,29 @@
 //   handoff validate --config FILE   print every config error; exit 78 when invalid
 //   handoff version
 #include "handoff/adapters/http_upstream/client.hpp"
+#include "handoff/adapters/kafka/consumer.hpp"
 #include "handoff/adapters/kafka/embedded_cluster.hpp"
 #include "handoff/adapters/kafka/producer.hpp"
 #include "handoff/adapters/kafka/version.hpp"
 #include "handoff/config/load.hpp"
 #include "handoff/proxy/admin.hpp"
+#include "handoff/proxy/config_watcher.hpp"
+#include "handoff/proxy/metrics.hpp"
 #include "handoff/proxy/log.hpp"
 #include "handoff/proxy/route_table.hpp"
 #include "handoff/proxy/server.hpp"
+#include "handoff/proxy/subscription.hpp"
 
 #include <CLI/CLI.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <nlohmann/json.hpp>
 
+#include <atomic>
 #include <csignal>
+#include <functional>
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -62,21 +70,37 @@ struct lifecycle {
     asio::io_context& ioc;
     handoff::proxy::server& server;
     handoff::proxy::admin_server* admin;
+    std::chrono::milliseconds drain_delay;
     std::chrono::milliseconds drain_timeout;
+    std::function<void()> on_stop_accepting;  // stops other inputs (config watcher, subscriptions)
     asio::steady_timer timer{ioc};
     std::chrono::steady_clock::time_point deadline{};
+    bool started = false;
+    std::function<bool()> busy{};  // other work the io_context must keep running for (subscriptions)
 
     void drain() {
-        log::info("draining", {{"connections", server.active_connections()}});
+        if (started) return;
+        started = true;
+        // Readiness false at once; keep serving (with Connection: close) while Kubernetes
+        // removes the endpoint, then stop accepting.
+        log::info("draining", {{"connections", server.active_connections()},
+                               {"delay_ms", drain_delay.count()},
+                               {"timeout_ms", drain_timeout.count()}});
         server.begin_drain();
-        server.stop_accepting();
-        deadline = std::chrono::steady_clock::now() + drain_timeout;
-        wait_for_connections();
+        timer.expires_after(drain_delay);
+        timer.async_wait([this](boost::system::error_code) {
+            log::info("stopped accepting", {{"connections", server.active_connections()},
+                                            {"inflight_commits", server.inflight_commits()}});
+            server.stop_accepting();
+            if (on_stop_accepting) on_stop_accepting();
+            deadline = std::chrono::steady_clock::now() + drain_timeout;
+            wait_for_connections();
+        });
     }
 
     void wait_for_connections() {
         // Shutdown only: a short periodic check of the connection count, never on the hot path.
-        if (server.active_connections() == 0 || std::chrono::steady_clock::now() >= deadline) {
+        if ((server.active_connections() == 0 && !(busy && busy())) || std::chrono::steady_clock::now() >= deadline) {
             if (server.active_connections() > 0) {
                 log::warn("drain timeout: closing remaining connections", {{"connections", server.active_connections()}});
             }
@@ -132,8 +156,11 @@ int run(const std::string& file) {
     }
     auto upstream = handoff::adapters::http_upstream::make_client(ioc.get_executor(), cfg->upstream);
     auto routes = handoff::proxy::route_table::create(cfg);
-    handoff::proxy::server server(ioc, routes, producer, upstream);
+    auto stats = std::make_shared<handoff::proxy::metrics>();
+    handoff::proxy::server server(ioc, routes, producer, upstream, stats);
 
+    // The config in force: replaced on a successful reload.
+    std::atomic<std::shared_ptr<const handoff::config::config>> current{cfg};
     std::unique_ptr<handoff::proxy::admin_server> admin;
     if (cfg->admin.enabled) {
         handoff::proxy::admin_hooks hooks;
@@ -148,7 +175,8 @@ int run(const std::string& file) {
             }
             return true;
         };
-        hooks.config_json = [cfg] { return handoff::config::to_redacted_json(*cfg); };
+        hooks.config_json = [&current] { return handoff::config::to_redacted_json(*current.load()); };
+        hooks.metrics = [stats] { return stats->serialize(); };
         admin = std::make_unique<handoff::proxy::admin_server>(ioc, cfg->admin, std::move(hooks));
     }
 
@@ -163,7 +191,67 @@ int run(const std::string& file) {
                             {"port", server.local_endpoint().port()},
                             {"admin_port", admin ? admin->local_endpoint().port() : 0}});
 
-    lifecycle life{ioc, server, admin.get(), 10s};
+    // Reload (SIGHUP or a change of the file): validate, then swap the route table atomically;
+    // requests in flight finish on the table they started with. Invalid -> keep the old one.
+    auto reload = [&](const char* trigger) {
+        auto next = handoff::config::load_file(file);
+        if (!next.value) {
+            std::vector<std::string> messages;
+            for (const auto& e : next.errors) messages.push_back(handoff::config::format(e));
+            stats->config_reload("rejected").Increment();
+            log::error("config reload rejected; keeping the running config", {{"trigger", trigger}, {"errors", messages}});
+            return;
+        }
+        auto fresh = std::make_shared<const handoff::config::config>(std::move(*next.value));
+        const auto old = current.load();
+        const auto before = nlohmann::json::parse(handoff::config::to_redacted_json(*old));
+        const auto after = nlohmann::json::parse(handoff::config::to_redacted_json(*fresh));
+        std::vector<std::string> need_restart;
+        for (const char* section : {"listen", "admin", "upstream", "kafka", "subscriptions", "status"}) {
+            if (before.value(section, nlohmann::json()) != after.value(section, nlohmann::json())) need_restart.emplace_back(section);
+        }
+        server.swap_routes(handoff::proxy::route_table::create(fresh));
+        current.store(fresh);
+        log::set_level(parse_level(fresh->log.level));
+        stats->config_reload("ok").Increment();
+        log::info("config reloaded", {{"trigger", trigger}, {"routes", fresh->routes.size()}});
+        if (!need_restart.empty()) {
+            log::warn("config changes that need a restart to take effect were not applied",
+                      {{"sections", need_restart}});
+        }
+    };
+    handoff::proxy::config_watcher watcher(ioc, file, [&] { reload("file"); });
+    watcher.start();
+
+    // subscriptions: the receiving half. Created after the producer (dead letters and replies go
+    // through it); at SIGTERM they stop fetching at once and the io_context keeps running until
+    // their in-flight deliveries finished (bounded by the drain timeout); closed (offsets
+    // committed) after the io_context stopped and before the producer flush.
+    std::vector<std::unique_ptr<handoff::proxy::subscription>> subscriptions;
+    for (const auto& s : cfg->subscriptions) {
+        if (embedded) {
+            for (const auto& t : s.topics) embedded->create_topic(t, 3);
+        }
+        auto strand = asio::make_strand(ioc);
+        auto consumer = handoff::adapters::kafka::make_consumer(strand, cfg->kafka, s, bootstrap, err);
+        if (!consumer) {
+            log::error("kafka consumer could not be created", {{"error", err}});
+            return exit_config;
+        }
+        subscriptions.push_back(std::make_unique<handoff::proxy::subscription>(strand, s, cfg->upstream, consumer,
+                                                                               upstream, producer));
+        subscriptions.back()->start();
+    }
+    asio::signal_set subscription_signals(ioc, SIGTERM, SIGINT);
+    subscription_signals.async_wait([&](boost::system::error_code ec, int) {
+        if (!ec) for (auto& s : subscriptions) s->begin_stop();
+    });
+    const auto subscriptions_busy = [&] {
+        return std::any_of(subscriptions.begin(), subscriptions.end(), [](const auto& s) { return !s->idle(); });
+    };
+
+    lifecycle life{ioc, server, admin.get(), cfg->drain.delay, cfg->drain.timeout, [&] { watcher.stop(); }};
+    life.busy = subscriptions_busy;  // subscriptions
     asio::signal_set stop_signals(ioc, SIGTERM, SIGINT);
     stop_signals.async_wait([&](boost::system::error_code ec, int sig) {
         if (ec) return;
@@ -173,16 +261,7 @@ int run(const std::string& file) {
     asio::signal_set reload_signal(ioc, SIGHUP);
     std::function<void(boost::system::error_code, int)> on_reload = [&](boost::system::error_code ec, int) {
         if (ec) return;
-        auto next = handoff::config::load_file(file);
-        if (!next.value) {
-            std::vector<std::string> messages;
-            for (const auto& e : next.errors) messages.push_back(handoff::config::format(e));
-            log::error("config reload rejected; keeping the running config", {{"errors", messages}});
-        } else {
-            auto fresh = std::make_shared<const handoff::config::config>(std::move(*next.value));
-            server.swap_routes(handoff::proxy::route_table::create(fresh));
-            log::info("config reloaded", {{"routes", fresh->routes.size()}});
-        }
+        reload("SIGHUP");
         reload_signal.async_wait(on_reload);
     };
     reload_signal.async_wait(on_reload);
@@ -192,8 +271,13 @@ int run(const std::string& file) {
     ioc.run();
     for (auto& t : pool) t.join();
 
+    reload_signal.cancel();
+    stop_signals.cancel();
+    subscription_signals.cancel();  // subscriptions
+    for (auto& s : subscriptions) s->close();
     const auto undelivered = producer->flush(cfg->kafka.flush_timeout);
     if (!undelivered.empty()) {
+        stats->undelivered().Increment(static_cast<double>(undelivered.size()));
         log::error("records not delivered before exit", {{"count", undelivered.size()}, {"correlation_ids", undelivered}});
     }
     log::info("stopped", {{"undelivered", undelivered.size()}});

@@ -73,7 +73,11 @@ std::shared_ptr<const route_table> route_table::create(std::shared_ptr<const con
 
 bool route_table::accepts(const config::route& r, std::string_view method) noexcept {
     if (r.methods.empty()) return true;
-    return std::any_of(r.methods.begin(), r.methods.end(), [&](const std::string& m) { return m == method; });
+    // A route that serves GET serves HEAD too (RFC 9110 §9.3.2), unless it is converted to an
+    // event: a HEAD must not produce anything.
+    const bool head_as_get = method == "HEAD" && r.mode == config::mode::forward;
+    return std::any_of(r.methods.begin(), r.methods.end(),
+                       [&](const std::string& m) { return m == method || (head_as_get && m == "GET"); });
 }
 
 route_match route_table::match(std::string_view method, std::string_view path) const {

@@ -59,8 +59,10 @@ struct server::state {
     std::atomic<std::shared_ptr<const route_table>> routes;
     std::shared_ptr<producer> kafka;
     std::shared_ptr<upstream_client> upstream;
-    std::shared_ptr<status_store> statuses = std::make_shared<status_store>(100000, std::chrono::minutes(10));
-    config::listen_config listen;  // listener settings need a restart to change
+    std::shared_ptr<metrics> stats;
+    std::shared_ptr<status_store> statuses;
+    config::listen_config listen;
+    std::atomic<std::size_t> inflight_commits{0};  // listener settings need a restart to change
     std::optional<tcp::acceptor> acceptor;
     std::atomic<bool> draining{false};
     std::atomic<bool> closing{false};
@@ -69,15 +71,21 @@ struct server::state {
     std::list<std::shared_ptr<session_handle>> sessions;
 
     state(asio::io_context& io, std::shared_ptr<const route_table> r, std::shared_ptr<producer> p,
-          std::shared_ptr<upstream_client> u)
-        : ioc(io), routes(std::move(r)), kafka(std::move(p)), upstream(std::move(u)) {
-        listen = routes.load()->cfg().listen;
+          std::shared_ptr<upstream_client> u, std::shared_ptr<metrics> m)
+        : ioc(io), routes(std::move(r)), kafka(std::move(p)), upstream(std::move(u)),
+          stats(m ? std::move(m) : std::make_shared<metrics>()) {
+        const auto& cfg = routes.load()->cfg();
+        listen = cfg.listen;
+        statuses = std::make_shared<status_store>(cfg.status.max_entries, cfg.status.ttl);
     }
 };
 
 namespace {
 
 using state_ptr = std::shared_ptr<server::state>;
+
+const std::string unmatched_label = "(unmatched)";
+const std::string status_label = "(status)";
 
 // What a handled request produced, for the response and the request log line.
 struct outcome {
@@ -142,6 +150,7 @@ awaitable<outcome> handle_forward(const state_ptr& st, const config::route* rout
     const auto timeout = (route && route->timeout.count() > 0) ? route->timeout : cfg.upstream.timeout;
     auto result = co_await st->upstream->send(std::move(up), timeout);
     if (result.error != upstream_error::ok) {
+        st->stats->upstream_error(to_string(result.error)).Increment();
         co_return make_error(from_upstream_error(result.error),
                              std::string("the upstream service: ") + to_string(result.error), correlation_id,
                              req.version());
@@ -186,20 +195,30 @@ awaitable<outcome> handle_produce(const state_ptr& st, const config::route& rout
     kafka_record& rec = *built.record;
     const std::string topic = rec.topic;
     auto statuses = st->statuses;
+    auto stats = st->stats;
     statuses->put(correlation_id, request_status{request_status::state::accepted, route.name, topic, -1, -1, {}, {}});
     // Runs on the producer's io thread for every accepted record, whatever the caller got.
-    auto record_outcome = [statuses, correlation_id, route_name = route.name, topic](const delivery_report& r) {
+    auto record_outcome = [statuses, stats, correlation_id, route_name = route.name, topic,
+                           topic_label = route.topic, produced = std::chrono::steady_clock::now()](const delivery_report& r) {
         request_status s{request_status::state::persisted, route_name, topic, r.partition, r.offset, {}, {}};
+        const char* outcome = "persisted";
         if (r.status == delivery_status::not_persisted) {
             s.current = request_status::state::failed;
             s.reason = r.error;
+            outcome = "not_persisted";
         } else if (r.status == delivery_status::possibly_persisted) {
             s.current = request_status::state::unknown;
             s.reason = "possibly persisted: " + r.error;
+            outcome = "possibly_persisted";
         }
         statuses->put(correlation_id, std::move(s));
+        stats->produce_outcome(topic_label, outcome);
+        stats->delivery_latency(topic_label,
+                                std::chrono::duration<double>(std::chrono::steady_clock::now() - produced).count());
     };
     auto refused = [&](produce_error err) {
+        stats->produce_outcome(route.topic, std::string("refused_") + to_string(err));
+        if (err == produce_error::queue_full) stats->shed("producer_queue_full").Increment();
         statuses->put(correlation_id, request_status{request_status::state::failed, route.name, topic, -1, -1,
                                                      std::string("refused before produce: ") + to_string(err), {}});
     };
@@ -234,6 +253,24 @@ awaitable<outcome> handle_produce(const state_ptr& st, const config::route& rout
     }
 
     // commit: hold the caller until the broker's acks=all delivery report, or the route timeout.
+    // The number of callers held this way is bounded: beyond it, 503 at once (nothing produced).
+    if (st->inflight_commits.fetch_add(1) >= cfg.limits.max_inflight_commits) {
+        st->inflight_commits.fetch_sub(1);
+        st->stats->shed("inflight_commits").Increment();
+        statuses->put(correlation_id, request_status{request_status::state::failed, route.name, topic, -1, -1,
+                                                     "refused: too many commit requests in flight", {}});
+        co_return make_error(error::overloaded, "too many commit requests are waiting for Kafka; retry later",
+                             correlation_id, req.version());
+    }
+    struct inflight_guard {
+        std::atomic<std::size_t>& n;
+        metrics& m;
+        inflight_guard(std::atomic<std::size_t>& c, metrics& s) : n(c), m(s) { m.inflight_commits().Increment(); }
+        ~inflight_guard() {
+            n.fetch_sub(1);
+            m.inflight_commits().Decrement();
+        }
+    } guard{st->inflight_commits, *st->stats};
     const auto ex = co_await asio::this_coro::executor;
     auto wait = std::make_shared<delivery_wait>(ex);
     const auto timeout = route.timeout.count() > 0 ? route.timeout : cfg.defaults.timeout;
@@ -408,8 +445,12 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
         std::string correlation_id;
         config::mode mode = cfg.defaults.mode;
         const config::route* route = nullptr;
+        std::string_view path, query;
         auto finish = [&](outcome o) -> outcome {
-            log_request(req, route, mode, correlation_id, o, started);
+            const auto& name = route ? route->name : (path.starts_with("/_handoff/") ? status_label : unmatched_label);
+            st->stats->observe(st->stats->route(name, mode), o.res.result_int(),
+                               std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+            if (cfg.log.requests) log_request(req, route, mode, correlation_id, o, started);
             return o;
         };
 
@@ -421,15 +462,17 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
             co_await write_and_close(stream, finish(make_error(error::bad_request, *problem, {}, req.version())), listen);
             break;
         }
-        std::string_view path, query;
         if (!split_target(req.target(), path, query)) {
             co_await write_and_close(stream, finish(make_error(error::bad_request, "the request target must be a path (origin-form)", {}, req.version())), listen);
             break;
         }
         if (auto it = req.find("X-Correlation-ID"); it != req.end()) {
             if (!valid_correlation_id(it->value())) {
+                // The caller's ID is unusable; the error still carries one, so it can be logged.
+                correlation_id = make_uuid_v7();
                 auto o = make_error(error::invalid_correlation_id,
-                                    "X-Correlation-ID must be 1-128 characters of [A-Za-z0-9._:-]", {}, req.version());
+                                    "X-Correlation-ID must be 1-128 characters of [A-Za-z0-9._:-]", correlation_id,
+                                    req.version());
                 o.close = o.close || !parser.is_done();
                 co_await write_and_close(stream, finish(std::move(o)), listen);
                 break;
@@ -591,6 +634,7 @@ awaitable<void> accept_loop(state_ptr st) {
             // Connection cap: refuse at once rather than queue (TEST-CATALOGUE L-6).
             boost::system::error_code ignored;
             socket.close(ignored);
+            st->stats->shed("connections").Increment();
             continue;
         }
         st->connections.fetch_add(1);
@@ -610,8 +654,19 @@ awaitable<void> accept_loop(state_ptr st) {
 }  // namespace
 
 server::server(asio::io_context& ioc, std::shared_ptr<const route_table> routes, std::shared_ptr<producer> producer,
-               std::shared_ptr<upstream_client> upstream)
-    : state_(std::make_shared<state>(ioc, std::move(routes), std::move(producer), std::move(upstream))) {}
+               std::shared_ptr<upstream_client> upstream, std::shared_ptr<metrics> stats)
+    : state_(std::make_shared<state>(ioc, std::move(routes), std::move(producer), std::move(upstream), std::move(stats))) {
+    std::weak_ptr<state> weak = state_;
+    state_->stats->on_scrape([weak] {
+        if (auto s = weak.lock()) {
+            s->stats->connections().Set(static_cast<double>(s->connections.load()));
+            s->stats->status_entries().Set(static_cast<double>(s->statuses->size()));
+            const auto ps = s->kafka->stats();
+            s->stats->producer_queue_messages().Set(static_cast<double>(ps.queued_messages));
+            s->stats->producer_queue_bytes().Set(static_cast<double>(ps.queued_bytes));
+        }
+    });
+}
 
 server::~server() = default;
 
@@ -648,6 +703,7 @@ void server::stop_accepting() {
 }
 
 std::size_t server::active_connections() const noexcept { return state_->connections.load(); }
+std::size_t server::inflight_commits() const noexcept { return state_->inflight_commits.load(); }
 
 void server::swap_routes(std::shared_ptr<const route_table> routes) { state_->routes.store(std::move(routes)); }
 

@@ -567,3 +567,153 @@ TEST_CASE("mode names round-trip through to_string") {
     CHECK(std::string(to_string(mode::shadow)) == "shadow");
     CHECK(std::string(to_string(mode::reply)) == "reply");
 }
+
+TEST_CASE("drain, limits and status sections are parsed and validated") {
+    const std::string yaml = R"(kafka: {brokers: "b:9092"}
+drain: {delay: 0s, timeout: 15s}
+limits: {max_inflight_commits: 500}
+status: {max_entries: 1000, ttl: 2m}
+log: {level: warn, requests: false}
+)";
+    auto r = handoff::config::load_string(yaml, "t.yaml", [](const std::string&) { return std::nullopt; });
+    REQUIRE(r.errors.empty());
+    CHECK(r.value->drain.delay.count() == 0);
+    CHECK(r.value->drain.timeout.count() == 15000);
+    CHECK(r.value->limits.max_inflight_commits == 500);
+    CHECK(r.value->status.max_entries == 1000);
+    CHECK(r.value->status.ttl.count() == 120000);
+    CHECK_FALSE(r.value->log.requests);
+
+    auto bad = handoff::config::load_string("kafka: {brokers: \"b:9092\"}\ndrain: {delay: 5, timout: 1s}\nlimits: {max_inflight_commits: 0}\n",
+                                            "t.yaml", [](const std::string&) { return std::nullopt; });
+    CHECK(bad.errors.size() == 3);
+}
+
+// ---- subscriptions (the receiving half) ------------------------------------------------------
+
+TEST_CASE("a subscription with only name, topics and group gets every default") {
+    const auto r = load_with("subscriptions:\n  - name: orders-in\n    topics: [orders]\n    group: svc\n");
+    REQUIRE_OK(r);
+    REQUIRE(r.value->subscriptions.size() == 1);
+    const auto& s = r.value->subscriptions[0];
+    CHECK(s.name == "orders-in");
+    CHECK(s.topics == std::vector<std::string>{"orders"});
+    CHECK(s.group == "svc");
+    CHECK(s.target.method.empty());
+    CHECK(s.target.path.empty());
+    CHECK(s.ordering == ordering::key);
+    CHECK(s.concurrency == 16);
+    CHECK(s.timeout == millis(10'000));
+    CHECK(s.retry.attempts == 10);
+    CHECK(s.retry.backoff_base == millis(200));
+    CHECK(s.retry.backoff_cap == millis(30'000));
+    CHECK(s.retry.jitter == jitter::full);
+    CHECK(s.dead_letter_topic.empty());
+    CHECK(s.reply_topic.empty());
+    CHECK(s.auto_offset_reset == offset_reset::earliest);
+    CHECK(s.line == 3);
+}
+
+TEST_CASE("a fully specified subscription parses every key") {
+    const auto r = load_with(R"(subscriptions:
+  - name: full
+    topics: [a, b]
+    group: g1
+    target: {method: put, path: /v1/events}
+    ordering: partition
+    concurrency: 4
+    timeout: 2s
+    retry: {attempts: 3, backoff_base: 50ms, backoff_cap: 1s, jitter: none}
+    dead_letter_topic: a.dlq
+    reply_topic: a.replies
+    reply_headers: [Location, ETag]
+    auto_offset_reset: error
+    headers: [X-Tenant, x-tenant, X-Request-Id]
+    properties: {max.poll.interval.ms: "10000", session.timeout.ms: 6000}
+)");
+    REQUIRE_OK(r);
+    const auto& s = r.value->subscriptions.at(0);
+    CHECK(s.topics == std::vector<std::string>{"a", "b"});
+    CHECK(s.target.method == "PUT");
+    CHECK(s.target.path == "/v1/events");
+    CHECK(s.ordering == ordering::partition);
+    CHECK(s.concurrency == 4);
+    CHECK(s.timeout == millis(2000));
+    CHECK(s.retry.attempts == 3);
+    CHECK(s.retry.backoff_base == millis(50));
+    CHECK(s.retry.backoff_cap == millis(1000));
+    CHECK(s.retry.jitter == jitter::none);
+    CHECK(s.dead_letter_topic == "a.dlq");
+    CHECK(s.reply_topic == "a.replies");
+    CHECK(s.reply_headers == std::vector<std::string>{"Location", "ETag"});
+    CHECK(s.auto_offset_reset == offset_reset::error);
+    CHECK(s.headers == std::vector<std::string>{"X-Tenant", "X-Request-Id"});
+    CHECK(s.properties.at("max.poll.interval.ms") == "10000");
+    CHECK(s.properties.at("session.timeout.ms") == "6000");
+    const auto j = nlohmann::json::parse(to_redacted_json(*r.value));
+    CHECK(j["subscriptions"][0]["ordering"] == "partition");
+    CHECK(j["subscriptions"][0]["retry"]["backoff_cap"] == "1000ms");
+}
+
+TEST_CASE("subscription errors are located by line and path") {
+    const auto r = load_with(R"(subscriptions:
+  - name: bad
+    topics: []
+    group: g
+    ordering: random
+    concurrency: 0
+    retry: {attempts: 0, jitter: some, backof_cap: 1s}
+    target: {method: "GE T", path: "//evil.example/x"}
+    auto_offset_reset: smallest
+    headers: ["X Bad"]
+    dead_letter_topic: "bad topic"
+    reply_headers: [Location]
+    colour: blue
+  - topics: [x]
+)");
+    CHECK_ERROR(r, "subscriptions[0].topics", "must not be empty");
+    CHECK_ERROR(r, "subscriptions[0].ordering", "must be one of key, partition, none");
+    CHECK_ERROR(r, "subscriptions[0].concurrency", "between 1 and");
+    CHECK_ERROR(r, "subscriptions[0].retry.attempts", "between 1 and");
+    CHECK_ERROR(r, "subscriptions[0].retry.jitter", "must be one of full, none");
+    CHECK_ERROR(r, "subscriptions[0].retry.backof_cap", "did you mean 'backoff_cap'");
+    CHECK_ERROR(r, "subscriptions[0].target.method", "invalid HTTP method");
+    CHECK_ERROR(r, "subscriptions[0].target.path", "single '/'");
+    CHECK_ERROR(r, "subscriptions[0].auto_offset_reset", "earliest, latest, error");
+    CHECK_ERROR(r, "subscriptions[0].headers", "invalid header name");
+    CHECK_ERROR(r, "subscriptions[0].dead_letter_topic", "invalid character");
+    CHECK_ERROR(r, "subscriptions[0].reply_headers", "needs reply_topic");
+    CHECK_ERROR(r, "subscriptions[0].colour", "unknown key");
+    CHECK_ERROR(r, "subscriptions[1]", "missing required key 'name'");
+    CHECK_ERROR(r, "subscriptions[1]", "missing required key 'group'");
+    const auto it = std::find_if(r.errors.begin(), r.errors.end(),
+                                 [](const config_error& e) { return e.path == "subscriptions[0].ordering"; });
+    REQUIRE(it != r.errors.end());
+    CHECK(it->line == 6);
+}
+
+TEST_CASE("subscription names are unique, dead-letter topics cannot loop and Handoff owns some consumer properties") {
+    const auto r = load_with(R"(subscriptions:
+  - {name: s, topics: [a], group: g, dead_letter_topic: a}
+  - name: s
+    topics: [b]
+    group: g
+    retry: {backoff_base: 5s, backoff_cap: 1s}
+    properties: {group.id: other, enable.auto.offset.store: "true"}
+)");
+    CHECK_ERROR(r, "subscriptions[0].dead_letter_topic", "would loop");
+    CHECK_ERROR(r, "subscriptions[1].name", "duplicate subscription name 's'");
+    CHECK_ERROR(r, "subscriptions[1].retry.backoff_cap", "must not be smaller than backoff_base");
+    CHECK_ERROR(r, "subscriptions[1].properties.group.id", "set by Handoff");
+    CHECK_ERROR(r, "subscriptions[1].properties.enable.auto.offset.store", "set by Handoff");
+}
+
+TEST_CASE("a subscription target may fall back to a fixed path only with path original") {
+    auto r = load_with("subscriptions:\n  - {name: s, topics: [a], group: g, target: {fallback_path: /inbox}}\n");
+    REQUIRE_OK(r);
+    CHECK(r.value->subscriptions[0].target.fallback_path == "/inbox");
+    r = load_with("subscriptions:\n  - {name: s, topics: [a], group: g, target: {path: /x, fallback_path: /inbox}}\n");
+    CHECK_ERROR(r, "subscriptions[0].target.fallback_path", "only used with path: original");
+    r = load_with("subscriptions: {name: s}\n");
+    CHECK_ERROR(r, "subscriptions", "list expected");
+}

@@ -818,3 +818,104 @@ def assert_error(resp: Resp, status: int, code: str, require_correlation_id: boo
 
 def uuidv7_ms(u: str) -> int:
     return int(u.replace("-", "")[:12], 16)
+
+
+# --------------------------------------------------------------------------------------------
+# Operability helpers (issue 5): Prometheus scrape, process RSS, a private broker per module
+# --------------------------------------------------------------------------------------------
+class Scrape:
+    """/metrics parsed by prometheus_client's text-format parser: value(sample_name, **labels)."""
+
+    def __init__(self, text: str):
+        from prometheus_client.parser import text_string_to_metric_families
+        self.text = text
+        self.families = {f.name: f for f in text_string_to_metric_families(text)}
+        self.samples: dict[tuple[str, frozenset], float] = {}
+        for f in self.families.values():
+            for s in f.samples:
+                self.samples[(s.name, frozenset(s.labels.items()))] = s.value
+
+    def value(self, name: str, default: float | None = 0.0, **labels) -> float | None:
+        return self.samples.get((name, frozenset(labels.items())), default)
+
+    def total(self, name: str, **labels) -> float:
+        """Sum over every sample of `name` whose labels include `labels`."""
+        want = set(labels.items())
+        return sum(v for (n, ls), v in self.samples.items() if n == name and want <= ls)
+
+
+def scrape(h: "Handoff") -> Scrape:
+    r = h.admin_get("/metrics")
+    assert r.status == 200, r
+    assert (r.header("Content-Type") or "").startswith("text/plain"), r
+    return Scrape(r.body.decode())
+
+
+def rss_bytes(pid: int) -> int:
+    """VmRSS of a process, from /proc/<pid>/status."""
+    for ln in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if ln.startswith("VmRSS:"):
+            return int(ln.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for pid {pid}")
+
+
+def free_port_pair() -> int:
+    """A port P with P+1 also free (kafka.sh puts the controller on PORT+1)."""
+    for _ in range(50):
+        p = free_port()
+        if p >= 65535:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", p + 1))
+            except OSError:
+                continue
+        return p
+    raise AssertionError("no free port pair")
+
+
+class PrivateKafka:
+    """A single-node broker of this test's own (tests/kafka/kafka.sh), to stop, freeze or restart.
+    Restarting makes a NEW cluster on the same port (kafka.sh stop removes its directory)."""
+
+    SCRIPT = REPO_ROOT / "tests" / "kafka" / "kafka.sh"
+
+    def __init__(self, base_dir: Path, port: int):
+        self.base_dir = base_dir
+        self.port = port
+        self.brokers = f"127.0.0.1:{port}"
+        self.dir: Path | None = None
+        self.generation = 0
+        self.frozen = False
+
+    def start(self, timeout: float = 120):
+        self.generation += 1
+        self.dir = self.base_dir / f"kafka-{self.generation}"
+        r = subprocess.run([str(self.SCRIPT), "start", str(self.dir), str(self.port)], capture_output=True,
+                           text=True, timeout=timeout)
+        assert r.returncode == 0, f"kafka.sh start failed:\n{r.stdout}\n{r.stderr}"
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.dir is not None
+        return int((self.dir / "pid").read_text().strip())
+
+    def stop(self, timeout: float = 60):
+        if self.dir is None:
+            return
+        if self.frozen:
+            self.thaw()
+        r = subprocess.run([str(self.SCRIPT), "stop", str(self.dir)], capture_output=True, text=True,
+                           timeout=timeout)
+        assert r.returncode == 0, f"kafka.sh stop failed:\n{r.stdout}\n{r.stderr}"
+        self.dir = None
+
+    def freeze(self):
+        """SIGSTOP the broker: connections stay open, nothing is answered (a hung broker)."""
+        os.kill(self.pid, signal.SIGSTOP)
+        self.frozen = True
+
+    def thaw(self):
+        os.kill(self.pid, signal.SIGCONT)
+        self.frozen = False

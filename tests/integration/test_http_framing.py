@@ -118,3 +118,26 @@ def test_an_http_1_0_chunked_request_is_400(proxy, upstream):
     finally:
         c.close()
     assert not upstream.matching(lambda q: tag in q.path)
+
+
+@pytest.mark.parametrize("wire,status", [
+    (b"GET /orders/{tag} HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", 400),
+    (b"GET /orders/{tag} HTTP/1.1\r\n\r\n", 400),
+    (b"POST /orders/{tag} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: identity\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 400),
+    (b"POST /orders/{tag} HTTP/1.1\r\nHost: x\r\nContent-Length: +1\r\n\r\nx", 400),
+    (b"POST /orders/{tag} HTTP/1.1\r\nHost: x\r\nContent-Length : 1\r\n\r\nx", 400),
+    (b"GET /orders/{tag} HTTP/1.1\nHost: x\n\n", 400),
+    (b"POST /audit HTTP/1.1\r\nHost: x\r\nX-Tenant: t\r\nX-Test-Tag: {tag}\r\nExpect: 100-continue\r\n"
+     b"Content-Length: 5000\r\n\r\n", 413),
+], ids=["two-hosts", "no-host", "te-identity", "cl-plus", "space-before-colon", "bare-lf", "expect-over-limit"])
+def test_malformed_requests_are_rejected_and_the_connection_closed_with_nothing_forwarded(proxy, upstream, wire, status):
+    tag = unique("bad")
+    c = RawConn(proxy.port, timeout=10)
+    try:
+        c.send(wire.replace(b"{tag}", tag.encode()))
+        r = c.read_response()
+        assert r.status == status, r
+        assert c.closed_by_peer(5.0), "connection not closed after the error"
+    finally:
+        c.close()
+    assert not upstream.matching(lambda q: tag in q.path or q.header("X-Test-Tag") == tag)

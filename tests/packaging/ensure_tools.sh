@@ -2,6 +2,8 @@
 # Installs the packaging test tools into $HANDOFF_CACHE/bin (outside the work tree), once:
 #   helm         from the Go module proxy (helm.sh/helm/v3/cmd/helm@$HELM_VERSION)
 #   k8svalidate  tests/packaging/k8svalidate, built against k8s.io/api from the Go module proxy
+#   composecheck tests/packaging/k8svalidate/composecheck (compose-go, the loader of docker compose)
+#   dockerfilecheck tests/packaging/dockerfilecheck (BuildKit's Dockerfile parser and lint rules)
 # Idempotent: a second run only checks that both binaries exist with the expected version/sources.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -28,3 +30,8 @@ if [ ! -x "$COMPOSECHECK" ]; then
   ( cd "$HERE/k8svalidate" && go build -o "$COMPOSECHECK.tmp" ./composecheck && mv "$COMPOSECHECK.tmp" "$COMPOSECHECK" )
 fi
 echo "composecheck: $COMPOSECHECK"
+if [ ! -x "$DOCKERFILECHECK" ]; then
+  echo "[packaging] building dockerfilecheck (BuildKit's Dockerfile parser)" >&2
+  ( cd "$HERE/dockerfilecheck" && go build -o "$DOCKERFILECHECK.tmp" . && mv "$DOCKERFILECHECK.tmp" "$DOCKERFILECHECK" )
+fi
+echo "dockerfilecheck: $DOCKERFILECHECK"

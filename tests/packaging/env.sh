@@ -17,6 +17,8 @@ HELM="$GOBIN/helm-$HELM_VERSION"
 _kv_hash="$(cat "$(dirname "${BASH_SOURCE[0]}")"/k8svalidate/{go.mod,go.sum,main.go,composecheck/main.go} | sha256sum | cut -c1-16)"
 K8SVALIDATE="$GOBIN/k8svalidate-$_kv_hash"
 COMPOSECHECK="$GOBIN/composecheck-$_kv_hash"
+_df_hash="$(cat "$(dirname "${BASH_SOURCE[0]}")"/dockerfilecheck/{go.mod,go.sum,main.go} | sha256sum | cut -c1-16)"
+DOCKERFILECHECK="$GOBIN/dockerfilecheck-$_df_hash"
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 CHART="$REPO_ROOT/charts/handoff"
 # A helm built by `go install` defaults to Kubernetes v1.20 (its release ldflags are missing): pass

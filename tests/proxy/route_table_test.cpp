@@ -85,3 +85,10 @@ TEST_CASE("percent_decode rejects malformed escapes") {
     CHECK_FALSE(handoff::proxy::percent_decode("a%2", out));
     CHECK_FALSE(handoff::proxy::percent_decode("a%zz", out));
 }
+
+TEST_CASE("a forward route that serves GET also serves HEAD, an event route does not") {
+    auto t = table({make_route("read", {"GET"}, "/orders/{id}", mode::forward),
+                    make_route("ev", {"GET"}, "/events", mode::event)});
+    CHECK(t->match("HEAD", "/orders/1").result == route_match::kind::matched);
+    CHECK(t->match("HEAD", "/events").result == route_match::kind::method_not_allowed);
+}

@@ -128,7 +128,12 @@ private:
         connection_ptr keep_;
     };
 
+    // Takes one of max_connections_ slots, waiting in FIFO order up to connect_timeout (and the
+    // request deadline). Returns ok with the slot held, pool_exhausted or timeout.
     asio::awaitable<upstream_error> acquire_slot(steady::time_point deadline);
+    bool try_take_slot();
+    // Removes a waiter from the queue; true when it had already been granted a slot.
+    bool withdraw(const std::shared_ptr<waiter>& w);
     connection_ptr take_idle();
     void release(connection_ptr keep) noexcept;
     asio::awaitable<std::pair<upstream_error, connection_ptr>> connect(steady::time_point deadline);
@@ -147,8 +152,11 @@ private:
 };
 
 asio::awaitable<upstream_error> pool::acquire_slot(steady::time_point deadline) {
-    auto ex = co_await asio::this_coro::executor;
     const auto wait_until = std::min(deadline, steady::now() + cfg_.connect_timeout);
+    if (try_take_slot()) co_return upstream_error::ok;
+    if (wait_until <= steady::now()) co_return upstream_error::pool_exhausted;
+
+    auto ex = co_await asio::this_coro::executor;
     auto w = std::make_shared<waiter>(ex);
     {
         std::lock_guard lock(mutex_);
@@ -158,18 +166,40 @@ asio::awaitable<upstream_error> pool::acquire_slot(steady::time_point deadline) 
             ++in_use_;
             co_return upstream_error::ok;
         }
-        if (wait_until <= steady::now()) co_return upstream_error::pool_exhausted;
         waiters_.push_back(w);
     }
+    // Leaves the queue on every exit path, including an exception or the frame being destroyed
+    // while suspended; a slot granted meanwhile is given back.
+    struct queued {
+        pool* p;
+        std::shared_ptr<waiter> w;
+        bool settled = false;
+        ~queued() {
+            if (!settled && p->withdraw(w)) p->release(nullptr);
+        }
+    } q{this, w};
     {
         using namespace asio::experimental::awaitable_operators;
         asio::steady_timer timer(ex, wait_until);
         co_await (w->wake.async_receive(use_tuple) || timer.async_wait(use_tuple));
     }
-    std::lock_guard lock(mutex_);
-    if (w->granted) co_return upstream_error::ok;  // a slot was handed over, even if late
-    waiters_.erase(std::remove(waiters_.begin(), waiters_.end(), w), waiters_.end());
+    q.settled = true;
+    if (withdraw(w)) co_return upstream_error::ok;  // a slot was handed over, even if just now
     co_return wait_until < deadline ? upstream_error::pool_exhausted : upstream_error::timeout;
+}
+
+bool pool::try_take_slot() {
+    std::lock_guard lock(mutex_);
+    if (in_use_ >= max_connections_) return false;
+    ++in_use_;
+    return true;
+}
+
+bool pool::withdraw(const std::shared_ptr<waiter>& w) {
+    std::lock_guard lock(mutex_);
+    if (w->granted) return true;
+    waiters_.erase(std::remove(waiters_.begin(), waiters_.end(), w), waiters_.end());
+    return false;
 }
 
 connection_ptr pool::take_idle() {
@@ -314,6 +344,13 @@ asio::awaitable<upstream_result> send_on(std::shared_ptr<pool> p, request req,
                                          std::chrono::milliseconds timeout) {
     try {
         co_return co_await p->send(std::move(req), timeout);
+    } catch (const boost::system::system_error& e) {
+        // The caller's coroutine was cancelled (it throws on resumption after cancellation).
+        if (e.code() == asio::error::operation_aborted) {
+            log::debug("upstream send cancelled");
+        } else {
+            log::error("upstream send failed unexpectedly", {{"reason", e.what()}});
+        }
     } catch (const std::exception& e) {
         log::error("upstream send failed unexpectedly", {{"reason", e.what()}});
     }

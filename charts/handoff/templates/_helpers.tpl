@@ -88,6 +88,14 @@ with the file; routes and subscriptions are passed through as written.
 # Handoff config rendered by the {{ .root.Chart.Name }} chart {{ .root.Chart.Version }}. Edit the
 # chart values, not this file. Handoff reloads routes when this file changes (no restart).
 {{ toYaml $cfg }}
+{{- with $v.limits }}
+limits:
+{{ toYaml . | indent 2 }}
+{{- end }}
+{{- with $v.status }}
+status:
+{{ toYaml . | indent 2 }}
+{{- end }}
 {{- if $v.drain.writeToConfig }}
 drain:
   delay: {{ printf "%ds" (int $v.drain.delaySeconds) }}

@@ -96,6 +96,63 @@ struct defaults_config {
 
 struct log_config {
     std::string level = "info";              // debug | info | warn | error
+    bool requests = true;                    // one JSON line per request (at info)
+};
+
+// Shutdown on SIGTERM/SIGINT (DESIGN §5): readiness goes false at once; requests keep being
+// served for `delay` (Kubernetes removes the endpoint with a lag); then the listener stops and
+// in-flight requests get up to `timeout` to finish before the producer is flushed.
+struct drain_config {
+    millis delay{0};
+    millis timeout{20'000};
+};
+
+// Back-pressure bounds; each hit is a 503 + Retry-After and a metric.
+struct limits_config {
+    std::size_t max_inflight_commits = 10'000;  // commit requests waiting for a delivery report
+};
+
+// GET /_handoff/requests/{id}: in memory, LRU-bounded, with a TTL.
+struct status_config {
+    std::size_t max_entries = 100'000;
+    millis ttl{600'000};
+};
+
+// The receiving half (DESIGN §4): consume topics in a group and deliver each record to the local
+// service (the `upstream` section's host and port) as an HTTP request.
+enum class ordering { key, partition, none };
+enum class jitter { full, none };
+enum class offset_reset { earliest, latest, error };
+
+struct retry_policy {
+    int attempts = 10;                       // HTTP attempts before dead-lettering (>= 1)
+    millis backoff_base{200};                // delay before retry n: base * 2^(n-1), capped
+    millis backoff_cap{30'000};
+    config::jitter jitter = jitter::full;    // full: uniform in [0, delay]
+};
+
+struct subscription_target {
+    std::string method;                      // empty = "original" (handoff_method header, else POST)
+    std::string path;                        // empty = "original" (handoff_path + handoff_query)
+    std::string fallback_path;               // used when the original path is missing or unsafe
+};
+
+struct subscription {
+    std::string name;
+    std::vector<std::string> topics;
+    std::string group;
+    subscription_target target;
+    config::ordering ordering = ordering::key;
+    std::size_t concurrency = 16;            // deliveries in flight at once
+    millis timeout{10'000};                  // one HTTP attempt
+    retry_policy retry;
+    std::string dead_letter_topic;           // empty: exhausted/poison records are retried forever
+    std::string reply_topic;                 // empty: responses are not published
+    std::vector<std::string> reply_headers;  // response headers copied into replies
+    offset_reset auto_offset_reset = offset_reset::earliest;
+    std::vector<std::string> headers;        // record headers passed on as HTTP headers
+    std::map<std::string, std::string> properties;  // librdkafka consumer properties (override kafka.properties)
+    int line = 0;
 };
 
 struct config {
@@ -106,7 +163,11 @@ struct config {
     kafka_config kafka;
     defaults_config defaults;
     log_config log;
+    drain_config drain;
+    limits_config limits;
+    status_config status;
     std::vector<route> routes;
+    std::vector<subscription> subscriptions;
 };
 
 }  // namespace handoff::config

@@ -7,6 +7,7 @@
 #pragma once
 
 #include "handoff/config/config.hpp"
+#include "handoff/proxy/metrics.hpp"
 #include "handoff/proxy/producer.hpp"
 #include "handoff/proxy/route_table.hpp"
 #include "handoff/proxy/upstream.hpp"
@@ -21,8 +22,10 @@ namespace handoff::proxy {
 
 class server {
 public:
+    // `stats` may be null (a private registry is used then).
     server(boost::asio::io_context& ioc, std::shared_ptr<const route_table> routes,
-           std::shared_ptr<producer> producer, std::shared_ptr<upstream_client> upstream);
+           std::shared_ptr<producer> producer, std::shared_ptr<upstream_client> upstream,
+           std::shared_ptr<metrics> stats = nullptr);
     ~server();
     server(const server&) = delete;
     server& operator=(const server&) = delete;
@@ -42,6 +45,7 @@ public:
     void stop_accepting();
 
     std::size_t active_connections() const noexcept;
+    std::size_t inflight_commits() const noexcept;
 
     // Swaps the route table used by requests that start after this call.
     void swap_routes(std::shared_ptr<const route_table> routes);

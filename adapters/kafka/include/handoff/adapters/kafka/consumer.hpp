@@ -1,0 +1,30 @@
+// The librdkafka implementation of handoff::proxy::consumer (see adapters/kafka/README.md,
+// "Consumer").
+//
+// Threading: bound to `strand`. librdkafka's consumer queue signals an eventfd (queue IO event)
+// that the strand watches; the wake-up handler serves the queue with rd_kafka_consumer_poll(rk, 0),
+// so records, rebalances and errors reach the listener on the strand. A 500 ms timer also serves
+// it, so the member polls even when no record arrives (max.poll.interval.ms). `close()` is the
+// exception: it blocks and runs on the calling thread after the io_context stopped.
+#pragma once
+
+#include <handoff/config/config.hpp>
+#include <handoff/proxy/consumer.hpp>
+
+#include <boost/asio/any_io_executor.hpp>
+
+#include <memory>
+#include <string>
+
+namespace handoff::adapters::kafka {
+
+// Creates a KafkaConsumer for `sub`: group.id = sub.group, enable.auto.offset.store=false,
+// enable.auto.commit=true (commits stored offsets only), auto.offset.reset from the
+// subscription, partition.assignment.strategy=cooperative-sticky (eager protocols are handled
+// too), then `kafka.properties` and `sub.properties`. nullptr and `error_out` when librdkafka
+// rejects a property.
+std::shared_ptr<proxy::consumer> make_consumer(boost::asio::any_io_executor strand, const config::kafka_config& kafka,
+                                               const config::subscription& sub, const std::string& bootstrap_servers,
+                                               std::string& error_out);
+
+}  // namespace handoff::adapters::kafka

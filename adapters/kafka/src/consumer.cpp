@@ -1,0 +1,360 @@
+#include "handoff/adapters/kafka/consumer.hpp"
+
+#include <handoff/proxy/log.hpp>
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <librdkafka/rdkafka.h>
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <set>
+#include <utility>
+
+namespace handoff::adapters::kafka {
+
+namespace {
+
+namespace asio = boost::asio;
+namespace log = proxy::log;
+using namespace std::chrono_literals;
+
+struct tpl_deleter {
+    void operator()(rd_kafka_topic_partition_list_t* l) const noexcept { rd_kafka_topic_partition_list_destroy(l); }
+};
+using tpl_ptr = std::unique_ptr<rd_kafka_topic_partition_list_t, tpl_deleter>;
+
+tpl_ptr to_list(const std::vector<proxy::topic_partition>& parts) {
+    tpl_ptr l(rd_kafka_topic_partition_list_new(static_cast<int>(parts.size())));
+    for (const auto& p : parts) rd_kafka_topic_partition_list_add(l.get(), p.topic.c_str(), p.partition);
+    return l;
+}
+
+std::vector<proxy::topic_partition> from_list(const rd_kafka_topic_partition_list_t* l) {
+    std::vector<proxy::topic_partition> out;
+    if (!l) return out;
+    out.reserve(static_cast<std::size_t>(l->cnt));
+    for (int i = 0; i < l->cnt; ++i) out.push_back({l->elems[i].topic, l->elems[i].partition});
+    return out;
+}
+
+void on_log(const rd_kafka_t*, int level, const char* fac, const char* buf) noexcept {
+    try {
+        const auto l = level <= 2 ? log::level::error
+                       : level <= 4 ? log::level::warn
+                       : level <= 6 ? log::level::info
+                                    : log::level::debug;
+        if (!log::enabled(l)) return;
+        log::write(l, "librdkafka", {{"facility", fac ? fac : ""}, {"detail", buf ? buf : ""}, {"client", "consumer"}});
+    } catch (...) {
+    }
+}
+
+class consumer_impl final : public proxy::consumer {
+public:
+    consumer_impl(asio::any_io_executor strand, std::string name, std::vector<std::string> topics)
+        : strand_(strand), wake_(strand), keepalive_(strand), name_(std::move(name)), topics_(std::move(topics)) {}
+
+    ~consumer_impl() override { close(); }
+
+    bool init(rd_kafka_conf_t* conf, std::string& error) {
+        rd_kafka_conf_set_opaque(conf, this);
+        rd_kafka_conf_set_rebalance_cb(conf, &consumer_impl::on_rebalance);
+        rd_kafka_conf_set_log_cb(conf, &on_log);
+        char errstr[512] = {};
+        rk_ = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
+        if (!rk_) {
+            rd_kafka_conf_destroy(conf);
+            error = std::string("cannot create the kafka consumer: ") + errstr;
+            return false;
+        }
+        rd_kafka_poll_set_consumer(rk_);  // the main queue (errors, logs) is served by consumer_poll
+        queue_ = rd_kafka_queue_get_consumer(rk_);
+        const int fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (fd < 0) {
+            error = std::string("eventfd: ") + std::strerror(errno);
+            return false;
+        }
+        wake_.assign(fd);
+        static const std::uint64_t one = 1;
+        rd_kafka_queue_io_event_enable(queue_, fd, &one, sizeof one);
+        return true;
+    }
+
+    void start(proxy::consumer_listener& listener) override {
+        listener_ = &listener;
+        tpl_ptr topics(rd_kafka_topic_partition_list_new(static_cast<int>(topics_.size())));
+        for (const auto& t : topics_) rd_kafka_topic_partition_list_add(topics.get(), t.c_str(), RD_KAFKA_PARTITION_UA);
+        if (const auto err = rd_kafka_subscribe(rk_, topics.get())) {
+            log::error("kafka subscribe failed", {{"subscription", name_}, {"error", rd_kafka_err2str(err)}});
+        }
+        arm();
+        tick();
+        serve();
+    }
+
+    void pause(const std::vector<proxy::topic_partition>& parts) override {
+        if (!rk_ || parts.empty()) return;
+        auto l = to_list(parts);
+        rd_kafka_pause_partitions(rk_, l.get());
+        for (const auto& p : parts) paused_.insert(p);
+    }
+
+    void resume(const std::vector<proxy::topic_partition>& parts) override {
+        if (!rk_) return;
+        std::vector<proxy::topic_partition> mine;
+        for (const auto& p : parts) {
+            if (paused_.erase(p)) mine.push_back(p);  // never resume a partition we did not pause
+        }
+        if (mine.empty()) return;
+        auto l = to_list(mine);
+        rd_kafka_resume_partitions(rk_, l.get());
+    }
+
+    proxy::store_result store_offset(const proxy::topic_partition& tp, std::int64_t next) override {
+        if (!rk_) return proxy::store_result::not_assigned;
+        tpl_ptr l(rd_kafka_topic_partition_list_new(1));
+        rd_kafka_topic_partition_list_add(l.get(), tp.topic.c_str(), tp.partition)->offset = next;
+        const auto err = rd_kafka_offsets_store(rk_, l.get());
+        const auto perr = l->elems[0].err;
+        if (err == RD_KAFKA_RESP_ERR_NO_ERROR && perr == RD_KAFKA_RESP_ERR_NO_ERROR) return proxy::store_result::ok;
+        if (err == RD_KAFKA_RESP_ERR__STATE || perr == RD_KAFKA_RESP_ERR__STATE) return proxy::store_result::not_assigned;
+        log::warn("kafka offsets_store failed", {{"subscription", name_}, {"error", rd_kafka_err2name(err ? err : perr)}});
+        return proxy::store_result::failed;
+    }
+
+    void close() override {
+        if (!rk_ || closed_.exchange(true)) return;
+        closing_ = true;
+        boost::system::error_code ignored;
+        keepalive_.cancel();
+        // Commit what is stored, synchronously; _NO_OFFSET just means nothing new.
+        const auto err = rd_kafka_commit(rk_, nullptr, 0);
+        if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET) {
+            log::warn("kafka offset commit on close failed", {{"subscription", name_}, {"error", rd_kafka_err2name(err)}});
+        }
+        // Leaves the group; the revocation callback runs here, on this thread.
+        if (const auto cerr = rd_kafka_consumer_close(rk_)) {
+            log::warn("kafka consumer close", {{"subscription", name_}, {"error", rd_kafka_err2name(cerr)}});
+        }
+        rd_kafka_queue_io_event_enable(queue_, -1, nullptr, 0);
+        rd_kafka_queue_destroy(queue_);
+        queue_ = nullptr;
+        rd_kafka_destroy(rk_);
+        rk_ = nullptr;
+        wake_.close(ignored);  // after rd_kafka_destroy: librdkafka may write to it until then
+        log::info("kafka consumer closed", {{"subscription", name_}});
+    }
+
+    std::string member_id() const override {
+        if (!rk_) return {};
+        char* id = rd_kafka_memberid(rk_);
+        std::string out = id ? id : "";
+        if (id) rd_kafka_mem_free(rk_, id);
+        return out;
+    }
+
+private:
+    void arm() {
+        if (closing_) return;
+        wake_.async_wait(asio::posix::stream_descriptor::wait_read, [this, alive = std::weak_ptr<int>(alive_)](boost::system::error_code ec) {
+            if (ec || !alive.lock() || closing_) return;
+            std::uint64_t count = 0;
+            while (::read(wake_.native_handle(), &count, sizeof count) > 0) {
+            }
+            serve();
+            arm();
+        });
+    }
+
+    // Not the hot path: only guarantees a poll call at least every 500 ms (max.poll.interval.ms,
+    // rebalances while idle) and serves anything a lost wake-up would have left.
+    void tick() {
+        if (closing_) return;
+        keepalive_.expires_after(500ms);
+        keepalive_.async_wait([this, alive = std::weak_ptr<int>(alive_)](boost::system::error_code ec) {
+            if (ec || !alive.lock() || closing_) return;
+            serve();
+            tick();
+        });
+    }
+
+    // On the strand. Bounded; the rest is re-posted (librdkafka signals the fd again only after
+    // the queue was served empty).
+    void serve() {
+        if (!rk_ || closing_) return;
+        for (int budget = 1024; budget > 0; --budget) {
+            rd_kafka_message_t* m = rd_kafka_consumer_poll(rk_, 0);
+            if (!m) return;
+            handle(m);
+            rd_kafka_message_destroy(m);
+            if (closing_) return;
+        }
+        asio::post(strand_, [this, alive = std::weak_ptr<int>(alive_)] {
+            if (alive.lock()) serve();
+        });
+    }
+
+    void handle(const rd_kafka_message_t* m) {
+        if (m->err) {
+            if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) return;
+            const bool fatal = m->err == RD_KAFKA_RESP_ERR__FATAL;
+            log::write(fatal ? log::level::error : log::level::warn, "kafka consumer error",
+                       {{"subscription", name_}, {"error", rd_kafka_err2name(m->err)},
+                        {"reason", rd_kafka_message_errstr(m)}});
+            return;
+        }
+        proxy::consumed_record r;
+        r.topic = rd_kafka_topic_name(m->rkt);
+        r.partition = m->partition;
+        r.offset = m->offset;
+        if (m->key) r.key = std::string(static_cast<const char*>(m->key), m->key_len);
+        if (m->payload) r.value.assign(static_cast<const char*>(m->payload), m->len);
+        rd_kafka_headers_t* hdrs = nullptr;
+        if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR && hdrs) {
+            const char* name = nullptr;
+            const void* value = nullptr;
+            size_t size = 0;
+            for (size_t i = 0; rd_kafka_header_get_all(hdrs, i, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR; ++i) {
+                r.headers.push_back({name, value ? std::string(static_cast<const char*>(value), size) : std::string()});
+            }
+        }
+        try {
+            if (listener_) listener_->on_record(std::move(r));
+        } catch (const std::exception& e) {
+            log::error("subscription listener threw", {{"subscription", name_}, {"error", e.what()}});
+        }
+    }
+
+    static void on_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* parts,
+                             void* opaque) noexcept {
+        auto* self = static_cast<consumer_impl*>(opaque);
+        try {
+            self->rebalance(rk, err, parts);
+        } catch (const std::exception& e) {
+            log::error("kafka rebalance handling threw", {{"error", e.what()}});
+        } catch (...) {
+        }
+    }
+
+    void rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* parts) {
+        const bool cooperative = std::strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+        const auto list = from_list(parts);
+        if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+            rd_kafka_error_t* e = nullptr;
+            if (cooperative) {
+                e = rd_kafka_incremental_assign(rk, parts);
+            } else {
+                if (const auto aerr = rd_kafka_assign(rk, parts)) {
+                    log::error("kafka assign failed", {{"subscription", name_}, {"error", rd_kafka_err2name(aerr)}});
+                }
+            }
+            if (e) {
+                log::error("kafka incremental assign failed", {{"subscription", name_}, {"error", rd_kafka_error_string(e)}});
+                rd_kafka_error_destroy(e);
+            }
+            for (const auto& p : list) paused_.erase(p);  // a fresh assignment starts fetching
+            if (listener_) listener_->on_assigned(list);
+            return;
+        }
+        // Revocation (or an error): the listener abandons in-flight work first, so nothing is
+        // stored for these partitions after they are given up. librdkafka commits the offsets
+        // already stored (auto commit) as part of the unassign.
+        const bool lost = rd_kafka_assignment_lost(rk) != 0;
+        if (listener_) listener_->on_revoked(list, lost);
+        for (const auto& p : list) paused_.erase(p);
+        if (cooperative) {
+            if (auto* e = rd_kafka_incremental_unassign(rk, parts)) {
+                log::error("kafka incremental unassign failed", {{"subscription", name_}, {"error", rd_kafka_error_string(e)}});
+                rd_kafka_error_destroy(e);
+            }
+        } else {
+            rd_kafka_assign(rk, nullptr);
+        }
+    }
+
+    asio::any_io_executor strand_;
+    asio::posix::stream_descriptor wake_;
+    asio::steady_timer keepalive_;
+    std::string name_;
+    std::vector<std::string> topics_;
+    rd_kafka_t* rk_ = nullptr;
+    rd_kafka_queue_t* queue_ = nullptr;
+    proxy::consumer_listener* listener_ = nullptr;
+    std::set<proxy::topic_partition> paused_;  // paused by us (strand only)
+    std::atomic<bool> closed_{false};
+    std::atomic<bool> closing_{false};
+    std::shared_ptr<int> alive_ = std::make_shared<int>(0);
+};
+
+bool set(rd_kafka_conf_t* conf, const std::string& name, const std::string& value, std::string& error) {
+    char errstr[512] = {};
+    if (rd_kafka_conf_set(conf, name.c_str(), value.c_str(), errstr, sizeof errstr) != RD_KAFKA_CONF_OK) {
+        error = "kafka property '" + name + "': " + errstr;
+        return false;
+    }
+    return true;
+}
+
+// Producer-only properties from kafka.properties are not applied to consumers (librdkafka would
+// warn about each one).
+bool producer_only(const std::string& name) {
+    static const char* names[] = {"acks", "request.required.acks", "enable.idempotence", "linger.ms",
+                                  "queue.buffering.max.ms", "queue.buffering.max.messages",
+                                  "queue.buffering.max.kbytes", "message.timeout.ms", "delivery.timeout.ms",
+                                  "batch.num.messages", "batch.size", "compression.codec", "compression.type",
+                                  "message.send.max.retries", "retries", "max.in.flight.requests.per.connection",
+                                  "max.in.flight", "transactional.id", "transaction.timeout.ms",
+                                  "enable.gapless.guarantee", "sticky.partitioning.linger.ms", "partitioner",
+                                  "request.timeout.ms", "message.copy.max.bytes"};
+    for (const char* n : names) {
+        if (name == n) return true;
+    }
+    return false;
+}
+
+}  // namespace
+
+std::shared_ptr<proxy::consumer> make_consumer(asio::any_io_executor strand, const config::kafka_config& kafka,
+                                               const config::subscription& sub, const std::string& bootstrap,
+                                               std::string& error) {
+    rd_kafka_conf_t* conf = rd_kafka_conf_new();
+    const char* resets[] = {"earliest", "latest", "error"};
+    const std::pair<std::string, std::string> defaults[] = {
+        {"client.id", "handoff-" + sub.name},
+        {"partition.assignment.strategy", "cooperative-sticky"},
+        {"enable.partition.eof", "false"},
+    };
+    bool ok = true;
+    for (const auto& [n, v] : defaults) ok = ok && set(conf, n, v, error);
+    for (const auto& [n, v] : kafka.properties) {
+        if (!producer_only(n)) ok = ok && set(conf, n, v, error);
+    }
+    for (const auto& [n, v] : sub.properties) ok = ok && set(conf, n, v, error);
+    ok = ok && set(conf, "bootstrap.servers", bootstrap, error) && set(conf, "group.id", sub.group, error) &&
+         set(conf, "enable.auto.offset.store", "false", error) &&
+         set(conf, "auto.offset.reset", resets[static_cast<int>(sub.auto_offset_reset)], error);
+    if (sub.properties.find("enable.auto.commit") == sub.properties.end()) {
+        ok = ok && set(conf, "enable.auto.commit", "true", error);
+    }
+    if (!ok) {
+        rd_kafka_conf_destroy(conf);
+        error = "subscription '" + sub.name + "': " + error;
+        return nullptr;
+    }
+    auto c = std::make_shared<consumer_impl>(strand, sub.name, sub.topics);
+    if (!c->init(conf, error)) {
+        error = "subscription '" + sub.name + "': " + error;
+        return nullptr;
+    }
+    log::info("kafka consumer created", {{"subscription", sub.name}, {"group", sub.group}, {"topics", sub.topics}});
+    return c;
+}
+
+}  // namespace handoff::adapters::kafka

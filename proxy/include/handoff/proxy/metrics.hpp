@@ -1,0 +1,94 @@
+// Prometheus metrics (prometheus-cpp core), served as text on the admin listener's /metrics.
+//
+// Instruments are created on first use and cached; label values come only from config (route
+// names, topic templates, fixed outcome words), never from requests, so cardinality is bounded.
+// Every member is thread-safe.
+#pragma once
+
+#include "handoff/config/config.hpp"
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <array>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace handoff::proxy {
+
+class metrics {
+public:
+    metrics();
+
+    // Per route and mode: requests by status class and a duration histogram.
+    struct route_instruments {
+        std::array<prometheus::Counter*, 6> by_class{};  // index = status / 100 (0 unused)
+        prometheus::Histogram* duration = nullptr;
+    };
+    route_instruments& route(const std::string& route_name, config::mode mode);
+    void observe(route_instruments& r, unsigned status, double seconds);
+
+    // Produce outcomes (persisted, not_persisted, possibly_persisted, refused_<reason>) by topic
+    // template, and delivery-report latency.
+    void produce_outcome(const std::string& topic, std::string_view outcome);
+    void delivery_latency(const std::string& topic, double seconds);
+
+    prometheus::Counter& shed(std::string_view reason);          // 503s from bounds
+    prometheus::Counter& upstream_error(std::string_view kind);  // forward failures
+    prometheus::Counter& config_reload(std::string_view result); // ok | rejected
+    prometheus::Counter& undelivered();                          // not flushed at shutdown
+
+    prometheus::Gauge& inflight_commits() { return *inflight_commits_; }
+    prometheus::Gauge& connections() { return *connections_; }
+    prometheus::Gauge& producer_queue_messages() { return *queue_messages_; }
+    prometheus::Gauge& producer_queue_bytes() { return *queue_bytes_; }
+    prometheus::Gauge& status_entries() { return *status_entries_; }
+
+    // A generic gauge/counter family for other modules (subscriptions), keyed by name + labels.
+    prometheus::Gauge& gauge(const std::string& name, const std::string& help, const prometheus::Labels& labels);
+    prometheus::Counter& counter(const std::string& name, const std::string& help, const prometheus::Labels& labels);
+
+    // Runs before each scrape (to sample queue depths and the like).
+    void on_scrape(std::function<void()> f);
+
+    // Prometheus text exposition format 0.0.4.
+    std::string serialize();
+
+    std::shared_ptr<prometheus::Registry> registry() const { return registry_; }
+
+private:
+    template <class T>
+    T& cached(prometheus::Family<T>& family, std::map<prometheus::Labels, T*>& cache, const prometheus::Labels& labels);
+
+    std::shared_ptr<prometheus::Registry> registry_;
+    std::mutex mutex_;  // guards the caches and scrape hooks; never held on the request path once cached
+    prometheus::Family<prometheus::Counter>& requests_;
+    prometheus::Family<prometheus::Histogram>& durations_;
+    prometheus::Family<prometheus::Counter>& produce_;
+    prometheus::Family<prometheus::Histogram>& delivery_;
+    prometheus::Family<prometheus::Counter>& shed_;
+    prometheus::Family<prometheus::Counter>& upstream_errors_;
+    prometheus::Family<prometheus::Counter>& reloads_;
+    prometheus::Family<prometheus::Counter>& undelivered_;
+    prometheus::Gauge* inflight_commits_;
+    prometheus::Gauge* connections_;
+    prometheus::Gauge* queue_messages_;
+    prometheus::Gauge* queue_bytes_;
+    prometheus::Gauge* status_entries_;
+    std::map<std::pair<std::string, int>, route_instruments> routes_;
+    std::map<prometheus::Labels, prometheus::Counter*> produce_cache_, shed_cache_, upstream_cache_, reload_cache_;
+    std::map<prometheus::Labels, prometheus::Histogram*> delivery_cache_;
+    std::map<std::string, prometheus::Family<prometheus::Gauge>*> gauge_families_;
+    std::map<std::string, prometheus::Family<prometheus::Counter>*> counter_families_;
+    std::vector<std::function<void()>> scrape_hooks_;
+};
+
+}  // namespace handoff::proxy

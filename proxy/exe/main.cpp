@@ -242,6 +242,45 @@ int run(const std::string& file) {
                                                                                upstream, producer));
         subscriptions.back()->start();
     }
+    // Subscription counters are atomics in the engine; each scrape adds what changed since the last.
+    struct exported_counter {
+        prometheus::Counter* metric;
+        const std::atomic<std::uint64_t>* source;
+        std::uint64_t last = 0;
+    };
+    auto exported = std::make_shared<std::vector<exported_counter>>();
+    auto exported_gauges = std::make_shared<std::vector<std::pair<prometheus::Gauge*, const std::atomic<std::int64_t>*>>>();
+    for (const auto& sub : subscriptions) {
+        const prometheus::Labels labels{{"subscription", sub->settings().name}};
+        const auto& c = sub->counters();
+        const std::pair<const char*, const std::atomic<std::uint64_t>*> counters[] = {
+            {"received", &c.received},           {"attempts", &c.attempts},
+            {"delivered", &c.delivered},         {"retries", &c.retries},
+            {"connection_failures", &c.connection_failures}, {"dead_lettered", &c.dead_lettered},
+            {"dead_letter_failures", &c.dead_letter_failures}, {"replies", &c.replies},
+            {"reply_failures", &c.reply_failures}, {"offsets_stored", &c.offsets_stored},
+            {"abandoned", &c.abandoned},         {"dropped_headers", &c.dropped_headers},
+            {"circuit_opened", &c.circuit_opened}, {"assignments", &c.assignments}};
+        for (const auto& [what, source] : counters) {
+            exported->push_back({&stats->counter(std::string("handoff_subscription_") + what + "_total",
+                                                 std::string("Subscription ") + what, labels),
+                                 source});
+        }
+        exported_gauges->emplace_back(&stats->gauge("handoff_subscription_in_flight",
+                                                    "Deliveries, dead-letter writes and replies in progress", labels),
+                                      &c.in_flight);
+        exported_gauges->emplace_back(&stats->gauge("handoff_subscription_buffered",
+                                                    "Records received and not yet resolved", labels),
+                                      &c.buffered);
+    }
+    stats->on_scrape([exported, exported_gauges] {
+        for (auto& e : *exported) {
+            const auto now = e.source->load();
+            if (now > e.last) e.metric->Increment(static_cast<double>(now - e.last));
+            e.last = now;
+        }
+        for (auto& [g, source] : *exported_gauges) g->Set(static_cast<double>(source->load()));
+    });
     asio::signal_set subscription_signals(ioc, SIGTERM, SIGINT);
     subscription_signals.async_wait([&](boost::system::error_code ec, int) {
         if (!ec) for (auto& s : subscriptions) s->begin_stop();

@@ -7,6 +7,7 @@ by `handoff validate` (exit 78), so the schema and the loader cannot drift apart
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -229,8 +230,9 @@ INVALID = {
 def _validate_cli(tmp_path: Path, name: str, text: str) -> subprocess.CompletedProcess:
     f = tmp_path / f"{name}.yaml"
     f.write_text(text)
+    env = {k: v for k, v in os.environ.items() if k not in ("HANDOFF_PORT", "DRAIN_DELAY")}  # defaults apply
     return subprocess.run([handoff_bin(), "validate", "--config", str(f)], capture_output=True, text=True, timeout=30,
-                          env={"PATH": "/usr/bin:/bin"})
+                          env=env)
 
 
 @pytest.mark.parametrize("name", sorted(VALID))

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import signal
-import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -158,3 +157,48 @@ def test_sigterm_under_steady_load_loses_nothing_and_resets_no_request(handoff_p
     final = [x for x in logs if x.get("msg") == "stopped"]
     assert final and final[-1]["undelivered"] == 0, h.log_tail()
     assert exited_at - sigterm_at < deadline_s
+
+
+@pytest.mark.xfail(strict=True, reason="BUG (reported): when the io loop lags behind the drain.delay timer (here: "
+                   "SIGSTOP'd for 0.5 s just before the delay ends, as under CPU starvation), stop_accepting() closes "
+                   "the acceptor with connections still in the kernel backlog (reset) and cancels 'idle' sessions whose "
+                   "request bytes already arrived (EOF without a response)")
+@pytest.mark.timeout_s(30)
+def test_requests_written_before_the_drain_delay_ended_are_answered_even_if_the_loop_lags(handoff_process, brokers,
+                                                                                         upstream):
+    h = handoff_process(base_config(brokers, upstream.port, [], drain={"delay": "1s", "timeout": "5s"},
+                                    log={"level": "info", "requests": False}), name="ops-drain-lag")
+    t_term = time.monotonic()
+    h.proc.send_signal(signal.SIGTERM)
+    wait_until(lambda: h.admin_get("/readyz", 1.0).status == 503, 0.5, 0.01, "draining")
+    # The stall: stopped from SIGTERM+0.6s to SIGTERM+1.3s, across the end of drain.delay (1s).
+    time.sleep(max(0.0, t_term + 0.6 - time.monotonic()))
+    h.proc.send_signal(signal.SIGSTOP)
+    results: list = []
+    written = []
+
+    def one():
+        try:
+            c = RawConn(h.port, timeout=5)
+            c.send(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
+            written.append(time.monotonic())
+            results.append(c.read_response().status)
+        except (ConnectionError, OSError) as e:
+            results.append(repr(e))
+
+    try:
+        threads = [threading.Thread(target=one, daemon=True) for _ in range(10)]
+        for t in threads:
+            t.start()
+        # All ten connect (the kernel completes the handshake) and write their request while the
+        # process is stopped, i.e. before drain.delay ends.
+        wait_until(lambda: len(written) == 10, 3, 0.01, "ten requests written")
+        assert max(written) - t_term < 0.95, "too slow to set up the race; the result would say nothing"
+    finally:
+        time.sleep(max(0.0, t_term + 1.3 - time.monotonic()))
+        h.proc.send_signal(signal.SIGCONT)
+    for t in threads:
+        t.join(10)
+    assert h.proc.wait(15) == 0
+    unanswered = [r for r in results if not isinstance(r, int)]
+    assert not unanswered, f"{len(unanswered)} of 10 requests written during drain.delay got no response: {unanswered[:3]}"

@@ -66,10 +66,14 @@ fi
 
 # --- Python test dependencies (a real CloudEvents SDK) ----------------------------------------
 VENV="$HANDOFF_CACHE/venv"
-if [ ! -f "$VENV/.complete" ]; then
-  log "creating Python venv with the CloudEvents SDK"
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q "cloudevents==1.12.1" "prometheus-client==0.26.0" "confluent-kafka==2.16.1" "pytest==8.3.4" "jsonschema==4.23.0" "PyYAML==6.0.2"
-  touch "$VENV/.complete"
+PY_REQUIREMENTS=("cloudevents==1.12.1" "prometheus-client==0.26.0" "confluent-kafka==2.16.1" "pytest==8.3.4"
+                 "jsonschema==4.23.0" "PyYAML==6.0.2")
+# The stamp names the requirement set, so a changed list installs again into an existing venv.
+PY_STAMP="$VENV/.complete-$(printf '%s\n' "${PY_REQUIREMENTS[@]}" | sha256sum | cut -c1-16)"
+if [ ! -f "$PY_STAMP" ]; then
+  log "installing the Python test dependencies (CloudEvents SDK, Kafka client, pytest)"
+  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q "${PY_REQUIREMENTS[@]}"
+  touch "$PY_STAMP"
 fi
 log "ready (cache: $HANDOFF_CACHE)"

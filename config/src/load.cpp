@@ -968,15 +968,18 @@ private:
         }
     }
 
-    // Commit and reply routes promise durability; the producer settings must not undercut it.
+    // Handoff always produces with the idempotent producer and acks=all (commit routes promise
+    // durability; event routes and dead-letter writes rely on it too), so a config that tries to
+    // weaken either is refused here, exactly as the producer would refuse it at start-up.
     void check_durability(const std::vector<route>& routes, const std::vector<route_info>& infos) {
         std::string names;
         for (std::size_t i = 0; i < routes.size(); ++i) {
             if (!infos[i].mode_known || (routes[i].mode != mode::commit && routes[i].mode != mode::reply)) continue;
             names += (names.empty() ? "'" : ", '") + routes[i].name + "'";
         }
-        if (names.empty()) return;
-        const std::string why = " conflicts with route(s) " + names + ": commit routes need acks=all and enable.idempotence=true";
+        const std::string why = names.empty()
+                                    ? ": Handoff always produces with acks=all and enable.idempotence=true"
+                                    : " conflicts with route(s) " + names + ": commit routes need acks=all and enable.idempotence=true";
         for (const char* key : {"acks", "request.required.acks"}) {
             const auto it = property_nodes_.find(key);
             if (it == property_nodes_.end()) continue;
@@ -985,7 +988,7 @@ private:
         }
         if (const auto it = property_nodes_.find("enable.idempotence"); it != property_nodes_.end()) {
             const std::string v = lower(std::string(trim(it->second.second)));
-            if (v == "false" || v == "f" || v == "0") fail(it->second.first, "kafka.properties.enable.idempotence", "enable.idempotence=" + v + why);
+            if (v != "true") fail(it->second.first, "kafka.properties.enable.idempotence", "enable.idempotence=" + v + why);
         }
     }
 

@@ -29,8 +29,12 @@
 #include <functional>
 #include <cstdio>
 #include <iostream>
+#include <map>
 #include <memory>
+#include <mutex>
+#include <set>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 namespace {
@@ -202,13 +206,25 @@ int run(const std::string& file) {
             log::error("config reload rejected; keeping the running config", {{"trigger", trigger}, {"errors", messages}});
             return;
         }
-        auto fresh = std::make_shared<const handoff::config::config>(std::move(*next.value));
+        std::shared_ptr<const handoff::config::config> fresh =
+            std::make_shared<const handoff::config::config>(std::move(*next.value));
         const auto old = current.load();
         const auto before = nlohmann::json::parse(handoff::config::to_redacted_json(*old));
         const auto after = nlohmann::json::parse(handoff::config::to_redacted_json(*fresh));
         std::vector<std::string> need_restart;
         for (const char* section : {"listen", "admin", "upstream", "kafka", "subscriptions", "status"}) {
             if (before.value(section, nlohmann::json()) != after.value(section, nlohmann::json())) need_restart.emplace_back(section);
+        }
+        if (!need_restart.empty()) {
+            // Keep what is in force for the sections that need a restart, so /config tells the truth.
+            auto merged = std::make_shared<handoff::config::config>(*fresh);
+            merged->listen = old->listen;
+            merged->admin = old->admin;
+            merged->upstream = old->upstream;
+            merged->kafka = old->kafka;
+            merged->subscriptions = old->subscriptions;
+            merged->status = old->status;
+            fresh = std::move(merged);
         }
         server.swap_routes(handoff::proxy::route_table::create(fresh));
         current.store(fresh);
@@ -273,6 +289,36 @@ int run(const std::string& file) {
                                                     "Records received and not yet resolved", labels),
                                       &c.buffered);
     }
+    // Consumer lag per assigned partition (consumer::lag: high watermark - stored offset). Gauges of
+    // partitions no longer reported (revoked, or watermark not known yet) are set to 0.
+    struct exported_lag {
+        std::mutex mutex;  // scrapes may run concurrently
+        std::map<std::tuple<std::string, std::string, std::int32_t>, prometheus::Gauge*> gauges;
+    };
+    auto lag_state = std::make_shared<exported_lag>();
+    std::vector<const handoff::proxy::subscription*> lag_sources;
+    for (const auto& sub : subscriptions) lag_sources.push_back(sub.get());
+    // A raw pointer: the hook is owned by `stats` itself.
+    stats->on_scrape([lag_state, lag_sources, metrics = stats.get()] {
+        std::lock_guard lock(lag_state->mutex);
+        std::set<prometheus::Gauge*> reported;
+        for (const auto* sub : lag_sources) {
+            const auto& name = sub->settings().name;
+            for (const auto& p : sub->lag()) {
+                auto& g = lag_state->gauges[{name, p.topic, p.partition}];
+                if (!g) {
+                    g = &metrics->gauge("handoff_subscription_lag",
+                                        "Records in assigned partitions not yet processed (high watermark - stored offset)",
+                                        {{"subscription", name}, {"topic", p.topic}, {"partition", std::to_string(p.partition)}});
+                }
+                g->Set(static_cast<double>(p.lag));
+                reported.insert(g);
+            }
+        }
+        for (auto& [key, g] : lag_state->gauges) {
+            if (!reported.count(g)) g->Set(0);
+        }
+    });
     stats->on_scrape([exported, exported_gauges] {
         for (auto& e : *exported) {
             const auto now = e.source->load();
@@ -295,6 +341,9 @@ int run(const std::string& file) {
     stop_signals.async_wait([&](boost::system::error_code ec, int sig) {
         if (ec) return;
         log::info("signal received", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
+        // The drain settings in force now (they may have been reloaded since start-up).
+        life.drain_delay = current.load()->drain.delay;
+        life.drain_timeout = current.load()->drain.timeout;
         life.drain();
     });
     asio::signal_set reload_signal(ioc, SIGHUP);

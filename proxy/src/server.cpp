@@ -402,10 +402,13 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
         registration = st->sessions.insert(st->sessions.end(), handle);
     }
 
+    std::size_t served = 0;
     for (;;) {
-        // Idle between requests: wait for the first byte of the next one.
+        // Idle between requests: wait for the first byte of the next one. Once the listener has
+        // stopped, a connection that was already served is closed here; one accepted from the
+        // backlog still gets its first request answered (its client sent it before we stopped).
         if (buffer.size() == 0) {
-            if (st->closing.load()) break;
+            if (st->closing.load() && served > 0) break;
             handle->idle = true;
             stream.expires_after(listen.idle_timeout);
             auto [ec, n] = co_await stream.async_read_some(buffer.prepare(8192), tuple_awaitable);
@@ -609,6 +612,7 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
         }
         stream.expires_after(listen.write_timeout);
         auto [wec, wn] = co_await http::async_write(stream, o.res, tuple_awaitable);
+        ++served;
         if (wec || !keep) break;
     }
 
@@ -690,14 +694,31 @@ void server::stop_accepting() {
     state_->draining.store(true);
     state_->closing.store(true);
     asio::post(state_->ioc, [st = state_] {
-        boost::system::error_code ignored;
-        if (st->acceptor) st->acceptor->close(ignored);
+        if (!st->acceptor || !st->acceptor->is_open()) return;
+        // Connections the kernel already completed sit in the backlog; closing the listener now
+        // would reset them. Take them (non-blocking) and serve their request before closing.
+        boost::system::error_code ec;
+        st->acceptor->non_blocking(true, ec);
+        for (;;) {
+            tcp::socket socket(asio::make_strand(st->ioc));
+            st->acceptor->accept(socket, ec);
+            if (ec) break;
+            st->connections.fetch_add(1);
+            socket.set_option(tcp::no_delay(true), ec);
+            auto ex = socket.get_executor();
+            asio::co_spawn(ex, run_session(st, std::move(socket)), asio::detached);
+        }
+        st->acceptor->close(ec);
     });
     std::lock_guard lock(state_->sessions_mutex);
     for (auto& h : state_->sessions) {
-        // Runs on the session's strand, where `stream` and `idle` are owned.
+        // Runs on the session's strand, where `stream` and `idle` are owned. A connection whose
+        // next request has already arrived is left to finish it.
         asio::post(h->ex, [h] {
-            if (h->stream && h->idle) h->stream->cancel();
+            if (!h->stream || !h->idle) return;
+            boost::system::error_code ec;
+            if (h->stream->socket().available(ec) > 0 && !ec) return;
+            h->stream->cancel();
         });
     }
 }

@@ -306,9 +306,13 @@ TEST_CASE("commit routes with acks other than all are rejected, naming the route
                 "kafka.properties.enable.idempotence", "'pay'");
     REQUIRE_OK(load("kafka: {brokers: b, properties: {acks: all, enable.idempotence: true}}\n" + routes));
     REQUIRE_OK(load("kafka: {brokers: b, properties: {acks: -1}}\n" + routes));
-    // Without commit-like routes the producer may be tuned freely.
-    REQUIRE_OK(load("kafka: {brokers: b, properties: {acks: 1}}\n" +
-                    one_route("{name: e, match: {path: /e}, mode: event, topic: e}")));
+    // Without commit-like routes the producer is still idempotent with acks=all (event routes and
+    // dead-letter writes rely on it), so weakening it is refused as `handoff run` would.
+    CHECK_ERROR(load("kafka: {brokers: b, properties: {acks: 1}}\n" +
+                     one_route("{name: e, match: {path: /e}, mode: event, topic: e}")),
+                "kafka.properties.acks", "Handoff always produces with acks=all");
+    // Spelling is not significant, as for librdkafka.
+    REQUIRE_OK(load("kafka: {brokers: b, properties: {acks: ALL, enable.idempotence: True}}\n" + routes));
 }
 
 // ---- ${ENV} -------------------------------------------------------------------------------

@@ -159,10 +159,6 @@ def test_sigterm_under_steady_load_loses_nothing_and_resets_no_request(handoff_p
     assert exited_at - sigterm_at < deadline_s
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (reported): when the io loop lags behind the drain.delay timer (here: "
-                   "SIGSTOP'd for 0.5 s just before the delay ends, as under CPU starvation), stop_accepting() closes "
-                   "the acceptor with connections still in the kernel backlog (reset) and cancels 'idle' sessions whose "
-                   "request bytes already arrived (EOF without a response)")
 @pytest.mark.timeout_s(30)
 def test_requests_written_before_the_drain_delay_ended_are_answered_even_if_the_loop_lags(handoff_process, brokers,
                                                                                          upstream):

@@ -223,9 +223,6 @@ def test_changes_that_need_a_restart_are_reported_and_not_applied(start_at, tmp_
     assert reloads(h, "ok") == 1
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (reported): a reloaded drain section is neither applied (lifecycle keeps "
-                   "the start-up drain.delay/timeout) nor listed in the needs-a-restart warning (main.cpp checks "
-                   "listen/admin/upstream/kafka/subscriptions/status only)")
 def test_a_drain_change_on_reload_is_applied_or_reported_as_needing_a_restart(start_at, tmp_path, brokers, upstream,
                                                                               topic):
     d = tmp_path / "cfg"
@@ -254,8 +251,6 @@ def test_a_drain_change_on_reload_is_applied_or_reported_as_needing_a_restart(st
                                f"{time.monotonic() - t0:.2f}s and no needs-a-restart warning named 'drain'")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (reported): after a reload whose listen/upstream/... changes need a "
-                   "restart, /config shows the new, NOT applied values instead of the effective config")
 def test_config_endpoint_shows_the_values_in_effect_after_a_reload_that_needs_a_restart(start_at, tmp_path, brokers,
                                                                                         upstream, topic):
     d = tmp_path / "cfg"

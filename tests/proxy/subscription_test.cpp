@@ -74,6 +74,7 @@ struct fake_consumer final : proxy::consumer {
     }
     void close() override { closed = true; }
     std::string member_id() const override { return "member-1"; }
+    std::vector<proxy::partition_lag> lag() const override { return {}; }
 
     void assign(std::vector<topic_partition> ps) {
         for (auto& p : ps) assigned.insert(p);

@@ -154,7 +154,8 @@ private:
 asio::awaitable<upstream_error> pool::acquire_slot(steady::time_point deadline) {
     const auto wait_until = std::min(deadline, steady::now() + cfg_.connect_timeout);
     if (try_take_slot()) co_return upstream_error::ok;
-    if (wait_until <= steady::now()) co_return upstream_error::pool_exhausted;
+    const auto failure = wait_until < deadline ? upstream_error::pool_exhausted : upstream_error::timeout;
+    if (wait_until <= steady::now()) co_return failure;
 
     auto ex = co_await asio::this_coro::executor;
     auto w = std::make_shared<waiter>(ex);
@@ -185,7 +186,7 @@ asio::awaitable<upstream_error> pool::acquire_slot(steady::time_point deadline) 
     }
     q.settled = true;
     if (withdraw(w)) co_return upstream_error::ok;  // a slot was handed over, even if just now
-    co_return wait_until < deadline ? upstream_error::pool_exhausted : upstream_error::timeout;
+    co_return failure;
 }
 
 bool pool::try_take_slot() {

@@ -11,9 +11,12 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <map>
+#include <mutex>
 #include <set>
 #include <utility>
 
@@ -84,6 +87,8 @@ public:
         wake_.assign(fd);
         static const std::uint64_t one = 1;
         rd_kafka_queue_io_event_enable(queue_, fd, &one, sizeof one);
+        std::lock_guard lock(lag_mutex_);
+        lag_open_ = true;
         return true;
     }
 
@@ -123,7 +128,11 @@ public:
         rd_kafka_topic_partition_list_add(l.get(), tp.topic.c_str(), tp.partition)->offset = next;
         const auto err = rd_kafka_offsets_store(rk_, l.get());
         const auto perr = l->elems[0].err;
-        if (err == RD_KAFKA_RESP_ERR_NO_ERROR && perr == RD_KAFKA_RESP_ERR_NO_ERROR) return proxy::store_result::ok;
+        if (err == RD_KAFKA_RESP_ERR_NO_ERROR && perr == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            std::lock_guard lock(lag_mutex_);
+            if (auto it = assigned_.find(tp); it != assigned_.end()) it->second = next;
+            return proxy::store_result::ok;
+        }
         if (err == RD_KAFKA_RESP_ERR__STATE || perr == RD_KAFKA_RESP_ERR__STATE) return proxy::store_result::not_assigned;
         log::warn("kafka offsets_store failed", {{"subscription", name_}, {"error", rd_kafka_err2name(err ? err : perr)}});
         return proxy::store_result::failed;
@@ -132,6 +141,11 @@ public:
     void close() override {
         if (!rk_ || closed_.exchange(true)) return;
         closing_ = true;
+        {
+            std::lock_guard lock(lag_mutex_);  // lag() stops touching rk_ before it is destroyed
+            lag_open_ = false;
+            assigned_.clear();
+        }
         boost::system::error_code ignored;
         keepalive_.cancel();
         // Commit what is stored, synchronously; _NO_OFFSET just means nothing new.
@@ -157,6 +171,37 @@ public:
         char* id = rd_kafka_memberid(rk_);
         std::string out = id ? id : "";
         if (id) rd_kafka_mem_free(rk_, id);
+        return out;
+    }
+
+    // Any thread. Lag = high watermark - last offset stored via store_offset (what the next commit
+    // carries), or - the consume position while nothing was stored for the partition since it was
+    // assigned. Both values come from librdkafka's caches (the watermark is updated by fetch
+    // responses; rd_kafka_position is local): nothing here blocks on the network.
+    std::vector<proxy::partition_lag> lag() const override {
+        std::vector<proxy::partition_lag> out;
+        std::lock_guard lock(lag_mutex_);
+        if (!lag_open_ || !rk_) return out;
+        out.reserve(assigned_.size());
+        for (const auto& [tp, stored] : assigned_) {
+            std::int64_t low = RD_KAFKA_OFFSET_INVALID, high = RD_KAFKA_OFFSET_INVALID;
+            if (rd_kafka_get_watermark_offsets(rk_, tp.topic.c_str(), tp.partition, &low, &high) !=
+                    RD_KAFKA_RESP_ERR_NO_ERROR ||
+                high < 0) {
+                continue;  // not fetched yet: unknown
+            }
+            std::int64_t from = stored;
+            if (from < 0) {
+                tpl_ptr l(rd_kafka_topic_partition_list_new(1));
+                rd_kafka_topic_partition_list_add(l.get(), tp.topic.c_str(), tp.partition);
+                if (rd_kafka_position(rk_, l.get()) != RD_KAFKA_RESP_ERR_NO_ERROR || l->elems[0].err ||
+                    l->elems[0].offset < 0) {
+                    continue;  // nothing consumed yet either
+                }
+                from = l->elems[0].offset;
+            }
+            out.push_back({tp.topic, tp.partition, std::max<std::int64_t>(0, high - from)});
+        }
         return out;
     }
 
@@ -260,6 +305,11 @@ private:
                 rd_kafka_error_destroy(e);
             }
             for (const auto& p : list) paused_.erase(p);  // a fresh assignment starts fetching
+            {
+                std::lock_guard lock(lag_mutex_);
+                if (!cooperative) assigned_.clear();  // eager: the list is the whole assignment
+                for (const auto& p : list) assigned_.insert_or_assign(p, -1);
+            }
             if (listener_) listener_->on_assigned(list);
             return;
         }
@@ -269,6 +319,10 @@ private:
         const bool lost = rd_kafka_assignment_lost(rk) != 0;
         if (listener_) listener_->on_revoked(list, lost);
         for (const auto& p : list) paused_.erase(p);
+        {
+            std::lock_guard lock(lag_mutex_);
+            for (const auto& p : list) assigned_.erase(p);
+        }
         if (cooperative) {
             if (auto* e = rd_kafka_incremental_unassign(rk, parts)) {
                 log::error("kafka incremental unassign failed", {{"subscription", name_}, {"error", rd_kafka_error_string(e)}});
@@ -288,6 +342,10 @@ private:
     rd_kafka_queue_t* queue_ = nullptr;
     proxy::consumer_listener* listener_ = nullptr;
     std::set<proxy::topic_partition> paused_;  // paused by us (strand only)
+    // For lag(), read from any thread: assigned partitions -> last stored offset (-1: none yet).
+    mutable std::mutex lag_mutex_;
+    std::map<proxy::topic_partition, std::int64_t> assigned_;
+    bool lag_open_ = false;  // rk_ is usable by lag()
     std::atomic<bool> closed_{false};
     std::atomic<bool> closing_{false};
     std::shared_ptr<int> alive_ = std::make_shared<int>(0);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
@@ -214,7 +215,12 @@ bool set(rd_kafka_conf_t* conf, const std::string& name, const std::string& valu
 // Builds the librdkafka configuration (without callbacks/opaque, which are per generation).
 conf_ptr build_conf(const config::kafka_config& cfg, const std::string& bootstrap, std::string& error) {
     conf_ptr conf(rd_kafka_conf_new());
-    for (const auto& [name, value] : cfg.properties) {
+    for (const auto& [name, raw] : cfg.properties) {
+        // Same rule, spelled the same way, as the config validator (case and spaces ignored).
+        std::string value;
+        for (char ch : raw) {
+            if (ch != ' ' && ch != '\t') value.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(ch))));
+        }
         if ((name == "enable.idempotence" && value != "true") ||
             ((name == "acks" || name == "request.required.acks") && value != "all" && value != "-1")) {
             error = "kafka property '" + name + "' = '" + value +

@@ -1,6 +1,7 @@
 // The consumer adapter and a subscription against librdkafka's mock cluster: group membership,
 // offsets committed only for resolved records, and a dead-letter write that keeps failing
-// (fault injection) leaving the source offset uncommitted (TEST-CATALOGUE C-5).
+// (fault injection) leaving the source offset uncommitted (TEST-CATALOGUE C-5); consumer lag()
+// measured from the stored offset.
 #include "handoff/adapters/kafka/consumer.hpp"
 
 #include "handoff/adapters/kafka/embedded_cluster.hpp"
@@ -10,6 +11,7 @@
 #include <handoff/proxy/subscription.hpp>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
 #include <doctest/doctest.h>
 #include <librdkafka/rdkafka.h>
@@ -20,6 +22,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 using namespace std::chrono_literals;
 namespace kafka = handoff::adapters::kafka;
@@ -180,4 +183,49 @@ TEST_CASE("a dead-letter write that keeps failing leaves the source offset uncom
     REQUIRE(run_until(e.ioc, [&] { return sub2.idle(); }));
     sub2.close();
     CHECK(committed(e.cluster->bootstraps(), "g-dlq", "src") == 1);
+}
+
+TEST_CASE("lag() reports high watermark - stored offset per assigned partition, from cached values") {
+    env e;
+    e.cluster->create_topic("lagged", 1);
+    constexpr int n = 20;
+    constexpr int k = 7;
+    e.seed("lagged", n);
+
+    struct listener final : proxy::consumer_listener {
+        std::vector<proxy::topic_partition> assigned;
+        int records = 0;
+        void on_assigned(const std::vector<proxy::topic_partition>& ps) override {
+            assigned.insert(assigned.end(), ps.begin(), ps.end());
+        }
+        void on_revoked(const std::vector<proxy::topic_partition>&, bool) override {}
+        void on_record(proxy::consumed_record) override { ++records; }
+    } l;
+    const auto cfg = e.sub("lagged", "g-lag");
+    std::string error;
+    auto strand = asio::make_strand(e.ioc);
+    auto consumer = kafka::make_consumer(strand, {}, cfg, e.cluster->bootstraps(), error);
+    REQUIRE_MESSAGE(consumer, error);
+    CHECK(consumer->lag().empty());  // nothing assigned yet
+    asio::post(strand, [&] { consumer->start(l); });
+
+    const auto lag_of_partition0 = [&]() -> std::int64_t {
+        for (const auto& p : consumer->lag()) {
+            if (p.topic == "lagged" && p.partition == 0) return p.lag;
+        }
+        return -1;
+    };
+    // Everything consumed, nothing stored: the position-based fallback says 0 left to consume.
+    REQUIRE(run_until(e.ioc, [&] { return l.records == n && lag_of_partition0() == 0; }));
+    // Stored (processed) up to k: lag is measured from the stored offset.
+    proxy::store_result stored = proxy::store_result::failed;
+    asio::post(strand, [&] { stored = consumer->store_offset({"lagged", 0}, k); });
+    REQUIRE(run_until(e.ioc, [&] { return stored == proxy::store_result::ok; }));
+    REQUIRE(run_until(e.ioc, [&] { return lag_of_partition0() == n - k; }, 10s));
+    const auto lags = consumer->lag();
+    REQUIRE(lags.size() == 1);
+    CHECK(lags[0].lag == n - k);
+
+    consumer->close();
+    CHECK(consumer->lag().empty());
 }

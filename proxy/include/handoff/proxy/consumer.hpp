@@ -2,9 +2,10 @@
 // adapters/kafka (librdkafka's high-level KafkaConsumer).
 //
 // Threading: the adapter is bound to one executor (a strand). Every listener callback runs on
-// it, and every method below except `close` must be called from it. Callbacks must not block or
-// throw. `close` is the shutdown exception: it blocks, and is called once after the io_context
-// stopped running (it may invoke `on_revoked` on the calling thread).
+// it, and every method below except `lag` and `close` must be called from it. Callbacks must not
+// block or throw. `lag` may be called from any thread. `close` is the shutdown exception: it
+// blocks, and is called once after the io_context stopped running (it may invoke `on_revoked` on
+// the calling thread).
 //
 // Offsets: the consumer never stores an offset by itself (enable.auto.offset.store=false). The
 // core calls `store_offset` with the next offset to consume once everything before it is
@@ -42,6 +43,13 @@ enum class store_result {
     failed,
 };
 
+// Consumer lag of one assigned partition: records not yet processed.
+struct partition_lag {
+    std::string topic;
+    std::int32_t partition = -1;
+    std::int64_t lag = 0;
+};
+
 class consumer_listener {
 public:
     virtual ~consumer_listener() = default;
@@ -73,6 +81,12 @@ public:
 
     // The group member id (empty before the first join); for logs.
     virtual std::string member_id() const = 0;
+
+    // Non-blocking; the exception to the strand rule: callable from any thread (metrics scrape).
+    // For each currently assigned partition: high watermark minus the last offset stored through
+    // `store_offset` (or minus the consume position while nothing was stored yet). Partitions
+    // whose high watermark (or position) is not known yet are left out. Empty after `close`.
+    virtual std::vector<partition_lag> lag() const = 0;
 };
 
 }  // namespace handoff::proxy

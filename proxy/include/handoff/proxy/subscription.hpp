@@ -23,7 +23,7 @@
 //   turns true when nothing is in flight; then the io_context may stop and `close()` commits.
 //
 // Threading: everything runs on `strand`, the same strand the consumer adapter calls back on.
-// `counters()` and `idle()` may be read from any thread. The object must outlive the io_context's
+// `counters()`, `idle()` and `lag()` may be read from any thread. The object must outlive the io_context's
 // run (handlers refer to it); destroy it after the io_context stopped.
 #pragma once
 
@@ -99,6 +99,8 @@ public:
 
     const subscription_counters& counters() const noexcept { return counters_; }
     const config::subscription& settings() const noexcept { return cfg_; }
+    // Per assigned partition (consumer::lag). Any thread; non-blocking.
+    std::vector<partition_lag> lag() const { return consumer_->lag(); }
 
     // consumer_listener (on the strand)
     void on_assigned(const std::vector<topic_partition>& partitions) override;

@@ -143,6 +143,8 @@ void metrics::on_scrape(std::function<void()> f) {
 }
 
 std::string metrics::serialize() {
+    // One scrape at a time: hooks keep state (last exported values) between scrapes.
+    std::lock_guard scrape(scrape_mutex_);
     std::vector<std::function<void()>> hooks;
     {
         std::lock_guard lock(mutex_);

@@ -70,6 +70,7 @@ private:
 
     std::shared_ptr<prometheus::Registry> registry_;
     std::mutex mutex_;  // guards the caches and scrape hooks; never held on the request path once cached
+    std::mutex scrape_mutex_;  // serialises scrapes
     prometheus::Family<prometheus::Counter>& requests_;
     prometheus::Family<prometheus::Histogram>& durations_;
     prometheus::Family<prometheus::Counter>& produce_;

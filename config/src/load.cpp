@@ -399,8 +399,9 @@ private:
         }
     }
 
-    // As get_duration, but 0 (with a unit, e.g. "0s") is allowed.
-    void get_duration_or_zero(const fields& f, std::string_view key, const std::string& base, millis& out) {
+    // `allow_zero`: 0 (with a unit, e.g. "0s") is a valid value, as for drain.delay.
+    void get_duration(const fields& f, std::string_view key, const std::string& base, millis& out,
+                      bool allow_zero = false) {
         const entry* e = find(f, key);
         if (!e) return;
         const auto path = join(base, key);
@@ -416,26 +417,7 @@ private:
                 return;
             case duration_problem::none: break;
         }
-        out = d;
-    }
-
-    void get_duration(const fields& f, std::string_view key, const std::string& base, millis& out) {
-        const entry* e = find(f, key);
-        if (!e) return;
-        const auto path = join(base, key);
-        auto v = scalar(e->value, path);
-        if (!v) return;
-        millis d{0};
-        switch (parse_duration(*v, d)) {
-            case duration_problem::no_unit:
-                fail(e->value, path, "duration needs a unit (ms, s, m, h), e.g. '" + *v + "s'");
-                return;
-            case duration_problem::invalid:
-                fail(e->value, path, "invalid duration '" + *v + "' (a number with ms, s, m or h)");
-                return;
-            case duration_problem::none: break;
-        }
-        if (d.count() == 0) {
+        if (d.count() == 0 && !allow_zero) {
             fail(e->value, path, "must be greater than 0");
             return;
         }
@@ -552,7 +534,7 @@ private:
         const std::string p = "drain";
         const auto f = map(n, p, {"delay", "timeout"});
         if (!f) return;
-        get_duration_or_zero(*f, "delay", p, d.delay);
+        get_duration(*f, "delay", p, d.delay, /*allow_zero=*/true);
         get_duration(*f, "timeout", p, d.timeout);
     }
 

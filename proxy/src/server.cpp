@@ -118,10 +118,10 @@ std::string status_url(const std::string& correlation_id) { return "/_handoff/re
 
 // ---- forward ---------------------------------------------------------------------------------
 
-awaitable<outcome> handle_forward(const state_ptr& st, const config::route* route,
+// `cfg` is the config of the route table the request started with (not reloaded mid-request).
+awaitable<outcome> handle_forward(const state_ptr& st, const config::config& cfg, const config::route* route,
                                   http::request<http::string_body>& req, const std::string& client_ip,
                                   const std::string& correlation_id) {
-    const auto& cfg = st->routes.load()->cfg();
     http::request<http::string_body> up{req.method(), req.target(), 11};
     if (req.method() == http::verb::unknown) up.method_string(req.method_string());
     for (const auto& f : req) {
@@ -182,10 +182,9 @@ struct delivery_wait {
     bool waiting = true;  // false once the session stopped waiting (answered or timed out)
 };
 
-awaitable<outcome> handle_produce(const state_ptr& st, const config::route& route,
+awaitable<outcome> handle_produce(const state_ptr& st, const config::config& cfg, const config::route& route,
                                   http::request<http::string_body>& req, const path_params& params,
                                   const std::string& correlation_id) {
-    const auto& cfg = st->routes.load()->cfg();
     std::string_view path, query;
     split_target(req.target(), path, query);
     const request_view view{req.method_string(), path, query, req.base()};
@@ -583,11 +582,11 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
         try {
             switch (mode) {
                 case config::mode::forward:
-                    o = co_await handle_forward(st, route, req, client_ip, correlation_id);
+                    o = co_await handle_forward(st, cfg, route, req, client_ip, correlation_id);
                     break;
                 case config::mode::event:
                 case config::mode::commit:
-                    o = co_await handle_produce(st, *route, req, match.params, correlation_id);
+                    o = co_await handle_produce(st, cfg, *route, req, match.params, correlation_id);
                     break;
                 case config::mode::shadow:
                 case config::mode::reply:

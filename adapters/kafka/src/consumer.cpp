@@ -1,5 +1,7 @@
 #include "handoff/adapters/kafka/consumer.hpp"
 
+#include "conf.hpp"
+
 #include <handoff/proxy/log.hpp>
 
 #include <boost/asio/post.hpp>
@@ -351,14 +353,7 @@ private:
     std::shared_ptr<int> alive_ = std::make_shared<int>(0);
 };
 
-bool set(rd_kafka_conf_t* conf, const std::string& name, const std::string& value, std::string& error) {
-    char errstr[512] = {};
-    if (rd_kafka_conf_set(conf, name.c_str(), value.c_str(), errstr, sizeof errstr) != RD_KAFKA_CONF_OK) {
-        error = "kafka property '" + name + "': " + errstr;
-        return false;
-    }
-    return true;
-}
+using detail::set;
 
 // Producer-only properties from kafka.properties are not applied to consumers (librdkafka would
 // warn about each one).

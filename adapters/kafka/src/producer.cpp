@@ -1,5 +1,7 @@
 #include "handoff/adapters/kafka/producer.hpp"
 
+#include "conf.hpp"
+
 #include <handoff/proxy/log.hpp>
 
 #include <boost/asio/post.hpp>
@@ -203,14 +205,7 @@ struct conf_deleter {
 };
 using conf_ptr = std::unique_ptr<rd_kafka_conf_t, conf_deleter>;
 
-bool set(rd_kafka_conf_t* conf, const std::string& name, const std::string& value, std::string& error) {
-    char errstr[512] = {};
-    if (rd_kafka_conf_set(conf, name.c_str(), value.c_str(), errstr, sizeof errstr) != RD_KAFKA_CONF_OK) {
-        error = "kafka property '" + name + "': " + errstr;
-        return false;
-    }
-    return true;
-}
+using detail::set;
 
 // Builds the librdkafka configuration (without callbacks/opaque, which are per generation).
 conf_ptr build_conf(const config::kafka_config& cfg, const std::string& bootstrap, std::string& error) {

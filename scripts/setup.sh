@@ -2,7 +2,8 @@
 # Installs everything Handoff needs to build, run its demo and run its tests, from nothing.
 # Idempotent: a second run only checks stamps and returns in seconds.
 #
-#   scripts/setup.sh            Debian packages + pinned librdkafka + Kafka jars + Python test deps
+#   scripts/setup.sh            Debian packages + pinned librdkafka + Kafka jars + the benchmark's
+#                               peer jars + Python test deps
 #
 # Downloads and builds are cached outside the work tree in $HANDOFF_CACHE
 # (default /var/cache/handoff), so a fresh clone reuses them.
@@ -28,6 +29,7 @@ DEB_PACKAGES=(
   libssl-dev libsasl2-dev libzstd-dev liblz4-dev zlib1g-dev
   openjdk-17-jre-headless maven kcat wrk
   clang libclang-rt-14-dev
+  nginx linux-perf          # the benchmark (scripts/bench.sh): nginx as forward peer and upstream; perf for --profile
 )
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
@@ -64,10 +66,13 @@ fi
 # --- Apache Kafka (KRaft) jars from Maven Central, for the tests -------------------------------
 "$SCRIPTS_DIR/../tests/kafka/fetch_kafka.sh" "$KAFKA_VERSION"
 
+# --- the benchmark's HTTP->Kafka peer (Apache Camel jars from Maven Central; tests/bench/README.md)
+"$SCRIPTS_DIR/../tests/bench/fetch_peer.sh" 4.22.0
+
 # --- Python test dependencies (a real CloudEvents SDK) ----------------------------------------
 VENV="$HANDOFF_CACHE/venv"
 PY_REQUIREMENTS=("cloudevents==1.12.1" "prometheus-client==0.26.0" "confluent-kafka==2.16.1" "pytest==8.3.4"
-                 "jsonschema==4.23.0" "PyYAML==6.0.2")
+                 "jsonschema==4.23.0" "PyYAML==6.0.2" "matplotlib==3.10.7")  # matplotlib: the bench's plot
 # The stamp names the requirement set, so a changed list installs again into an existing venv.
 PY_STAMP="$VENV/.complete-$(printf '%s\n' "${PY_REQUIREMENTS[@]}" | sha256sum | cut -c1-16)"
 if [ ! -f "$PY_STAMP" ]; then

@@ -13,4 +13,6 @@ const char* to_string(mode m) noexcept {
     return "unknown";
 }
 
+bool produces(mode m) noexcept { return m != mode::forward; }
+
 }  // namespace handoff::config

@@ -454,8 +454,8 @@ private:
     // -- sections
 
     void parse(const YAML::Node& root, config& c) {
-        const auto top = map(root, "", {"listen", "admin", "upstream", "kafka", "defaults", "log", "drain", "limits", "status", "routes",
-                                        "subscriptions"});
+        const auto top = map(root, "", {"listen", "admin", "upstream", "kafka", "defaults", "log", "drain", "limits", "status", "idempotency",
+                                        "replies", "routes", "subscriptions"});
         if (!top) return;
         const auto section = [&](std::string_view name) {
             const entry* e = find(*top, name);
@@ -469,6 +469,8 @@ private:
         parse_drain(section("drain"), c.drain);
         parse_limits(section("limits"), c.limits);
         parse_status(section("status"), c.status);
+        parse_idempotency(section("idempotency"), c.idempotency);
+        parse_replies(section("replies"), c.replies);
         const entry* kafka = find(*top, "kafka");
         parse_kafka(kafka ? kafka->value : root, kafka != nullptr, c.kafka);
         parse_routes(section("routes"), c);
@@ -547,10 +549,32 @@ private:
 
     void parse_status(const YAML::Node& n, status_config& s) {
         const std::string p = "status";
-        const auto f = map(n, p, {"max_entries", "ttl"});
+        const auto f = map(n, p, {"max_entries", "max_bytes", "ttl"});
         if (!f) return;
         get_int(*f, "max_entries", p, s.max_entries, 1, 100'000'000);
+        get_size(*f, "max_bytes", p, s.max_bytes);
         get_duration(*f, "ttl", p, s.ttl);
+    }
+
+    void parse_idempotency(const YAML::Node& n, idempotency_config& i) {
+        const std::string p = "idempotency";
+        const auto f = map(n, p, {"max_entries", "max_bytes", "ttl"});
+        if (!f) return;
+        get_int(*f, "max_entries", p, i.max_entries, 1, 100'000'000);
+        get_size(*f, "max_bytes", p, i.max_bytes);
+        get_duration(*f, "ttl", p, i.ttl);
+    }
+
+    void parse_replies(const YAML::Node& n, replies_config& r) {
+        const std::string p = "replies";
+        if (n.IsNull()) return;  // "replies:" with nothing: no reply topic
+        const auto f = map(n, p, {"topic"});
+        if (!f) return;
+        if (find(*f, "topic")) {
+            get_topic(*f, "topic", p, r.topic);
+        } else {
+            fail(n, p, "missing required key 'topic' (the reply topic this process consumes)");
+        }
     }
 
     void parse_log(const YAML::Node& n, log_config& l) {
@@ -642,12 +666,21 @@ private:
         }
         check_unique(c.routes, infos);
         check_durability(c.routes, infos);
+        for (std::size_t i = 0; i < c.routes.size(); ++i) {
+            const auto& r = c.routes[i];
+            const bool replies = infos[i].mode_known &&
+                                 (r.mode == mode::reply || (r.canary_percent_bp > 0 && r.canary_mode == mode::reply));
+            if (replies && c.replies.topic.empty()) {
+                fail(infos[i].node, "routes[" + std::to_string(infos[i].index) + "]",
+                     "route '" + r.name + "' answers with replies: set replies.topic (the reply topic this process consumes)");
+            }
+        }
     }
 
     // False when the item is not a map at all (nothing to cross-check).
     bool parse_route(const YAML::Node& n, const std::string& p, const config& c, route& r, route_info& info) {
         const auto f = map(n, p, {"name", "match", "mode", "topic", "key", "cloudevents", "timeout", "success_status",
-                                  "max_body_bytes", "headers"});
+                                  "max_body_bytes", "headers", "idempotency", "canary"});
         if (!f || n.IsNull()) {
             if (n.IsNull()) fail(n, p, "map expected");
             return false;
@@ -690,11 +723,15 @@ private:
         } else {
             fail(n, p, "missing required key 'mode' (forward, event, commit, shadow or reply)");
         }
-        const bool forward = info.mode_known && r.mode == mode::forward;
-        const char* mode_name = to_string(r.mode);
+        // canary: a second mode for a share of the traffic
+        if (const entry* e = find(*f, "canary")) parse_canary(e->value, p + ".canary", r, info);
+        // A forward route whose canary publishes needs everything a publishing route needs.
+        const bool forward = info.mode_known && r.mode == mode::forward &&
+                             !(r.canary_percent_bp > 0 && produces(r.canary_mode));
+        const char* mode_name = to_string(r.mode == mode::forward ? r.canary_mode : r.mode);
 
         // keys that only Kafka-producing routes use
-        for (const char* k : {"topic", "key", "cloudevents", "headers"}) {
+        for (const char* k : {"topic", "key", "cloudevents", "headers", "idempotency"}) {
             if (const entry* e = find(*f, k); e && forward) {
                 fail(e->key, join(p, k), std::string(k) + " is not used by forward routes");
             }
@@ -726,6 +763,17 @@ private:
         if (r.ce_source.empty() && !forward) r.ce_source = c.defaults.ce_source;
 
         get_duration(*f, "timeout", p, r.timeout);
+
+        // idempotency: Idempotency-Key handling (always honoured when sent)
+        if (const entry* e = find(*f, "idempotency"); e && !forward) {
+            if (auto v = scalar(e->value, p + ".idempotency")) {
+                if (*v == "required") {
+                    r.idempotency_required = true;
+                } else if (*v != "optional") {
+                    fail(e->value, p + ".idempotency", "must be optional or required, got '" + *v + "'");
+                }
+            }
+        }
 
         // success_status
         if (info.mode_known) {
@@ -759,12 +807,69 @@ private:
                 if (!is_token(h)) {
                     fail(node, p + ".headers", "invalid header name '" + h + "'");
                 } else if (std::none_of(r.headers.begin(), r.headers.end(),
-                                        [&](const std::string& x) { return lower(x) == lower(h); })) {
+                                        [&, &name = h](const std::string& x) { return lower(x) == lower(name); })) {
                     r.headers.push_back(h);
                 }
             }
         }
         return true;
+    }
+
+    // canary: {mode: event, percent: 10}
+    void parse_canary(const YAML::Node& n, const std::string& p, route& r, const route_info& info) {
+        const auto f = map(n, p, {"mode", "percent"});
+        if (!f) return;
+        bool mode_ok = false;
+        if (const entry* e = find(*f, "mode")) {
+            if (auto v = scalar(e->value, p + ".mode")) {
+                for (auto m : {mode::forward, mode::event, mode::commit, mode::shadow, mode::reply}) {
+                    if (*v == to_string(m)) r.canary_mode = m, mode_ok = true;
+                }
+                if (!mode_ok) {
+                    fail(e->value, p + ".mode", "unknown mode '" + *v + "' (expected forward, event, commit, shadow or reply)");
+                } else if (info.mode_known && r.canary_mode == r.mode) {
+                    fail(e->value, p + ".mode", "the canary mode must differ from the route's mode '" + *v + "'");
+                    mode_ok = false;
+                }
+            }
+        } else {
+            fail(n, p, "missing required key 'mode' (the mode the canary share takes)");
+        }
+        const entry* e = find(*f, "percent");
+        if (!e) {
+            fail(n, p, "missing required key 'percent' (0-100, the share of requests that take the canary mode)");
+            return;
+        }
+        auto v = scalar(e->value, p + ".percent");
+        if (!v) return;
+        const auto s = std::string(trim(*v));
+        // Basis points from a decimal with at most two fractional digits: "12.5" -> 1250.
+        long long whole = 0, frac = 0;
+        int frac_digits = 0;
+        std::size_t i = 0;
+        bool ok = !s.empty() && s.size() <= 6;
+        for (; ok && i < s.size() && s[i] != '.'; ++i) {
+            if (!is_digit(s[i])) ok = false; else whole = whole * 10 + (s[i] - '0');
+        }
+        if (ok && i < s.size()) {
+            ++i;
+            if (i == s.size()) ok = false;
+            for (; ok && i < s.size(); ++i) {
+                if (!is_digit(s[i]) || ++frac_digits > 2) ok = false; else frac = frac * 10 + (s[i] - '0');
+            }
+        }
+        if (ok && s[0] == '.') ok = false;
+        if (frac_digits == 1) frac *= 10;
+        if (!ok) {
+            fail(e->value, p + ".percent", "a number from 0 to 100 with at most two decimals expected, got '" + *v + "'");
+            return;
+        }
+        const long long bp = whole * 100 + frac;
+        if (bp > 10'000) {
+            fail(e->value, p + ".percent", "must be between 0 and 100, got '" + *v + "'");
+            return;
+        }
+        if (mode_ok) r.canary_percent_bp = static_cast<int>(bp);
     }
 
     void parse_match(const YAML::Node& n, const std::string& p, route& r, route_info& info,
@@ -1033,7 +1138,7 @@ private:
         for (auto& [node, h] : list(e->value, path)) {
             if (!is_token(h)) {
                 fail(node, path, "invalid header name '" + h + "'");
-            } else if (std::none_of(out.begin(), out.end(), [&](const std::string& x) { return lower(x) == lower(h); })) {
+            } else if (std::none_of(out.begin(), out.end(), [&, &name = h](const std::string& x) { return lower(x) == lower(name); })) {
                 out.push_back(h);
             }
         }
@@ -1160,10 +1265,8 @@ private:
                 fail(e->value, join(p, t), std::string(t) + " must not be one of the subscribed topics (it would loop)");
             }
         }
+        // Without reply_topic, reply_headers still apply to replies that `reply` routes ask for.
         get_header_names(*f, "reply_headers", p, s.reply_headers);
-        if (const entry* e = find(*f, "reply_headers"); e && s.reply_topic.empty()) {
-            fail(e->key, p + ".reply_headers", "reply_headers needs reply_topic");
-        }
         get_enum(*f, "auto_offset_reset", p, s.auto_offset_reset,
                  {{"earliest", offset_reset::earliest}, {"latest", offset_reset::latest}, {"error", offset_reset::error}});
         get_header_names(*f, "headers", p, s.headers);
@@ -1273,7 +1376,11 @@ std::string to_redacted_json(const config& c) {
     j["log"] = {{"level", c.log.level}, {"requests", c.log.requests}};
     j["drain"] = {{"delay", ms(c.drain.delay)}, {"timeout", ms(c.drain.timeout)}};
     j["limits"] = {{"max_inflight_commits", c.limits.max_inflight_commits}};
-    j["status"] = {{"max_entries", c.status.max_entries}, {"ttl", ms(c.status.ttl)}};
+    j["status"] = {{"max_entries", c.status.max_entries}, {"max_bytes", c.status.max_bytes}, {"ttl", ms(c.status.ttl)}};
+    j["idempotency"] = {{"max_entries", c.idempotency.max_entries},
+                        {"max_bytes", c.idempotency.max_bytes},
+                        {"ttl", ms(c.idempotency.ttl)}};
+    if (!c.replies.topic.empty()) j["replies"] = {{"topic", c.replies.topic}};
     json routes = json::array();
     for (const auto& r : c.routes) {
         json m = {{"path", r.path}};
@@ -1291,6 +1398,10 @@ std::string to_redacted_json(const config& c) {
         if (r.success_status) jr["success_status"] = r.success_status;
         if (r.max_body_bytes) jr["max_body_bytes"] = r.max_body_bytes;
         if (!r.headers.empty()) jr["headers"] = r.headers;
+        if (r.idempotency_required) jr["idempotency"] = "required";
+        if (r.canary_percent_bp > 0) {
+            jr["canary"] = {{"mode", to_string(r.canary_mode)}, {"percent", r.canary_percent_bp / 100.0}};
+        }
         jr["line"] = r.line;
         routes.push_back(std::move(jr));
     }

@@ -3,14 +3,17 @@
 //   handoff run --config FILE        serve
 //   handoff validate --config FILE   print every config error; exit 78 when invalid
 //   handoff version
+//   handoff routes init --openapi SPEC [--output FILE] [--force]   a starting config from OpenAPI 3
 #include "handoff/adapters/http_upstream/client.hpp"
 #include "handoff/adapters/kafka/consumer.hpp"
 #include "handoff/adapters/kafka/embedded_cluster.hpp"
 #include "handoff/adapters/kafka/producer.hpp"
 #include "handoff/adapters/kafka/version.hpp"
 #include "handoff/config/load.hpp"
+#include "handoff/config/openapi.hpp"
 #include "handoff/proxy/admin.hpp"
 #include "handoff/proxy/config_watcher.hpp"
+#include "handoff/proxy/ids.hpp"
 #include "handoff/proxy/metrics.hpp"
 #include "handoff/proxy/log.hpp"
 #include "handoff/proxy/route_table.hpp"
@@ -24,8 +27,13 @@
 #include <boost/asio/strand.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <csignal>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <cstdio>
 #include <iostream>
@@ -147,6 +155,7 @@ int run(const std::string& file) {
         for (const auto& r : cfg->routes) {
             if (!r.topic.empty() && r.topic.find('{') == std::string::npos) embedded->create_topic(r.topic, 3);
         }
+        if (!cfg->replies.topic.empty()) embedded->create_topic(cfg->replies.topic, 3);
         log::warn("EMBEDDED BROKER: librdkafka's in-process mock cluster is serving Kafka. It is NOT DURABLE: "
                   "everything is lost when handoff exits. For trying Handoff out only.",
                   {{"bootstrap_servers", bootstrap}});
@@ -168,13 +177,17 @@ int run(const std::string& file) {
     std::unique_ptr<handoff::proxy::admin_server> admin;
     if (cfg->admin.enabled) {
         handoff::proxy::admin_hooks hooks;
-        hooks.ready = [&server, producer](std::string& reason) {
+        hooks.ready = [&server, producer, replies_configured = !cfg->replies.topic.empty()](std::string& reason) {
             if (server.draining()) {
                 reason = "draining";
                 return false;
             }
             if (!producer->ready()) {
                 reason = "kafka is not reachable (no cluster metadata)";
+                return false;
+            }
+            if (replies_configured && !server.replies_ready()) {
+                reason = "the reply topic is not assigned yet";
                 return false;
             }
             return true;
@@ -212,7 +225,7 @@ int run(const std::string& file) {
         const auto before = nlohmann::json::parse(handoff::config::to_redacted_json(*old));
         const auto after = nlohmann::json::parse(handoff::config::to_redacted_json(*fresh));
         std::vector<std::string> need_restart;
-        for (const char* section : {"listen", "admin", "upstream", "kafka", "subscriptions", "status"}) {
+        for (const char* section : {"listen", "admin", "upstream", "kafka", "subscriptions", "status", "idempotency", "replies"}) {
             if (before.value(section, nlohmann::json()) != after.value(section, nlohmann::json())) need_restart.emplace_back(section);
         }
         if (!need_restart.empty()) {
@@ -224,6 +237,19 @@ int run(const std::string& file) {
             merged->kafka = old->kafka;
             merged->subscriptions = old->subscriptions;
             merged->status = old->status;
+            merged->idempotency = old->idempotency;
+            merged->replies = old->replies;
+            const bool replies_needed = std::any_of(merged->routes.begin(), merged->routes.end(), [](const auto& r) {
+                return r.mode == handoff::config::mode::reply ||
+                       (r.canary_percent_bp > 0 && r.canary_mode == handoff::config::mode::reply);
+            });
+            if (replies_needed && merged->replies.topic.empty()) {
+                stats->config_reload("rejected").Increment();
+                log::error("config reload rejected; keeping the running config",
+                           {{"trigger", trigger},
+                            {"errors", std::vector<std::string>{"reply routes need replies.topic, which takes effect only at a restart"}}});
+                return;
+            }
             fresh = std::move(merged);
         }
         server.swap_routes(handoff::proxy::route_table::create(fresh));
@@ -257,6 +283,25 @@ int run(const std::string& file) {
         subscriptions.push_back(std::make_unique<handoff::proxy::subscription>(strand, s, cfg->upstream, consumer,
                                                                                upstream, producer));
         subscriptions.back()->start();
+    }
+    // reply routes: this process's own consumer of replies.topic, in a group of its own (a fresh
+    // name per start, no offsets committed), reading from the end: every reply published after
+    // start-up reaches it, whichever partition it is on. Readiness waits for its assignment.
+    std::shared_ptr<handoff::proxy::consumer> reply_consumer;
+    if (!cfg->replies.topic.empty()) {
+        handoff::config::subscription rs;
+        rs.name = "replies";
+        rs.topics = {cfg->replies.topic};
+        rs.group = "handoff-replies-" + handoff::proxy::make_uuid_v7();
+        rs.auto_offset_reset = handoff::config::offset_reset::latest;
+        rs.properties = {{"enable.auto.commit", "false"}, {"fetch.wait.max.ms", "100"}};
+        reply_consumer = handoff::adapters::kafka::make_consumer(asio::make_strand(ioc), cfg->kafka, rs, bootstrap, err);
+        if (!reply_consumer) {
+            log::error("kafka reply consumer could not be created", {{"error", err}});
+            return exit_config;
+        }
+        reply_consumer->start(server.reply_listener());
+        log::info("consuming replies", {{"topic", cfg->replies.topic}, {"group", rs.group}});
     }
     // Subscription counters are atomics in the engine; each scrape adds what changed since the last.
     struct exported_counter {
@@ -363,12 +408,50 @@ int run(const std::string& file) {
     stop_signals.cancel();
     subscription_signals.cancel();  // subscriptions
     for (auto& s : subscriptions) s->close();
+    if (reply_consumer) reply_consumer->close();
     const auto undelivered = producer->flush(cfg->kafka.flush_timeout);
     if (!undelivered.empty()) {
         stats->undelivered().Increment(static_cast<double>(undelivered.size()));
         log::error("records not delivered before exit", {{"count", undelivered.size()}, {"correlation_ids", undelivered}});
     }
     log::info("stopped", {{"undelivered", undelivered.size()}});
+    return 0;
+}
+
+}  // namespace
+
+namespace {
+
+// `handoff routes init --openapi SPEC [--output FILE] [--force]`: a starting config from an
+// OpenAPI 3.x document, on stdout or into FILE (never over an existing file without --force).
+// Exit 65 (EX_DATAERR) when the document cannot be read or is not usable OpenAPI 3.x, 73
+// (EX_CANTCREAT) when the output cannot be written; 78 stays reserved for an invalid Handoff config.
+int routes_init(const std::string& spec, const std::string& output, bool force) {
+    constexpr int exit_dataerr = 65;
+    constexpr int exit_cantcreat = 73;
+    const auto r = handoff::config::init_routes_from_file(spec);
+    if (!r.yaml) {
+        print_errors(r.errors);
+        return exit_dataerr;
+    }
+    if (output.empty()) {
+        std::cout << *r.yaml << std::flush;
+        return 0;
+    }
+    std::error_code ec;
+    if (!force && std::filesystem::exists(output, ec)) {
+        std::cerr << output << ": already exists (use --force to overwrite)\n";
+        return exit_cantcreat;
+    }
+    std::ofstream out(output, std::ios::binary | std::ios::trunc);
+    out << *r.yaml;
+    out.close();
+    if (!out) {
+        std::cerr << output << ": cannot write the file: " << std::strerror(errno) << '\n';
+        return exit_cantcreat;
+    }
+    std::cout << output << ": " << r.routes << " routes from " << spec << " (" << r.suggestions
+              << " with an event/commit suggestion in comments, " << r.skipped << " operations not converted)\n";
     return 0;
 }
 
@@ -383,6 +466,14 @@ int main(int argc, char** argv) {
     auto* validate_cmd = app.add_subcommand("validate", "check a config file; exit 78 when invalid");
     validate_cmd->add_option("-c,--config", config_file, "config file (YAML)")->required();
     auto* version_cmd = app.add_subcommand("version", "print the version");
+    auto* routes_cmd = app.add_subcommand("routes", "route helpers");
+    routes_cmd->require_subcommand(1);
+    auto* routes_init_cmd = routes_cmd->add_subcommand("init", "write a starting config from an OpenAPI 3.x document");
+    std::string openapi_file, output_file;
+    bool force = false;
+    routes_init_cmd->add_option("--openapi", openapi_file, "OpenAPI 3.x document (YAML or JSON)")->required();
+    routes_init_cmd->add_option("-o,--output", output_file, "write the config here instead of to stdout");
+    routes_init_cmd->add_flag("--force", force, "overwrite --output when it exists");
     CLI11_PARSE(app, argc, argv);
 
     try {
@@ -392,6 +483,7 @@ int main(int argc, char** argv) {
             return 0;
         }
         if (*validate_cmd) return validate(config_file);
+        if (*routes_init_cmd) return routes_init(openapi_file, output_file, force);
         return run(config_file);
     } catch (const std::exception& e) {
         log::error("fatal", {{"error", e.what()}});

@@ -11,6 +11,10 @@ error_info describe(error e) noexcept {
         case error::missing_key: return {400, "missing_key", 0, false};
         case error::invalid_topic: return {400, "invalid_topic", 0, false};
         case error::not_found: return {404, "not_found", 0, false};
+        case error::idempotency_key_missing: return {400, "idempotency_key_missing", 0, false};
+        case error::idempotency_key_invalid: return {400, "idempotency_key_invalid", 0, false};
+        case error::idempotency_in_flight: return {409, "idempotency_in_flight", 1, false};
+        case error::idempotency_mismatch: return {422, "idempotency_key_reused", 0, false};
         case error::method_not_allowed: return {405, "method_not_allowed", 0, false};
         case error::request_timeout: return {408, "request_timeout", 0, true};
         case error::body_too_large: return {413, "body_too_large", 0, true};
@@ -26,6 +30,7 @@ error_info describe(error e) noexcept {
         case error::upstream_unavailable: return {502, "upstream_unavailable", 0, false};
         case error::upstream_bad_response: return {502, "upstream_bad_response", 0, false};
         case error::upstream_timeout: return {504, "upstream_timeout", 0, false};
+        case error::bad_reply: return {502, "bad_reply", 0, false};
         case error::overloaded: return {503, "overloaded", 1, false};
         case error::internal: return {500, "internal_error", 0, true};
     }

@@ -2,6 +2,7 @@
 
 #include <array>
 #include <cctype>
+#include <string>
 #include <vector>
 
 namespace handoff::proxy {
@@ -28,6 +29,72 @@ void for_each_token(std::string_view list, F&& f) {
 constexpr std::array<std::string_view, 9> hop_by_hop = {
     "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
     "proxy-authorization", "proxy-authenticate"};
+
+// Beyond hop-by-hop: framing, routing, request modifiers and authentication (RFC 9110 §6.5.1).
+constexpr std::array<std::string_view, 11> forbidden_trailers = {
+    "content-length", "host", "expect", "range", "authorization", "cookie", "content-type",
+    "content-encoding", "x-correlation-id", "x-forwarded-for", "idempotency-key"};
+
+bool is_tchar(char c) noexcept {
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
+    switch (c) {
+        case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+': case '-': case '.':
+        case '^': case '_': case '`': case '|': case '~':
+            return true;
+        default:
+            return false;
+    }
+}
+
+// uri-host [":" port]: unreserved / pct-encoded / sub-delims, ':' and the IP-literal brackets.
+bool is_authority_char(char c) noexcept {
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
+    switch (c) {
+        case '-': case '.': case '_': case '~': case '%': case '!': case '$': case '&': case '\'': case '(':
+        case ')': case '*': case '+': case ',': case ';': case '=': case ':': case '[': case ']':
+            return true;
+        default:
+            return false;
+    }
+}
+
+// Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing above U+10FFFF.
+bool valid_utf8(std::string_view s) noexcept {
+    std::size_t i = 0;
+    while (i < s.size()) {
+        const auto c = static_cast<unsigned char>(s[i]);
+        std::size_t len = 0;
+        std::uint32_t cp = 0, min = 0;
+        if (c < 0x80) {
+            ++i;
+            continue;
+        } else if ((c & 0xe0) == 0xc0) {
+            len = 2, cp = c & 0x1f, min = 0x80;
+        } else if ((c & 0xf0) == 0xe0) {
+            len = 3, cp = c & 0x0f, min = 0x800;
+        } else if ((c & 0xf8) == 0xf0) {
+            len = 4, cp = c & 0x07, min = 0x10000;
+        } else {
+            return false;
+        }
+        if (s.size() - i < len) return false;
+        for (std::size_t k = 1; k < len; ++k) {
+            const auto cc = static_cast<unsigned char>(s[i + k]);
+            if ((cc & 0xc0) != 0x80) return false;
+            cp = (cp << 6) | (cc & 0x3f);
+        }
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
+        i += len;
+    }
+    return true;
+}
+
+int hex_value(char c) noexcept {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
 
 }  // namespace
 
@@ -71,7 +138,123 @@ std::optional<std::string> framing_problem(const http::request_header<>& head) {
     if (cl_count > 1) return "more than one Content-Length header";
     if (head.version() >= 11 && host_count == 0) return "an HTTP/1.1 request needs a Host header";
     if (host_count > 1) return "more than one Host header";
+    if (auto p = method_problem(head.method_string())) return p;
+    if (auto p = target_problem(head.target())) return p;
+    return header_problem(head);
+}
+
+std::optional<std::string> method_problem(std::string_view method) {
+    if (method.empty()) return "the method is empty";
+    if (method.size() > max_method_bytes) return "the method is longer than " + std::to_string(max_method_bytes) + " bytes";
+    for (const char c : method) {
+        if (!is_tchar(c)) return "the method is not a token";
+        if (c >= 'a' && c <= 'z') return "methods are case-sensitive; lowercase methods are not served";
+    }
     return std::nullopt;
+}
+
+std::optional<std::string> target_problem(std::string_view target) {
+    if (target.empty() || target.front() != '/') return "the request target must be a path (origin-form)";
+    for (const char c : target) {
+        const auto u = static_cast<unsigned char>(c);
+        if (u <= 0x20 || u >= 0x7f) return "the request target must be visible ASCII (percent-encode other bytes)";
+    }
+    const auto q = target.find('?');
+    const auto path = target.substr(0, q);
+    // Every '%' (path and query) starts a valid escape.
+    for (std::size_t i = 0; i < target.size(); ++i) {
+        if (target[i] != '%') continue;
+        if (i + 2 >= target.size() || hex_value(target[i + 1]) < 0 || hex_value(target[i + 2]) < 0) {
+            return "the request target has a malformed percent-escape";
+        }
+    }
+    if (path.find('\\') != std::string_view::npos) return "a backslash is not allowed in the path";
+    // Segments: no empty segment (except a trailing '/'), no dot segments, no encoded separators.
+    std::size_t start = 1;
+    while (start <= path.size()) {
+        const auto slash = path.find('/', start);
+        const auto seg = path.substr(start, slash == std::string_view::npos ? std::string_view::npos : slash - start);
+        if (seg.empty() && slash != std::string_view::npos) return "the path has an empty segment ('//')";
+        // Decode the segment's escapes (all valid, checked above: '/' and '?' are not hex digits,
+        // so an escape never crosses a segment) just enough to see dots, slashes and NUL.
+        std::string decoded;
+        for (std::size_t i = 0; i < seg.size(); ++i) {
+            if (seg[i] == '%' && i + 2 < seg.size()) {
+                const int v = hex_value(seg[i + 1]) * 16 + hex_value(seg[i + 2]);
+                if (v == '/' || v == '\\') return "an encoded '/' or '\\' is not allowed in the path";
+                if (v == 0) return "an encoded NUL is not allowed in the path";
+                decoded.push_back(static_cast<char>(v));
+                i += 2;
+            } else {
+                decoded.push_back(seg[i]);
+            }
+        }
+        if (decoded == "." || decoded == "..") return "dot segments ('.', '..', raw or encoded) are not allowed in the path";
+        if (!valid_utf8(decoded)) return "the decoded path is not valid UTF-8 (overlong forms included)";
+        if (slash == std::string_view::npos) break;
+        start = slash + 1;
+    }
+    return std::nullopt;
+}
+
+std::optional<std::string> header_problem(const http::request_header<>& head) {
+    std::size_t count = 0;
+    for (const auto& f : head) {
+        if (++count > max_header_fields) return "more than " + std::to_string(max_header_fields) + " header fields";
+        const auto name = f.name_string();
+        if (name.empty()) return "a header field has an empty name";
+        for (const char c : name) {
+            if (c == '_') return "header names with '_' are refused (they alias '-' names behind some servers)";
+            if (!is_tchar(c)) return "a header name is not a token";
+        }
+        for (const char c : f.value()) {
+            const auto u = static_cast<unsigned char>(c);
+            if ((u < 0x20 && c != '\t') || u == 0x7f) return "a header value contains a control character";
+        }
+        if (iequals(name, "content-length")) {
+            const auto v = f.value();
+            if (v.empty() || v.size() > 18) return "Content-Length must be 1 to 18 decimal digits";
+            for (const char c : v) {
+                if (c < '0' || c > '9') return "Content-Length must be 1 to 18 decimal digits";
+            }
+        } else if (iequals(name, "host")) {
+            for (const char c : f.value()) {
+                if (!is_authority_char(c)) return "the Host header is not a valid host[:port]";
+            }
+        }
+    }
+    return std::nullopt;
+}
+
+bool is_forbidden_trailer(std::string_view name) noexcept {
+    if (is_hop_by_hop(name)) return true;
+    for (auto n : forbidden_trailers) {
+        if (iequals(name, n)) return true;
+    }
+    return false;
+}
+
+bool has_forbidden_trailer(const http::fields& head, const http::fields& with_trailers) {
+    for (const auto& f : with_trailers) {
+        const auto name = f.name_string();
+        if (!is_forbidden_trailer(name)) continue;
+        // A forbidden name that appears more often now than before came from a trailer.
+        std::size_t before = 0, after = 0;
+        for (const auto& g : head) before += iequals(g.name_string(), name) ? 1 : 0;
+        for (const auto& g : with_trailers) after += iequals(g.name_string(), name) ? 1 : 0;
+        if (after > before) return true;
+    }
+    return false;
+}
+
+bool chunk_extension_too_long(std::string_view extensions) noexcept {
+    return extensions.size() > max_chunk_extension_bytes;
+}
+
+std::size_t leading_empty_lines(std::string_view buffered) noexcept {
+    std::size_t n = 0;
+    while (n + 1 < buffered.size() && buffered[n] == '\r' && buffered[n + 1] == '\n') n += 2;
+    return n;
 }
 
 void remove_hop_by_hop(http::fields& fields) {

@@ -98,11 +98,31 @@ void metrics::observe(route_instruments& r, unsigned status, double seconds) {
 }
 
 void metrics::produce_outcome(const std::string& topic, std::string_view outcome) {
-    cached(produce_, produce_cache_, {{"topic", topic}, {"outcome", std::string(outcome)}}).Increment();
+    prometheus::Counter* c = nullptr;
+    {
+        std::lock_guard lock(mutex_);
+        auto t = topics_.find(topic);
+        if (t == topics_.end()) t = topics_.emplace(topic, topic_instruments{}).first;
+        auto o = t->second.outcomes.find(outcome);
+        if (o == t->second.outcomes.end()) {
+            o = t->second.outcomes.emplace(std::string(outcome), &produce_.Add({{"topic", topic}, {"outcome", std::string(outcome)}}))
+                    .first;
+        }
+        c = o->second;
+    }
+    c->Increment();
 }
 
 void metrics::delivery_latency(const std::string& topic, double seconds) {
-    cached(delivery_, delivery_cache_, {{"topic", topic}}).Observe(seconds);
+    prometheus::Histogram* h = nullptr;
+    {
+        std::lock_guard lock(mutex_);
+        auto t = topics_.find(topic);
+        if (t == topics_.end()) t = topics_.emplace(topic, topic_instruments{}).first;
+        if (!t->second.delivery) t->second.delivery = &delivery_.Add({{"topic", topic}}, latency_buckets);
+        h = t->second.delivery;
+    }
+    h->Observe(seconds);
 }
 
 prometheus::Counter& metrics::shed(std::string_view reason) {

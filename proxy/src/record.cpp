@@ -67,6 +67,56 @@ std::string rfc3339_millis(std::chrono::system_clock::time_point t) {
     return buf;
 }
 
+key_result extract_key(const config::route& route, const request_view& req, std::string_view body,
+                       const path_params& params, const std::string& correlation_id) {
+    key_result out;
+    out.err = error::missing_key;
+    switch (route.key.kind) {
+        case config::key_kind::none: break;
+        case config::key_kind::correlation: out.key = correlation_id; break;
+        case config::key_kind::path: {
+            const auto* v = find_param(params, route.key.name);
+            if (!v) {
+                out.message = "path parameter '" + route.key.name + "' is missing";
+                return out;
+            }
+            out.key = *v;
+            break;
+        }
+        case config::key_kind::header: {
+            const auto it = req.headers.find(route.key.name);
+            if (it == req.headers.end()) {
+                out.message = "header '" + route.key.name + "' is required by this route as the record key";
+                return out;
+            }
+            out.key = std::string(it->value());
+            break;
+        }
+        case config::key_kind::body: {
+            const auto doc = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+            if (doc.is_discarded()) {
+                out.message = "the body must be JSON: the record key comes from " + route.key.name;
+                return out;
+            }
+            try {
+                const nlohmann::json::json_pointer ptr(route.key.name);
+                if (!doc.contains(ptr)) {
+                    out.message = "the body has no value at " + route.key.name + " for the record key";
+                    return out;
+                }
+                const auto& v = doc.at(ptr);
+                out.key = v.is_string() ? v.get<std::string>()
+                                        : v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+            } catch (const nlohmann::json::exception&) {
+                out.message = "the body has no value at " + route.key.name + " for the record key";
+                return out;
+            }
+            break;
+        }
+    }
+    return out;
+}
+
 record_result build_record(const config::route& route, const config::defaults_config& defaults,
                            const request_view& req, std::string& body, const path_params& params,
                            const std::string& correlation_id, std::chrono::system_clock::time_point now) {
@@ -81,54 +131,13 @@ record_result build_record(const config::route& route, const config::defaults_co
     }
     rec.topic = std::move(*topic);
 
-    switch (route.key.kind) {
-        case config::key_kind::none: break;
-        case config::key_kind::correlation: rec.key = correlation_id; break;
-        case config::key_kind::path: {
-            const auto* v = find_param(params, route.key.name);
-            if (!v) {
-                out.err = error::missing_key;
-                out.message = "path parameter '" + route.key.name + "' is missing";
-                return out;
-            }
-            rec.key = *v;
-            break;
-        }
-        case config::key_kind::header: {
-            const auto it = req.headers.find(route.key.name);
-            if (it == req.headers.end()) {
-                out.err = error::missing_key;
-                out.message = "header '" + route.key.name + "' is required by this route as the record key";
-                return out;
-            }
-            rec.key = std::string(it->value());
-            break;
-        }
-        case config::key_kind::body: {
-            const auto doc = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
-            if (doc.is_discarded()) {
-                out.err = error::missing_key;
-                out.message = "the body must be JSON: the record key comes from " + route.key.name;
-                return out;
-            }
-            try {
-                const nlohmann::json::json_pointer ptr(route.key.name);
-                if (!doc.contains(ptr)) {
-                    out.err = error::missing_key;
-                    out.message = "the body has no value at " + route.key.name + " for the record key";
-                    return out;
-                }
-                const auto& v = doc.at(ptr);
-                rec.key = v.is_string() ? v.get<std::string>()
-                                        : v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-            } catch (const nlohmann::json::exception&) {
-                out.err = error::missing_key;
-                out.message = "the body has no value at " + route.key.name + " for the record key";
-                return out;
-            }
-            break;
-        }
+    auto key = extract_key(route, req, body, params, correlation_id);
+    if (!key.message.empty()) {
+        out.err = key.err;
+        out.message = std::move(key.message);
+        return out;
     }
+    rec.key = std::move(key.key);
 
     auto& h = rec.headers;
     h.reserve(12 + route.headers.size());

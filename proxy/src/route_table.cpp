@@ -45,7 +45,14 @@ bool percent_decode(std::string_view in, std::string& out) {
     return true;
 }
 
-route_table::route_table(std::shared_ptr<const config::config> cfg) : cfg_(std::move(cfg)) {}
+route_table::route_table(std::shared_ptr<const config::config> cfg)
+    : cfg_(std::move(cfg)), sequences_(std::make_unique<std::atomic<std::uint64_t>[]>(cfg_->routes.size() + 1)) {}
+
+std::uint64_t route_table::next_sequence(const config::route& r) const noexcept {
+    const auto i = static_cast<std::size_t>(&r - cfg_->routes.data());
+    if (i >= cfg_->routes.size()) return 0;
+    return sequences_[i].fetch_add(1, std::memory_order_relaxed);
+}
 
 std::shared_ptr<const route_table> route_table::create(std::shared_ptr<const config::config> cfg) {
     auto table = std::shared_ptr<route_table>(new route_table(std::move(cfg)));

@@ -1,10 +1,13 @@
 #include "handoff/proxy/server.hpp"
 
+#include "handoff/proxy/canary.hpp"
 #include "handoff/proxy/errors.hpp"
 #include "handoff/proxy/http_rules.hpp"
 #include "handoff/proxy/ids.hpp"
 #include "handoff/proxy/log.hpp"
+#include "handoff/proxy/idempotency_store.hpp"
 #include "handoff/proxy/record.hpp"
+#include "handoff/proxy/replies.hpp"
 #include "handoff/proxy/status_store.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -61,6 +64,9 @@ struct server::state {
     std::shared_ptr<upstream_client> upstream;
     std::shared_ptr<metrics> stats;
     std::shared_ptr<status_store> statuses;
+    std::shared_ptr<idempotency_store> keys;
+    std::shared_ptr<reply_registry> replies;
+    std::shared_ptr<reply_dispatcher> reply_listener;
     config::listen_config listen;
     std::atomic<std::size_t> inflight_commits{0};  // listener settings need a restart to change
     std::optional<tcp::acceptor> acceptor;
@@ -76,7 +82,11 @@ struct server::state {
           stats(m ? std::move(m) : std::make_shared<metrics>()) {
         const auto& cfg = routes.load()->cfg();
         listen = cfg.listen;
-        statuses = std::make_shared<status_store>(cfg.status.max_entries, cfg.status.ttl);
+        statuses = std::make_shared<status_store>(cfg.status.max_entries, cfg.status.max_bytes, cfg.status.ttl);
+        keys = std::make_shared<idempotency_store>(cfg.idempotency.max_entries, cfg.idempotency.max_bytes,
+                                                   cfg.idempotency.ttl);
+        replies = std::make_shared<reply_registry>();
+        reply_listener = std::make_shared<reply_dispatcher>(replies, statuses, keys, stats);
     }
 };
 
@@ -115,6 +125,65 @@ outcome make_error(error e, std::string_view message, const std::string& correla
 }
 
 std::string status_url(const std::string& correlation_id) { return "/_handoff/requests/" + correlation_id; }
+
+// The 504 for a request whose outcome is not known yet: the body says so and points at the
+// status URL, where the final outcome appears.
+outcome outcome_unknown(std::string_view message, const std::string& correlation_id, const std::string& topic,
+                        unsigned version) {
+    outcome o = make_error(error::outcome_unknown, message, correlation_id, version);
+    set_json(o.res, nlohmann::json{{"error", describe(error::outcome_unknown).code},
+                                   {"message", message},
+                                   {"correlation_id", correlation_id},
+                                   {"outcome", "unknown"},
+                                   {"status_url", status_url(correlation_id)},
+                                   {"topic", topic}}
+                        .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    o.res.set(http::field::location, status_url(correlation_id));
+    o.topic = topic;
+    return o;
+}
+
+// A commit route's success, from the persisted delivery report.
+outcome commit_success(int status, const std::string& correlation_id, const std::string& topic,
+                       const delivery_report& report, unsigned version) {
+    outcome o;
+    o.topic = topic;
+    o.partition = report.partition;
+    o.offset = report.offset;
+    o.res = response{static_cast<http::status>(status), version};
+    o.res.set("X-Correlation-ID", correlation_id);
+    o.res.set(http::field::location, status_url(correlation_id));
+    if (status != 204) {
+        set_json(o.res, nlohmann::json{{"correlation_id", correlation_id},
+                                       {"topic", topic},
+                                       {"partition", report.partition},
+                                       {"offset", report.offset},
+                                       {"outcome", "persisted"}}
+                            .dump());
+    }
+    return o;
+}
+
+stored_response to_stored(const response& res) {
+    stored_response s;
+    s.status = res.result_int();
+    for (const auto& f : res) s.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
+    s.body = res.body();
+    return s;
+}
+
+response from_stored(const stored_response& s, unsigned version) {
+    response res{static_cast<http::status>(s.status), version};
+    for (const auto& [k, v] : s.headers) res.insert(k, v);
+    res.body() = s.body;
+    return res;
+}
+
+// The status a route answers in `mode` (its own success_status, or the canary mode's default).
+int success_status(const config::route& route, config::mode mode) {
+    if (mode == route.mode && route.success_status > 0) return route.success_status;
+    return mode == config::mode::event ? 202 : 200;
+}
 
 // ---- forward ---------------------------------------------------------------------------------
 
@@ -182,9 +251,43 @@ struct delivery_wait {
     bool waiting = true;  // false once the session stopped waiting (answered or timed out)
 };
 
+// A request held for Kafka (commit: the delivery report; reply: the reply). Their number is
+// bounded by limits.max_inflight_commits: beyond it, 503 at once (nothing produced).
+class hold_slot {
+public:
+    static std::unique_ptr<hold_slot> take(server::state& st, const config::config& cfg) {
+        if (st.inflight_commits.fetch_add(1) >= cfg.limits.max_inflight_commits) {
+            st.inflight_commits.fetch_sub(1);
+            st.stats->shed("inflight_commits").Increment();
+            return nullptr;
+        }
+        return std::unique_ptr<hold_slot>(new hold_slot(st));
+    }
+    ~hold_slot() {
+        st_.inflight_commits.fetch_sub(1);
+        st_.stats->inflight_commits().Decrement();
+    }
+    hold_slot(const hold_slot&) = delete;
+    hold_slot& operator=(const hold_slot&) = delete;
+
+private:
+    explicit hold_slot(server::state& st) : st_(st) { st_.stats->inflight_commits().Increment(); }
+    server::state& st_;
+};
+
+struct reply_wait {
+    explicit reply_wait(asio::any_io_executor ex) : timer(std::move(ex)) {}
+    asio::steady_timer timer;
+    std::shared_ptr<const stored_response> reply;
+    std::optional<delivery_report> failure;  // not persisted: the request never reached the service
+    bool waiting = true;
+};
+
+// event, commit and reply. `mode` is the mode this request takes (the route's, or its canary's);
+// `keyed`: the request holds an Idempotency-Key entry, settled here as the outcome becomes known.
 awaitable<outcome> handle_produce(const state_ptr& st, const config::config& cfg, const config::route& route,
-                                  http::request<http::string_body>& req, const path_params& params,
-                                  const std::string& correlation_id) {
+                                  config::mode mode, http::request<http::string_body>& req, const path_params& params,
+                                  const std::string& correlation_id, bool keyed) {
     std::string_view path, query;
     split_target(req.target(), path, query);
     const request_view view{req.method_string(), path, query, req.base()};
@@ -193,11 +296,15 @@ awaitable<outcome> handle_produce(const state_ptr& st, const config::config& cfg
     if (!built.record) co_return make_error(built.err, built.message, correlation_id, req.version());
     kafka_record& rec = *built.record;
     const std::string topic = rec.topic;
+    if (mode == config::mode::reply) rec.headers.push_back({"handoff_reply_topic", cfg.replies.topic});
     auto statuses = st->statuses;
     auto stats = st->stats;
+    auto keys = keyed ? st->keys : nullptr;
+    const int success = success_status(route, mode);
+    const unsigned version = req.version();
     statuses->put(correlation_id, request_status{request_status::state::accepted, route.name, topic, -1, -1, {}, {}});
     // Runs on the producer's io thread for every accepted record, whatever the caller got.
-    auto record_outcome = [statuses, stats, correlation_id, route_name = route.name, topic,
+    auto record_outcome = [statuses, stats, keys, mode, success, version, correlation_id, route_name = route.name, topic,
                            topic_label = route.topic, produced = std::chrono::steady_clock::now()](const delivery_report& r) {
         request_status s{request_status::state::persisted, route_name, topic, r.partition, r.offset, {}, {}};
         const char* outcome = "persisted";
@@ -212,6 +319,22 @@ awaitable<outcome> handle_produce(const state_ptr& st, const config::config& cfg
         }
         statuses->put(correlation_id, std::move(s));
         stats->produce_outcome(topic_label, outcome);
+        if (keys) {
+            // Idempotency-Key: a definite failure frees the key (a retry may run again); a commit
+            // is settled by its report, whatever its caller was told meanwhile.
+            if (r.status == delivery_status::not_persisted) {
+                keys->release(correlation_id);
+            } else if (mode == config::mode::commit && r.status == delivery_status::persisted) {
+                keys->complete(correlation_id, to_stored(commit_success(success, correlation_id, topic, r, version).res),
+                               true);
+            } else if (mode == config::mode::commit) {
+                keys->complete(correlation_id,
+                               to_stored(outcome_unknown("the broker may have persisted the record (" + r.error + ")",
+                                                         correlation_id, topic, version)
+                                             .res),
+                               true);
+            }
+        }
         stats->delivery_latency(topic_label,
                                 std::chrono::duration<double>(std::chrono::steady_clock::now() - produced).count());
     };
@@ -222,7 +345,66 @@ awaitable<outcome> handle_produce(const state_ptr& st, const config::config& cfg
                                                      std::string("refused before produce: ") + to_string(err), {}});
     };
 
-    if (route.mode == config::mode::event) {
+    if (mode == config::mode::reply) {
+        // Hold the caller until the reply record arrives, or the route timeout. Held requests
+        // count against the same bound as commit requests.
+        auto guard = hold_slot::take(*st, cfg);
+        if (!guard) {
+            statuses->put(correlation_id, request_status{request_status::state::failed, route.name, topic, -1, -1,
+                                                         "refused: too many requests waiting", {}});
+            co_return make_error(error::overloaded, "too many requests are waiting for Kafka; retry later",
+                                 correlation_id, version);
+        }
+        const auto ex = co_await asio::this_coro::executor;
+        auto wait = std::make_shared<reply_wait>(ex);
+        wait->timer.expires_after(route.timeout.count() > 0 ? route.timeout : cfg.defaults.timeout);
+        // Both handlers post to the session's strand; the first to arrive wins.
+        st->replies->add(correlation_id, [wait](std::shared_ptr<const stored_response> r) {
+            asio::post(wait->timer.get_executor(), [wait, r = std::move(r)] {
+                if (!wait->waiting || wait->reply) return;
+                wait->reply = r;
+                wait->timer.cancel();
+            });
+        });
+        const auto err = st->kafka->produce(rec, [wait, record_outcome](const delivery_report& r) {
+            record_outcome(r);
+            if (r.status != delivery_status::not_persisted) return;
+            asio::post(wait->timer.get_executor(), [wait, r] {
+                if (!wait->waiting || wait->reply) return;
+                wait->failure = r;
+                wait->timer.cancel();
+            });
+        });
+        if (err != produce_error::ok) {
+            st->replies->remove(correlation_id);
+            refused(err);
+            auto o = make_error(from_produce_error(err), std::string("the request was not accepted: ") + to_string(err),
+                                correlation_id, version);
+            o.topic = topic;
+            co_return o;
+        }
+        co_await wait->timer.async_wait(tuple_awaitable);
+        wait->waiting = false;
+        st->replies->remove(correlation_id);  // a reply from now on is late: status store only
+        outcome o;
+        o.topic = topic;
+        if (wait->reply) {
+            o.res = from_stored(*wait->reply, version);
+            o.res.set("X-Correlation-ID", correlation_id);
+        } else if (wait->failure) {
+            o = make_error(error::delivery_failed,
+                           "the broker did not persist the request (" + wait->failure->error + "); safe to retry",
+                           correlation_id, version);
+            o.topic = topic;
+        } else {
+            o = outcome_unknown("no reply within the route timeout; the request may or may not have been processed",
+                                correlation_id, topic, version);
+            if (keys) keys->complete(correlation_id, to_stored(o.res), /*final=*/false);  // a late reply replaces it
+        }
+        co_return o;
+    }
+
+    if (mode == config::mode::event) {
         const auto err = st->kafka->produce(rec, [correlation_id, topic, record_outcome](const delivery_report& r) {
             record_outcome(r);
             if (r.status != delivery_status::persisted) {
@@ -242,34 +424,28 @@ awaitable<outcome> handle_produce(const state_ptr& st, const config::config& cfg
         outcome o;
         o.topic = topic;
         o.res = response{http::status::accepted, req.version()};
+        const auto remember = [&] {
+            if (keys) keys->complete(correlation_id, to_stored(o.res), /*final=*/false);  // until not_persisted
+        };
         o.res.set("X-Correlation-ID", correlation_id);
         o.res.set(http::field::location, status_url(correlation_id));
         set_json(o.res, nlohmann::json{{"correlation_id", correlation_id},
                                        {"status_url", status_url(correlation_id)},
                                        {"topic", topic}}
                             .dump());
+        remember();
         co_return o;
     }
 
     // commit: hold the caller until the broker's acks=all delivery report, or the route timeout.
     // The number of callers held this way is bounded: beyond it, 503 at once (nothing produced).
-    if (st->inflight_commits.fetch_add(1) >= cfg.limits.max_inflight_commits) {
-        st->inflight_commits.fetch_sub(1);
-        st->stats->shed("inflight_commits").Increment();
+    auto guard = hold_slot::take(*st, cfg);
+    if (!guard) {
         statuses->put(correlation_id, request_status{request_status::state::failed, route.name, topic, -1, -1,
                                                      "refused: too many commit requests in flight", {}});
         co_return make_error(error::overloaded, "too many commit requests are waiting for Kafka; retry later",
                              correlation_id, req.version());
     }
-    struct inflight_guard {
-        std::atomic<std::size_t>& n;
-        metrics& m;
-        inflight_guard(std::atomic<std::size_t>& c, metrics& s) : n(c), m(s) { m.inflight_commits().Increment(); }
-        ~inflight_guard() {
-            n.fetch_sub(1);
-            m.inflight_commits().Decrement();
-        }
-    } guard{st->inflight_commits, *st->stats};
     const auto ex = co_await asio::this_coro::executor;
     auto wait = std::make_shared<delivery_wait>(ex);
     const auto timeout = route.timeout.count() > 0 ? route.timeout : cfg.defaults.timeout;
@@ -302,54 +478,145 @@ awaitable<outcome> handle_produce(const state_ptr& st, const config::config& cfg
     const std::optional<delivery_report> report = wait->report;
 
     if (!report) {
-        auto o = make_error(error::outcome_unknown,
-                            "no delivery report within the route timeout; the record may or may not be in Kafka",
-                            correlation_id, req.version());
-        nlohmann::json body = nlohmann::json::parse(o.res.body());
-        body["outcome"] = "unknown";
-        body["status_url"] = status_url(correlation_id);
-        body["topic"] = topic;
-        set_json(o.res, body.dump());
-        o.res.set(http::field::location, status_url(correlation_id));
-        o.topic = topic;
-        co_return o;
+        co_return outcome_unknown("no delivery report within the route timeout; the record may or may not be in Kafka",
+                                  correlation_id, topic, req.version());
     }
     if (report->status != delivery_status::persisted) {
         const auto e = from_delivery_status(report->status);
-        auto o = make_error(e,
-                            e == error::outcome_unknown
-                                ? "the broker may have persisted the record (" + report->error + ")"
-                                : "the broker did not persist the record (" + report->error + "); safe to retry",
-                            correlation_id, req.version());
         if (e == error::outcome_unknown) {
-            nlohmann::json body = nlohmann::json::parse(o.res.body());
-            body["outcome"] = "unknown";
-            body["status_url"] = status_url(correlation_id);
-            set_json(o.res, body.dump());
+            co_return outcome_unknown("the broker may have persisted the record (" + report->error + ")",
+                                      correlation_id, topic, req.version());
         }
+        auto o = make_error(e, "the broker did not persist the record (" + report->error + "); safe to retry",
+                            correlation_id, req.version());
         o.topic = topic;
         co_return o;
     }
-    outcome o;
-    o.topic = topic;
-    o.partition = report->partition;
-    o.offset = report->offset;
-    const int status = route.success_status > 0 ? route.success_status : 200;
-    o.res = response{static_cast<http::status>(status), req.version()};
-    o.res.set("X-Correlation-ID", correlation_id);
-    o.res.set(http::field::location, status_url(correlation_id));
-    if (status != 204) {
-        set_json(o.res, nlohmann::json{{"correlation_id", correlation_id},
-                                       {"topic", topic},
-                                       {"partition", report->partition},
-                                       {"offset", report->offset},
-                                       {"outcome", "persisted"}}
-                            .dump());
+    co_return commit_success(success, correlation_id, topic, *report, req.version());
+}
+
+// ---- shadow ----------------------------------------------------------------------------------
+
+// Forwards as `forward` does and publishes a copy of the request as an event. The copy is queued
+// before the upstream call and never waited for: its failures (no key, queue full, not
+// persisted) are counted and logged, never seen by the caller.
+awaitable<outcome> handle_shadow(const state_ptr& st, const config::config& cfg, const config::route& route,
+                                 http::request<http::string_body>& req, const std::string& client_ip,
+                                 const path_params& params, const std::string& correlation_id) {
+    auto stats = st->stats;
+    const auto failed = [stats, route_name = route.name, correlation_id](const char* reason, const std::string& detail) {
+        stats->counter("handoff_shadow_failures_total", "Shadow copies that were not published, by route and reason.",
+                       {{"route", route_name}, {"reason", reason}})
+            .Increment();
+        log::warn("shadow copy not published",
+                  {{"correlation_id", correlation_id}, {"route", route_name}, {"reason", reason}, {"detail", detail}});
+    };
+    std::string_view path, query;
+    split_target(req.target(), path, query);
+    std::string copy = req.body();  // the upstream gets the original
+    auto built = build_record(route, cfg.defaults, request_view{req.method_string(), path, query, req.base()}, copy,
+                              params, correlation_id, std::chrono::system_clock::now());
+    if (!built.record) {
+        failed("record", built.message);
+    } else {
+        const std::string topic = built.record->topic;
+        auto statuses = st->statuses;
+        statuses->put(correlation_id, request_status{request_status::state::accepted, route.name, topic, -1, -1, {}, {}});
+        const auto err = st->kafka->produce(
+            *built.record, [statuses, stats, failed, correlation_id, route_name = route.name, topic,
+                            topic_label = route.topic](const delivery_report& r) {
+                request_status s{request_status::state::persisted, route_name, topic, r.partition, r.offset, {}, {}};
+                if (r.status != delivery_status::persisted) {
+                    s.current = r.status == delivery_status::not_persisted ? request_status::state::failed
+                                                                           : request_status::state::unknown;
+                    s.reason = r.error;
+                    failed(r.status == delivery_status::not_persisted ? "not_persisted" : "possibly_persisted", r.error);
+                }
+                statuses->put(correlation_id, std::move(s));
+                stats->produce_outcome(topic_label, r.status == delivery_status::persisted       ? "persisted"
+                                                    : r.status == delivery_status::not_persisted ? "not_persisted"
+                                                                                                 : "possibly_persisted");
+            });
+        if (err != produce_error::ok) {
+            stats->produce_outcome(route.topic, std::string("refused_") + to_string(err));
+            statuses->put(correlation_id, request_status{request_status::state::failed, route.name, topic, -1, -1,
+                                                         std::string("refused before produce: ") + to_string(err), {}});
+            failed(to_string(err), "refused before produce");
+        }
     }
-    co_return o;
+    co_return co_await handle_forward(st, cfg, &route, req, client_ip, correlation_id);
 }
 
 // ---- the session -----------------------------------------------------------------------------
+
+// The mode a request on a canary route takes (canary.hpp). A request whose key is missing takes
+// the route's own mode (it would fail in a publishing mode; the same request always goes one way).
+config::mode choose_mode(const route_table& table, const config::route& route, const http::request<http::string_body>& req,
+                         std::string_view path, std::string_view query, const path_params& params,
+                         const std::string& correlation_id) {
+    if (route.key.kind == config::key_kind::none) {
+        return canary_by_sequence(table.next_sequence(route), route.canary_percent_bp) ? route.canary_mode : route.mode;
+    }
+    const auto k = extract_key(route, request_view{req.method_string(), path, query, req.base()}, req.body(), params,
+                               correlation_id);
+    if (!k.key) return route.mode;
+    return canary_by_key(route.name, *k.key, route.canary_percent_bp) ? route.canary_mode : route.mode;
+}
+
+// Idempotency-Key (idempotency_store.hpp): nullopt when the request runs (`keyed` tells whether
+// it holds a key entry), else the answer: 400 (missing when required, or malformed), 409 (the
+// first request is still running), 422 (the key came with another request), or the stored
+// response of the first request with `Idempotent-Replayed: true`.
+std::optional<outcome> idempotency_gate(server::state& st, const config::route& route,
+                                        const http::request<http::string_body>& req, const std::string& correlation_id,
+                                        bool& keyed) {
+    const auto count = [&](const char* result) {
+        st.stats->counter("handoff_idempotency_total", "Requests with an Idempotency-Key, by route and result.",
+                          {{"route", route.name}, {"result", result}})
+            .Increment();
+    };
+    const auto it = req.find("Idempotency-Key");
+    if (it == req.end()) {
+        if (!route.idempotency_required) return std::nullopt;
+        count("missing");
+        return make_error(error::idempotency_key_missing, "this route requires an Idempotency-Key header",
+                          correlation_id, req.version());
+    }
+    const auto key = req.count("Idempotency-Key") == 1 ? parse_idempotency_key(it->value()) : std::nullopt;
+    if (!key) {
+        count("invalid");
+        return make_error(error::idempotency_key_invalid,
+                          "Idempotency-Key must appear once, as 1-255 visible ASCII characters (or a quoted string)",
+                          correlation_id, req.version());
+    }
+    auto r = st.keys->begin(route.name, *key, fingerprint(req.method_string(), req.target(), req.body()), correlation_id);
+    switch (r.kind) {
+        case idempotency_store::verdict::fresh:
+            keyed = true;
+            return std::nullopt;
+        case idempotency_store::verdict::in_flight: {
+            count("in_flight");
+            auto o = make_error(error::idempotency_in_flight,
+                                "a request with this Idempotency-Key is still being processed; retry later",
+                                correlation_id, req.version());
+            o.res.set(http::field::location, status_url(r.correlation_id));
+            return o;
+        }
+        case idempotency_store::verdict::mismatch:
+            count("mismatch");
+            return make_error(error::idempotency_mismatch,
+                              "this Idempotency-Key was used with a different request (method, target or body)",
+                              correlation_id, req.version());
+        case idempotency_store::verdict::replay: {
+            count("replayed");
+            outcome o;
+            o.res = from_stored(*r.response, req.version());
+            o.res.set("Idempotent-Replayed", "true");
+            return o;
+        }
+    }
+    return std::nullopt;
+}
 
 bool expects_continue(const http::request_header<>& h) {
     auto it = h.find(http::field::expect);
@@ -393,7 +660,9 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
     }
     auto handle = std::make_shared<session_handle>(socket.get_executor());
     beast::tcp_stream stream(std::move(socket));
-    beast::flat_buffer buffer;
+    // Bounded: a chunk line, a trailer or pipelined requests can never grow it past this
+    // (buffer_overflow -> 400); pipelined requests beyond it wait in the socket (TCP back-pressure).
+    beast::flat_buffer buffer(listen.max_header_bytes + 64 * 1024);
     handle->stream = &stream;
     std::list<std::shared_ptr<session_handle>>::iterator registration;
     {
@@ -416,11 +685,23 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
             buffer.commit(n);
         }
         const auto started = std::chrono::steady_clock::now();
+        // RFC 9112 §2.2: empty lines before a request line are ignored (B-18).
+        buffer.consume(leading_empty_lines({static_cast<const char*>(buffer.data().data()), buffer.size()}));
+        // Beast 1.81 does not bound chunk extensions (B-7); declared before the parser, which refers to it.
+        auto chunk_ext_check = [](std::uint64_t, std::string_view ext, boost::system::error_code& ec) {
+            if (chunk_extension_too_long(ext)) ec = http::error::bad_chunk_extension;
+        };
         http::request_parser<http::string_body> parser;
         parser.header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(listen.max_header_bytes, UINT32_MAX)));
+        parser.on_chunk_header(chunk_ext_check);
+        // Beast would refuse a Content-Length over its default 1 MB while reading the head (as a
+        // 400); the limit is the route's, known after routing and set before the body is read.
+        parser.body_limit(boost::none);
         stream.expires_after(listen.header_timeout);
         auto [hec, hn] = co_await http::async_read_header(stream, buffer, parser, tuple_awaitable);
-        (void)hn;
+        // Beast 1.81 applies header_limit to the request line and to the fields separately; the
+        // limit is for the whole head (L-4): hn is what the parser consumed for this head.
+        if (!hec && hn > listen.max_header_bytes) hec = http::error::header_limit;
         if (hec) {
             if (hec == http::error::end_of_stream || hec == asio::error::eof || hec == asio::error::connection_reset ||
                 hec == asio::error::operation_aborted) {
@@ -428,7 +709,11 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
             }
             error e = error::bad_request;
             std::string message = "malformed request: " + hec.message();
-            if (hec == http::error::header_limit) {
+            // Beast fills in the target only once the whole request line is parsed.
+            if (hec == http::error::header_limit && parser.get().target().empty()) {
+                e = error::uri_too_long;
+                message = "the request line is longer than " + std::to_string(listen.max_header_bytes) + " bytes";
+            } else if (hec == http::error::header_limit) {
                 e = error::headers_too_large;
                 message = "the request head is larger than " + std::to_string(listen.max_header_bytes) + " bytes";
             } else if (hec == beast::error::timeout) {
@@ -551,7 +836,10 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
                 if (cec) break;
             }
             parser.body_limit(body_limit);
-            const auto fields_before = std::distance(req.begin(), req.end());
+            // Beast adds trailer fields to the header (next to a same-named field, not at the end):
+            // keep the head as it was, so trailers are never applied, forwarded or copied (B-8).
+            std::optional<http::fields> head_fields;
+            if (req.chunked()) head_fields.emplace(static_cast<const http::fields&>(req));
             stream.expires_after(listen.body_timeout);
             auto [bec, bn] = co_await http::async_read(stream, buffer, parser, tuple_awaitable);
             if (bec) {
@@ -570,40 +858,59 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
                 co_await write_and_close(stream, finish(make_error(e, message, correlation_id, req.version())), listen);
                 break;
             }
-            // Trailer fields are appended to the header by Beast; they are never applied,
-            // forwarded or copied into events (TEST-CATALOGUE B-8).
-            while (std::distance(req.begin(), req.end()) > fields_before) {
-                auto last = std::prev(req.end());
-                req.erase(last);
+            // Framing, routing and authentication fields in a trailer refuse the request (400 + close).
+            if (head_fields) {
+                const bool forbidden = has_forbidden_trailer(*head_fields, req);
+                static_cast<http::fields&>(req) = std::move(*head_fields);
+                if (forbidden) {
+                    co_await write_and_close(stream, finish(make_error(error::bad_request, "a trailer carries a framing, routing or authentication field",
+                                                                       correlation_id, req.version())), listen);
+                    break;
+                }
             }
         }
 
         outcome o;
+        bool keyed = false;  // this request holds an Idempotency-Key entry
         try {
-            switch (mode) {
-                case config::mode::forward:
-                    o = co_await handle_forward(st, cfg, route, req, client_ip, correlation_id);
-                    break;
-                case config::mode::event:
-                case config::mode::commit:
-                    o = co_await handle_produce(st, cfg, *route, req, match.params, correlation_id);
-                    break;
-                case config::mode::shadow:
-                case config::mode::reply:
-                    o = make_error(error::not_implemented,
-                                   std::string("route mode '") + config::to_string(mode) + "' is not available in this build",
-                                   correlation_id, req.version());
-                    o.close = false;
-                    break;
+            if (route && route->canary_percent_bp > 0) {
+                mode = choose_mode(*routes, *route, req, path, query, match.params, correlation_id);
+            }
+            std::optional<outcome> gate;
+            if (route && (mode == config::mode::event || mode == config::mode::commit || mode == config::mode::reply)) {
+                gate = idempotency_gate(*st, *route, req, correlation_id, keyed);
+            }
+            if (gate) {
+                o = std::move(*gate);
+            } else {
+                switch (mode) {
+                    case config::mode::forward:
+                        o = co_await handle_forward(st, cfg, route, req, client_ip, correlation_id);
+                        break;
+                    case config::mode::event:
+                    case config::mode::commit:
+                    case config::mode::reply:
+                        o = co_await handle_produce(st, cfg, *route, mode, req, match.params, correlation_id, keyed);
+                        break;
+                    case config::mode::shadow:
+                        o = co_await handle_shadow(st, cfg, *route, req, client_ip, match.params, correlation_id);
+                        break;
+                }
             }
         } catch (const std::exception& ex) {
             log::error("request handler failed", {{"correlation_id", correlation_id}, {"error", ex.what()}});
             o = make_error(error::internal, "internal error", correlation_id, req.version());
         }
+        if (keyed) {
+            // A request that definitely had no effect frees its key; 2xx and 504 (outcome
+            // unknown) entries are settled by the handlers, delivery reports and replies.
+            const auto status = o.res.result_int();
+            if ((status < 200 || status > 299) && status != 504) st->keys->release(correlation_id);
+        }
         o = finish(std::move(o));
         const bool keep = !o.close && req.keep_alive() && !st->draining.load() && !st->closing.load();
         o.res.keep_alive(keep);
-        if (req.method() != http::verb::head || mode != config::mode::forward) {
+        if (req.method() != http::verb::head || (mode != config::mode::forward && mode != config::mode::shadow)) {
             if (!o.res.has_content_length() && o.res.result_int() >= 200 && o.res.result_int() != 204 &&
                 o.res.result_int() != 304) {
                 o.res.content_length(o.res.body().size());
@@ -627,7 +934,10 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
 
 awaitable<void> accept_loop(state_ptr st) {
     for (;;) {
-        auto [ec, socket] = co_await st->acceptor->async_accept(asio::make_strand(st->ioc), tuple_awaitable);
+        // Accept into a socket made beforehand, on its own strand: Boost 1.81's move-accept with
+        // an executor argument and as_tuple frees the strand twice (seen under ASan, 2 threads).
+        tcp::socket socket(asio::make_strand(st->ioc));
+        auto [ec] = co_await st->acceptor->async_accept(socket, tuple_awaitable);
         if (ec) {
             if (ec == asio::error::operation_aborted || !st->acceptor->is_open()) co_return;
             log::warn("accept failed", {{"error", ec.message()}});
@@ -641,7 +951,8 @@ awaitable<void> accept_loop(state_ptr st) {
             continue;
         }
         st->connections.fetch_add(1);
-        socket.set_option(tcp::no_delay(true));
+        boost::system::error_code nodelay_ec;  // a client already gone must not end the accept loop
+        socket.set_option(tcp::no_delay(true), nodelay_ec);
         auto ex = socket.get_executor();
         asio::co_spawn(ex, run_session(st, std::move(socket)), [](std::exception_ptr e) {
             if (!e) return;
@@ -664,6 +975,14 @@ server::server(asio::io_context& ioc, std::shared_ptr<const route_table> routes,
         if (auto s = weak.lock()) {
             s->stats->connections().Set(static_cast<double>(s->connections.load()));
             s->stats->status_entries().Set(static_cast<double>(s->statuses->size()));
+            s->stats->gauge("handoff_status_bytes", "Bytes held by the request status store.", {})
+                .Set(static_cast<double>(s->statuses->bytes()));
+            s->stats->gauge("handoff_idempotency_entries", "Idempotency-Key entries held.", {})
+                .Set(static_cast<double>(s->keys->size()));
+            s->stats->gauge("handoff_idempotency_bytes", "Bytes held by the Idempotency-Key store.", {})
+                .Set(static_cast<double>(s->keys->bytes()));
+            s->stats->gauge("handoff_reply_waiting", "Requests on reply routes waiting for their reply.", {})
+                .Set(static_cast<double>(s->replies->size()));
             const auto ps = s->kafka->stats();
             s->stats->producer_queue_messages().Set(static_cast<double>(ps.queued_messages));
             s->stats->producer_queue_bytes().Set(static_cast<double>(ps.queued_bytes));
@@ -726,5 +1045,8 @@ std::size_t server::active_connections() const noexcept { return state_->connect
 std::size_t server::inflight_commits() const noexcept { return state_->inflight_commits.load(); }
 
 void server::swap_routes(std::shared_ptr<const route_table> routes) { state_->routes.store(std::move(routes)); }
+
+consumer_listener& server::reply_listener() noexcept { return *state_->reply_listener; }
+bool server::replies_ready() const noexcept { return state_->reply_listener->ready(); }
 
 }  // namespace handoff::proxy

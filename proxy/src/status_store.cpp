@@ -2,9 +2,31 @@
 
 #include "handoff/proxy/record.hpp"
 
+#include <boost/beast/core/detail/base64.hpp>
 #include <nlohmann/json.hpp>
 
 namespace handoff::proxy {
+
+namespace {
+
+// nlohmann::json refuses to serialise a string that is not valid UTF-8 (error 316).
+bool valid_utf8(const std::string& s) {
+    try {
+        (void)nlohmann::json(s).dump();
+        return true;
+    } catch (const nlohmann::json::type_error&) {
+        return false;
+    }
+}
+
+std::string base64(const std::string& s) {
+    namespace b64 = boost::beast::detail::base64;
+    std::string out(b64::encoded_size(s.size()), '\0');
+    out.resize(b64::encode(out.data(), s.data(), s.size()));
+    return out;
+}
+
+}  // namespace
 
 const char* to_string(request_status::state s) noexcept {
     switch (s) {
@@ -12,22 +34,43 @@ const char* to_string(request_status::state s) noexcept {
         case request_status::state::persisted: return "persisted";
         case request_status::state::failed: return "failed";
         case request_status::state::unknown: return "unknown";
+        case request_status::state::replied: return "replied";
     }
     return "unknown";
 }
 
-status_store::status_store(std::size_t max_entries, std::chrono::milliseconds ttl)
-    : max_entries_(max_entries == 0 ? 1 : max_entries), ttl_(ttl) {}
+status_store::status_store(std::size_t max_entries, std::size_t max_bytes, std::chrono::milliseconds ttl)
+    : max_entries_(max_entries == 0 ? 1 : max_entries), max_bytes_(max_bytes), ttl_(ttl) {}
+
+std::size_t status_store::cost(const std::string& id, const request_status& s) noexcept {
+    std::size_t n = sizeof(entry) + 2 * id.size() + s.route.size() + s.topic.size() + s.reason.size();
+    if (s.reply) n += s.reply->bytes();
+    return n;
+}
 
 void status_store::evict_locked(std::chrono::steady_clock::time_point now) {
-    // Oldest writes sit at the back: drop expired ones, then enforce the entry bound.
+    // Oldest writes sit at the back: drop expired ones, then enforce the entry and byte bounds.
+    // The newest entry is always kept, even when it alone is over the byte bound.
     while (!lru_.empty()) {
         auto it = entries_.find(lru_.back());
         const bool expired = it == entries_.end() || it->second.expires <= now;
-        if (!expired && entries_.size() <= max_entries_) break;
-        if (it != entries_.end()) entries_.erase(it);
+        const bool over = entries_.size() > max_entries_ || (bytes_ > max_bytes_ && entries_.size() > 1);
+        if (!expired && !over) break;
+        if (it != entries_.end()) {
+            bytes_ -= it->second.bytes;
+            entries_.erase(it);
+        }
         lru_.pop_back();
     }
+}
+
+void status_store::touch_locked(const std::string& id, entry& e, std::chrono::steady_clock::time_point now) {
+    bytes_ -= e.bytes;
+    e.bytes = cost(id, e.status);
+    bytes_ += e.bytes;
+    e.expires = now + ttl_;
+    lru_.push_front(id);
+    e.lru = lru_.begin();
 }
 
 void status_store::put(const std::string& id, request_status status) {
@@ -37,14 +80,36 @@ void status_store::put(const std::string& id, request_status status) {
     auto it = entries_.find(id);
     if (it != entries_.end()) {
         lru_.erase(it->second.lru);
-        it->second.status = std::move(status);
-        it->second.expires = now + ttl_;
+        // A reply is final: a delivery report arriving after it only adds partition and offset.
+        if (it->second.status.current == request_status::state::replied) {
+            if (status.current == request_status::state::persisted) {
+                it->second.status.partition = status.partition;
+                it->second.status.offset = status.offset;
+            }
+        } else {
+            it->second.status = std::move(status);
+        }
     } else {
-        it = entries_.emplace(id, entry{std::move(status), now + ttl_, {}}).first;
+        it = entries_.emplace(id, entry{std::move(status), now, {}, 0}).first;
     }
-    lru_.push_front(id);
-    it->second.lru = lru_.begin();
+    touch_locked(id, it->second, now);
     evict_locked(now);
+}
+
+bool status_store::put_reply(const std::string& id, std::shared_ptr<const stored_response> reply) {
+    const auto now = std::chrono::steady_clock::now();
+    std::lock_guard lock(mutex_);
+    auto it = entries_.find(id);
+    if (it == entries_.end() || it->second.expires <= now) return false;
+    lru_.erase(it->second.lru);
+    auto& s = it->second.status;
+    s.current = request_status::state::replied;
+    s.reason.clear();
+    s.reply = std::move(reply);
+    s.updated = std::chrono::system_clock::now();
+    touch_locked(id, it->second, now);
+    evict_locked(now);
+    return true;
 }
 
 std::optional<request_status> status_store::get(const std::string& id) {
@@ -54,6 +119,7 @@ std::optional<request_status> status_store::get(const std::string& id) {
     if (it == entries_.end()) return std::nullopt;
     if (it->second.expires <= now) {
         lru_.erase(it->second.lru);
+        bytes_ -= it->second.bytes;
         entries_.erase(it);
         return std::nullopt;
     }
@@ -65,17 +131,34 @@ std::size_t status_store::size() const {
     return entries_.size();
 }
 
+std::size_t status_store::bytes() const {
+    std::lock_guard lock(mutex_);
+    return bytes_;
+}
+
 std::string status_store::to_json(const std::string& id, const request_status& s) {
     nlohmann::json j = {{"correlation_id", id},
                         {"state", to_string(s.current)},
                         {"route", s.route},
                         {"topic", s.topic},
                         {"updated_at", rfc3339_millis(s.updated)}};
-    if (s.current == request_status::state::persisted) {
+    if (s.offset >= 0) {
         j["partition"] = s.partition;
         j["offset"] = s.offset;
     }
     if (!s.reason.empty()) j["reason"] = s.reason;
+    if (s.reply) {
+        nlohmann::json headers = nlohmann::json::object();
+        for (const auto& [k, v] : s.reply->headers) headers[k] = v;
+        nlohmann::json reply = {{"status", s.reply->status}, {"headers", headers}};
+        // A body that is not UTF-8 text is given as base64 (JSON strings cannot carry it).
+        if (valid_utf8(s.reply->body)) {
+            reply["body"] = s.reply->body;
+        } else {
+            reply["body_base64"] = base64(s.reply->body);
+        }
+        j["reply"] = std::move(reply);
+    }
     return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 

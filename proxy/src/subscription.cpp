@@ -283,7 +283,7 @@ void subscription::on_attempt(const job_ptr& j, upstream_result r) {
     if (v == verdict::done) {
         ++j->attempts;
         counters_.delivered.fetch_add(1, std::memory_order_relaxed);
-        if (!cfg_.reply_topic.empty()) {
+        if (!reply_topic_for(cfg_, j->record).empty()) {
             j->response = std::move(r.response);
             write_reply(j);
         } else {

@@ -242,11 +242,18 @@ kafka_record make_dead_letter(const consumed_record& r, const std::string& dlq_t
     return k;
 }
 
+std::string reply_topic_for(const config::subscription& sub, const consumed_record& r) {
+    if (const auto* t = find_header(r, "handoff_reply_topic"); t && valid_topic_name(*t)) {
+        if (std::find(sub.topics.begin(), sub.topics.end(), *t) == sub.topics.end()) return *t;
+    }
+    return sub.reply_topic;
+}
+
 kafka_record make_reply(const config::subscription& sub, const consumed_record& r,
                         const http::response<http::string_body>& response, const std::string& reply_id,
                         std::chrono::system_clock::time_point now) {
     kafka_record k;
-    k.topic = sub.reply_topic;
+    k.topic = reply_topic_for(sub, r);
     const auto* cid = find_header(r, "ce_id");
     const std::string correlation = cid ? *cid : std::string();
     if (!correlation.empty()) k.key = correlation;

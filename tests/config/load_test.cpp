@@ -297,7 +297,8 @@ TEST_CASE("secret properties are recognised by name") {
 }
 
 TEST_CASE("commit routes with acks other than all are rejected, naming the routes") {
-    const std::string routes = one_route("{name: pay, match: {path: /pay}, mode: commit, topic: pay}") +
+    const std::string routes = "replies: {topic: answers}\n" +
+                               one_route("{name: pay, match: {path: /pay}, mode: commit, topic: pay}") +
                                "  - {name: ask, match: {path: /ask}, mode: reply, topic: ask}\n";
     const auto r = load("kafka: {brokers: b, properties: {acks: 1}}\n" + routes);
     CHECK_ERROR(r, "kafka.properties.acks", "'pay', 'ask'");
@@ -686,7 +687,7 @@ TEST_CASE("subscription errors are located by line and path") {
     CHECK_ERROR(r, "subscriptions[0].auto_offset_reset", "earliest, latest, error");
     CHECK_ERROR(r, "subscriptions[0].headers", "invalid header name");
     CHECK_ERROR(r, "subscriptions[0].dead_letter_topic", "invalid character");
-    CHECK_ERROR(r, "subscriptions[0].reply_headers", "needs reply_topic");
+    CHECK_FALSE(has_error(r, "subscriptions[0].reply_headers", ""));  // also used for replies a request names
     CHECK_ERROR(r, "subscriptions[0].colour", "unknown key");
     CHECK_ERROR(r, "subscriptions[1]", "missing required key 'name'");
     CHECK_ERROR(r, "subscriptions[1]", "missing required key 'group'");
@@ -720,4 +721,81 @@ TEST_CASE("a subscription target may fall back to a fixed path only with path or
     CHECK_ERROR(r, "subscriptions[0].target.fallback_path", "only used with path: original");
     r = load_with("subscriptions: {name: s}\n");
     CHECK_ERROR(r, "subscriptions", "list expected");
+}
+
+// ---- idempotency, replies, canary (issue 4) --------------------------------------------------
+
+TEST_CASE("idempotency and replies sections, and a reply route that needs replies.topic") {
+    const auto ok = load_with(
+        "idempotency: {max_entries: 500, max_bytes: 1MiB, ttl: 1h}\n"
+        "replies: {topic: replies.pod-1}\n" +
+        one_route("{name: quote, match: {path: /quotes, method: POST}, mode: reply, topic: quotes, idempotency: required}"));
+    REQUIRE_OK(ok);
+    CHECK(ok.value->idempotency.max_entries == 500);
+    CHECK(ok.value->idempotency.max_bytes == 1024 * 1024);
+    CHECK(ok.value->idempotency.ttl == std::chrono::hours(1));
+    CHECK(ok.value->replies.topic == "replies.pod-1");
+    CHECK(ok.value->routes[0].idempotency_required);
+    const auto j = nlohmann::json::parse(to_redacted_json(*ok.value));
+    CHECK(j["replies"]["topic"] == "replies.pod-1");
+    CHECK(j["routes"][0]["idempotency"] == "required");
+
+    const auto missing = load_with(one_route("{name: quote, match: {path: /quotes}, mode: reply, topic: quotes}"));
+    CHECK_ERROR(missing, "routes[0]", "set replies.topic");
+    CHECK_ERROR(load_with("replies: {}\n"), "replies", "missing required key 'topic'");
+    CHECK_ERROR(load_with("replies: {topic: 'bad topic'}\n"), "replies.topic", "invalid character");
+}
+
+TEST_CASE("idempotency on a route is optional or required, and not for forward routes") {
+    CHECK_ERROR(load_with(one_route("{name: a, match: {path: /a}, mode: event, topic: t, idempotency: always}")),
+                "routes[0].idempotency", "optional or required");
+    CHECK_ERROR(load_with(one_route("{name: a, match: {path: /a}, mode: forward, idempotency: required}")),
+                "routes[0].idempotency", "not used by forward routes");
+    const auto ok = load_with(one_route("{name: a, match: {path: /a}, mode: event, topic: t, idempotency: optional}"));
+    REQUIRE_OK(ok);
+    CHECK_FALSE(ok.value->routes[0].idempotency_required);
+}
+
+TEST_CASE("a canary sends a share of a route to a second mode") {
+    const auto ok = load_with(one_route(
+        "{name: orders, match: {path: '/orders/{id}'}, mode: forward, topic: orders, key: 'path:id', "
+        "canary: {mode: event, percent: 12.5}}"));
+    REQUIRE_OK(ok);
+    const auto& r = ok.value->routes[0];
+    CHECK(r.mode == mode::forward);
+    CHECK(r.canary_mode == mode::event);
+    CHECK(r.canary_percent_bp == 1250);
+    CHECK(r.topic == "orders");
+    const auto j = nlohmann::json::parse(to_redacted_json(*ok.value));
+    CHECK(j["routes"][0]["canary"]["mode"] == "event");
+    CHECK(j["routes"][0]["canary"]["percent"] == 12.5);
+
+    for (const char* pct : {"0", "100", "7", "0.5", "99.99"}) {
+        REQUIRE_OK(load_with(one_route(std::string("{name: a, match: {path: /a}, mode: event, topic: t, canary: {mode: forward, percent: ") +
+                                       pct + "}}")));
+    }
+    for (const char* pct : {"101", "-1", "1.234", "ten", ".5", "5."}) {
+        CHECK_ERROR(load_with(one_route(std::string("{name: a, match: {path: /a}, mode: event, topic: t, canary: {mode: forward, percent: '") +
+                                        pct + "'}}")),
+                    "routes[0].canary.percent", "");
+    }
+    CHECK_ERROR(load_with(one_route("{name: a, match: {path: /a}, mode: event, topic: t, canary: {mode: event, percent: 5}}")),
+                "routes[0].canary.mode", "must differ");
+    CHECK_ERROR(load_with(one_route("{name: a, match: {path: /a}, mode: event, topic: t, canary: {percent: 5}}")),
+                "routes[0].canary", "missing required key 'mode'");
+    CHECK_ERROR(load_with(one_route("{name: a, match: {path: /a}, mode: event, topic: t, canary: {mode: forward}}")),
+                "routes[0].canary", "missing required key 'percent'");
+    // A forward route whose canary publishes needs a topic; one whose canary forwards does not take one.
+    CHECK_ERROR(load_with(one_route("{name: a, match: {path: /a}, mode: forward, canary: {mode: commit, percent: 5}}")),
+                "routes[0]", "missing required key 'topic'");
+    CHECK_ERROR(load_with("replies: {topic: r}\n" + one_route("{name: a, match: {path: /a}, mode: forward, topic: t, canary: {mode: shadow, percent: 5}, success_status: 202}")),
+                "routes[0].success_status", "success_status is not used by");
+    CHECK_ERROR(load_with(one_route("{name: a, match: {path: /a}, mode: forward, topic: t, canary: {mode: reply, percent: 5}}")),
+                "routes[0]", "set replies.topic");
+}
+
+TEST_CASE("status.max_bytes bounds the status store") {
+    const auto ok = load_with("status: {max_entries: 10, max_bytes: 2MiB, ttl: 1m}\n");
+    REQUIRE_OK(ok);
+    CHECK(ok.value->status.max_bytes == 2 * 1024 * 1024);
 }

@@ -96,3 +96,56 @@ def test_run_with_an_invalid_config_refuses_to_start(tmp_path):
     f.write_text(BROKEN)
     p = run(["run", "--config", str(f)], timeout=20)
     assert p.returncode != 0
+
+
+# ---- `handoff routes init --openapi` (migration helper) -----------------------------------------
+PETSTORE = REPO_ROOT / "tests" / "config" / "data" / "petstore.yaml"
+EX_DATAERR = 65
+EX_CANTCREAT = 73
+
+
+def test_routes_init_turns_the_petstore_into_a_config_that_validates(tmp_path):
+    out = tmp_path / "handoff.yaml"
+    env = {k: v for k, v in os.environ.items() if k != "KAFKA_BROKERS"}  # must validate with it unset
+    p = subprocess.run([handoff_bin(), "routes", "init", "--openapi", str(PETSTORE), "--output", str(out)],
+                       capture_output=True, timeout=30, env=env, stdin=subprocess.DEVNULL)
+    assert p.returncode == 0, (p.stdout + p.stderr).decode(errors="replace")
+    text = out.read_text()
+    assert text.count("\n  - name: ") == 20, text
+    assert "mode: forward" in text and "# mode: commit" in text and "# mode: event" in text, text
+    v = subprocess.run([handoff_bin(), "validate", "--config", str(out)], capture_output=True, timeout=30, env=env,
+                       stdin=subprocess.DEVNULL)
+    assert v.returncode == 0, (v.stdout + v.stderr).decode(errors="replace") + "\n" + text
+    assert "20 routes" in v.stdout.decode(), v.stdout
+
+
+def test_routes_init_writes_to_stdout_and_never_overwrites_without_force(tmp_path):
+    p = run(["routes", "init", "--openapi", str(PETSTORE)])
+    assert p.returncode == 0, p.stderr.decode(errors="replace")
+    assert b"name: \"getPetById\"" in p.stdout
+    out = tmp_path / "existing.yaml"
+    out.write_text("keep me\n")
+    p = run(["routes", "init", "--openapi", str(PETSTORE), "--output", str(out)])
+    assert p.returncode == EX_CANTCREAT, p
+    assert out.read_text() == "keep me\n"
+    p = run(["routes", "init", "--openapi", str(PETSTORE), "--output", str(out), "--force"])
+    assert p.returncode == 0, p.stderr.decode(errors="replace")
+    assert "getPetById" in out.read_text()
+
+
+@pytest.mark.parametrize("content,expected", [
+    (None, "cannot read the file"),
+    ("swagger: '2.0'\ninfo: {title: t, version: '1'}\npaths: {/a: {get: {}}}\n", "Swagger 2.0"),
+    ("openapi: 3.0.0\ninfo: {title: t, version: '1'}\n", "no paths"),
+    ("openapi: 3.0.0\npaths: {/a: [\n", "not readable as YAML or JSON"),
+], ids=["missing", "swagger2", "no-paths", "syntax"])
+def test_routes_init_refuses_a_bad_document_naming_the_file_and_exits_65(tmp_path, content, expected):
+    spec = tmp_path / "spec.yaml"
+    if content is not None:
+        spec.write_text(content)
+    out = tmp_path / "out.yaml"
+    p = run(["routes", "init", "--openapi", str(spec), "--output", str(out)])
+    err = p.stderr.decode(errors="replace")
+    assert p.returncode == EX_DATAERR, err
+    assert str(spec) in err and expected in err, err
+    assert not out.exists()

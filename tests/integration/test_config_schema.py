@@ -71,7 +71,7 @@ def test_the_schema_is_a_valid_draft_2020_12_schema_with_descriptions():
 def test_the_schema_has_every_top_level_section_of_the_loader():
     props = set(_schema()["properties"])
     assert props == {"listen", "admin", "upstream", "kafka", "defaults", "log", "drain", "limits", "status",
-                     "routes", "subscriptions"}
+                     "idempotency", "replies", "routes", "subscriptions"}
 
 
 @pytest.mark.parametrize("path", _example_files(), ids=lambda p: f"{p.parent.name}/{p.name}")
@@ -115,6 +115,15 @@ VALID = {
     "status: {max_entries: 1000, ttl: 10m}\nadmin: {enabled: true, address: '::1', port: 9901}\n",
     "sizes": BASE.replace("listen: {address: 127.0.0.1, port: 8080}",
                           "listen: {address: 127.0.0.1, port: 8080, max_body_bytes: 64KiB, max_header_bytes: 8192}"),
+    "closing-the-loop": BASE + """\
+  - {name: quote, match: {methods: [POST], path: "/quotes/{id}"}, mode: reply, topic: quotes, key: "path:id", idempotency: required}
+  - {name: mirror, match: {path: "/mirror/{id}"}, mode: shadow, topic: mirror, key: "path:id"}
+  - {name: try-events, match: {methods: [PUT], path: "/orders/{id}"}, mode: forward, topic: orders, key: "path:id", canary: {mode: event, percent: 12.5}}
+  - {name: try-forward, match: {methods: [DELETE], path: "/orders/{id}"}, mode: event, topic: orders, canary: {mode: forward, percent: "5"}}
+idempotency: {max_entries: 1000, max_bytes: 8MiB, ttl: 1h}
+replies: {topic: "replies.${POD_NAME:-local}"}
+status: {max_entries: 1000, max_bytes: 4MiB, ttl: 10m}
+""",
     "subscriptions": BASE + """\
 upstream: {host: 127.0.0.1, port: 8081}
 subscriptions:
@@ -162,10 +171,13 @@ SCHEMA_ERROR_AT = {
     "missing-kafka": "(root)",
     "port-out-of-range": "listen/port",
     "subscription-bad-ordering": "subscriptions/0/ordering",
+    "reply-without-replies-topic": "(root)",
+    "canary-bad-percent": "routes/2/canary/percent",
+    "canary-forward-without-topic": "routes/2",
+    "idempotency-on-forward": "routes/2",
     "subscription-empty-topics": "subscriptions/0/topics",
     "subscription-fallback-with-fixed-path": "subscriptions/0/target",
     "subscription-group-id-property": "subscriptions/0/properties",
-    "subscription-reply-headers-without-reply-topic": "subscriptions/0",
     "subscription-templated-topic": "subscriptions/0/topics/0",
     "subscription-unknown-key": "subscriptions/0",
     "subscription-without-group": "subscriptions/0",
@@ -208,15 +220,20 @@ INVALID = {
                                  "commit routes need acks=all"),
     "missing-kafka": ("routes: []\n", "missing required section 'kafka'"),
     "defaults-mode-event": (BASE + "defaults: {mode: event}\n", "defaults.mode must be forward"),
+    "reply-without-replies-topic": (BASE + "  - {name: q, match: {path: /q}, mode: reply, topic: q}\n",
+                                    "set replies.topic"),
+    "canary-bad-percent": (BASE + "  - {name: c, match: {path: /c}, mode: event, topic: c, canary: {mode: forward, percent: 150}}\n",
+                           "must be between 0 and 100"),
+    "canary-forward-without-topic": (BASE + "  - {name: c, match: {path: /c}, mode: forward, canary: {mode: event, percent: 5}}\n",
+                                     "missing required key 'topic'"),
+    "idempotency-on-forward": (BASE + "  - {name: c, match: {path: /c}, mode: forward, idempotency: required}\n",
+                               "not used by forward routes"),
     "subscription-unknown-key": (BASE + "subscriptions:\n  - {name: s, topics: [a], group: g, topic: b}\n",
                                  "unknown key 'topic'"),
     "subscription-empty-topics": (BASE + "subscriptions:\n  - {name: s, topics: [], group: g}\n", "must not be empty"),
     "subscription-without-group": (BASE + "subscriptions:\n  - {name: s, topics: [a]}\n", "missing required key 'group'"),
     "subscription-bad-ordering": (BASE + "subscriptions:\n  - {name: s, topics: [a], group: g, ordering: global}\n",
                                   "must be one of key, partition, none"),
-    "subscription-reply-headers-without-reply-topic": (
-        BASE + "subscriptions:\n  - {name: s, topics: [a], group: g, reply_headers: [X-A]}\n",
-        "reply_headers needs reply_topic"),
     "subscription-group-id-property": (
         BASE + "subscriptions:\n  - {name: s, topics: [a], group: g, properties: {group.id: x}}\n", "is set by Handoff"),
     "subscription-fallback-with-fixed-path": (

@@ -4,6 +4,8 @@
 #   kafka.sh start DIR PORT            one node: PLAINTEXT on 127.0.0.1:PORT, controller on PORT+1
 #   kafka.sh start-cluster DIR BASEPORT three nodes: node i (0..2) PLAINTEXT on BASEPORT+2i,
 #                                      controller on BASEPORT+2i+1; RF 3, min.insync.replicas=2
+#   kafka.sh start-node DIR BASEPORT I  (re)start node I (0..2) of a cluster made by start-cluster,
+#                                      e.g. after a test killed it; waits until it serves metadata
 #   kafka.sh stop DIR                  SIGTERM every node, bounded wait, SIGKILL fallback, rm DIR
 #
 # Uses Java 17 and the jars fetched by fetch_kafka.sh (called here; idempotent) in
@@ -170,6 +172,21 @@ start_cluster() { # DIR BASEPORT
   echo "kafka.sh: 3-node cluster ready on 127.0.0.1:$base,127.0.0.1:$((base + 2)),127.0.0.1:$((base + 4))"
 }
 
+running() { # PID: alive and not a zombie (a killed broker may wait for a reaper that never comes)
+  kill -0 "$1" 2>/dev/null && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != "Z" ]
+}
+
+start_node() { # DIR BASEPORT I
+  local dir="$1" base="$2" i="$3"
+  [ -f "$dir/node$i/server.properties" ] || die "no node $i in $dir (start-cluster first)"
+  if [ -f "$dir/node$i/pid" ] && running "$(cat "$dir/node$i/pid")"; then
+    die "node $i in $dir is still running (pid $(cat "$dir/node$i/pid"))"
+  fi
+  launch_node "$dir/node$i"
+  wait_ready "$dir/node$i" $((base + 2 * i)) 1
+  echo "kafka.sh: node $i ready on 127.0.0.1:$((base + 2 * i)) (pid $(cat "$dir/node$i/pid"))"
+}
+
 stop_all() { # DIR
   local dir="$1" f pid pids=()
   [ -d "$dir" ] || return 0
@@ -194,6 +211,7 @@ stop_all() { # DIR
 case "${1:-}" in
   start) [ $# -eq 3 ] || die "usage: kafka.sh start DIR PORT"; start_single "$2" "$3" ;;
   start-cluster) [ $# -eq 3 ] || die "usage: kafka.sh start-cluster DIR BASEPORT"; start_cluster "$2" "$3" ;;
+  start-node) [ $# -eq 4 ] || die "usage: kafka.sh start-node DIR BASEPORT I"; start_node "$2" "$3" "$4" ;;
   stop) [ $# -eq 2 ] || die "usage: kafka.sh stop DIR"; stop_all "$2" ;;
-  *) die "usage: kafka.sh start DIR PORT | start-cluster DIR BASEPORT | stop DIR" ;;
+  *) die "usage: kafka.sh start DIR PORT | start-cluster DIR BASEPORT | start-node DIR BASEPORT I | stop DIR" ;;
 esac

@@ -71,3 +71,131 @@ TEST_CASE("only origin-form targets are split into path and query") {
     CHECK_FALSE(split_target("http://evil/a", p, q));
     CHECK_FALSE(split_target("*", p, q));
 }
+
+TEST_CASE("methods must be short case-sensitive tokens") {
+    CHECK_FALSE(method_problem("GET"));
+    CHECK_FALSE(method_problem("PROPFIND"));
+    CHECK_FALSE(method_problem("M-SEARCH"));
+    CHECK(method_problem(""));
+    CHECK(method_problem("get"));
+    CHECK(method_problem("Post"));
+    CHECK(method_problem(std::string(max_method_bytes + 1, 'G')));
+    CHECK_FALSE(method_problem(std::string(max_method_bytes, 'G')));
+    CHECK(method_problem("G=\":<>(e)"));
+    CHECK(method_problem("GE T"));
+}
+
+TEST_CASE("request targets must be origin-form paths that no server could normalise differently") {
+    CHECK_FALSE(target_problem("/"));
+    CHECK_FALSE(target_problem("/orders/42?x=1&y=%20"));
+    CHECK_FALSE(target_problem("/a/b/"));
+    CHECK_FALSE(target_problem("/files/a.b/..c/.d"));
+    CHECK_FALSE(target_problem("/q?a=../..&b=//"));  // the query is not a path
+    CHECK(target_problem(""));
+    CHECK(target_problem("*"));
+    CHECK(target_problem("http://other.example/orders/1"));
+    CHECK(target_problem("!"));
+    CHECK(target_problem("//admin"));
+    CHECK(target_problem("/a//b"));
+    CHECK(target_problem("/a/../admin"));
+    CHECK(target_problem("/a/./b"));
+    CHECK(target_problem("/a/.."));
+    CHECK(target_problem("/a/%2e%2e/admin"));
+    CHECK(target_problem("/a/%2E%2e/admin"));
+    CHECK(target_problem("/a/.%2e/admin"));
+    CHECK(target_problem("/a/%2e/b"));
+    CHECK(target_problem("/a%2fb"));
+    CHECK(target_problem("/a%5Cb"));
+    CHECK(target_problem("/a\\b"));
+    CHECK(target_problem("/a%00b"));
+    CHECK(target_problem("/a%zz"));
+    CHECK(target_problem("/a%2"));
+    CHECK(target_problem("/a?q=%"));
+    CHECK(target_problem("/caf\xc3\xa9"));
+    CHECK(target_problem("/a\x7f"));
+    CHECK(target_problem("/a b"));
+}
+
+TEST_CASE("header fields: count, names without underscores, values without controls") {
+    CHECK_FALSE(framing_problem(head(11, {{"Host", "a"}, {"X-User-Id", "7"}})));
+    CHECK(framing_problem(head(11, {{"Host", "a"}, {"X_User_Id", "7"}})));
+    CHECK(framing_problem(head(11, {{"Host", "a"}, {"X_Forwarded_For", "1.2.3.4"}})));
+    CHECK(framing_problem(head(11, {{"Host", "a"}, {"X-A", std::string("a\0b", 3)}})));
+    CHECK(framing_problem(head(11, {{"Host", "a"}, {"X-A", "a\x7f"}})));
+    CHECK(framing_problem(head(11, {{"Host", "a"}, {"X-A", "a\x07"}})));
+    CHECK_FALSE(framing_problem(head(11, {{"Host", "a"}, {"X-A", "a\tb \xe9"}})));  // HTAB and obs-text
+    std::vector<std::pair<std::string, std::string>> many{{"Host", "a"}};
+    for (std::size_t i = 1; i < max_header_fields; ++i) many.emplace_back("X-H" + std::to_string(i), "v");
+    CHECK_FALSE(framing_problem(head(11, many)));
+    many.emplace_back("X-One-Too-Many", "v");
+    CHECK(framing_problem(head(11, many)));
+}
+
+TEST_CASE("Content-Length must be plain decimal digits, never a list") {
+    CHECK_FALSE(framing_problem(head(11, {{"Host", "a"}, {"Content-Length", "5"}})));
+    CHECK_FALSE(framing_problem(head(11, {{"Host", "a"}, {"Content-Length", "010"}})));
+    for (const char* v : {"5, 5", "+1", "-1", "1_0", "0x10", "1Z", "", "abc", "123456789012345678901234567890"}) {
+        CAPTURE(v);
+        CHECK(framing_problem(head(11, {{"Host", "a"}, {"Content-Length", v}})));
+    }
+}
+
+TEST_CASE("Host must be a valid authority") {
+    CHECK_FALSE(framing_problem(head(11, {{"Host", "example.com:8080"}})));
+    CHECK_FALSE(framing_problem(head(11, {{"Host", "[::1]:80"}})));
+    CHECK(framing_problem(head(11, {{"Host", "a b"}})));
+    CHECK(framing_problem(head(11, {{"Host", "evil.com/x"}})));
+    CHECK(framing_problem(head(11, {{"Host", "user@evil"}})));
+}
+
+TEST_CASE("framing, routing and authentication fields are forbidden in trailers") {
+    for (const char* n : {"Content-Length", "transfer-encoding", "Host", "Connection", "Trailer", "Authorization",
+                          "X-Correlation-ID"}) {
+        CAPTURE(n);
+        CHECK(is_forbidden_trailer(n));
+    }
+    CHECK_FALSE(is_forbidden_trailer("X-Checksum"));
+    CHECK_FALSE(is_forbidden_trailer("Server-Timing"));
+}
+
+TEST_CASE("chunk extensions are bounded") {
+    CHECK_FALSE(chunk_extension_too_long(""));
+    CHECK_FALSE(chunk_extension_too_long(";a=b"));
+    CHECK_FALSE(chunk_extension_too_long(std::string(max_chunk_extension_bytes, 'x')));
+    CHECK(chunk_extension_too_long(std::string(max_chunk_extension_bytes + 1, 'x')));
+}
+
+TEST_CASE("leading empty lines before a request line are counted, bare LF is not one") {
+    CHECK(leading_empty_lines("GET / HTTP/1.1\r\n") == 0);
+    CHECK(leading_empty_lines("\r\nGET /") == 2);
+    CHECK(leading_empty_lines("\r\n\r\nGET /") == 4);
+    CHECK(leading_empty_lines("\r") == 0);
+    CHECK(leading_empty_lines("\nGET /") == 0);
+    CHECK(leading_empty_lines("") == 0);
+}
+
+TEST_CASE("the decoded path must be valid UTF-8, overlong forms included") {
+    CHECK_FALSE(target_problem("/caf%C3%A9"));
+    CHECK_FALSE(target_problem("/%F0%9F%98%80"));
+    CHECK(target_problem("/a/%c0%ae%c0%ae/b"));  // overlong '..'
+    CHECK(target_problem("/a/%ff"));
+    CHECK(target_problem("/a/%ed%a0%80"));       // a surrogate
+    CHECK(target_problem("/a/%C3"));             // truncated
+    CHECK(target_problem("/a/%f4%90%80%80"));    // above U+10FFFF
+}
+
+TEST_CASE("a forbidden trailer is found even when Beast inserted it next to a same-named header") {
+    http::fields head;
+    head.insert("Host", "a");
+    head.insert("X-Tenant", "t");
+    head.insert("Transfer-Encoding", "chunked");
+    http::fields with = head;
+    with.insert("X-Checksum", "abc");
+    CHECK_FALSE(has_forbidden_trailer(head, with));
+    with.insert("Host", "evil");  // Beast puts it right after the first Host
+    CHECK(has_forbidden_trailer(head, with));
+    http::fields auth = head;
+    auth.insert("Authorization", "Basic x");
+    CHECK(has_forbidden_trailer(head, auth));
+    CHECK_FALSE(has_forbidden_trailer(head, head));
+}

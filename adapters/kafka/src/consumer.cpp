@@ -89,6 +89,9 @@ public:
         wake_.assign(fd);
         static const std::uint64_t one = 1;
         rd_kafka_queue_io_event_enable(queue_, fd, &one, sizeof one);
+        // The fd is signalled only when the queue goes from empty to one event: events queued
+        // before enabling would wait for the keep-alive timer. Wake the first serve now.
+        [[maybe_unused]] const auto written = ::write(fd, &one, sizeof one);
         std::lock_guard lock(lag_mutex_);
         lag_open_ = true;
         return true;

@@ -443,6 +443,11 @@ private:
         g->main_queue = rd_kafka_queue_get_main(g->rk);
         static const std::uint64_t one = 1;  // eventfd requires 8-byte writes
         rd_kafka_queue_io_event_enable(g->main_queue, fd, &one, sizeof one);
+        // librdkafka signals the fd only when the queue goes from empty to one event. Events
+        // queued before the line above (a refused connection right after rd_kafka_new) would
+        // never be signalled, and nothing queued after them either: wake the first serve
+        // ourselves.
+        [[maybe_unused]] const auto written = ::write(fd, &one, sizeof one);
         return g;
     }
 

@@ -85,8 +85,18 @@ struct route {
     int success_status = 0;                  // commit: 200/201/204 (default 200); event: 202
     std::size_t max_body_bytes = 0;          // 0 -> listen.max_body_bytes
     std::vector<std::string> headers;        // allow-list copied into events (case-insensitive)
+    // Idempotency-Key on event/commit/reply routes: honoured when sent; `required` -> 400 without.
+    bool idempotency_required = false;
+    // Canary: `canary_percent_bp` basis points (0-10000) of the traffic take `canary_mode` instead
+    // of `mode`, chosen by a hash of the route's key when it has one (the same key always takes
+    // the same path), else by an even spread over requests. 0 = no canary.
+    config::mode canary_mode = mode::forward;
+    int canary_percent_bp = 0;
     int line = 0;                            // where the route was defined
 };
+
+// True for the modes that publish a record (event, commit, shadow, reply).
+bool produces(mode m) noexcept;
 
 struct defaults_config {
     config::mode mode = mode::forward;       // for requests no route matches
@@ -112,10 +122,24 @@ struct limits_config {
     std::size_t max_inflight_commits = 10'000;  // commit requests waiting for a delivery report
 };
 
-// GET /_handoff/requests/{id}: in memory, LRU-bounded, with a TTL.
+// GET /_handoff/requests/{id}: in memory, LRU-bounded (entries and bytes), with a TTL.
 struct status_config {
     std::size_t max_entries = 100'000;
+    std::size_t max_bytes = 64 * 1024 * 1024;  // stored replies count here (bodies, headers)
     millis ttl{600'000};
+};
+
+// Idempotency-Key (DESIGN §2): completed responses remembered per route and key, in memory.
+struct idempotency_config {
+    std::size_t max_entries = 100'000;
+    std::size_t max_bytes = 64 * 1024 * 1024;  // stored responses (bodies, headers)
+    millis ttl{86'400'000};                    // 24 h
+};
+
+// The reply topic this process consumes for `reply` routes (one consumer per process, in a
+// group of its own, reading from the end; every reply for a request it holds completes it).
+struct replies_config {
+    std::string topic;                          // empty: no reply routes allowed
 };
 
 // The receiving half (DESIGN §4): consume topics in a group and deliver each record to the local
@@ -166,6 +190,8 @@ struct config {
     drain_config drain;
     limits_config limits;
     status_config status;
+    idempotency_config idempotency;
+    replies_config replies;
     std::vector<route> routes;
     std::vector<subscription> subscriptions;
 };

@@ -15,6 +15,10 @@ enum class error {
     missing_key,             // 400: the route's key source is absent from the request
     invalid_topic,           // 400: a path parameter makes an illegal topic name
     not_found,               // 404
+    idempotency_key_missing, // 400: the route requires Idempotency-Key
+    idempotency_key_invalid, // 400: not 1-255 visible ASCII characters (optionally an sf-string)
+    idempotency_in_flight,   // 409 + Retry-After: the first request with this key is not finished
+    idempotency_mismatch,    // 422: the key was used with a different request (method, target, body)
     method_not_allowed,      // 405 with Allow
     request_timeout,         // 408, connection closed
     body_too_large,          // 413, connection closed
@@ -30,6 +34,7 @@ enum class error {
     upstream_unavailable,    // 502
     upstream_bad_response,   // 502
     upstream_timeout,        // 504
+    bad_reply,               // 502: the reply record is not a usable HTTP response
     overloaded,              // 503 + Retry-After
     internal,                // 500
 };

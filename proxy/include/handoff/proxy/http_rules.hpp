@@ -2,13 +2,17 @@
 //
 // Boost 1.81's Beast accepts some ambiguous framing (Content-Length together with a
 // Transfer-Encoding, a Transfer-Encoding that does not end in chunked, Transfer-Encoding on
-// HTTP/1.0). A proxy that lets those through can be used to smuggle requests past the legacy
-// service, so they are rejected here with 400 and the connection is closed (TEST-CATALOGUE B-1..B-5).
+// HTTP/1.0, framing fields in trailers). A proxy that lets those through can be used to smuggle
+// requests past the legacy service, so they are rejected here with 400 and the connection is
+// closed (TEST-CATALOGUE B-1..B-18). Every function here is pure and safe on any input: they are
+// unit tested and fuzzed (tests/fuzz) without sockets.
 #pragma once
 
 #include <boost/beast/http/fields.hpp>
 #include <boost/beast/http/message.hpp>
 
+#include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -17,8 +21,54 @@ namespace handoff::proxy {
 
 namespace http = boost::beast::http;
 
-// Returns a message describing why the request head is not acceptable, or nullopt.
+// At most this many header fields in a request head (Envoy's default); more -> 400.
+inline constexpr std::size_t max_header_fields = 100;
+// True when `with_trailers` (the head after a chunked body was read) has a field that `head` (the
+// same head before) does not, and that field is forbidden in a trailer. Field order is ignored:
+// Beast inserts a trailer next to a same-named header field.
+bool has_forbidden_trailer(const http::fields& head, const http::fields& with_trailers);
+
+// A chunk extension longer than this is refused (Beast 1.81 has no bound of its own).
+inline constexpr std::size_t max_chunk_extension_bytes = 256;
+// A method longer than this is refused.
+inline constexpr std::size_t max_method_bytes = 32;
+
+// Returns a message describing why the request head is not acceptable, or nullopt. Checks, in
+// order: framing (Content-Length / Transfer-Encoding / HTTP/1.0), Host, the method, the request
+// target and every header field (see the functions below). Every problem maps to 400 + close.
 std::optional<std::string> framing_problem(const http::request_header<>& head);
+
+// The method is a token of at most max_method_bytes, with no lowercase letters (methods are
+// case-sensitive; `get` is not GET, and a legacy server that folds case would disagree with the
+// route table).
+std::optional<std::string> method_problem(std::string_view method);
+
+// The target is origin-form ("/path?query") of visible ASCII only, the path has no empty segment
+// ("//"), no dot segment ("." / ".." raw or percent-encoded), no encoded '/', '\' or NUL, no raw
+// '\', and every '%' starts a valid escape. Routes are matched on the raw path and the same raw
+// target is forwarded, so anything a server might normalise differently is refused instead.
+std::optional<std::string> target_problem(std::string_view target);
+
+// Header fields: count, name syntax (tchar), no '_' in names (B-13: never let X_User_Id alias
+// X-User-Id behind a CGI-style server), no control characters in values, Content-Length exactly
+// 1*DIGIT (no lists), Host a valid authority.
+std::optional<std::string> header_problem(const http::request_header<>& head);
+
+// Fields that must never appear in a trailer (RFC 9110 §6.5.1: framing, routing, connection
+// control, authentication). A request carrying one is refused; other trailers are dropped.
+bool is_forbidden_trailer(std::string_view name) noexcept;
+
+// True when `with_trailers` (the head after a chunked body was read) has a field that `head` (the
+// same head before) does not, and that field is forbidden in a trailer. Field order is ignored:
+// Beast inserts a trailer next to a same-named header field.
+bool has_forbidden_trailer(const http::fields& head, const http::fields& with_trailers);
+
+// A chunk extension (as Beast hands it to on_chunk_header, starting at ';') that is too long.
+bool chunk_extension_too_long(std::string_view extensions) noexcept;
+
+// How many bytes of leading empty lines (CRLF) precede a request line (RFC 9112 §2.2: a server
+// SHOULD ignore at least one). Bare LF is not an empty line here.
+std::size_t leading_empty_lines(std::string_view buffered) noexcept;
 
 // Hop-by-hop headers (RFC 9110 §7.6.1) and every header named by Connection are removed from
 // `fields`. Host and Content-Length are never removed through Connection nomination.

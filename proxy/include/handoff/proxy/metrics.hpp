@@ -85,8 +85,13 @@ private:
     prometheus::Gauge* queue_bytes_;
     prometheus::Gauge* status_entries_;
     std::map<std::pair<std::string, int>, route_instruments> routes_;
-    std::map<prometheus::Labels, prometheus::Counter*> produce_cache_, shed_cache_, upstream_cache_, reload_cache_;
-    std::map<prometheus::Labels, prometheus::Histogram*> delivery_cache_;
+    std::map<prometheus::Labels, prometheus::Counter*> shed_cache_, upstream_cache_, reload_cache_;
+    // Per topic, looked up without building label maps: these run once per produced record.
+    struct topic_instruments {
+        prometheus::Histogram* delivery = nullptr;
+        std::map<std::string, prometheus::Counter*, std::less<>> outcomes;
+    };
+    std::map<std::string, topic_instruments, std::less<>> topics_;
     std::map<std::string, prometheus::Family<prometheus::Gauge>*> gauge_families_;
     std::map<std::string, prometheus::Family<prometheus::Counter>*> counter_families_;
     std::vector<std::function<void()>> scrape_hooks_;

@@ -34,6 +34,16 @@ struct record_result {
     std::string message;
 };
 
+struct key_result {
+    std::optional<std::string> key;  // nullopt: the route has no key (or it could not be read)
+    error err = error::internal;     // meaningful only when `message` is not empty
+    std::string message;             // why the route's key source is absent
+};
+
+// The record key the route takes from the request (DESIGN §3), without building the record.
+key_result extract_key(const config::route& route, const request_view& request, std::string_view body,
+                       const path_params& params, const std::string& correlation_id);
+
 // `body` is moved into the record on success (no copy).
 record_result build_record(const config::route& route, const config::defaults_config& defaults,
                            const request_view& request, std::string& body, const path_params& params,

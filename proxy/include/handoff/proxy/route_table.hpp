@@ -8,6 +8,8 @@
 
 #include "handoff/config/config.hpp"
 
+#include <atomic>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -36,6 +38,10 @@ public:
 
     const config::config& cfg() const noexcept { return *cfg_; }
 
+    // The number of requests that asked this before for `r` (a route of this table's config):
+    // 0, 1, 2, ... per route; thread-safe. Canary routes without a key spread by it.
+    std::uint64_t next_sequence(const config::route& r) const noexcept;
+
 private:
     struct segment {
         bool param = false;
@@ -52,6 +58,7 @@ private:
 
     std::shared_ptr<const config::config> cfg_;
     std::vector<entry> entries_;  // most specific first
+    std::unique_ptr<std::atomic<std::uint64_t>[]> sequences_;  // per route, by index in cfg_->routes
 };
 
 // Decodes %XX escapes in one path segment; returns false on a malformed escape.

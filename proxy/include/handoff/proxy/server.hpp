@@ -7,6 +7,7 @@
 #pragma once
 
 #include "handoff/config/config.hpp"
+#include "handoff/proxy/consumer.hpp"
 #include "handoff/proxy/metrics.hpp"
 #include "handoff/proxy/producer.hpp"
 #include "handoff/proxy/route_table.hpp"
@@ -49,6 +50,11 @@ public:
 
     // Swaps the route table used by requests that start after this call.
     void swap_routes(std::shared_ptr<const route_table> routes);
+
+    // `reply` routes: the listener for this process's reply consumer (replies.topic), which the
+    // composition root creates; `replies_ready` once that consumer has its partitions.
+    consumer_listener& reply_listener() noexcept;
+    bool replies_ready() const noexcept;
 
     struct state;
 

@@ -1,12 +1,15 @@
 // What happened to each converted request, by correlation ID (DESIGN §2 "Correlation IDs and
-// status"): bounded in entries, LRU-evicted, expired after a TTL. Thread-safe: written from
+// status"): bounded in entries and bytes, LRU-evicted, expired after a TTL. Thread-safe: written from
 // sessions and from delivery handlers, read by GET /_handoff/requests/{id}.
 #pragma once
 
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include "handoff/proxy/stored_response.hpp"
+
 #include <list>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -15,13 +18,14 @@
 namespace handoff::proxy {
 
 struct request_status {
-    enum class state { accepted, persisted, failed, unknown };
+    enum class state { accepted, persisted, failed, unknown, replied };
     state current = state::accepted;
     std::string route;
     std::string topic;
     std::int32_t partition = -1;
     std::int64_t offset = -1;
     std::string reason;  // failed/unknown: librdkafka's error name or a short explanation
+    std::shared_ptr<const stored_response> reply;  // replied: the reply's status, headers, body
     std::chrono::system_clock::time_point updated{};
 };
 
@@ -29,11 +33,16 @@ const char* to_string(request_status::state s) noexcept;
 
 class status_store {
 public:
-    status_store(std::size_t max_entries, std::chrono::milliseconds ttl);
+    status_store(std::size_t max_entries, std::size_t max_bytes, std::chrono::milliseconds ttl);
 
     void put(const std::string& correlation_id, request_status status);
+    // Like `put`, but keeps partition and offset already known (a reply arriving after the
+    // delivery report): the state becomes `replied` with `reply`. False when the ID is unknown
+    // or expired (nothing is stored then: a reply for a request this process never saw).
+    bool put_reply(const std::string& correlation_id, std::shared_ptr<const stored_response> reply);
     std::optional<request_status> get(const std::string& correlation_id);
     std::size_t size() const;
+    std::size_t bytes() const;
 
     // JSON for the status endpoint.
     static std::string to_json(const std::string& correlation_id, const request_status& s);
@@ -43,10 +52,15 @@ private:
         request_status status;
         std::chrono::steady_clock::time_point expires;
         std::list<std::string>::iterator lru;
+        std::size_t bytes = 0;
     };
+    static std::size_t cost(const std::string& id, const request_status& s) noexcept;
+    void touch_locked(const std::string& id, entry& e, std::chrono::steady_clock::time_point now);
     void evict_locked(std::chrono::steady_clock::time_point now);
 
     const std::size_t max_entries_;
+    const std::size_t max_bytes_;
+    std::size_t bytes_ = 0;
     const std::chrono::milliseconds ttl_;
     mutable std::mutex mutex_;
     std::list<std::string> lru_;  // front = most recently written

@@ -83,7 +83,12 @@ const std::string* find_header(const consumed_record& r, std::string_view name) 
 kafka_record make_dead_letter(const consumed_record& r, const std::string& dlq_topic, int attempts, int last_status,
                               const std::string& error);
 
-// The reply record: key = correlation id (the record's ce_id), value = the response body,
+// Where the service's response to `r` is published: the topic the request named in
+// `handoff_reply_topic` (a `reply` route's caller), when it is a legal topic name and not one of
+// the subscribed topics (no loops); else the subscription's reply_topic; empty for no reply.
+std::string reply_topic_for(const config::subscription& sub, const consumed_record& r);
+
+// The reply record (to reply_topic_for): key = correlation id (the record's ce_id), value = the response body,
 // headers ce_specversion, ce_id (= `reply_id`), ce_source, ce_type, ce_time,
 // handoff_correlation_id, handoff_reply_status, content-type, traceparent and
 // handoff_reply_header_<lower-case name> for each of `sub.reply_headers` present.

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# The benchmark suite of DESIGN §7 in one command (details: tests/bench/README.md).
+#
+#   scripts/bench.sh            full run, < 15 minutes on 2 cores: set-up, a Release build in
+#                               build-bench/, a Kafka broker on 127.0.0.1:39392, then every system
+#                               measured in one go; prints the Markdown table and writes
+#                               tests/bench/results/{table.md,results.json,latency.png,logs/}
+#   scripts/bench.sh --smoke    the same stages at tiny rates for a second each: checks only that
+#                               every stage produced numbers (the ctest test bench_smoke)
+#   scripts/bench.sh --profile  perf record -g of Handoff's event route under wrk for 10 s;
+#                               prints the top symbols (results/perf-event.txt)
+#
+# Environment:
+#   BENCH_SUT_CPUS   CPUs for the system under test (default 0)
+#   BENCH_LOAD_CPUS  CPUs for everything else: load generator, wrk, broker, forward upstream
+#                    (default 1; on a 1-CPU machine both are 0 and the numbers mean little)
+#   BENCH_KAFKA_PORT loopback port of the broker it starts (default 39392; the tests use 39092)
+#   BENCH_BROKERS    use this broker instead of starting one (ctest passes the test broker)
+#   BENCH_RESULTS    output folder (default tests/bench/results, git-ignored)
+#   BENCH_BUILD_DIR  build folder (default build-bench)
+#   SKIP_BUILD=1     no set-up and no build: HANDOFF_BIN and BENCH_TOOLS_DIR name the binaries
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+HANDOFF_CACHE="${HANDOFF_CACHE:-/var/cache/handoff}"
+PEER_VERSION="4.22.0"   # Apache Camel, fetched by tests/bench/fetch_peer.sh (called by setup.sh)
+
+mode=full
+case "${1:-}" in
+  "") ;;
+  --smoke) mode=smoke ;;
+  --profile) mode=profile ;;
+  *) echo "usage: scripts/bench.sh [--smoke | --profile]" >&2; exit 2 ;;
+esac
+log() { printf '[bench] %s\n' "$*" >&2; }
+started=$SECONDS
+
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
+  "$ROOT/scripts/setup.sh"
+  BUILD_DIR="${BENCH_BUILD_DIR:-$ROOT/build-bench}"
+  # Release (-O3) with debug info, so perf can name and unwind what it samples.
+  cmake -S "$ROOT" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS=-g >/dev/null
+  cmake --build "$BUILD_DIR" -j"$(nproc)" --target handoff handoff_loadgen handoff_bench_http202 handoff_bench_produce
+  HANDOFF_BIN="$BUILD_DIR/proxy/exe/handoff"
+  BENCH_TOOLS_DIR="$BUILD_DIR/tests/bench"
+  log "set-up and build took $((SECONDS - started))s"
+fi
+: "${HANDOFF_BIN:?HANDOFF_BIN must name the handoff binary when SKIP_BUILD=1}"
+: "${BENCH_TOOLS_DIR:?BENCH_TOOLS_DIR must name the folder of handoff_loadgen when SKIP_BUILD=1}"
+
+if [ "$(nproc)" -ge 2 ]; then
+  SUT_CPUS="${BENCH_SUT_CPUS:-0}"
+  LOAD_CPUS="${BENCH_LOAD_CPUS:-1}"
+else
+  SUT_CPUS="${BENCH_SUT_CPUS:-0}"
+  LOAD_CPUS="${BENCH_LOAD_CPUS:-0}"
+  log "one CPU only: the system under test shares it with the load generator"
+fi
+
+BROKERS="${BENCH_BROKERS:-}"
+KAFKA_DIR=""
+cleanup() {
+  if [ -n "$KAFKA_DIR" ]; then "$ROOT/tests/kafka/kafka.sh" stop "$KAFKA_DIR" || true; fi
+}
+trap cleanup EXIT
+if [ -z "$BROKERS" ]; then
+  port="${BENCH_KAFKA_PORT:-39392}"
+  KAFKA_DIR="$(mktemp -d /tmp/handoff-bench-kafka.XXXXXX)"
+  # The broker shares the load generator's CPUs, so the system under test has its own alone.
+  taskset -c "$LOAD_CPUS" "$ROOT/tests/kafka/kafka.sh" start "$KAFKA_DIR" "$port" >&2
+  BROKERS="127.0.0.1:$port"
+fi
+
+RESULTS="${BENCH_RESULTS:-$ROOT/tests/bench/results}"
+args=(--out "$RESULTS" --handoff "$HANDOFF_BIN" --tools "$BENCH_TOOLS_DIR" --brokers "$BROKERS"
+      --sut-cpus "$SUT_CPUS" --load-cpus "$LOAD_CPUS"
+      --peer-libs "$HANDOFF_CACHE/camel-peer-$PEER_VERSION/libs")
+case "$mode" in
+  smoke) args+=(--smoke) ;;
+  profile) args+=(--profile event) ;;
+esac
+{
+  echo "machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "system under test on CPUs $SUT_CPUS; load generator, wrk, broker and upstream on CPUs $LOAD_CPUS"
+} >&2
+rc=0
+"$HANDOFF_CACHE/venv/bin/python" "$ROOT/tests/bench/run_bench.py" "${args[@]}" || rc=$?
+log "$mode run took $((SECONDS - started))s (load average now $(cut -d' ' -f1-3 /proc/loadavg)); results in $RESULTS"
+exit "$rc"

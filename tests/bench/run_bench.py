@@ -1,0 +1,665 @@
+#!/usr/bin/env python3
+"""Drives the benchmark suite of DESIGN §7; scripts/bench.sh is the entry point (it builds,
+starts the broker and calls this with every path it needs).
+
+For every system under test (SUT): start it pinned to --sut-cpus, read its idle RSS, warm it up,
+measure its peak with wrk (CPU µs per request from /proc/<pid>/stat over that run), then offer
+fixed rates with handoff_loadgen (open loop) and record latency percentiles; RSS under load is the
+process tree's VmHWM at the end. The load generator, wrk, the broker and the forward upstream
+all run on --load-cpus. Results: results.json, table.md and latency.png in --out.
+
+--smoke: tiny rates and one-second runs; checks only that every stage produced numbers (exit 1
+otherwise), never anything about speed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BODY_SIZE = 100
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def log(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def body() -> str:
+    b = '{"bench":"'
+    b += "x" * (BODY_SIZE - len(b) - 2)
+    return b + '"}'
+
+
+# --- /proc ------------------------------------------------------------------------------------
+def proc_tree(pid: int) -> list[int]:
+    """pid and all its descendants (nginx master + workers, a shell's child, ...)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    todo.extend(int(c) for c in f.read().split())
+        except OSError:
+            pass
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    total = 0
+    for p in proc_tree(pid):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / TICKS
+
+
+def status_kb(pid: int, key: str) -> int:
+    total = 0
+    for p in proc_tree(pid):
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith(key + ":"):
+                        total += int(line.split()[1])
+        except (OSError, ValueError):
+            pass
+    return total
+
+
+# --- processes --------------------------------------------------------------------------------
+class Proc:
+    """A started process; stop() sends SIGTERM, waits (bounded), then SIGKILL."""
+
+    def __init__(self, name: str, argv: list[str], logdir: Path, env: dict | None = None):
+        self.name = name
+        self.logf = open(logdir / f"{name}.log", "w")
+        self.p = subprocess.Popen(argv, stdout=self.logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                  env={**os.environ, **(env or {})})
+
+    @property
+    def pid(self) -> int:
+        return self.p.pid
+
+    def alive(self) -> bool:
+        return self.p.poll() is None
+
+    def stop(self) -> None:
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(15)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait(5)
+        self.logf.close()
+
+
+def wait_port(port: int, proc: Proc, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            raise RuntimeError(f"{proc.name} exited during start-up (see its log)")
+        try:
+            with socket.create_connection(("127.0.0.1", port), 0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{proc.name}: port {port} not open after {timeout}s")
+
+
+def wait_post_ok(port: int, path: str, data: str, proc: Proc, timeout: float = 90) -> None:
+    """Until a POST is answered 2xx: a JVM opens its port before its routes are in place."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            raise RuntimeError(f"{proc.name} exited during start-up (see its log)")
+        try:
+            req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data.encode(), method="POST",
+                                         headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=5) as r:
+                if 200 <= r.status < 300:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"{proc.name}: POST {path} not answered 2xx after {timeout}s")
+
+
+def wait_http(url: str, proc: Proc, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            raise RuntimeError(f"{proc.name} exited during start-up (see its log)")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{proc.name}: {url} not 200 after {timeout}s")
+
+
+# --- the bench --------------------------------------------------------------------------------
+@dataclass
+class Plan:
+    smoke: bool
+    rates: list[int]
+    rate_fraction_of_peak: float = 0.8
+    duration: float = 5.0
+    warmup: float = 1.0
+    peak_duration: float = 5.0
+    peak_warmup: float = 2.0
+    jvm_warmup: float = 10.0
+    wrk_connections: int = 128
+
+
+@dataclass
+class Result:
+    name: str
+    group: str                      # what it is compared with
+    note: str = ""
+    peak_rps: float = 0.0
+    peak_errors: int = 0
+    cpu_us_per_req: float = 0.0
+    rss_idle_kb: int = 0
+    rss_load_kb: int = 0
+    runs: list[dict] = field(default_factory=list)   # one per offered rate (loadgen JSON + cpu)
+    skipped: str = ""
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace):
+        self.a = args
+        self.out = Path(args.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.logs = self.out / "logs"
+        self.logs.mkdir(exist_ok=True)
+        self.tmp = Path(tempfile.mkdtemp(prefix="handoff-bench-"))
+        self.plan = (Plan(smoke=True, rates=[100, 300], duration=0.5, warmup=0.2, peak_duration=1.0,
+                          peak_warmup=0.0, jvm_warmup=1.0, wrk_connections=16)
+                     if args.smoke else Plan(smoke=False, rates=[1000, 5000, 20000]))
+        self.body = body()
+        self.results: list[Result] = []
+        self.procs: list[Proc] = []
+        lua = self.tmp / "post.lua"
+        lua.write_text('wrk.method = "POST"\nwrk.body = \'%s\'\nwrk.headers["Content-Type"] = "application/json"\n'
+                       % self.body)
+        self.lua = lua
+
+    def pin(self, cpus: str, argv: list[str]) -> list[str]:
+        return ["taskset", "-c", cpus, *argv]
+
+    def start(self, name: str, argv: list[str], cpus: str, env: dict | None = None) -> Proc:
+        p = Proc(name, self.pin(cpus, argv), self.logs, env)
+        self.procs.append(p)
+        return p
+
+    def stop(self, p: Proc) -> None:
+        p.stop()
+        if p in self.procs:
+            self.procs.remove(p)
+
+    def cleanup(self) -> None:
+        for p in reversed(self.procs):
+            p.stop()
+        self.procs.clear()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    # --- load ---------------------------------------------------------------------------------
+    def wrk(self, port: int, path: str, seconds: float, connections: int) -> dict:
+        argv = self.pin(self.a.load_cpus, ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s",
+                                           "-s", str(self.lua), f"http://127.0.0.1:{port}{path}"])
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60).stdout
+        def num(pattern: str) -> float:
+            m = re.search(pattern, out)
+            return float(m.group(1)) if m else 0.0
+        errors = sum(int(x) for x in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+        return {"rps": num(r"Requests/sec:\s+([\d.]+)"), "requests": int(num(r"(\d+) requests in")),
+                "non2xx": int(num(r"Non-2xx or 3xx responses: (\d+)")), "errors": errors, "raw": out}
+
+    def loadgen(self, port: int, path: str, rate: float) -> dict:
+        conns = int(min(512, max(16, rate / 100)))
+        argv = self.pin(self.a.load_cpus, [str(Path(self.a.tools) / "handoff_loadgen"), "--port", str(port),
+                                           "--path", path, "--body", self.body, "--rate", str(rate),
+                                           "--duration", str(self.plan.duration), "--warmup", str(self.plan.warmup),
+                                           "--connections", str(conns), "--timeout", "10"])
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=self.plan.duration + self.plan.warmup + 60)
+        if r.returncode != 0:
+            raise RuntimeError(f"loadgen failed: {r.stderr.strip()}")
+        return json.loads(r.stdout)
+
+    def fixed_rates(self, peak: float) -> list[int]:
+        rates = [r for r in self.plan.rates if r <= 0.95 * peak or self.plan.smoke]
+        if not self.plan.smoke and peak > 0:
+            rates.append(int(peak * self.plan.rate_fraction_of_peak))
+        return sorted(set(rates))
+
+    def measure_http(self, res: Result, proc: Proc, port: int, path: str, warmup: float | None = None) -> None:
+        time.sleep(0.5 if self.plan.smoke else 1.0)
+        res.rss_idle_kb = status_kb(proc.pid, "VmRSS")
+        warm = warmup if warmup is not None else self.plan.peak_warmup
+        if warm > 0:
+            self.wrk(port, path, warm, self.plan.wrk_connections)
+        c0 = cpu_seconds(proc.pid)
+        w = self.wrk(port, path, self.plan.peak_duration, self.plan.wrk_connections)
+        c1 = cpu_seconds(proc.pid)
+        res.peak_rps = w["rps"]
+        res.peak_errors = w["errors"] + w["non2xx"]
+        res.cpu_us_per_req = (c1 - c0) * 1e6 / w["requests"] if w["requests"] else 0.0
+        (self.logs / f"{res.name}.wrk.txt").write_text(w["raw"])
+        for rate in self.fixed_rates(res.peak_rps):
+            time.sleep(0.3)
+            c0 = cpu_seconds(proc.pid)
+            run = self.loadgen(port, path, rate)
+            c1 = cpu_seconds(proc.pid)
+            total = run["completed"] * (1 + self.plan.warmup / self.plan.duration)
+            run["cpu_us_per_req"] = (c1 - c0) * 1e6 / total if total else 0.0
+            res.runs.append(run)
+            log(f"  {res.name} @ {rate}/s: achieved {run['achieved_rate']:.0f}/s p50 {run['latency_us']['p50']:.0f} µs "
+                f"p99 {run['latency_us']['p99']:.0f} µs errors {run['errors']} status {run['status']}")
+        res.rss_load_kb = status_kb(proc.pid, "VmHWM")
+        log(f"{res.name}: peak {res.peak_rps:.0f} req/s, {res.cpu_us_per_req:.1f} CPU µs/req, "
+            f"RSS idle {res.rss_idle_kb / 1024:.1f} MB, under load {res.rss_load_kb / 1024:.1f} MB")
+
+    # --- systems ------------------------------------------------------------------------------
+    def nginx_conf(self, name: str, port: int, server_block: str, upstream_block: str = "") -> Path:
+        d = self.tmp / name
+        (d / "tmp").mkdir(parents=True, exist_ok=True)
+        conf = d / "nginx.conf"
+        conf.write_text(f"""
+worker_processes 1;
+daemon off;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 8192; }}
+http {{
+  access_log off;
+  keepalive_requests 1000000;
+  keepalive_timeout 60s;
+  client_body_temp_path {d}/tmp/body;
+  proxy_temp_path {d}/tmp/proxy;
+  fastcgi_temp_path {d}/tmp/fastcgi;
+  uwsgi_temp_path {d}/tmp/uwsgi;
+  scgi_temp_path {d}/tmp/scgi;
+  {upstream_block}
+  server {{
+    listen 127.0.0.1:{port} reuseport;
+    {server_block}
+  }}
+}}
+""")
+        return conf
+
+    def start_nginx(self, name: str, conf: Path, cpus: str, port: int) -> Proc:
+        d = conf.parent
+        p = self.start(name, [self.a.nginx, "-p", str(d), "-c", str(conf), "-e", str(d / "error.log")], cpus)
+        wait_port(port, p)
+        return p
+
+    def start_upstream(self) -> tuple[Proc, int]:
+        port = free_port()
+        conf = self.nginx_conf("upstream", port, 'location / { return 200 "ok\\n"; }')
+        return self.start_nginx("upstream-nginx", conf, self.a.load_cpus, port), port
+
+    def handoff_config(self, threads: int, port: int, admin: int, upstream: int) -> Path:
+        cfg = self.tmp / f"handoff-t{threads}-{port}.yaml"
+        cfg.write_text(f"""
+listen: {{address: 127.0.0.1, port: {port}, threads: {threads}}}
+admin: {{address: 127.0.0.1, port: {admin}}}
+upstream: {{host: 127.0.0.1, port: {upstream}, max_connections: 512, max_idle: 512}}
+kafka:
+  brokers: "{self.a.brokers}"
+  properties: {{linger.ms: "{self.a.linger_ms}"}}
+log: {{level: warn, requests: false}}
+defaults: {{mode: forward, timeout: 10s}}
+routes:
+  - {{name: event, match: {{methods: [POST], path: /event}}, mode: event, topic: bench.event}}
+  - {{name: commit, match: {{methods: [POST], path: /commit}}, mode: commit, topic: bench.commit}}
+""")
+        return cfg
+
+    def bench_beast(self, threads: int) -> None:
+        res = Result(f"beast-202-t{threads}", "limit", "minimal Beast server, 202 and no work")
+        port = free_port()
+        p = self.start(res.name, [str(Path(self.a.tools) / "handoff_bench_http202"), "--port", str(port),
+                                  "--threads", str(threads)], self.a.sut_cpus)
+        try:
+            wait_port(port, p)
+            self.measure_http(res, p, port, "/event")
+        finally:
+            self.stop(p)
+        self.results.append(res)
+
+    def bench_handoff(self, route: str, threads: int, upstream: int) -> None:
+        res = Result(f"handoff-{route}-t{threads}", route, f"Handoff `{route}` route, listen.threads {threads}")
+        port, admin = free_port(), free_port()
+        cfg = self.handoff_config(threads, port, admin, upstream)
+        p = self.start(res.name, [self.a.handoff, "run", "--config", str(cfg)], self.a.sut_cpus)
+        try:
+            wait_http(f"http://127.0.0.1:{admin}/readyz", p)
+            self.measure_http(res, p, port, f"/{route}")
+        finally:
+            self.stop(p)
+        self.results.append(res)
+
+    def bench_nginx_forward(self, upstream: int) -> None:
+        res = Result("nginx-proxy_pass", "forward", "nginx proxy_pass, 1 worker, upstream keepalive pool")
+        port = free_port()
+        conf = self.nginx_conf(
+            "proxy", port,
+            "location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\"; }",
+            f"upstream app {{ server 127.0.0.1:{upstream}; keepalive 512; }}")
+        p = self.start_nginx(res.name, conf, self.a.sut_cpus, port)
+        try:
+            self.measure_http(res, p, port, "/forward")
+        finally:
+            self.stop(p)
+        self.results.append(res)
+
+    def produce(self, rate: float, duration: float, warmup: float) -> dict:
+        argv = self.pin(self.a.sut_cpus, [str(Path(self.a.tools) / "handoff_bench_produce"), "--brokers",
+                                          self.a.brokers, "--topic", "bench.direct", "--rate", str(rate),
+                                          "--duration", str(duration), "--warmup", str(warmup),
+                                          "--size", str(BODY_SIZE), "--linger-ms", str(self.a.linger_ms)])
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=duration + warmup + 120)
+        if r.returncode != 0:
+            raise RuntimeError(f"handoff_bench_produce failed: {r.stderr.strip()}")
+        return json.loads(r.stdout)
+
+    def bench_direct_produce(self) -> None:
+        res = Result("librdkafka-direct", "commit", "librdkafka produce, acks=all, idempotent, delivery report")
+        peak = self.produce(0, self.plan.peak_duration, self.plan.peak_warmup)
+        res.peak_rps = peak["achieved_rate"]
+        res.peak_errors = peak["errors"]
+        res.cpu_us_per_req = peak["cpu_us_per_req"]
+        res.rss_idle_kb = peak["rss_idle_kb"]
+        res.rss_load_kb = peak["rss_load_kb"]
+        for rate in self.fixed_rates(res.peak_rps):
+            run = self.produce(rate, self.plan.duration, self.plan.warmup)
+            res.runs.append(run)
+            res.rss_load_kb = max(res.rss_load_kb, run["rss_load_kb"])
+            log(f"  {res.name} @ {rate}/s: achieved {run['achieved_rate']:.0f}/s p50 {run['latency_us']['p50']:.0f} µs "
+                f"p99 {run['latency_us']['p99']:.0f} µs failed {run['errors']}")
+        log(f"{res.name}: peak {res.peak_rps:.0f} msg/s, {res.cpu_us_per_req:.1f} CPU µs/msg")
+        self.results.append(res)
+
+    def bench_peer(self) -> None:
+        """The HTTP→Kafka peer (see tests/bench/README.md for why it is not the Strimzi bridge)."""
+        name = "camel-http-kafka"
+        res = Result(name, "peer", "Apache Camel (Vert.x HTTP → Kafka producer, acks=all, idempotent), JVM")
+        libs = Path(self.a.peer_libs) if self.a.peer_libs else None
+        if not libs or not (libs / ".complete").exists():
+            res.skipped = f"peer jars not in {libs} (scripts/setup.sh fetches them)"
+            log(f"{name}: skipped: {res.skipped}")
+            self.results.append(res)
+            return
+        port = free_port()
+        routes = self.tmp / "peer-routes.yaml"
+        routes.write_text(Path(self.a.peer_template).read_text()
+                          .replace("@PORT@", str(port)).replace("@BROKERS@", self.a.brokers)
+                          .replace("@LINGER@", str(self.a.linger_ms)))
+        props = self.tmp / "peer.properties"
+        props.write_text(f"camel.main.routesIncludePattern=file:{routes}\ncamel.main.shutdownTimeout=5\n")
+        java = shutil.which("java") or "java"
+        p = self.start(name, [java, "-Xms64m", "-Xmx512m", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
+                              "-cp", f"{libs}/*", "org.apache.camel.main.Main", "-pl", f"file:{props}"],
+                       self.a.sut_cpus)
+        try:
+            wait_post_ok(port, "/peer", self.body, p)
+            self.measure_http(res, p, port, "/peer", warmup=self.plan.jvm_warmup)
+        finally:
+            self.stop(p)
+        self.results.append(res)
+
+    def run(self) -> int:
+        up, up_port = self.start_upstream()
+        stages = [("beast t1", lambda: self.bench_beast(1)), ("beast t2", lambda: self.bench_beast(2))]
+        for threads in (1, 2):
+            for route in ("event", "commit", "forward"):
+                stages.append((f"handoff {route} t{threads}",
+                               lambda route=route, threads=threads: self.bench_handoff(route, threads, up_port)))
+        stages += [("nginx", lambda: self.bench_nginx_forward(up_port)), ("direct produce", self.bench_direct_produce),
+                   ("peer", self.bench_peer)]
+        failed = []
+        for label, fn in stages:
+            log(f"--- {label}")
+            try:
+                fn()
+            except Exception as e:  # a failed stage is reported, the others still run
+                log(f"{label}: FAILED: {e}")
+                failed.append(f"{label}: {e}")
+        self.stop(up)
+        report = write_report(self.results, self.out, self.a, failed)
+        print(report)
+        problems = failed + smoke_problems(self.results)
+        for p in problems:
+            log(f"problem: {p}")
+        return 1 if problems else 0
+
+
+def smoke_problems(results: list[Result]) -> list[str]:
+    """Every stage that ran must have produced numbers (nothing is said about how good they are)."""
+    out = []
+    for r in results:
+        if r.skipped:
+            continue
+        if r.peak_rps <= 0:
+            out.append(f"{r.name}: no peak throughput")
+        if not r.runs:
+            out.append(f"{r.name}: no fixed-rate run")
+        for run in r.runs:
+            ok = sum(v for k, v in run["status"].items() if k.startswith("2") or k == "persisted")
+            if ok == 0 or run["latency_us"]["p50"] <= 0:
+                out.append(f"{r.name} @ {run['target_rate']:.0f}/s: no successful response measured")
+    return out
+
+
+# --- report -----------------------------------------------------------------------------------
+def by_name(results: list[Result]) -> dict[str, Result]:
+    return {r.name: r for r in results}
+
+
+def run_at(r: Result | None, rate: float) -> dict | None:
+    if not r:
+        return None
+    for run in r.runs:
+        if abs(run["target_rate"] - rate) < 0.5:
+            return run
+    return None
+
+
+def per_core(r: Result | None) -> float:
+    return 1e6 / r.cpu_us_per_req if r and r.cpu_us_per_req > 0 else 0.0
+
+
+def fmt_ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}×" if a and b else "—"
+
+
+def write_report(results: list[Result], out: Path, args, failed: list[str]) -> str:
+    R = by_name(results)
+    model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    lines = [f"Machine: {os.cpu_count()} CPUs ({model}); system under test on CPUs {args.sut_cpus}, load generator, "
+             f"wrk, broker and upstream on CPUs {args.load_cpus}; load average at start {args.load_at_start}, "
+             f"at end {' '.join(open('/proc/loadavg').read().split()[:3])}"
+             + ("; SMOKE run (tiny rates: the numbers mean nothing)" if args.smoke else ""), ""]
+    lines.append("| system | peak req/s | CPU µs/req | req/s per core | RSS idle MB | RSS load MB | compared with | ratio (per core) |")
+    lines.append("|---|---:|---:|---:|---:|---:|---|---:|")
+    base_for = {"handoff-event-t1": "beast-202-t1", "handoff-event-t2": "beast-202-t2",
+                "handoff-forward-t1": "nginx-proxy_pass", "handoff-forward-t2": "nginx-proxy_pass",
+                "handoff-commit-t1": "camel-http-kafka", "handoff-commit-t2": "camel-http-kafka"}
+    for r in results:
+        if r.skipped:
+            lines.append(f"| {r.name} | skipped: {r.skipped} | | | | | | |")
+            continue
+        base = R.get(base_for.get(r.name, ""))
+        ratio = fmt_ratio(per_core(r), per_core(base)) if base and not base.skipped else ""
+        lines.append(f"| {r.name} | {r.peak_rps:,.0f} | {r.cpu_us_per_req:.1f} | {per_core(r):,.0f} | "
+                     f"{r.rss_idle_kb / 1024:.1f} | {r.rss_load_kb / 1024:.1f} | "
+                     f"{base.name if base and not base.skipped else ''} | {ratio} |")
+    lines.append("")
+    lines.append("Latency at fixed offered rates (open loop, from the scheduled send time), µs:")
+    lines.append("")
+    lines.append("| system | offered req/s | achieved | p50 | p99 | p99.9 | max | errors | CPU µs/req |")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in results:
+        for run in r.runs:
+            l = run["latency_us"]
+            lines.append(f"| {r.name} | {run['target_rate']:,.0f} | {run['achieved_rate']:,.0f} | {l['p50']:,.0f} | "
+                         f"{l['p99']:,.0f} | {l['p999']:,.0f} | {l['max']:,.0f} | {run['errors']} | "
+                         f"{run.get('cpu_us_per_req', 0):.1f} |")
+    lines.append("")
+    lines.append("Targets (DESIGN §7):")
+    lines.append("")
+    lines.append("| target | measured | met |")
+    lines.append("|---|---|---|")
+    ev, lim = R.get("handoff-event-t1"), R.get("beast-202-t1")
+    if ev and lim and per_core(lim):
+        x = per_core(ev) / per_core(lim)
+        lines.append(f"| `event` ≥ 90 % of the Beast limit per core (threads 1) | {x * 100:.0f} % "
+                     f"({per_core(ev):,.0f} vs {per_core(lim):,.0f} req/s per core) | {'yes' if x >= 0.9 else 'no'} |")
+    fw, ng = R.get("handoff-forward-t1"), R.get("nginx-proxy_pass")
+    if fw and ng and ng.peak_rps:
+        x = fw.peak_rps / ng.peak_rps
+        a, b = run_at(fw, 5000) or run_at(fw, 100), run_at(ng, 5000) or run_at(ng, 100)
+        lat = (f"; p50 at {a['target_rate']:.0f}/s {a['latency_us']['p50']:.0f} vs {b['latency_us']['p50']:.0f} µs"
+               if a and b else "")
+        lines.append(f"| `forward` ≥ nginx (threads 1) | {x:.2f}× nginx req/s{lat} | {'yes' if x >= 1.0 else 'no'} |")
+    cm, dp = R.get("handoff-commit-t1"), R.get("librdkafka-direct")
+    for rate in (1000, 5000, 100):
+        a, b = run_at(cm, rate), run_at(dp, rate)
+        if a and b:
+            d = a["latency_us"]["p50"] - b["latency_us"]["p50"]
+            lines.append(f"| `commit` adds < 50 µs p50 over the direct produce (at {rate}/s) | {d:+.0f} µs "
+                         f"({a['latency_us']['p50']:.0f} vs {b['latency_us']['p50']:.0f}) | {'yes' if d < 50 else 'no'} |")
+    pe = R.get("camel-http-kafka")
+    if cm and pe and not pe.skipped and per_core(pe):
+        x = per_core(cm) / per_core(pe)
+        lines.append(f"| `commit` ≥ 5× the HTTP→Kafka peer per core (acks=all both) | {x:.1f}× | {'yes' if x >= 5 else 'no'} |")
+    if ev:
+        lines.append(f"| idle RSS < 15 MB | {ev.rss_idle_kb / 1024:.1f} MB | {'yes' if ev.rss_idle_kb < 15 * 1024 else 'no'} |")
+    if failed:
+        lines.append("")
+        lines.append("Failed stages: " + "; ".join(failed))
+    table = "\n".join(lines) + "\n"
+    (out / "table.md").write_text(table)
+    (out / "results.json").write_text(json.dumps([r.__dict__ for r in results], indent=1))
+    plot(results, out / "latency.png")
+    return table
+
+
+def plot(results: list[Result], path: Path) -> None:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log("matplotlib missing: no plot (run scripts/setup.sh)")
+        return
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5), sharey=True)
+    for ax, q, title in ((axes[0], "p50", "p50"), (axes[1], "p99", "p99")):
+        ax.set_prop_cycle(color=plt.cm.tab20.colors)  # more systems than tab10 has colours
+        for r in results:
+            if not r.runs:
+                continue
+            xs = [run["target_rate"] for run in r.runs]
+            ys = [max(run["latency_us"][q], 1) for run in r.runs]
+            ax.plot(xs, ys, marker="o", label=r.name)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("offered load (req/s, open loop)")
+        ax.set_title(f"{title} latency")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel("latency (µs, from scheduled send)")
+    axes[1].legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--handoff", required=True)
+    ap.add_argument("--tools", required=True, help="directory of handoff_loadgen & co")
+    ap.add_argument("--brokers", required=True)
+    ap.add_argument("--sut-cpus", default="0")
+    ap.add_argument("--load-cpus", default="1")
+    ap.add_argument("--nginx", default=shutil.which("nginx") or "/usr/sbin/nginx")
+    ap.add_argument("--peer-libs", default="")
+    ap.add_argument("--peer-template", default=str(Path(__file__).with_name("peer_routes.yaml")))
+    ap.add_argument("--linger-ms", default="1")
+    ap.add_argument("--profile", default="", help="instead of the suite: perf record this route (event)")
+    args = ap.parse_args()
+    args.load_at_start = " ".join(open("/proc/loadavg").read().split()[:3])
+    b = Bench(args)
+    try:
+        if args.profile:
+            return profile(b, args.profile)
+        return b.run()
+    finally:
+        b.cleanup()
+
+
+def profile(b: Bench, route: str) -> int:
+    """perf record -g on Handoff (threads 1) while wrk drives `route` for 10 s; top symbols."""
+    up, up_port = b.start_upstream()
+    port, admin = free_port(), free_port()
+    cfg = b.handoff_config(1, port, admin, up_port)
+    p = b.start("handoff-profile", [b.a.handoff, "run", "--config", str(cfg)], b.a.sut_cpus)
+    wait_http(f"http://127.0.0.1:{admin}/readyz", p)
+    b.wrk(port, f"/{route}", 2, 128)
+    data = b.out / f"perf-{route}.data"
+    perf = subprocess.Popen(["perf", "record", "-F", "999", "-g", "--call-graph", "dwarf,16384", "-o", str(data),
+                             "-p", str(p.pid), "--", "sleep", "10"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    time.sleep(0.5)
+    w = b.wrk(port, f"/{route}", 9, 128)
+    perf.wait(60)
+    log(f"profile: {w['rps']:.0f} req/s under perf")
+    rep = subprocess.run(["perf", "report", "-i", str(data), "--stdio", "--no-children", "--sort", "symbol",
+                          "-g", "none", "--percent-limit", "0.5"], capture_output=True, text=True)
+    (b.out / f"perf-{route}.txt").write_text(rep.stdout)
+    top = []
+    for line in rep.stdout.splitlines():
+        m = re.match(r"\s*([\d.]+)%\s+(\S+)\s+(.*\S)", line)
+        if m:
+            symbol = re.split(r"\s{2,}", m.group(3))[0][:160]
+            top.append(f"{float(m.group(1)):6.2f}%  {m.group(2)}  {symbol}")
+    dso = subprocess.run(["perf", "report", "-i", str(data), "--stdio", "--no-children", "--sort", "dso", "-g", "none",
+                          "--percent-limit", "1"], capture_output=True, text=True).stdout
+    (b.out / f"perf-{route}-dso.txt").write_text(dso)
+    print(f"Top symbols of handoff (threads 1) on the {route} route under wrk, {w['rps']:.0f} req/s:")
+    print("\n".join(top[:30]))
+    print("By shared object:")
+    print("\n".join(re.sub(r"\s+", " ", l).strip() for l in dso.splitlines() if l.strip() and not l.startswith("#")))
+    b.stop(p)
+    b.stop(up)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,307 @@
+"""Closing the loop for callers and migrators (issue 4): the status endpoint, Idempotency-Key,
+`reply`, `shadow` and canary routes — end to end over loopback with two Handoff processes (the
+calling side and the receiving side), a real Kafka broker and a real HTTP service.
+
+Waits are conditions with deadlines, never sleeps."""
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+
+import pytest
+from confluent_kafka import Producer
+
+from conftest import RawConn, base_config, free_port, hdrs, http_request, unique, wait_until
+
+
+class T:
+    """Topic names of this module."""
+
+    def __init__(self, p: str):
+        self.events = f"{p}.events"
+        self.requests = f"{p}.requests"
+        self.unserved = f"{p}.unserved"
+        self.replies = f"{p}.replies"
+        self.commits = f"{p}.commits"
+        self.shadow = f"{p}.shadow"
+        self.canary = f"{p}.canary"
+        self.canary_nokey = f"{p}.canary-nokey"
+
+
+@pytest.fixture(scope="module")
+def t(kafka) -> T:
+    t = T(unique("loop"))
+    for name in vars(t).values():
+        kafka.create_topic(name, 3 if name.endswith((".requests", ".replies")) else 1)
+    return t
+
+
+def caller_routes(t: T) -> list[dict]:
+    return [
+        {"name": "ev", "match": {"methods": ["POST"], "path": "/ev"}, "mode": "event", "topic": t.events,
+         "key": "correlation"},
+        {"name": "quote", "match": {"methods": ["POST"], "path": "/quotes/{id}"}, "mode": "reply",
+         "topic": t.requests, "key": "path:id", "timeout": "8s", "headers": ["Content-Type"]},
+        {"name": "unserved", "match": {"methods": ["POST"], "path": "/unserved/{id}"}, "mode": "reply",
+         "topic": t.unserved, "key": "path:id", "timeout": "1500ms"},
+        {"name": "idem-event", "match": {"methods": ["POST"], "path": "/idem/event"}, "mode": "event",
+         "topic": t.events},
+        {"name": "idem-commit", "match": {"methods": ["POST"], "path": "/idem/commit"}, "mode": "commit",
+         "topic": t.commits, "idempotency": "required", "success_status": 201},
+        {"name": "shadowed", "match": {"path": "/shadow/{id}"}, "mode": "shadow", "topic": t.shadow,
+         "key": "path:id"},
+        {"name": "plain", "match": {"path": "/plain/{id}"}, "mode": "forward"},
+        {"name": "canary", "match": {"methods": ["POST"], "path": "/canary/{id}"}, "mode": "forward",
+         "topic": t.canary, "key": "path:id", "canary": {"mode": "event", "percent": 10}},
+        {"name": "canary-nokey", "match": {"methods": ["POST"], "path": "/canary-nokey"}, "mode": "forward",
+         "topic": t.canary_nokey, "canary": {"mode": "event", "percent": 10}},
+    ]
+
+
+@pytest.fixture(scope="module")
+def caller(handoff_process, brokers, upstream, t):
+    cfg = base_config(brokers, upstream.port, caller_routes(t), replies={"topic": t.replies})
+    return handoff_process(cfg, name="caller")
+
+
+@pytest.fixture(scope="module")
+def receiver(handoff_process, brokers, upstream, t):
+    """The receiving-side sidecar in front of the same service: consumes the request topic and
+    publishes each response to the reply topic the request named."""
+    cfg = base_config(brokers, upstream.port, [], subscriptions=[{
+        "name": "quotes", "topics": [t.requests], "group": unique("quotes"),
+        "reply_headers": ["Location", "X-Quote"], "retry": {"attempts": 2, "backoff_base": "50ms"},
+    }])
+    return handoff_process(cfg, name="receiver")
+
+
+def status_of(h, cid: str):
+    r = http_request(h.port, "GET", f"/_handoff/requests/{cid}")
+    return r.json() if r.status == 200 else None
+
+
+# ---- status --------------------------------------------------------------------------------
+
+def test_an_event_is_accepted_then_persisted_with_the_offset_that_is_in_kafka(handoff_process, brokers, upstream,
+                                                                               kafka, t):
+    # A producer that holds records for 1.5 s makes the `accepted` state observable.
+    cfg = base_config(brokers, upstream.port, caller_routes(t)[:1], kafka={"properties": {"linger.ms": "1500"}})
+    h = handoff_process(cfg, name="slow-linger")
+    r = http_request(h.port, "POST", "/ev", b"status-me")
+    assert r.status == 202, r
+    cid = r.json()["correlation_id"]
+    assert r.header("Location") == f"/_handoff/requests/{cid}"
+    first = status_of(h, cid)
+    assert first["state"] == "accepted", first
+    done = wait_until(lambda: (s := status_of(h, cid)) and s["state"] == "persisted" and s, 15, what="persisted")
+    msg = kafka.find(t.events, cid)
+    assert (done["partition"], done["offset"]) == (msg.partition(), msg.offset())
+    assert msg.value() == b"status-me"
+    assert http_request(h.port, "GET", "/_handoff/requests/no-such-id").status == 404
+
+
+# ---- reply ---------------------------------------------------------------------------------
+
+def test_a_reply_route_answers_with_the_services_own_response_through_kafka(caller, receiver, upstream, t):
+    upstream.script("/quotes/42", status=201, headers=[("Content-Type", "application/json"),
+                                                       ("Location", "/quotes/42/q-1"), ("X-Quote", "v7"),
+                                                       ("X-Not-Copied", "no")],
+                    body=b'{"quote":"q-1","price":42}')
+    r = http_request(caller.port, "POST", "/quotes/42", b'{"items":3}', {"Content-Type": "application/json"})
+    assert r.status == 201, r
+    assert r.body == b'{"quote":"q-1","price":42}'
+    assert r.header("Content-Type") == "application/json"
+    assert r.header("Location") == "/quotes/42/q-1"
+    assert r.header("X-Quote") == "v7"
+    assert r.header("X-Not-Copied") is None
+    cid = r.header("X-Correlation-ID")
+    got = upstream.with_path("/quotes/42")
+    assert len(got) == 1 and got[0].body == b'{"items":3}' and got[0].method == "POST"
+    s = status_of(caller, cid)
+    assert s["state"] == "replied", s
+    assert s["reply"]["status"] == 201
+    assert s["reply"]["body"] == '{"quote":"q-1","price":42}'
+    assert s["offset"] >= 0
+
+
+def test_no_reply_within_the_route_timeout_is_504_outcome_unknown_and_a_late_reply_updates_the_status(caller, brokers, t):
+    # Nothing consumes this topic: the receiving side is down.
+    r = http_request(caller.port, "POST", "/unserved/7", b"{}")
+    assert r.status == 504, r
+    body = r.json()
+    assert body["outcome"] == "unknown" and body["error"] == "outcome_unknown"
+    cid = body["correlation_id"]
+    assert body["status_url"] == f"/_handoff/requests/{cid}"
+    assert 1.4 <= r.elapsed < 5, r.elapsed
+    wait_until(lambda: status_of(caller, cid)["state"] == "persisted", 10, what="the request persisted")
+    # The service comes back and replies late: only the status store learns it.
+    p = Producer({"bootstrap.servers": brokers})
+    p.produce(t.replies, key=cid, value=b"late answer",
+              headers=[("handoff_correlation_id", cid.encode()), ("handoff_reply_status", b"200"),
+                       ("content-type", b"text/plain")])
+    assert p.flush(10) == 0
+    s = wait_until(lambda: (x := status_of(caller, cid)) and x["state"] == "replied" and x, 15, what="late reply")
+    assert s["reply"] == {"status": 200, "headers": {"Content-Type": "text/plain"}, "body": "late answer"}
+
+
+# ---- Idempotency-Key -----------------------------------------------------------------------
+
+def count_records(kafka, topic: str, cid: str) -> int:
+    return sum(1 for m in kafka.read(topic) if hdrs(m).get("ce_id") == cid.encode())
+
+
+def test_a_repeat_after_completion_returns_the_stored_response_and_produces_nothing(caller, kafka, t):
+    key = unique("k")
+    first = http_request(caller.port, "POST", "/idem/event", b"once", {"Idempotency-Key": key})
+    assert first.status == 202, first
+    again = http_request(caller.port, "POST", "/idem/event", b"once", {"Idempotency-Key": key})
+    assert again.status == 202 and again.body == first.body
+    assert again.header("Idempotent-Replayed") == "true"
+    assert again.header("X-Correlation-ID") == first.header("X-Correlation-ID")
+    cid = first.json()["correlation_id"]
+    kafka.find(t.events, cid)
+    # Another request after the repeat is produced, so the topic is read past the repeat.
+    marker = http_request(caller.port, "POST", "/idem/event", b"marker", {"Idempotency-Key": unique("m")})
+    kafka.find(t.events, marker.json()["correlation_id"])
+    assert count_records(kafka, t.events, cid) == 1
+
+
+def test_commit_routes_can_require_the_key_and_replay_the_persisted_answer(caller, kafka, t):
+    missing = http_request(caller.port, "POST", "/idem/commit", b"x")
+    assert missing.status == 400 and missing.json()["error"] == "idempotency_key_missing", missing
+    bad = http_request(caller.port, "POST", "/idem/commit", b"x", {"Idempotency-Key": "has space"})
+    assert bad.status == 400 and bad.json()["error"] == "idempotency_key_invalid", bad
+    key = unique("c")
+    first = http_request(caller.port, "POST", "/idem/commit", b"pay 10", {"Idempotency-Key": f'"{key}"'})
+    assert first.status == 201, first
+    again = http_request(caller.port, "POST", "/idem/commit", b"pay 10", {"Idempotency-Key": f'"{key}"'})
+    assert again.status == 201 and again.json() == first.json()
+    assert again.header("Idempotent-Replayed") == "true"
+    other = http_request(caller.port, "POST", "/idem/commit", b"pay 99", {"Idempotency-Key": f'"{key}"'})
+    assert other.status == 422 and other.json()["error"] == "idempotency_key_reused", other
+    cm = first.json()
+    msg = kafka.at(t.commits, cm["partition"], cm["offset"])
+    assert hdrs(msg)["ce_id"] == cm["correlation_id"].encode()
+    assert count_records(kafka, t.commits, cm["correlation_id"]) == 1
+
+
+def test_a_repeat_while_the_first_is_in_flight_gets_409_then_the_reply(caller, receiver, upstream, t):
+    upstream.script("/quotes/slow", status=200, headers=[("Content-Type", "text/plain")], body=b"slow quote",
+                    delay=1.5)
+    key = unique("s")
+    results = {}
+
+    def first():
+        results["first"] = http_request(caller.port, "POST", "/quotes/slow", b"q", {"Idempotency-Key": key})
+
+    th = threading.Thread(target=first)
+    th.start()
+    try:
+        wait_until(lambda: upstream.with_path("/quotes/slow"), 15, what="the service got the first request")
+        during = http_request(caller.port, "POST", "/quotes/slow", b"q", {"Idempotency-Key": key})
+        assert during.status == 409, during
+        assert during.json()["error"] == "idempotency_in_flight"
+        assert during.header("Retry-After")
+    finally:
+        th.join(20)
+    assert results["first"].status == 200 and results["first"].body == b"slow quote"
+    after = http_request(caller.port, "POST", "/quotes/slow", b"q", {"Idempotency-Key": key})
+    assert after.status == 200 and after.body == b"slow quote"
+    assert after.header("Idempotent-Replayed") == "true"
+    assert len(upstream.with_path("/quotes/slow")) == 1
+
+
+# ---- shadow --------------------------------------------------------------------------------
+
+def raw_exchange(port: int, wire: bytes) -> bytes:
+    c = RawConn(port, timeout=10)
+    try:
+        c.send(wire)
+        r = c.read_response()
+    finally:
+        c.close()
+    head = [f"{r.status} {r.reason}"] + [f"{k}: {v}" for k, v in r.headers if k.lower() != "date"]
+    return "\r\n".join(head).encode() + b"\r\n\r\n" + r.body
+
+
+def test_shadow_responses_are_byte_identical_to_forward_and_every_request_is_published_once(caller, upstream, kafka, t):
+    canned = dict(status=207, headers=[("Content-Type", "application/x-thing"), ("ETag", '"e1"')],
+                  body=b"\x00\x01 binary \xff body")
+    ids = []
+    for i in range(12):
+        upstream.script(f"/shadow/{i}", **canned)
+        upstream.script(f"/plain/{i}", **canned)
+        cid = unique("sh")
+        ids.append(cid)
+        body = f'{{"n":{i}}}'.encode()
+        wire = lambda path: (f"PUT {path}?q={i} HTTP/1.1\r\nHost: x\r\nX-Correlation-ID: {cid}\r\n"
+                             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+        shadowed = raw_exchange(caller.port, wire(f"/shadow/{i}"))
+        plain = raw_exchange(caller.port, wire(f"/plain/{i}"))
+        assert shadowed == plain
+        assert shadowed.startswith(b"207 ")
+    for i in range(12):
+        assert upstream.with_path(f"/shadow/{i}")[0].body == f'{{"n":{i}}}'.encode()
+    msgs = kafka.read(t.shadow, until=lambda ms: len(ms) >= 12)
+    by_id = {}
+    for m in msgs:
+        by_id.setdefault(hdrs(m)["ce_id"].decode(), []).append(m)
+    for i, cid in enumerate(ids):
+        assert len(by_id.get(cid, [])) == 1, cid
+        m = by_id[cid][0]
+        assert m.value() == f'{{"n":{i}}}'.encode()
+        assert m.key() == str(i).encode()
+        assert hdrs(m)["handoff_method"] == b"PUT"
+
+
+def test_a_broker_outage_changes_nothing_for_shadow_callers(handoff_process, upstream, t):
+    dead = f"127.0.0.1:{free_port()}"
+    cfg = base_config(dead, upstream.port, caller_routes(t)[5:7],
+                      kafka={"brokers": dead, "properties": {"message.timeout.ms": "1000"}})
+    h = handoff_process(cfg, wait="live", name="shadow-no-broker")
+    upstream.script("/shadow/outage", status=200, headers=[("Content-Type", "text/plain")], body=b"served")
+    for _ in range(5):
+        r = http_request(h.port, "POST", "/shadow/outage", b"x")
+        assert r.status == 200 and r.body == b"served"
+
+    def failures():
+        text = http_request(h.admin_port, "GET", "/metrics").body.decode()
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("handoff_shadow_failures_total{"))
+    wait_until(lambda: failures() >= 5, 30, what="shadow failures counted")
+
+
+# ---- canary --------------------------------------------------------------------------------
+
+def run_many(port: int, paths: list[str]) -> list[int]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    out = []
+    try:
+        for p in paths:
+            conn.request("POST", p, body=b"{}", headers={"Content-Type": "application/json"})
+            r = conn.getresponse()
+            r.read()
+            out.append(r.status)
+    finally:
+        conn.close()
+    return out
+
+
+@pytest.mark.timeout_s(180)
+def test_canary_splits_10000_requests_within_1_percent_and_a_key_always_takes_the_same_path(caller, upstream):
+    upstream.script("/canary-nokey", status=200, body=b"")
+    statuses = run_many(caller.port, ["/canary-nokey"] * 2_000)
+    assert set(statuses) <= {200, 202}
+    assert statuses.count(202) == 200  # no key: an exact share
+    assert all(statuses[i:i + 10].count(202) == 1 for i in range(0, 2_000, 10))  # evenly spread
+
+    paths = [f"/canary/c{i}" for i in range(10_000)]
+    for p in paths:
+        upstream.script(p, status=200, body=b"")
+    statuses = run_many(caller.port, paths)
+    evented = statuses.count(202)
+    assert 900 <= evented <= 1100, evented
+    assert set(statuses) <= {200, 202}
+    again = run_many(caller.port, paths[:1000])
+    assert again == statuses[:1000]

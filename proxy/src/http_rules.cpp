@@ -1,5 +1,6 @@
 #include "handoff/proxy/http_rules.hpp"
 
+#include <algorithm>
 #include <array>
 #include <cctype>
 #include <string>
@@ -274,6 +275,24 @@ bool split_target(std::string_view target, std::string_view& path, std::string_v
     path = target.substr(0, q);
     query = q == std::string_view::npos ? std::string_view{} : target.substr(q + 1);
     return true;
+}
+
+bool is_token(std::string_view s) noexcept {
+    return !s.empty() && std::all_of(s.begin(), s.end(), is_tchar);
+}
+
+http::request<http::string_body> upstream_request(const http::request<http::string_body>& req) {
+    http::request<http::string_body> up{req.method(), req.target(), 11};
+    if (req.method() == http::verb::unknown) up.method_string(req.method_string());
+    for (const auto& f : req) {
+        if (f.name() == http::field::unknown) {
+            up.insert(f.name_string(), f.value());
+        } else {
+            up.insert(f.name(), f.value());
+        }
+    }
+    remove_hop_by_hop(up);
+    return up;
 }
 
 }  // namespace handoff::proxy

@@ -20,16 +20,6 @@ bool framing_or_hop(std::string_view name) noexcept {
            iequals(name, "trailer") || iequals(name, "x-correlation-id");
 }
 
-bool token(std::string_view name) noexcept {
-    if (name.empty()) return false;
-    for (char c : name) {
-        const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                        std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
-        if (!ok) return false;
-    }
-    return true;
-}
-
 }  // namespace
 
 std::optional<reply_record> parse_reply(const consumed_record& r, std::string& why) {
@@ -44,7 +34,7 @@ std::optional<reply_record> parse_reply(const consumed_record& r, std::string& w
             if (safe_value(h.value)) out.response.headers.emplace_back("Content-Type", h.value);
         } else if (h.name.starts_with(header_prefix)) {
             const std::string_view name = std::string_view(h.name).substr(header_prefix.size());
-            if (token(name) && !framing_or_hop(name) && !iequals(name, "content-type") && safe_value(h.value)) {
+            if (is_token(name) && !framing_or_hop(name) && !iequals(name, "content-type") && safe_value(h.value)) {
                 out.response.headers.emplace_back(std::string(name), h.value);
             }
         }

@@ -191,16 +191,7 @@ int success_status(const config::route& route, config::mode mode) {
 awaitable<outcome> handle_forward(const state_ptr& st, const config::config& cfg, const config::route* route,
                                   http::request<http::string_body>& req, const std::string& client_ip,
                                   const std::string& correlation_id) {
-    http::request<http::string_body> up{req.method(), req.target(), 11};
-    if (req.method() == http::verb::unknown) up.method_string(req.method_string());
-    for (const auto& f : req) {
-        if (f.name() == http::field::unknown) {
-            up.insert(f.name_string(), f.value());
-        } else {
-            up.insert(f.name(), f.value());
-        }
-    }
-    remove_hop_by_hop(up);
+    auto up = upstream_request(req);
     // Set after the hop-by-hop pass, so a `Connection: X-Forwarded-For` cannot remove ours.
     std::string xff;
     if (auto it = req.find("X-Forwarded-For"); it != req.end()) {
@@ -250,6 +241,27 @@ struct delivery_wait {
     std::optional<delivery_report> report;
     bool waiting = true;  // false once the session stopped waiting (answered or timed out)
 };
+
+// What every delivery report of an accepted record leaves behind: the request's state in the
+// status store and the produce-outcome metric. Returns the outcome label.
+const char* record_delivery(status_store& statuses, metrics& stats, const std::string& correlation_id,
+                            const std::string& route_name, const std::string& topic, const std::string& topic_label,
+                            const delivery_report& r) {
+    request_status s{request_status::state::persisted, route_name, topic, r.partition, r.offset, {}, {}};
+    const char* outcome = "persisted";
+    if (r.status == delivery_status::not_persisted) {
+        s.current = request_status::state::failed;
+        s.reason = r.error;
+        outcome = "not_persisted";
+    } else if (r.status == delivery_status::possibly_persisted) {
+        s.current = request_status::state::unknown;
+        s.reason = "possibly persisted: " + r.error;
+        outcome = "possibly_persisted";
+    }
+    statuses.put(correlation_id, std::move(s));
+    stats.produce_outcome(topic_label, outcome);
+    return outcome;
+}
 
 // A request held for Kafka (commit: the delivery report; reply: the reply). Their number is
 // bounded by limits.max_inflight_commits: beyond it, 503 at once (nothing produced).
@@ -306,19 +318,7 @@ awaitable<outcome> handle_produce(const state_ptr& st, const config::config& cfg
     // Runs on the producer's io thread for every accepted record, whatever the caller got.
     auto record_outcome = [statuses, stats, keys, mode, success, version, correlation_id, route_name = route.name, topic,
                            topic_label = route.topic, produced = std::chrono::steady_clock::now()](const delivery_report& r) {
-        request_status s{request_status::state::persisted, route_name, topic, r.partition, r.offset, {}, {}};
-        const char* outcome = "persisted";
-        if (r.status == delivery_status::not_persisted) {
-            s.current = request_status::state::failed;
-            s.reason = r.error;
-            outcome = "not_persisted";
-        } else if (r.status == delivery_status::possibly_persisted) {
-            s.current = request_status::state::unknown;
-            s.reason = "possibly persisted: " + r.error;
-            outcome = "possibly_persisted";
-        }
-        statuses->put(correlation_id, std::move(s));
-        stats->produce_outcome(topic_label, outcome);
+        record_delivery(*statuses, *stats, correlation_id, route_name, topic, topic_label, r);
         if (keys) {
             // Idempotency-Key: a definite failure frees the key (a retry may run again); a commit
             // is settled by its report, whatever its caller was told meanwhile.
@@ -525,17 +525,8 @@ awaitable<outcome> handle_shadow(const state_ptr& st, const config::config& cfg,
         const auto err = st->kafka->produce(
             *built.record, [statuses, stats, failed, correlation_id, route_name = route.name, topic,
                             topic_label = route.topic](const delivery_report& r) {
-                request_status s{request_status::state::persisted, route_name, topic, r.partition, r.offset, {}, {}};
-                if (r.status != delivery_status::persisted) {
-                    s.current = r.status == delivery_status::not_persisted ? request_status::state::failed
-                                                                           : request_status::state::unknown;
-                    s.reason = r.error;
-                    failed(r.status == delivery_status::not_persisted ? "not_persisted" : "possibly_persisted", r.error);
-                }
-                statuses->put(correlation_id, std::move(s));
-                stats->produce_outcome(topic_label, r.status == delivery_status::persisted       ? "persisted"
-                                                    : r.status == delivery_status::not_persisted ? "not_persisted"
-                                                                                                 : "possibly_persisted");
+                const char* outcome = record_delivery(*statuses, *stats, correlation_id, route_name, topic, topic_label, r);
+                if (r.status != delivery_status::persisted) failed(outcome, r.error);
             });
         if (err != produce_error::ok) {
             stats->produce_outcome(route.topic, std::string("refused_") + to_string(err));

@@ -97,16 +97,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* bytes, std::size_t siz
     }
 
     // Re-serialise as handle_forward does: hop-by-hop removed, Content-Length framing.
-    http::request<http::string_body> up{req.method(), req.target(), 11};
-    if (req.method() == http::verb::unknown) up.method_string(req.method_string());
-    for (const auto& f : req) {
-        if (f.name() == http::field::unknown) {
-            up.insert(f.name_string(), f.value());
-        } else {
-            up.insert(f.name(), f.value());
-        }
-    }
-    remove_hop_by_hop(up);
+    auto up = upstream_request(req);
     check(up.find(http::field::transfer_encoding) == up.end(), "Transfer-Encoding survived remove_hop_by_hop");
     up.body() = req.body();
     up.content_length(up.body().size());

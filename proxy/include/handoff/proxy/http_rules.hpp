@@ -10,6 +10,7 @@
 
 #include <boost/beast/http/fields.hpp>
 #include <boost/beast/http/message.hpp>
+#include <boost/beast/http/string_body.hpp>
 
 #include <cstddef>
 #include <cstdint>
@@ -81,5 +82,12 @@ bool is_hop_by_hop(std::string_view name) noexcept;
 bool split_target(std::string_view target, std::string_view& path, std::string_view& query) noexcept;
 
 bool iequals(std::string_view a, std::string_view b) noexcept;
+
+// An RFC 9110 token (1+ tchar): methods, header names.
+bool is_token(std::string_view s) noexcept;
+
+// The request as the upstream gets it on `forward`: method, target and every header field of
+// `req` (HTTP/1.1, no body), hop-by-hop and Connection-nominated fields removed.
+http::request<http::string_body> upstream_request(const http::request<http::string_body>& req);
 
 }  // namespace handoff::proxy

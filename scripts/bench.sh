@@ -9,6 +9,10 @@
 #                               every stage produced numbers (the ctest test bench_smoke)
 #   scripts/bench.sh --profile  perf record -g of Handoff's event route under wrk for 10 s;
 #                               prints the top symbols (results/perf-event.txt)
+#   scripts/bench.sh --instructions
+#                               user-space instructions per request under callgrind for the Beast
+#                               limit and Handoff's event, commit and forward routes: independent
+#                               of other load on the machine (results/instructions.md)
 #
 # Environment:
 #   BENCH_SUT_CPUS   CPUs for the system under test (default 0)
@@ -29,7 +33,8 @@ case "${1:-}" in
   "") ;;
   --smoke) mode=smoke ;;
   --profile) mode=profile ;;
-  *) echo "usage: scripts/bench.sh [--smoke | --profile]" >&2; exit 2 ;;
+  --instructions) mode=instructions ;;
+  *) echo "usage: scripts/bench.sh [--smoke | --profile | --instructions]" >&2; exit 2 ;;
 esac
 log() { printf '[bench] %s\n' "$*" >&2; }
 started=$SECONDS
@@ -77,6 +82,7 @@ args=(--out "$RESULTS" --handoff "$HANDOFF_BIN" --tools "$BENCH_TOOLS_DIR" --bro
 case "$mode" in
   smoke) args+=(--smoke) ;;
   profile) args+=(--profile event) ;;
+  instructions) args+=(--instructions) ;;
 esac
 {
   echo "machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1), load average $(cut -d' ' -f1-3 /proc/loadavg)"

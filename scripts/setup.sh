@@ -23,13 +23,13 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 # --- Debian packages --------------------------------------------------------------------------
 DEB_PACKAGES=(
-  build-essential cmake ninja-build pkg-config git curl ca-certificates python3 python3-venv
+  build-essential cmake ninja-build pkg-config git curl ca-certificates openssl python3 python3-venv
   libboost1.81-dev libboost-url1.81-dev
-  libyaml-cpp-dev nlohmann-json3-dev doctest-dev libcli11-dev prometheus-cpp-dev
+  libyaml-cpp-dev nlohmann-json3-dev doctest-dev libcli11-dev prometheus-cpp-dev libmimalloc-dev
   libssl-dev libsasl2-dev libzstd-dev liblz4-dev zlib1g-dev
   openjdk-17-jre-headless maven kcat wrk
   clang libclang-rt-14-dev
-  nginx linux-perf          # the benchmark (scripts/bench.sh): nginx as forward peer and upstream; perf for --profile
+  nginx linux-perf valgrind # the benchmark (scripts/bench.sh): nginx as forward peer and upstream; perf for --profile; callgrind for --instructions
 )
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do

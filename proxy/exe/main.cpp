@@ -26,6 +26,9 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <nlohmann/json.hpp>
+#if HANDOFF_MIMALLOC
+#include <mimalloc.h>
+#endif
 
 #include <algorithm>
 #include <atomic>
@@ -53,6 +56,16 @@ using namespace std::chrono_literals;
 
 constexpr int exit_config = 78;  // EX_CONFIG
 constexpr const char* version_string = "0.1.0";
+
+// The allocator serving this process, for the start-up log line (see HANDOFF_MIMALLOC).
+std::string allocator_name() {
+#if HANDOFF_MIMALLOC
+    const int v = mi_version();
+    return "mimalloc " + std::to_string(v / 100) + "." + std::to_string(v / 10 % 10) + "." + std::to_string(v % 10);
+#else
+    return "libc";
+#endif
+}
 
 void print_errors(const std::vector<handoff::config::config_error>& errors) {
     for (const auto& e : errors) std::cerr << handoff::config::format(e) << '\n';
@@ -135,9 +148,22 @@ int run(const std::string& file) {
     log::set_level(parse_level(cfg->log.level));
     log::info("starting", {{"version", version_string},
                            {"librdkafka", handoff::adapters::kafka::librdkafka_version()},
+                           {"allocator", allocator_name()},
                            {"config", file},
+                           {"profile", handoff::config::to_string(cfg->profile)},
                            {"routes", cfg->routes.size()},
                            {"threads", cfg->listen.threads}});
+    // The production profile refuses these at load time unless kafka.allow_insecure is set: then
+    // say so loudly, once, naming each setting (config/README.md, "Profiles").
+    if (cfg->profile == handoff::config::profile_kind::production && cfg->kafka.allow_insecure) {
+        std::vector<std::string> insecure;
+        for (const auto& s : handoff::config::insecure_kafka_settings(*cfg)) insecure.push_back(s.path + ": " + s.message);
+        if (!insecure.empty()) {
+            log::warn("INSECURE KAFKA CONNECTION: kafka.allow_insecure lets the production profile run with settings "
+                      "that send data unencrypted or trust an unverified broker",
+                      {{"settings", insecure}});
+        }
+    }
 
     const int threads = std::max(1, cfg->listen.threads);
     asio::io_context ioc(threads);
@@ -225,12 +251,13 @@ int run(const std::string& file) {
         const auto before = nlohmann::json::parse(handoff::config::to_redacted_json(*old));
         const auto after = nlohmann::json::parse(handoff::config::to_redacted_json(*fresh));
         std::vector<std::string> need_restart;
-        for (const char* section : {"listen", "admin", "upstream", "kafka", "subscriptions", "status", "idempotency", "replies"}) {
+        for (const char* section : {"profile", "listen", "admin", "upstream", "kafka", "subscriptions", "status", "idempotency", "replies"}) {
             if (before.value(section, nlohmann::json()) != after.value(section, nlohmann::json())) need_restart.emplace_back(section);
         }
         if (!need_restart.empty()) {
             // Keep what is in force for the sections that need a restart, so /config tells the truth.
             auto merged = std::make_shared<handoff::config::config>(*fresh);
+            merged->profile = old->profile;
             merged->listen = old->listen;
             merged->admin = old->admin;
             merged->upstream = old->upstream;
@@ -385,7 +412,10 @@ int run(const std::string& file) {
     asio::signal_set stop_signals(ioc, SIGTERM, SIGINT);
     stop_signals.async_wait([&](boost::system::error_code ec, int sig) {
         if (ec) return;
-        log::info("signal received", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
+        // producer_queued_records: accepted records not yet reported by the broker. If a SIGKILL
+        // follows (a grace period too short), these are what can be lost (README, "Reliability").
+        log::info("signal received", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"},
+                                      {"producer_queued_records", producer->stats().queued_messages}});
         // The drain settings in force now (they may have been reloaded since start-up).
         life.drain_delay = current.load()->drain.delay;
         life.drain_timeout = current.load()->drain.timeout;

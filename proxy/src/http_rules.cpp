@@ -36,16 +36,16 @@ constexpr std::array<std::string_view, 11> forbidden_trailers = {
     "content-length", "host", "expect", "range", "authorization", "cookie", "content-type",
     "content-encoding", "x-correlation-id", "x-forwarded-for", "idempotency-key"};
 
-bool is_tchar(char c) noexcept {
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
-    switch (c) {
-        case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+': case '-': case '.':
-        case '^': case '_': case '`': case '|': case '~':
-            return true;
-        default:
-            return false;
-    }
-}
+constexpr std::array<bool, 256> tchar_table = [] {
+    std::array<bool, 256> t{};
+    for (int c = '0'; c <= '9'; ++c) t[c] = true;
+    for (int c = 'a'; c <= 'z'; ++c) t[c] = true;
+    for (int c = 'A'; c <= 'Z'; ++c) t[c] = true;
+    for (const char c : std::string_view("!#$%&'*+-.^_`|~")) t[static_cast<unsigned char>(c)] = true;
+    return t;
+}();
+
+bool is_tchar(char c) noexcept { return tchar_table[static_cast<unsigned char>(c)]; }
 
 // uri-host [":" port]: unreserved / pct-encoded / sub-delims, ':' and the IP-literal brackets.
 bool is_authority_char(char c) noexcept {
@@ -101,8 +101,10 @@ int hex_value(char c) noexcept {
 
 bool iequals(std::string_view a, std::string_view b) noexcept {
     if (a.size() != b.size()) return false;
+    // ASCII case folding (field names and tokens are ASCII), without the locale.
+    const auto fold = [](char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; };
     for (std::size_t i = 0; i < a.size(); ++i) {
-        if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i]))) return false;
+        if (fold(a[i]) != fold(b[i])) return false;
     }
     return true;
 }
@@ -118,14 +120,15 @@ std::optional<std::string> framing_problem(const http::request_header<>& head) {
     std::size_t te_count = 0, cl_count = 0, host_count = 0;
     std::string_view te_value;
     for (const auto& f : head) {
-        const auto name = f.name_string();
-        if (iequals(name, "transfer-encoding")) {
-            ++te_count;
-            te_value = f.value();
-        } else if (iequals(name, "content-length")) {
-            ++cl_count;
-        } else if (iequals(name, "host")) {
-            ++host_count;
+        // Beast names the fields it knows (case-insensitively) when it parses them.
+        switch (f.name()) {
+            case http::field::transfer_encoding:
+                ++te_count;
+                te_value = f.value();
+                break;
+            case http::field::content_length: ++cl_count; break;
+            case http::field::host: ++host_count; break;
+            default: break;
         }
     }
     if (te_count > 0) {
@@ -176,6 +179,13 @@ std::optional<std::string> target_problem(std::string_view target) {
         const auto slash = path.find('/', start);
         const auto seg = path.substr(start, slash == std::string_view::npos ? std::string_view::npos : slash - start);
         if (seg.empty() && slash != std::string_view::npos) return "the path has an empty segment ('//')";
+        if (seg.find('%') == std::string_view::npos) {
+            // Raw visible ASCII (checked above): only dot segments are left to refuse.
+            if (seg == "." || seg == "..") return "dot segments ('.', '..', raw or encoded) are not allowed in the path";
+            if (slash == std::string_view::npos) break;
+            start = slash + 1;
+            continue;
+        }
         // Decode the segment's escapes (all valid, checked above: '/' and '?' are not hex digits,
         // so an escape never crosses a segment) just enough to see dots, slashes and NUL.
         std::string decoded;
@@ -212,13 +222,13 @@ std::optional<std::string> header_problem(const http::request_header<>& head) {
             const auto u = static_cast<unsigned char>(c);
             if ((u < 0x20 && c != '\t') || u == 0x7f) return "a header value contains a control character";
         }
-        if (iequals(name, "content-length")) {
+        if (f.name() == http::field::content_length) {
             const auto v = f.value();
             if (v.empty() || v.size() > 18) return "Content-Length must be 1 to 18 decimal digits";
             for (const char c : v) {
                 if (c < '0' || c > '9') return "Content-Length must be 1 to 18 decimal digits";
             }
-        } else if (iequals(name, "host")) {
+        } else if (f.name() == http::field::host) {
             for (const char c : f.value()) {
                 if (!is_authority_char(c)) return "the Host header is not a valid host[:port]";
             }
@@ -293,6 +303,90 @@ http::request<http::string_body> upstream_request(const http::request<http::stri
     }
     remove_hop_by_hop(up);
     return up;
+}
+
+namespace {
+
+// "HTTP/1.1" for version 11: the digits of Beast's version number.
+void append_version(std::string& out, unsigned v) {
+    const char version[8] = {'H', 'T', 'T', 'P', '/', static_cast<char>('0' + v / 10 % 10), '.',
+                             static_cast<char>('0' + v % 10)};
+    out.append(version, sizeof version);
+}
+
+template <bool IsRequest>
+void append_fields(std::string& out, const http::header<IsRequest, http::fields>& head) {
+    for (const auto& f : head) {
+        out += f.name_string();
+        out += ": ";
+        out += f.value();
+        out += "\r\n";
+    }
+    out += "\r\n";
+}
+
+template <bool IsRequest>
+std::size_t fields_size(const http::header<IsRequest, http::fields>& head) {
+    std::size_t n = 2;
+    for (const auto& f : head) n += f.name_string().size() + f.value().size() + 4;
+    return n;
+}
+
+}  // namespace
+
+void serialize_response_head(const http::response<http::string_body>& res, std::string& out) {
+    std::string_view reason = res.reason();
+    if (reason.empty()) reason = http::obsolete_reason(res.result());
+    const unsigned code = res.result_int();
+    const char digits[5] = {' ', static_cast<char>('0' + code / 100 % 10), static_cast<char>('0' + code / 10 % 10),
+                            static_cast<char>('0' + code % 10), ' '};
+    out.reserve(out.size() + 15 + reason.size() + fields_size(res.base()));
+    append_version(out, res.version());
+    out.append(digits, sizeof digits);
+    out += reason;
+    out += "\r\n";
+    append_fields(out, res.base());
+}
+
+void serialize_request_head(const http::request<http::string_body>& req, std::string& out) {
+    const auto method = req.method_string();
+    const auto target = req.target();
+    out.reserve(out.size() + method.size() + target.size() + 12 + fields_size(req.base()));
+    out += method;
+    out += ' ';
+    out += target;
+    out += ' ';
+    append_version(out, req.version());
+    out += "\r\n";
+    append_fields(out, req.base());
+}
+
+void append_json_string(std::string& out, std::string_view s) {
+    static constexpr char hex[] = "0123456789abcdef";
+    out.reserve(out.size() + s.size() + 2);
+    out += '"';
+    std::size_t run = 0;  // start of the pending run of bytes copied as they are
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        const auto u = static_cast<unsigned char>(s[i]);
+        if (u >= 0x20 && u != '"' && u != '\\') continue;
+        out.append(s.data() + run, i - run);
+        run = i + 1;
+        switch (u) {
+            case '"': out += "\\\""; break;
+            case '\\': out += "\\\\"; break;
+            case '\n': out += "\\n"; break;
+            case '\r': out += "\\r"; break;
+            case '\t': out += "\\t"; break;
+            case '\b': out += "\\b"; break;
+            case '\f': out += "\\f"; break;
+            default:
+                out += "\\u00";
+                out += hex[u >> 4];
+                out += hex[u & 0xF];
+        }
+    }
+    out.append(s.data() + run, s.size() - run);
+    out += '"';
 }
 
 }  // namespace handoff::proxy

@@ -20,8 +20,10 @@ std::mt19937_64& rng() {
 
 constexpr char hex_digits[] = "0123456789abcdef";
 
-void put_hex(std::string& out, std::uint64_t v, int nibbles) {
-    for (int i = nibbles - 1; i >= 0; --i) out.push_back(hex_digits[(v >> (i * 4)) & 0xF]);
+// Writes `nibbles` hex digits of v at p; returns the end.
+char* put_hex(char* p, std::uint64_t v, int nibbles) {
+    for (int i = nibbles - 1; i >= 0; --i) *p++ = hex_digits[(v >> (i * 4)) & 0xF];
+    return p;
 }
 
 bool lower_hex(std::string_view s) noexcept {
@@ -60,18 +62,17 @@ std::string make_uuid_v7() {
     // Layout: time_hi(32) time_lo(16) | ver(4) rand_a(12) | var(2) rand_b(62)
     const std::uint64_t hi = (ms << 16) | 0x7000u | (r1 & 0x0FFFu);
     const std::uint64_t lo = (r2 & 0x3FFFFFFFFFFFFFFFull) | 0x8000000000000000ull;
-    std::string s;
-    s.reserve(36);
-    put_hex(s, hi >> 32, 8);
-    s.push_back('-');
-    put_hex(s, (hi >> 16) & 0xFFFF, 4);
-    s.push_back('-');
-    put_hex(s, hi & 0xFFFF, 4);
-    s.push_back('-');
-    put_hex(s, lo >> 48, 4);
-    s.push_back('-');
-    put_hex(s, lo & 0xFFFFFFFFFFFFull, 12);
-    return s;
+    char buf[36];
+    char* p = put_hex(buf, hi >> 32, 8);
+    *p++ = '-';
+    p = put_hex(p, (hi >> 16) & 0xFFFF, 4);
+    *p++ = '-';
+    p = put_hex(p, hi & 0xFFFF, 4);
+    *p++ = '-';
+    p = put_hex(p, lo >> 48, 4);
+    *p++ = '-';
+    put_hex(p, lo & 0xFFFFFFFFFFFFull, 12);
+    return std::string(buf, sizeof buf);
 }
 
 bool valid_traceparent(std::string_view tp) noexcept {
@@ -94,14 +95,15 @@ std::string make_traceparent() {
     std::uint64_t t1 = gen(), t2 = gen(), p = gen();
     if ((t1 | t2) == 0) t2 = 1;
     if (p == 0) p = 1;
-    std::string s = "00-";
-    s.reserve(55);
-    put_hex(s, t1, 16);
-    put_hex(s, t2, 16);
-    s.push_back('-');
-    put_hex(s, p, 16);
-    s += "-01";
-    return s;
+    char buf[55] = {'0', '0', '-'};
+    char* q = put_hex(buf + 3, t1, 16);
+    q = put_hex(q, t2, 16);
+    *q++ = '-';
+    q = put_hex(q, p, 16);
+    *q++ = '-';
+    *q++ = '0';
+    *q = '1';
+    return std::string(buf, sizeof buf);
 }
 
 }  // namespace handoff::proxy

@@ -56,15 +56,30 @@ std::optional<std::string> render_topic(std::string_view tmpl, const path_params
 
 std::string rfc3339_millis(std::chrono::system_clock::time_point t) {
     using namespace std::chrono;
-    const auto secs = time_point_cast<seconds>(t);
-    const auto ms = duration_cast<milliseconds>(t - secs).count();
+    const auto secs = floor<seconds>(t);  // before 1970 too: milliseconds are never negative
+    const auto ms = static_cast<int>(duration_cast<milliseconds>(t - secs).count());
+    // The date and time of day change once a second: formatted then, per thread (the hot path
+    // stamps every record).
+    thread_local std::time_t cached_second = -1;
+    thread_local char cached[64];  // "YYYY-MM-DDTHH:MM:SS" and its NUL
     const std::time_t tt = system_clock::to_time_t(secs);
-    std::tm tm{};
-    gmtime_r(&tt, &tm);
-    char buf[96];
-    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-                  tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
-    return buf;
+    if (tt != cached_second) {
+        std::tm tm{};
+        gmtime_r(&tt, &tm);
+        // system_clock counts nanoseconds in 64 bits: years 1677-2262, always four digits.
+        std::snprintf(cached, sizeof cached, "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900, tm.tm_mon + 1,
+                      tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+        cached_second = tt;
+    }
+    std::string out;
+    out.reserve(24);
+    out.append(cached, 19);
+    out += '.';
+    out += static_cast<char>('0' + ms / 100);
+    out += static_cast<char>('0' + ms / 10 % 10);
+    out += static_cast<char>('0' + ms % 10);
+    out += 'Z';
+    return out;
 }
 
 key_result extract_key(const config::route& route, const request_view& req, std::string_view body,

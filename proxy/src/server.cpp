@@ -18,6 +18,7 @@
 #include <boost/asio/strand.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/empty_body.hpp>
@@ -27,11 +28,13 @@
 #include <boost/beast/http/write.hpp>
 #include <nlohmann/json.hpp>
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <list>
 #include <mutex>
 #include <optional>
+#include <tuple>
 
 namespace handoff::proxy {
 
@@ -154,12 +157,19 @@ outcome commit_success(int status, const std::string& correlation_id, const std:
     o.res.set("X-Correlation-ID", correlation_id);
     o.res.set(http::field::location, status_url(correlation_id));
     if (status != 204) {
-        set_json(o.res, nlohmann::json{{"correlation_id", correlation_id},
-                                       {"topic", topic},
-                                       {"partition", report.partition},
-                                       {"offset", report.offset},
-                                       {"outcome", "persisted"}}
-                            .dump());
+        // Keys in the order a JSON document would sort them; built directly (the hot path).
+        std::string body;
+        body.reserve(128 + correlation_id.size() + topic.size());
+        body += "{\"correlation_id\":";
+        append_json_string(body, correlation_id);
+        body += ",\"offset\":";
+        body += std::to_string(report.offset);
+        body += ",\"outcome\":\"persisted\",\"partition\":";
+        body += std::to_string(report.partition);
+        body += ",\"topic\":";
+        append_json_string(body, topic);
+        body += '}';
+        set_json(o.res, std::move(body));
     }
     return o;
 }
@@ -295,29 +305,24 @@ struct reply_wait {
     bool waiting = true;
 };
 
-// event, commit and reply. `mode` is the mode this request takes (the route's, or its canary's);
-// `keyed`: the request holds an Idempotency-Key entry, settled here as the outcome becomes known.
-awaitable<outcome> handle_produce(const state_ptr& st, const config::config& cfg, const config::route& route,
-                                  config::mode mode, http::request<http::string_body>& req, const path_params& params,
-                                  const std::string& correlation_id, bool keyed) {
-    std::string_view path, query;
-    split_target(req.target(), path, query);
-    const request_view view{req.method_string(), path, query, req.base()};
-    auto built = build_record(route, cfg.defaults, view, req.body(), params, correlation_id,
-                              std::chrono::system_clock::now());
-    if (!built.record) co_return make_error(built.err, built.message, correlation_id, req.version());
-    kafka_record& rec = *built.record;
-    const std::string topic = rec.topic;
-    if (mode == config::mode::reply) rec.headers.push_back({"handoff_reply_topic", cfg.replies.topic});
-    auto statuses = st->statuses;
-    auto stats = st->stats;
-    auto keys = keyed ? st->keys : nullptr;
-    const int success = success_status(route, mode);
-    const unsigned version = req.version();
-    statuses->put(correlation_id, request_status{request_status::state::accepted, route.name, topic, -1, -1, {}, {}});
+// What event, commit and reply requests share: the record, built from the request, and what every
+// delivery report of it leaves behind (the status store, the metrics, the Idempotency-Key entry).
+// One allocation per request, shared by the delivery handler and the session.
+struct produce_context {
+    std::shared_ptr<status_store> statuses;
+    std::shared_ptr<metrics> stats;
+    std::shared_ptr<idempotency_store> keys;  // null unless the request holds an Idempotency-Key
+    config::mode mode;
+    int success;
+    unsigned version;
+    std::string correlation_id;
+    std::string route_name;
+    std::string topic;
+    std::string topic_label;  // the route's topic template
+    std::chrono::steady_clock::time_point produced = std::chrono::steady_clock::now();
+
     // Runs on the producer's io thread for every accepted record, whatever the caller got.
-    auto record_outcome = [statuses, stats, keys, mode, success, version, correlation_id, route_name = route.name, topic,
-                           topic_label = route.topic, produced = std::chrono::steady_clock::now()](const delivery_report& r) {
+    void on_report(const delivery_report& r) const {
         record_delivery(*statuses, *stats, correlation_id, route_name, topic, topic_label, r);
         if (keys) {
             // Idempotency-Key: a definite failure frees the key (a retry may run again); a commit
@@ -337,162 +342,223 @@ awaitable<outcome> handle_produce(const state_ptr& st, const config::config& cfg
         }
         stats->delivery_latency(topic_label,
                                 std::chrono::duration<double>(std::chrono::steady_clock::now() - produced).count());
-    };
-    auto refused = [&](produce_error err) {
-        stats->produce_outcome(route.topic, std::string("refused_") + to_string(err));
+    }
+
+    // The producer refused the record before producing it.
+    void refused(produce_error err) const {
+        stats->produce_outcome(topic_label, std::string("refused_") + to_string(err));
         if (err == produce_error::queue_full) stats->shed("producer_queue_full").Increment();
-        statuses->put(correlation_id, request_status{request_status::state::failed, route.name, topic, -1, -1,
+        statuses->put(correlation_id, request_status{request_status::state::failed, route_name, topic, -1, -1,
                                                      std::string("refused before produce: ") + to_string(err), {}});
-    };
-
-    if (mode == config::mode::reply) {
-        // Hold the caller until the reply record arrives, or the route timeout. Held requests
-        // count against the same bound as commit requests.
-        auto guard = hold_slot::take(*st, cfg);
-        if (!guard) {
-            statuses->put(correlation_id, request_status{request_status::state::failed, route.name, topic, -1, -1,
-                                                         "refused: too many requests waiting", {}});
-            co_return make_error(error::overloaded, "too many requests are waiting for Kafka; retry later",
-                                 correlation_id, version);
-        }
-        const auto ex = co_await asio::this_coro::executor;
-        auto wait = std::make_shared<reply_wait>(ex);
-        wait->timer.expires_after(route.timeout.count() > 0 ? route.timeout : cfg.defaults.timeout);
-        // Both handlers post to the session's strand; the first to arrive wins.
-        st->replies->add(correlation_id, [wait](std::shared_ptr<const stored_response> r) {
-            asio::post(wait->timer.get_executor(), [wait, r = std::move(r)] {
-                if (!wait->waiting || wait->reply) return;
-                wait->reply = r;
-                wait->timer.cancel();
-            });
-        });
-        const auto err = st->kafka->produce(rec, [wait, record_outcome](const delivery_report& r) {
-            record_outcome(r);
-            if (r.status != delivery_status::not_persisted) return;
-            asio::post(wait->timer.get_executor(), [wait, r] {
-                if (!wait->waiting || wait->reply) return;
-                wait->failure = r;
-                wait->timer.cancel();
-            });
-        });
-        if (err != produce_error::ok) {
-            st->replies->remove(correlation_id);
-            refused(err);
-            auto o = make_error(from_produce_error(err), std::string("the request was not accepted: ") + to_string(err),
-                                correlation_id, version);
-            o.topic = topic;
-            co_return o;
-        }
-        co_await wait->timer.async_wait(tuple_awaitable);
-        wait->waiting = false;
-        st->replies->remove(correlation_id);  // a reply from now on is late: status store only
-        outcome o;
-        o.topic = topic;
-        if (wait->reply) {
-            o.res = from_stored(*wait->reply, version);
-            o.res.set("X-Correlation-ID", correlation_id);
-        } else if (wait->failure) {
-            o = make_error(error::delivery_failed,
-                           "the broker did not persist the request (" + wait->failure->error + "); safe to retry",
-                           correlation_id, version);
-            o.topic = topic;
-        } else {
-            o = outcome_unknown("no reply within the route timeout; the request may or may not have been processed",
-                                correlation_id, topic, version);
-            if (keys) keys->complete(correlation_id, to_stored(o.res), /*final=*/false);  // a late reply replaces it
-        }
-        co_return o;
     }
 
-    if (mode == config::mode::event) {
-        const auto err = st->kafka->produce(rec, [correlation_id, topic, record_outcome](const delivery_report& r) {
-            record_outcome(r);
-            if (r.status != delivery_status::persisted) {
-                log::warn("event not persisted", {{"correlation_id", correlation_id},
-                                                  {"topic", topic},
-                                                  {"error", r.error},
-                                                  {"possibly_persisted", r.status == delivery_status::possibly_persisted}});
-            }
-        });
-        if (err != produce_error::ok) {
-            refused(err);
-            auto o = make_error(from_produce_error(err), std::string("the event was not accepted: ") + to_string(err),
-                                correlation_id, req.version());
-            o.topic = topic;
-            co_return o;
-        }
-        outcome o;
-        o.topic = topic;
-        o.res = response{http::status::accepted, req.version()};
-        const auto remember = [&] {
-            if (keys) keys->complete(correlation_id, to_stored(o.res), /*final=*/false);  // until not_persisted
-        };
-        o.res.set("X-Correlation-ID", correlation_id);
-        o.res.set(http::field::location, status_url(correlation_id));
-        set_json(o.res, nlohmann::json{{"correlation_id", correlation_id},
-                                       {"status_url", status_url(correlation_id)},
-                                       {"topic", topic}}
-                            .dump());
-        remember();
-        co_return o;
+    void failed(std::string reason) const {
+        statuses->put(correlation_id,
+                      request_status{request_status::state::failed, route_name, topic, -1, -1, std::move(reason), {}});
     }
+};
+using context_ptr = std::shared_ptr<const produce_context>;
 
-    // commit: hold the caller until the broker's acks=all delivery report, or the route timeout.
-    // The number of callers held this way is bounded: beyond it, 503 at once (nothing produced).
+struct prepared_record {
+    std::optional<kafka_record> record;
+    context_ptr ctx;
+    std::optional<outcome> error;  // the request cannot make a record (4xx)
+};
+
+// Builds the record of an event, commit or reply request and records it as accepted.
+prepared_record prepare_record(const state_ptr& st, const config::config& cfg, const config::route& route,
+                               config::mode mode, http::request<http::string_body>& req, const path_params& params,
+                               const std::string& correlation_id, bool keyed) {
+    prepared_record out;
+    std::string_view path, query;
+    split_target(req.target(), path, query);
+    const request_view view{req.method_string(), path, query, req.base()};
+    auto built = build_record(route, cfg.defaults, view, req.body(), params, correlation_id,
+                              std::chrono::system_clock::now());
+    if (!built.record) {
+        out.error = make_error(built.err, built.message, correlation_id, req.version());
+        return out;
+    }
+    if (mode == config::mode::reply) built.record->headers.push_back({"handoff_reply_topic", cfg.replies.topic});
+    auto ctx = std::make_shared<produce_context>();
+    ctx->statuses = st->statuses;
+    ctx->stats = st->stats;
+    if (keyed) ctx->keys = st->keys;
+    ctx->mode = mode;
+    ctx->success = success_status(route, mode);
+    ctx->version = req.version();
+    ctx->correlation_id = correlation_id;
+    ctx->route_name = route.name;
+    ctx->topic = built.record->topic;
+    ctx->topic_label = route.topic;
+    ctx->statuses->put(correlation_id,
+                       request_status{request_status::state::accepted, route.name, ctx->topic, -1, -1, {}, {}});
+    out.record = std::move(built.record);
+    out.ctx = std::move(ctx);
+    return out;
+}
+
+// The 503 (or 4xx) for a record the producer refused; nothing was produced.
+outcome refusal(const produce_context& ctx, produce_error err, std::string_view what) {
+    ctx.refused(err);
+    auto o = make_error(from_produce_error(err), std::string(what) + to_string(err), ctx.correlation_id, ctx.version);
+    o.topic = ctx.topic;
+    return o;
+}
+
+// event: 202 as soon as the producer holds the record; its delivery report reaches the status
+// store. No waiting, so no coroutine frame on the hot path.
+outcome handle_event(const state_ptr& st, const config::config& cfg, const config::route& route,
+                     http::request<http::string_body>& req, const path_params& params,
+                     const std::string& correlation_id, bool keyed) {
+    auto p = prepare_record(st, cfg, route, config::mode::event, req, params, correlation_id, keyed);
+    if (p.error) return std::move(*p.error);
+    const auto& ctx = *p.ctx;
+    const auto err = st->kafka->produce(*p.record, [c = p.ctx](const delivery_report& r) {
+        c->on_report(r);
+        if (r.status != delivery_status::persisted) {
+            log::warn("event not persisted", {{"correlation_id", c->correlation_id},
+                                              {"topic", c->topic},
+                                              {"error", r.error},
+                                              {"possibly_persisted", r.status == delivery_status::possibly_persisted}});
+        }
+    });
+    if (err != produce_error::ok) return refusal(ctx, err, "the event was not accepted: ");
+    outcome o;
+    o.topic = ctx.topic;
+    o.res = response{http::status::accepted, req.version()};
+    const auto url = status_url(correlation_id);
+    o.res.set("X-Correlation-ID", correlation_id);
+    o.res.set(http::field::location, url);
+    std::string body;
+    body.reserve(64 + 2 * correlation_id.size() + ctx.topic.size());
+    body += "{\"correlation_id\":";
+    append_json_string(body, correlation_id);
+    body += ",\"status_url\":";
+    append_json_string(body, url);
+    body += ",\"topic\":";
+    append_json_string(body, ctx.topic);
+    body += '}';
+    set_json(o.res, std::move(body));
+    if (ctx.keys) ctx.keys->complete(correlation_id, to_stored(o.res), /*final=*/false);  // until not_persisted
+    return o;
+}
+
+// reply: holds the caller until the reply record arrives, or the route timeout. Held requests
+// count against the same bound as commit requests.
+awaitable<outcome> handle_reply(const state_ptr& st, const config::config& cfg, const config::route& route,
+                                http::request<http::string_body>& req, const path_params& params,
+                                const std::string& correlation_id, bool keyed) {
+    auto p = prepare_record(st, cfg, route, config::mode::reply, req, params, correlation_id, keyed);
+    if (p.error) co_return std::move(*p.error);
+    const context_ptr ctx = p.ctx;
+    const unsigned version = ctx->version;
     auto guard = hold_slot::take(*st, cfg);
     if (!guard) {
-        statuses->put(correlation_id, request_status{request_status::state::failed, route.name, topic, -1, -1,
-                                                     "refused: too many commit requests in flight", {}});
+        ctx->failed("refused: too many requests waiting");
+        co_return make_error(error::overloaded, "too many requests are waiting for Kafka; retry later", correlation_id,
+                             version);
+    }
+    const auto ex = co_await asio::this_coro::executor;
+    auto wait = std::make_shared<reply_wait>(ex);
+    wait->timer.expires_after(route.timeout.count() > 0 ? route.timeout : cfg.defaults.timeout);
+    // Both handlers post to the session's executor; the first to arrive wins.
+    st->replies->add(correlation_id, [wait](std::shared_ptr<const stored_response> r) {
+        asio::post(wait->timer.get_executor(), [wait, r = std::move(r)] {
+            if (!wait->waiting || wait->reply) return;
+            wait->reply = r;
+            wait->timer.cancel();
+        });
+    });
+    const auto err = st->kafka->produce(*p.record, [wait, ctx](const delivery_report& r) {
+        ctx->on_report(r);
+        if (r.status != delivery_status::not_persisted) return;
+        asio::post(wait->timer.get_executor(), [wait, r] {
+            if (!wait->waiting || wait->reply) return;
+            wait->failure = r;
+            wait->timer.cancel();
+        });
+    });
+    if (err != produce_error::ok) {
+        st->replies->remove(correlation_id);
+        co_return refusal(*ctx, err, "the request was not accepted: ");
+    }
+    co_await wait->timer.async_wait(tuple_awaitable);
+    wait->waiting = false;
+    st->replies->remove(correlation_id);  // a reply from now on is late: status store only
+    outcome o;
+    o.topic = ctx->topic;
+    if (wait->reply) {
+        o.res = from_stored(*wait->reply, version);
+        o.res.set("X-Correlation-ID", correlation_id);
+    } else if (wait->failure) {
+        o = make_error(error::delivery_failed,
+                       "the broker did not persist the request (" + wait->failure->error + "); safe to retry",
+                       correlation_id, version);
+        o.topic = ctx->topic;
+    } else {
+        o = outcome_unknown("no reply within the route timeout; the request may or may not have been processed",
+                            correlation_id, ctx->topic, version);
+        if (ctx->keys) ctx->keys->complete(correlation_id, to_stored(o.res), /*final=*/false);  // a late reply replaces it
+    }
+    co_return o;
+}
+
+// commit: holds the caller until the broker's acks=all delivery report, or the route timeout.
+// The number of callers held this way is bounded: beyond it, 503 at once (nothing produced).
+awaitable<outcome> handle_commit(const state_ptr& st, const config::config& cfg, const config::route& route,
+                                 http::request<http::string_body>& req, const path_params& params,
+                                 const std::string& correlation_id, bool keyed) {
+    auto p = prepare_record(st, cfg, route, config::mode::commit, req, params, correlation_id, keyed);
+    if (p.error) co_return std::move(*p.error);
+    const context_ptr ctx = p.ctx;
+    const unsigned version = ctx->version;
+    auto guard = hold_slot::take(*st, cfg);
+    if (!guard) {
+        ctx->failed("refused: too many commit requests in flight");
         co_return make_error(error::overloaded, "too many commit requests are waiting for Kafka; retry later",
-                             correlation_id, req.version());
+                             correlation_id, version);
     }
     const auto ex = co_await asio::this_coro::executor;
     auto wait = std::make_shared<delivery_wait>(ex);
-    const auto timeout = route.timeout.count() > 0 ? route.timeout : cfg.defaults.timeout;
-    wait->timer.expires_after(timeout);
-    const auto err = st->kafka->produce(rec, [wait, correlation_id, topic, record_outcome](const delivery_report& r) {
-        record_outcome(r);
-        // Runs on the producer's io thread: hand the report to the session's strand.
-        asio::post(wait->timer.get_executor(), [wait, r, correlation_id, topic] {
+    wait->timer.expires_after(route.timeout.count() > 0 ? route.timeout : cfg.defaults.timeout);
+    const auto err = st->kafka->produce(*p.record, [wait, ctx](const delivery_report& r) {
+        ctx->on_report(r);
+        // Runs on the producer's io thread: hand the report to the session's executor.
+        asio::post(wait->timer.get_executor(), [wait, ctx, r] {
             if (wait->waiting) {
                 wait->report = r;
                 wait->timer.cancel();
             } else {
-                log::info("late delivery report", {{"correlation_id", correlation_id},
-                                                   {"topic", topic},
+                log::info("late delivery report", {{"correlation_id", ctx->correlation_id},
+                                                   {"topic", ctx->topic},
                                                    {"persisted", r.status == delivery_status::persisted},
                                                    {"partition", r.partition},
                                                    {"offset", r.offset}});
             }
         });
     });
-    if (err != produce_error::ok) {
-        refused(err);
-        auto o = make_error(from_produce_error(err), std::string("the record was not accepted: ") + to_string(err),
-                            correlation_id, req.version());
-        o.topic = topic;
-        co_return o;
-    }
+    if (err != produce_error::ok) co_return refusal(*ctx, err, "the record was not accepted: ");
     co_await wait->timer.async_wait(tuple_awaitable);
     wait->waiting = false;  // a report arriving from now on is only logged
     const std::optional<delivery_report> report = wait->report;
 
     if (!report) {
         co_return outcome_unknown("no delivery report within the route timeout; the record may or may not be in Kafka",
-                                  correlation_id, topic, req.version());
+                                  correlation_id, ctx->topic, version);
     }
     if (report->status != delivery_status::persisted) {
         const auto e = from_delivery_status(report->status);
         if (e == error::outcome_unknown) {
             co_return outcome_unknown("the broker may have persisted the record (" + report->error + ")",
-                                      correlation_id, topic, req.version());
+                                      correlation_id, ctx->topic, version);
         }
         auto o = make_error(e, "the broker did not persist the record (" + report->error + "); safe to retry",
-                            correlation_id, req.version());
-        o.topic = topic;
+                            correlation_id, version);
+        o.topic = ctx->topic;
         co_return o;
     }
-    co_return commit_success(success, correlation_id, topic, *report, req.version());
+    co_return commit_success(ctx->success, correlation_id, ctx->topic, *report, version);
 }
 
 // ---- shadow ----------------------------------------------------------------------------------
@@ -634,11 +700,43 @@ void log_request(const http::request_header<>& req, const config::route* route, 
     log::write(log::level::info, "request", std::move(f));
 }
 
+// The response as one gathered write: its head serialized into `wire` (reused per connection),
+// then the body where it is.
+std::array<asio::const_buffer, 2> wire_buffers(const response& res, std::string& wire) {
+    wire.clear();
+    if (wire.capacity() > 64 * 1024) wire.shrink_to_fit();  // after an unusually large head
+    serialize_response_head(res, wire);
+    return {asio::buffer(wire), asio::buffer(res.body())};
+}
+
+// Feeds what is already buffered to the parser, without I/O: a request usually arrives whole in
+// the read that ended the idle wait, and an asynchronous read of bytes already here costs a post,
+// a deadline and a coroutine frame. `until_header`: stop once the head is parsed (the body limit
+// is set after routing). Returns the bytes consumed; `ec` is the parser's error (need_more is not
+// one: the caller then reads, as Beast's read would).
+std::size_t parse_buffered(http::request_parser<http::string_body>& parser, beast::flat_buffer& buffer,
+                           bool until_header, boost::system::error_code& ec) {
+    std::size_t used = 0;
+    ec = {};
+    while (buffer.size() > 0 && !(until_header ? parser.is_header_done() : parser.is_done())) {
+        const auto n = parser.put(buffer.data(), ec);
+        buffer.consume(n);
+        used += n;
+        if (ec == http::error::need_more) {
+            ec = {};
+            break;
+        }
+        if (ec || n == 0) break;
+    }
+    return used;
+}
+
 awaitable<void> write_and_close(beast::tcp_stream& stream, outcome o, const config::listen_config& listen) {
     o.res.keep_alive(false);
     o.res.prepare_payload();
     stream.expires_after(listen.write_timeout);
-    co_await http::async_write(stream, o.res, tuple_awaitable);
+    std::string wire;
+    co_await asio::async_write(stream, wire_buffers(o.res, wire), tuple_awaitable);
 }
 
 awaitable<void> run_session(state_ptr st, tcp::socket socket) {
@@ -654,6 +752,7 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
     // Bounded: a chunk line, a trailer or pipelined requests can never grow it past this
     // (buffer_overflow -> 400); pipelined requests beyond it wait in the socket (TCP back-pressure).
     beast::flat_buffer buffer(listen.max_header_bytes + 64 * 1024);
+    std::string wire;  // response heads, serialized here
     handle->stream = &stream;
     std::list<std::shared_ptr<session_handle>>::iterator registration;
     {
@@ -688,8 +787,15 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
         // Beast would refuse a Content-Length over its default 1 MB while reading the head (as a
         // 400); the limit is the route's, known after routing and set before the body is read.
         parser.body_limit(boost::none);
-        stream.expires_after(listen.header_timeout);
-        auto [hec, hn] = co_await http::async_read_header(stream, buffer, parser, tuple_awaitable);
+        // The head is usually here already, whole, from the read that ended the idle wait.
+        boost::system::error_code hec;
+        std::size_t hn = parse_buffered(parser, buffer, /*until_header=*/true, hec);
+        if (!hec && !parser.is_header_done()) {
+            stream.expires_after(listen.header_timeout);
+            auto [rec, rn] = co_await http::async_read_header(stream, buffer, parser, tuple_awaitable);
+            hec = rec;
+            hn += rn;
+        }
         // Beast 1.81 applies header_limit to the request line and to the fields separately; the
         // limit is for the whole head (L-4): hn is what the parser consumed for this head.
         if (!hec && hn > listen.max_header_bytes) hec = http::error::header_limit;
@@ -814,7 +920,7 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
             o.res.keep_alive(req.keep_alive() && !st->draining.load());
             o.res.prepare_payload();
             stream.expires_after(listen.write_timeout);
-            auto [wec, wn] = co_await http::async_write(stream, o.res, tuple_awaitable);
+            auto [wec, wn] = co_await asio::async_write(stream, wire_buffers(o.res, wire), tuple_awaitable);
             if (wec || !o.res.keep_alive()) break;
             continue;
         }
@@ -831,8 +937,13 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
             // keep the head as it was, so trailers are never applied, forwarded or copied (B-8).
             std::optional<http::fields> head_fields;
             if (req.chunked()) head_fields.emplace(static_cast<const http::fields&>(req));
-            stream.expires_after(listen.body_timeout);
-            auto [bec, bn] = co_await http::async_read(stream, buffer, parser, tuple_awaitable);
+            parser.eager(true);
+            boost::system::error_code bec;
+            parse_buffered(parser, buffer, /*until_header=*/false, bec);
+            if (!bec && !parser.is_done()) {
+                stream.expires_after(listen.body_timeout);
+                std::tie(bec, std::ignore) = co_await http::async_read(stream, buffer, parser, tuple_awaitable);
+            }
             if (bec) {
                 error e = error::bad_request;
                 std::string message = "malformed request body: " + bec.message();
@@ -879,9 +990,13 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
                         o = co_await handle_forward(st, cfg, route, req, client_ip, correlation_id);
                         break;
                     case config::mode::event:
+                        o = handle_event(st, cfg, *route, req, match.params, correlation_id, keyed);
+                        break;
                     case config::mode::commit:
+                        o = co_await handle_commit(st, cfg, *route, req, match.params, correlation_id, keyed);
+                        break;
                     case config::mode::reply:
-                        o = co_await handle_produce(st, cfg, *route, mode, req, match.params, correlation_id, keyed);
+                        o = co_await handle_reply(st, cfg, *route, req, match.params, correlation_id, keyed);
                         break;
                     case config::mode::shadow:
                         o = co_await handle_shadow(st, cfg, *route, req, client_ip, match.params, correlation_id);
@@ -908,7 +1023,7 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
             }
         }
         stream.expires_after(listen.write_timeout);
-        auto [wec, wn] = co_await http::async_write(stream, o.res, tuple_awaitable);
+        auto [wec, wn] = co_await asio::async_write(stream, wire_buffers(o.res, wire), tuple_awaitable);
         ++served;
         if (wec || !keep) break;
     }
@@ -927,7 +1042,10 @@ awaitable<void> accept_loop(state_ptr st) {
     for (;;) {
         // Accept into a socket made beforehand, on its own strand: Boost 1.81's move-accept with
         // an executor argument and as_tuple frees the strand twice (seen under ASan, 2 threads).
-        tcp::socket socket(asio::make_strand(st->ioc));
+        // With one io thread every handler is already serialized: no strand (it costs a queue
+        // and a lock per handler).
+        tcp::socket socket = st->listen.threads > 1 ? tcp::socket(asio::make_strand(st->ioc))
+                                                    : tcp::socket(st->ioc.get_executor());
         auto [ec] = co_await st->acceptor->async_accept(socket, tuple_awaitable);
         if (ec) {
             if (ec == asio::error::operation_aborted || !st->acceptor->is_open()) co_return;

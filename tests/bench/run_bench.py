@@ -554,8 +554,14 @@ def write_report(results: list[Result], out: Path, args, failed: list[str]) -> s
         a, b = run_at(cm, rate), run_at(dp, rate)
         if a and b:
             d = a["latency_us"]["p50"] - b["latency_us"]["p50"]
+            # The direct produce has no HTTP hop; the Beast limit's p50 at the same rate is what one
+            # loopback HTTP round trip costs on this machine, before Handoff does any work.
+            h = run_at(lim, rate) if lim else None
+            hop = (f"; the HTTP round trip alone (Beast limit p50) is {h['latency_us']['p50']:.0f} µs, "
+                   f"Handoff's own share {d - h['latency_us']['p50']:+.0f} µs" if h else "")
             lines.append(f"| `commit` adds < 50 µs p50 over the direct produce (at {rate}/s) | {d:+.0f} µs "
-                         f"({a['latency_us']['p50']:.0f} vs {b['latency_us']['p50']:.0f}) | {'yes' if d < 50 else 'no'} |")
+                         f"({a['latency_us']['p50']:.0f} vs {b['latency_us']['p50']:.0f}{hop}) | "
+                         f"{'yes' if d < 50 else 'no'} |")
     pe = R.get("camel-http-kafka")
     if cm and pe and not pe.skipped and per_core(pe):
         x = per_core(cm) / per_core(pe)
@@ -614,15 +620,92 @@ def main() -> int:
     ap.add_argument("--peer-template", default=str(Path(__file__).with_name("peer_routes.yaml")))
     ap.add_argument("--linger-ms", default="1")
     ap.add_argument("--profile", default="", help="instead of the suite: perf record this route (event)")
+    ap.add_argument("--instructions", action="store_true",
+                    help="instead of the suite: instructions per request under callgrind")
     args = ap.parse_args()
     args.load_at_start = " ".join(open("/proc/loadavg").read().split()[:3])
     b = Bench(args)
     try:
         if args.profile:
             return profile(b, args.profile)
+        if args.instructions:
+            return instructions(b)
         return b.run()
     finally:
         b.cleanup()
+
+
+def wait_port(port: int, proc: Proc, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            raise RuntimeError(f"{proc.name} exited during start-up (see its log)")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{proc.name}: port {port} not accepting after {timeout}s")
+
+
+def callgrind_total(path: Path) -> int:
+    """The instruction total of one callgrind dump ("summary:" or "totals:" line)."""
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith(("summary:", "totals:")):
+            return int(line.split()[1])
+    raise RuntimeError(f"no totals in {path}")
+
+
+def instructions(b: Bench, seconds: float = 10.0) -> int:
+    """User-space instructions per request, every thread of the process, under callgrind.
+
+    Unlike the timed runs this does not depend on what else the machine is doing, so it shows the
+    effect of a change on a busy machine too. Kernel time (the syscalls) is not counted: compare
+    with the Beast limit, which makes the same socket calls per request. Each system runs under
+    valgrind (about 50× slower), is warmed up with wrk, then callgrind's counters are zeroed, wrk
+    runs for `seconds` with 8 connections and the counters are dumped.
+    """
+    up, up_port = b.start_upstream()
+    tools = Path(b.a.tools)
+    rows = []
+    systems = [("beast-202-t1", "limit", "/event"), ("handoff-event-t1", "event", "/event"),
+               ("handoff-commit-t1", "commit", "/commit"), ("handoff-forward-t1", "forward", "/forward")]
+    for name, kind, path in systems:
+        port, admin = free_port(), free_port()
+        if kind == "limit":
+            argv = [str(tools / "handoff_bench_http202"), "--port", str(port)]
+        else:
+            argv = [b.a.handoff, "run", "--config", str(b.handoff_config(1, port, admin, up_port))]
+        out = b.tmp / f"callgrind-{name}.out"
+        p = b.start(f"callgrind-{name}", ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *argv],
+                    b.a.sut_cpus)
+        try:
+            if kind == "limit":
+                wait_port(port, p)
+            else:
+                wait_http(f"http://127.0.0.1:{admin}/readyz", p, timeout=120)
+            b.wrk(port, path, 3, 8)
+            subprocess.run(["callgrind_control", "-z", str(p.pid)], capture_output=True, check=True, timeout=60)
+            w = b.wrk(port, path, seconds, 8)
+            subprocess.run(["callgrind_control", "-d", str(p.pid)], capture_output=True, check=True, timeout=60)
+            dumps = sorted(b.tmp.glob(f"callgrind-{name}.out.*"), key=lambda f: f.stat().st_mtime)
+            if not dumps or not w["requests"]:
+                raise RuntimeError(f"{name}: no callgrind dump or no requests")
+            per = callgrind_total(dumps[-1]) / w["requests"]
+            rows.append((name, w["requests"], per, w["non2xx"] + w["errors"]))
+            log(f"{name}: {per:,.0f} instructions per request over {w['requests']} requests")
+        finally:
+            b.stop(p)
+    b.stop(up)
+    base = rows[0][2] if rows else 0
+    lines = ["| system | requests | instructions per request | × the Beast limit | errors |",
+             "|---|---:|---:|---:|---:|"]
+    for name, n, per, errors in rows:
+        lines.append(f"| {name} | {n:,} | {per:,.0f} | {per / base:.2f}× | {errors} |")
+    table = "\n".join(lines) + "\n"
+    (b.out / "instructions.md").write_text(table)
+    print(table)
+    return 0
 
 
 def profile(b: Bench, route: str) -> int:

@@ -1,6 +1,10 @@
 #include "handoff/proxy/http_rules.hpp"
 
 #include <doctest/doctest.h>
+#include <boost/beast/http/write.hpp>
+#include <nlohmann/json.hpp>
+
+#include <sstream>
 
 using namespace handoff::proxy;
 namespace http = boost::beast::http;
@@ -198,4 +202,82 @@ TEST_CASE("a forbidden trailer is found even when Beast inserted it next to a sa
     auth.insert("Authorization", "Basic x");
     CHECK(has_forbidden_trailer(head, auth));
     CHECK_FALSE(has_forbidden_trailer(head, head));
+}
+
+namespace {
+// The bytes Beast's own serializer writes for `res`.
+std::string beast_bytes(http::response<http::string_body> res) {
+    std::ostringstream os;
+    os << res;
+    return os.str();
+}
+}  // namespace
+
+TEST_CASE("serialize_response_head and the body are exactly what Beast's serializer writes") {
+    SUBCASE("202 with JSON body, HTTP/1.1") {
+        http::response<http::string_body> res{http::status::accepted, 11};
+        res.set("X-Correlation-ID", "abc");
+        res.set(http::field::location, "/_handoff/requests/abc");
+        res.set(http::field::content_type, "application/json");
+        res.body() = R"({"correlation_id":"abc"})";
+        res.keep_alive(true);
+        res.content_length(res.body().size());
+        std::string out = "prefix:";
+        serialize_response_head(res, out);
+        CHECK(out + res.body() == "prefix:" + beast_bytes(res));
+    }
+    SUBCASE("HTTP/1.0, Connection: close, empty body, a repeated field") {
+        http::response<http::string_body> res{http::status::no_content, 10};
+        res.insert("Set-Cookie", "a=1");
+        res.insert("Set-Cookie", "b=2");
+        res.keep_alive(false);
+        std::string out;
+        serialize_response_head(res, out);
+        CHECK(out == beast_bytes(res));
+        CHECK(out.starts_with("HTTP/1.0 204 No Content\r\n"));
+    }
+    SUBCASE("a custom reason phrase and an unknown status code") {
+        http::response<http::string_body> res{http::status::ok, 11};
+        res.reason("Fine Thanks");
+        res.body() = std::string("\0\x01binary", 8);
+        res.content_length(8);
+        std::string out;
+        serialize_response_head(res, out);
+        CHECK(out + res.body() == beast_bytes(res));
+        http::response<http::string_body> odd;
+        odd.result(299);
+        odd.version(11);
+        std::string out2;
+        serialize_response_head(odd, out2);
+        CHECK(out2 == beast_bytes(odd));
+    }
+}
+
+TEST_CASE("append_json_string escapes like a JSON serializer") {
+    std::string out;
+    append_json_string(out, "a\"b\\c\nd\x01\x1f\t/é");
+    CHECK(out == "\"a\\\"b\\\\c\\nd\\u0001\\u001f\\t/é\"");
+    CHECK(nlohmann::json::parse(out).get<std::string>() == "a\"b\\c\nd\x01\x1f\t/é");
+}
+
+TEST_CASE("serialize_request_head and the body are exactly what Beast's serializer writes") {
+    http::request<http::string_body> req{http::verb::post, "/orders/17?x=1", 11};
+    req.set(http::field::host, "127.0.0.1:8081");
+    req.set("X-Forwarded-For", "10.0.0.1");
+    req.body() = "{\"a\":1}";
+    req.content_length(req.body().size());
+    std::string out;
+    serialize_request_head(req, out);
+    std::ostringstream os;
+    os << req;
+    CHECK(out + req.body() == os.str());
+    http::request<http::string_body> odd;
+    odd.method_string("PROPFIND");
+    odd.target("/");
+    odd.version(10);
+    std::string out2;
+    serialize_request_head(odd, out2);
+    std::ostringstream os2;
+    os2 << odd;
+    CHECK(out2 == os2.str());
 }

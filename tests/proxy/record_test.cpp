@@ -187,3 +187,15 @@ TEST_CASE("topic templates are rendered and validated against Kafka's rules") {
     auto r = f.build();
     CHECK(r.err == error::invalid_topic);
 }
+
+TEST_CASE("rfc3339_millis: milliseconds within one second, the next second, and back") {
+    using namespace std::chrono;
+    const system_clock::time_point base{seconds{1700000000}};
+    CHECK(rfc3339_millis(base) == "2023-11-14T22:13:20.000Z");
+    CHECK(rfc3339_millis(base + milliseconds{7}) == "2023-11-14T22:13:20.007Z");
+    CHECK(rfc3339_millis(base + milliseconds{999}) == "2023-11-14T22:13:20.999Z");
+    CHECK(rfc3339_millis(base + milliseconds{1000}) == "2023-11-14T22:13:21.000Z");
+    CHECK(rfc3339_millis(base) == "2023-11-14T22:13:20.000Z");  // going back re-formats
+    CHECK(rfc3339_millis(system_clock::time_point{seconds{0}} + milliseconds{42}) == "1970-01-01T00:00:00.042Z");
+    CHECK(rfc3339_millis(system_clock::time_point{milliseconds{-750}}) == "1969-12-31T23:59:59.250Z");
+}

@@ -24,11 +24,6 @@ namespace http = boost::beast::http;
 
 // At most this many header fields in a request head (Envoy's default); more -> 400.
 inline constexpr std::size_t max_header_fields = 100;
-// True when `with_trailers` (the head after a chunked body was read) has a field that `head` (the
-// same head before) does not, and that field is forbidden in a trailer. Field order is ignored:
-// Beast inserts a trailer next to a same-named header field.
-bool has_forbidden_trailer(const http::fields& head, const http::fields& with_trailers);
-
 // A chunk extension longer than this is refused (Beast 1.81 has no bound of its own).
 inline constexpr std::size_t max_chunk_extension_bytes = 256;
 // A method longer than this is refused.
@@ -89,5 +84,19 @@ bool is_token(std::string_view s) noexcept;
 // The request as the upstream gets it on `forward`: method, target and every header field of
 // `req` (HTTP/1.1, no body), hop-by-hop and Connection-nominated fields removed.
 http::request<http::string_body> upstream_request(const http::request<http::string_body>& req);
+
+// Appends the head Beast's serializer writes for `res` (status line with its reason, the fields in
+// order, an empty line) to `out`; the body follows it as it is. Without Beast's buffer-sequence
+// machinery: on the hot path a head in a string reused per connection plus the body is one
+// gathered send. Not for chunked responses (the proxy never sends one: hop-by-hop fields are
+// removed from upstream responses).
+void serialize_response_head(const http::response<http::string_body>& res, std::string& out);
+
+// The same for a request (request line, fields, empty line): what the upstream client sends.
+void serialize_request_head(const http::request<http::string_body>& req, std::string& out);
+
+// Appends `s` to `out` as a JSON string (quotes and escapes included; bytes >= 0x80 are copied,
+// so `s` must be UTF-8). For the small bodies of the hot path, built without a JSON document.
+void append_json_string(std::string& out, std::string_view s);
 
 }  // namespace handoff::proxy

@@ -454,13 +454,16 @@ private:
     // -- sections
 
     void parse(const YAML::Node& root, config& c) {
-        const auto top = map(root, "", {"listen", "admin", "upstream", "kafka", "defaults", "log", "drain", "limits", "status", "idempotency",
-                                        "replies", "routes", "subscriptions"});
+        const auto top = map(root, "", {"profile", "listen", "admin", "upstream", "kafka", "defaults", "log", "drain", "limits",
+                                        "status", "idempotency", "replies", "routes", "subscriptions"});
         if (!top) return;
         const auto section = [&](std::string_view name) {
             const entry* e = find(*top, name);
             return e ? e->value : YAML::Node(YAML::NodeType::Null);
         };
+        places_.emplace("", root);
+        get_enum(*top, "profile", "", c.profile,
+                 {{"development", profile_kind::development}, {"production", profile_kind::production}});
         parse_listen(section("listen"), c.listen);
         parse_admin(section("admin"), c.admin);
         parse_upstream(section("upstream"), c.upstream);
@@ -475,6 +478,38 @@ private:
         parse_kafka(kafka ? kafka->value : root, kafka != nullptr, c.kafka);
         parse_routes(section("routes"), c);
         parse_subscriptions(section("subscriptions"), c);  // subscriptions
+        check_profile(c, find(*top, "profile"));
+    }
+
+    // The production profile (X-4 of the test catalogue): every insecure Kafka setting is an error
+    // at the setting (or, for a missing security.protocol, at kafka.properties / kafka), unless
+    // kafka.allow_insecure is true.
+    void check_profile(const config& c, const entry* profile) {
+        if (c.profile != profile_kind::production || c.kafka.allow_insecure) return;
+        const std::string where = profile ? " (line " + std::to_string(profile->value.Mark().line + 1) + ")" : "";
+        for (auto s : insecure_kafka_settings(c)) {
+            // c.subscriptions skips entries that failed to parse: name the entry of the file.
+            if (std::size_t i = 0, end = 0; s.path.rfind("subscriptions[", 0) == 0 &&
+                                            (end = s.path.find(']')) != std::string::npos &&
+                                            (i = std::stoul(s.path.substr(14, end - 14))) < subscription_index_.size()) {
+                s.path = "subscriptions[" + std::to_string(subscription_index_[i]) + s.path.substr(end);
+            }
+            fail(place_of(s.path), s.path,
+                 "not allowed with profile: production" + where + ": " + s.message +
+                     "; set kafka.allow_insecure: true to run like this anyway");
+        }
+    }
+
+    // The node recorded for `path`, or for its nearest recorded parent ("a.b.c" -> "a.b" -> "a" -> root).
+    YAML::Node place_of(std::string path) const {
+        for (;;) {
+            if (const auto it = places_.find(path); it != places_.end()) return it->second;
+            const auto dot = path.rfind('.');
+            if (dot == std::string::npos) break;
+            path.erase(dot);
+        }
+        const auto root = places_.find("");
+        return root == places_.end() ? YAML::Node() : root->second;
     }
 
     void parse_listen(const YAML::Node& n, listen_config& l) {
@@ -599,9 +634,12 @@ private:
             fail(n, p, "missing required section 'kafka' with 'brokers' (a bootstrap list, or 'embedded')");
             return;
         }
-        const auto f = map(n, p, {"brokers", "embedded_brokers", "flush_timeout", "properties"});
+        places_.emplace(p, n);
+        const auto f = map(n, p, {"brokers", "embedded_brokers", "flush_timeout", "properties", "allow_insecure"});
         if (!f) return;
+        get_bool(*f, "allow_insecure", p, k.allow_insecure);
         if (const entry* e = find(*f, "brokers")) {
+            places_.emplace(p + ".brokers", e->value);
             if (auto v = scalar(e->value, p + ".brokers")) {
                 if (trim(*v) == "embedded") {
                     k.embedded = true;
@@ -620,6 +658,7 @@ private:
         const entry* props = find(*f, "properties");
         if (!props || props->value.IsNull()) return;
         const std::string pp = p + ".properties";
+        places_.emplace(pp, props->value);
         if (!props->value.IsMap()) {
             fail(props->value, pp, "map expected");
             return;
@@ -642,6 +681,7 @@ private:
             auto v = scalar(it->second, path);
             if (!v) continue;
             property_nodes_.emplace(name, std::make_pair(it->second, *v));
+            places_.emplace(path, it->second);
             k.properties.emplace(name, std::move(*v));
             if (is_secret_property(name)) k.secret_properties.push_back(name);
         }
@@ -1100,6 +1140,7 @@ private:
                 }
             }
             c.subscriptions.push_back(std::move(s));
+            subscription_index_.push_back(i);
         }
     }
 
@@ -1288,6 +1329,7 @@ private:
                         continue;
                     }
                     if (auto v = scalar(it->second, pp + "." + name)) s.properties[name] = std::move(*v);
+                    places_.emplace(pp + "." + name, it->second);
                 }
             }
         }
@@ -1295,6 +1337,8 @@ private:
     }
 
     std::map<std::string, std::pair<YAML::Node, std::string>> property_nodes_;  // name -> (value node, expanded)
+    std::map<std::string, YAML::Node> places_;  // YAML path -> node, for errors found after the walk
+    std::vector<std::size_t> subscription_index_;  // c.subscriptions[i] is subscriptions[subscription_index_[i]]
 };
 
 std::string ms(millis d) { return std::to_string(d.count()) + "ms"; }
@@ -1367,10 +1411,12 @@ std::string to_redacted_json(const config& c) {
         const bool secret = std::find(k.secret_properties.begin(), k.secret_properties.end(), name) != k.secret_properties.end();
         props[name] = secret ? "<redacted>" : value;
     }
+    j["profile"] = to_string(c.profile);
     j["kafka"] = {{"brokers", k.embedded ? "embedded" : k.brokers},
                   {"embedded", k.embedded},
                   {"embedded_brokers", k.embedded_brokers},
                   {"flush_timeout", ms(k.flush_timeout)},
+                  {"allow_insecure", k.allow_insecure},
                   {"properties", props}};
     j["defaults"] = {{"mode", to_string(c.defaults.mode)}, {"timeout", ms(c.defaults.timeout)}, {"ce_source", c.defaults.ce_source}};
     j["log"] = {{"level", c.log.level}, {"requests", c.log.requests}};

@@ -70,7 +70,7 @@ def test_the_schema_is_a_valid_draft_2020_12_schema_with_descriptions():
 
 def test_the_schema_has_every_top_level_section_of_the_loader():
     props = set(_schema()["properties"])
-    assert props == {"listen", "admin", "upstream", "kafka", "defaults", "log", "drain", "limits", "status",
+    assert props == {"profile", "listen", "admin", "upstream", "kafka", "defaults", "log", "drain", "limits", "status",
                      "idempotency", "replies", "routes", "subscriptions"}
 
 
@@ -148,6 +148,15 @@ subscriptions:
 """,
 }
 
+TLS = '  brokers: "127.0.0.1:9092"\n  properties: {security.protocol: SASL_SSL, ssl.ca.location: /etc/ca.pem}\n'
+PRODUCTION = "profile: production\n" + BASE.replace('  brokers: "127.0.0.1:9092"\n', TLS)
+VALID.update({
+    "production-tls": PRODUCTION,
+    "production-allow-insecure": "profile: production\n" + BASE.replace(
+        '  brokers: "127.0.0.1:9092"\n', '  brokers: embedded\n  allow_insecure: true\n'),
+    "development-plaintext": "profile: development\n" + BASE,
+})
+
 # Where the schema must report each invalid case (the JSON path of the offending value).
 SCHEMA_ERROR_AT = {
     "acks-1-with-commit-route": "kafka/properties/acks",
@@ -185,6 +194,13 @@ SCHEMA_ERROR_AT = {
     "unknown-route-key": "routes/0",
     "unknown-top-level-key": "(root)",
     "zero-duration": "status/ttl",
+    "bad-profile": "profile",
+    "production-plaintext": "kafka",
+    "production-sasl-plaintext": "kafka/properties/security.protocol",
+    "production-no-hostname-check": "kafka/properties/ssl.endpoint.identification.algorithm",
+    "production-no-certificate-check": "kafka/properties/enable.ssl.certificate.verification",
+    "production-embedded": "kafka/brokers",
+    "production-subscription-plaintext": "subscriptions/0/properties/security.protocol",
 }
 
 INVALID = {
@@ -241,6 +257,19 @@ INVALID = {
         "fallback_path is only used with path: original"),
     "subscription-templated-topic": (BASE + "subscriptions:\n  - {name: s, topics: ['a.{x}'], group: g}\n",
                                      "topic templates are not allowed"),
+    "bad-profile": ("profile: prod\n" + BASE, "must be one of development, production"),
+    "production-plaintext": ("profile: production\n" + BASE, "security.protocol is not set, which means PLAINTEXT"),
+    "production-sasl-plaintext": (PRODUCTION.replace("SASL_SSL", "SASL_PLAINTEXT"),
+                                  "not allowed with profile: production (line 1)"),
+    "production-no-hostname-check": (PRODUCTION.replace("ssl.ca.location", "ssl.endpoint.identification.algorithm: none,"
+                                                        " ssl.ca.location"), "turns off the broker hostname check"),
+    "production-no-certificate-check": (PRODUCTION.replace("ssl.ca.location", "enable.ssl.certificate.verification: "
+                                                           "false, ssl.ca.location"), "accepts any broker certificate"),
+    "production-embedded": ("profile: production\n" + BASE.replace('"127.0.0.1:9092"', "embedded"),
+                            "in-process mock cluster"),
+    "production-subscription-plaintext": (
+        PRODUCTION + "subscriptions:\n  - {name: s, topics: [a], group: g, properties: {security.protocol: plaintext}}\n",
+        "subscriptions[0].properties.security.protocol: not allowed with profile: production"),
 }
 
 

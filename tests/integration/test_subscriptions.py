@@ -456,3 +456,57 @@ def test_sigterm_mid_retry_stores_nothing_and_sends_nothing_to_the_dead_letter_t
     h2 = handoff_process(sub_config(brokers, receiver.port, sub))
     wait_until(lambda: len(receiver.by_id("poison")) >= 4 and committed(brokers, group, topic) == 2, 30, 0.2,
                "poison redelivered after restart and committed")
+
+
+def produce_until_delivered(brokers, topic, receiver, prefix, timeout=30) -> int:
+    """A group reading from `latest` starts at the end once its partition is first fetched, which is
+    some time after the assignment: produce one record a second until one is delivered. Returns how
+    many were produced (the ones before the first delivered are skipped by such a group)."""
+    deadline = time.monotonic() + timeout
+    n = 0
+    while time.monotonic() < deadline:
+        cid = f"{prefix}-{n}"
+        produce(brokers, topic, [(b"k", b"n", cid, [], "/in")])
+        n += 1
+        try:
+            wait_until(lambda: receiver.by_id(cid), 1.0, 0.05, f"{cid} delivered")
+            return n
+        except AssertionError:
+            continue
+    raise AssertionError(f"nothing produced after the assignment was delivered within {timeout}s")
+
+
+@pytest.mark.timeout_s(120)
+def test_a_restart_after_an_outage_resumes_from_the_committed_offset_and_latest_applies_only_to_a_new_group(
+        brokers, kafka, receiver, handoff_process):
+    """S-8: records that arrived while no member ran are delivered after the restart, from the
+    committed offset, although the subscription says auto_offset_reset: latest; `latest` applies to
+    a group without a committed offset only (that group skips the backlog)."""
+    topic = kafka.create_topic(unique("sub-resume"), 1)
+    group = unique("g")
+    sub = {"name": "resume", "topics": [topic], "group": group, "auto_offset_reset": "latest",
+           "properties": {"auto.commit.interval.ms": "200"}}
+    h1 = handoff_process(sub_config(brokers, receiver.port, sub))
+    wait_assigned(h1)
+    n = produce_until_delivered(brokers, topic, receiver, "resume-0")
+    first = sorted(receiver.ids())
+    wait_until(lambda: committed(brokers, group, topic) == n, 20, 0.1, "the first records committed")
+    assert h1.stop() == 0
+
+    # The outage: records arrive while no member of the group runs.
+    produce(brokers, topic, [(b"k", f"{i}".encode(), f"resume-{i}", [], "/in") for i in (1, 2, 3)])
+    h2 = handoff_process(sub_config(brokers, receiver.port, sub))
+    wait_until(lambda: all(receiver.by_id(f"resume-{i}") for i in (1, 2, 3)), 30, 0.1, "the backlog after restart")
+    wait_until(lambda: committed(brokers, group, topic) == n + 3, 20, 0.1, "the backlog committed")
+    for cid in first:
+        assert len(receiver.by_id(cid)) == 1, f"{cid} was delivered again: the restart did not resume from the commit"
+    assert h2.stop() == 0
+
+    # A new group with `latest` (no committed offset) starts at the end: the backlog is not delivered.
+    fresh = {**sub, "name": "fresh", "group": unique("g-fresh")}
+    h3 = handoff_process(sub_config(brokers, receiver.port, fresh))
+    wait_assigned(h3)
+    before = {cid: len(receiver.by_id(cid)) for cid in receiver.ids()}
+    produce_until_delivered(brokers, topic, receiver, "resume-new")
+    for cid, count in before.items():
+        assert len(receiver.by_id(cid)) == count, f"the new group delivered the old record {cid}"

@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
 # Real Apache Kafka (KRaft, combined broker+controller) on loopback, for tests and demos.
 #
-#   kafka.sh start DIR PORT            one node: PLAINTEXT on 127.0.0.1:PORT, controller on PORT+1
+#   kafka.sh start DIR PORT [EXTRA]    one node: PLAINTEXT on 127.0.0.1:PORT, controller on PORT+1.
+#                                      EXTRA: a file of broker properties appended to server.properties,
+#                                      for more listeners (SSL, SASL_SSL): its
+#                                        extra.listeners=NAME://127.0.0.1:P,...
+#                                        extra.listener.security.protocol.map=NAME:SSL,...
+#                                      are merged into listeners, advertised.listeners and the protocol
+#                                      map; every other line (listener.name.<name>.ssl.keystore.location,
+#                                      ...) is appended as written. Readiness is still checked on PORT.
 #   kafka.sh start-cluster DIR BASEPORT three nodes: node i (0..2) PLAINTEXT on BASEPORT+2i,
 #                                      controller on BASEPORT+2i+1; RF 3, min.insync.replicas=2
 #   kafka.sh start-node DIR BASEPORT I  (re)start node I (0..2) of a cluster made by start-cluster,
@@ -78,6 +85,21 @@ EOF
   : "$cboot"
 }
 
+# merge_extra PROPS EXTRA: see `start` above.
+merge_extra() {
+  local props="$1" extra="$2" listeners map
+  [ -f "$extra" ] || die "no such properties file: $extra"
+  listeners="$(sed -n 's/^extra\.listeners=//p' "$extra")"
+  map="$(sed -n 's/^extra\.listener\.security\.protocol\.map=//p' "$extra")"
+  if [ -n "$listeners" ]; then
+    sed -i -e "s|^listeners=.*|&,$listeners|" -e "s|^advertised\.listeners=.*|&,$listeners|" "$props"
+  fi
+  if [ -n "$map" ]; then
+    sed -i "s|^listener\.security\.protocol\.map=.*|&,$map|" "$props"
+  fi
+  grep -v '^extra\.' "$extra" >> "$props" || true
+}
+
 jvm() { # NODEDIR MAINCLASS ARGS...
   local d="$1"; shift
   "$(java_bin)" -Xms128m -Xmx512m -XX:+UseG1GC -Djava.awt.headless=true \
@@ -136,8 +158,9 @@ prepare() { # DIR
   mkdir -p "$1"
 }
 
-start_single() { # DIR PORT
-  local dir="$1" port="$2"
+start_single() { # DIR PORT [EXTRA]
+  local dir="$1" port="$2" extra="${3:-}"
+  if [ -n "$extra" ]; then extra="$(cd "$(dirname "$extra")" && pwd)/$(basename "$extra")"; fi
   prepare "$dir"
   dir="$(cd "$dir" && pwd)"
   if [ -f "$dir/pid" ] && kill -0 "$(cat "$dir/pid")" 2>/dev/null; then
@@ -146,6 +169,7 @@ start_single() { # DIR PORT
   local cport=$((port + 1))
   write_log4j "$dir"
   write_props "$dir" 1 "$port" "$cport" "1@127.0.0.1:$cport" "127.0.0.1:$cport" 1 1
+  if [ -n "$extra" ]; then merge_extra "$dir/server.properties" "$extra"; fi
   format_node "$dir" "$(new_cluster_id)"
   launch_node "$dir"
   wait_ready "$dir" "$port"
@@ -209,9 +233,9 @@ stop_all() { # DIR
 }
 
 case "${1:-}" in
-  start) [ $# -eq 3 ] || die "usage: kafka.sh start DIR PORT"; start_single "$2" "$3" ;;
+  start) [ $# -eq 3 ] || [ $# -eq 4 ] || die "usage: kafka.sh start DIR PORT [EXTRA_PROPERTIES]"; start_single "$2" "$3" "${4:-}" ;;
   start-cluster) [ $# -eq 3 ] || die "usage: kafka.sh start-cluster DIR BASEPORT"; start_cluster "$2" "$3" ;;
   start-node) [ $# -eq 4 ] || die "usage: kafka.sh start-node DIR BASEPORT I"; start_node "$2" "$3" "$4" ;;
   stop) [ $# -eq 2 ] || die "usage: kafka.sh stop DIR"; stop_all "$2" ;;
-  *) die "usage: kafka.sh start DIR PORT | start-cluster DIR BASEPORT | start-node DIR BASEPORT I | stop DIR" ;;
+  *) die "usage: kafka.sh start DIR PORT [EXTRA_PROPERTIES] | start-cluster DIR BASEPORT | start-node DIR BASEPORT I | stop DIR" ;;
 esac

@@ -7,6 +7,10 @@
 #                                          first line ("# expect: ..."); only template when the second
 #                                          line is "# checked-by: template"
 #   chart_test.sh umbrella [VALUES...]     the include-into-my-chart example (charts/examples/my-service)
+#   chart_test.sh native-sidecar [VALUES...]  the rendered Deployment's lifecycle shape (Handoff an init
+#                                          container with restartPolicy Always, probes, grace period >
+#                                          drain + flush, Service -> sidecar port, production profile):
+#                                          check_native_sidecar.py, for the chart and the umbrella example
 #
 # HANDOFF_BIN is the built binary. Environment variables that configs reference as ${NAME} are set
 # by the caller (ctest ENVIRONMENT).
@@ -82,7 +86,22 @@ case "${1:-}" in
       say "FAIL: the handoff dependency rendered its own objects with standalone: false"; exit 1
     fi
     ;;
+  native-sidecar)
+    shift
+    args=()
+    for v in "$@"; do args+=(-f "$v"); done
+    "$HELM" template test-sidecar "$CHART" --kube-version "$KUBE_VERSION" "${args[@]}" >"$WORK/sidecar.yaml"
+    "$HANDOFF_CACHE/venv/bin/python" "$HERE/check_native_sidecar.py" "$WORK/sidecar.yaml"
+    mkdir -p "$WORK/src/charts/examples"
+    cp -a "$CHART" "$WORK/src/charts/handoff"
+    cp -a "$REPO_ROOT/charts/examples/my-service" "$WORK/src/charts/examples/my-service"
+    "$HELM" dependency build "$WORK/src/charts/examples/my-service" >/dev/null
+    "$HELM" template test-umbrella "$WORK/src/charts/examples/my-service" --kube-version "$KUBE_VERSION" \
+      >"$WORK/umbrella.yaml"
+    "$HANDOFF_CACHE/venv/bin/python" "$HERE/check_native_sidecar.py" "$WORK/umbrella.yaml"
+    ;;
   *)
-    echo "usage: $0 valid NAME [VALUES...] | invalid FILE | umbrella [VALUES...]" >&2; exit 2 ;;
+    echo "usage: $0 valid NAME [VALUES...] | invalid FILE | umbrella [VALUES...] | native-sidecar [VALUES...]" >&2
+    exit 2 ;;
 esac
 say "ok"

@@ -75,10 +75,13 @@ with the file; routes and subscriptions are passed through as written.
 */}}
 {{- define "handoff.config" -}}
 {{- $v := .values -}}
+{{- include "handoff.checkProfile" . -}}
 {{- $listen := merge (dict "address" "0.0.0.0" "port" (int $v.ports.http)) (deepCopy (default (dict) $v.listen)) -}}
 {{- $kafka := dict "brokers" $v.kafka.brokers "flush_timeout" (printf "%ds" (int $v.kafka.flushTimeoutSeconds)) -}}
+{{- if $v.kafka.allowInsecure }}{{ $_ := set $kafka "allow_insecure" true }}{{ end -}}
 {{- if $v.kafka.properties }}{{ $_ := set $kafka "properties" $v.kafka.properties }}{{ end -}}
 {{- $cfg := dict
+      "profile" (default "production" $v.profile)
       "listen" $listen
       "admin" (dict "enabled" true "address" $v.admin.address "port" (int $v.ports.admin))
       "upstream" $v.upstream
@@ -111,6 +114,37 @@ routes: []
 subscriptions:
 {{ toYaml $v.subscriptions }}
 {{- end }}
+{{- end }}
+
+{{/*
+handoff.checkProfile: the production profile's Kafka rules (Handoff's own, config/README.md "Profiles")
+checked at render time, so `helm install` fails instead of a pod that exits 78. Values written as
+${ENV} are left to Handoff, which sees them expanded; subscriptions' properties too.
+*/}}
+{{- define "handoff.checkProfile" -}}
+{{- $v := .values -}}
+{{- if and (eq (toString (default "production" $v.profile)) "production") (not $v.kafka.allowInsecure) -}}
+{{- $hint := "set kafka.properties.security.protocol: SSL (or SASL_SSL) and leave verification on; or profile: development, or kafka.allowInsecure: true" -}}
+{{- if eq (trim (toString $v.kafka.brokers)) "embedded" -}}
+{{- fail (printf "profile: production refuses kafka.brokers: embedded (an in-process mock cluster, not durable); %s" $hint) -}}
+{{- end -}}
+{{- $props := default (dict) $v.kafka.properties -}}
+{{- $proto := lower (trim (toString (default "plaintext" (index $props "security.protocol")))) -}}
+{{- if not (or (contains "${" $proto) (has $proto (list "ssl" "sasl_ssl"))) -}}
+{{- fail (printf "profile: production refuses kafka.properties security.protocol=%s (not encrypted); %s" $proto $hint) -}}
+{{- end -}}
+{{- $alg := lower (trim (toString (default "https" (index $props "ssl.endpoint.identification.algorithm")))) -}}
+{{- if not (or (contains "${" $alg) (eq $alg "https")) -}}
+{{- fail (printf "profile: production refuses kafka.properties ssl.endpoint.identification.algorithm=%s (no broker host name check); %s" $alg $hint) -}}
+{{- end -}}
+{{- $verify := "true" -}}
+{{- if hasKey $props "enable.ssl.certificate.verification" -}}
+{{- $verify = lower (trim (toString (index $props "enable.ssl.certificate.verification"))) -}}
+{{- end -}}
+{{- if not (or (contains "${" $verify) (has $verify (list "true" "t" "1"))) -}}
+{{- fail (printf "profile: production refuses kafka.properties enable.ssl.certificate.verification=%s (no broker certificate check); %s" $verify $hint) -}}
+{{- end -}}
+{{- end -}}
 {{- end }}
 
 {{- define "handoff.configMap" -}}

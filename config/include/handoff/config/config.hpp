@@ -22,6 +22,14 @@ enum class mode { forward, event, commit, shadow, reply };
 // Returns the YAML spelling ("forward", "event", ...).
 const char* to_string(mode m) noexcept;
 
+// `profile:` at the top of the file. `production` refuses Kafka settings that leave the connection
+// unencrypted or unverified (insecure_kafka_settings below) unless kafka.allow_insecure is true;
+// `development` (the default, so existing files keep working) accepts them.
+enum class profile_kind { development, production };
+
+// "development" / "production".
+const char* to_string(profile_kind p) noexcept;
+
 struct listen_config {
     std::string address = "0.0.0.0";
     std::uint16_t port = 8080;
@@ -63,6 +71,9 @@ struct kafka_config {
     // the loader from well-known names (sasl.password, ssl.key.password, ...).
     std::vector<std::string> secret_properties;
     millis flush_timeout{10'000};           // on shutdown
+    // Accept insecure settings (see insecure_kafka_settings) in the production profile; the
+    // process then logs a warning naming them at start.
+    bool allow_insecure = false;
 };
 
 enum class key_kind { none, path, header, body, correlation };
@@ -181,6 +192,7 @@ struct subscription {
 
 struct config {
     std::string file;                        // the file it was loaded from
+    profile_kind profile = profile_kind::development;
     listen_config listen;
     admin_config admin;
     upstream_config upstream;
@@ -195,5 +207,22 @@ struct config {
     std::vector<route> routes;
     std::vector<subscription> subscriptions;
 };
+
+// One Kafka client setting that sends data unencrypted or trusts a broker without verifying it.
+struct insecure_kafka_setting {
+    std::string path;     // YAML path: "kafka.brokers", "kafka.properties.security.protocol",
+                          // "subscriptions[1].properties.ssl.endpoint.identification.algorithm"
+    std::string message;  // what the setting does, for errors and the start-up warning
+};
+
+// Every insecure setting of the producer (kafka.brokers, kafka.properties) and of the subscriptions'
+// consumers (what their `properties` set on top of kafka.properties), whatever the profile:
+//   * security.protocol other than SSL / SASL_SSL (case-insensitive) — missing means PLAINTEXT;
+//   * ssl.endpoint.identification.algorithm other than https (librdkafka's default) — no
+//     hostname check;
+//   * enable.ssl.certificate.verification other than true — no certificate check;
+//   * kafka.brokers: embedded — the in-process mock cluster, not a real (or durable) Kafka.
+// Pure: the loader uses it for the production profile, main for the start-up warning.
+std::vector<insecure_kafka_setting> insecure_kafka_settings(const config& c);
 
 }  // namespace handoff::config

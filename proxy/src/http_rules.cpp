@@ -109,6 +109,30 @@ bool iequals(std::string_view a, std::string_view b) noexcept {
     return true;
 }
 
+namespace {
+
+// is_hop_by_hop for a field Beast has already named: the enum when Beast knows the name.
+bool is_hop_by_hop_field(http::field f, std::string_view name) noexcept {
+    switch (f) {
+        case http::field::connection:
+        case http::field::keep_alive:
+        case http::field::proxy_connection:
+        case http::field::te:
+        case http::field::trailer:
+        case http::field::transfer_encoding:
+        case http::field::upgrade:
+        case http::field::proxy_authorization:
+        case http::field::proxy_authenticate:
+            return true;
+        case http::field::unknown:
+            return is_hop_by_hop(name);
+        default:
+            return false;
+    }
+}
+
+}  // namespace
+
 bool is_hop_by_hop(std::string_view name) noexcept {
     for (auto h : hop_by_hop) {
         if (iequals(name, h)) return true;
@@ -276,7 +300,14 @@ void remove_hop_by_hop(http::fields& fields) {
         });
     }
     for (const auto& n : nominated) fields.erase(n);
-    for (auto h : hop_by_hop) fields.erase(h);
+    // One pass over the fields (usually none is hop-by-hop) rather than a lookup per name.
+    for (auto it = fields.begin(); it != fields.end();) {
+        if (is_hop_by_hop_field(it->name(), it->name_string())) {
+            it = fields.erase(it);
+        } else {
+            ++it;
+        }
+    }
 }
 
 bool split_target(std::string_view target, std::string_view& path, std::string_view& query) noexcept {

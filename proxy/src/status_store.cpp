@@ -52,47 +52,47 @@ void status_store::evict_locked(std::chrono::steady_clock::time_point now) {
     // Oldest writes sit at the back: drop expired ones, then enforce the entry and byte bounds.
     // The newest entry is always kept, even when it alone is over the byte bound.
     while (!lru_.empty()) {
-        auto it = entries_.find(lru_.back());
-        const bool expired = it == entries_.end() || it->second.expires <= now;
+        node* oldest = lru_.back();
+        const bool expired = oldest->second.expires <= now;
         const bool over = entries_.size() > max_entries_ || (bytes_ > max_bytes_ && entries_.size() > 1);
         if (!expired && !over) break;
-        if (it != entries_.end()) {
-            bytes_ -= it->second.bytes;
-            entries_.erase(it);
-        }
+        bytes_ -= oldest->second.bytes;
         lru_.pop_back();
+        entries_.erase(entries_.find(oldest->first));
     }
 }
 
-void status_store::touch_locked(const std::string& id, entry& e, std::chrono::steady_clock::time_point now) {
+void status_store::touch_locked(node& n, bool fresh, std::chrono::steady_clock::time_point now) {
+    auto& e = n.second;
     bytes_ -= e.bytes;
-    e.bytes = cost(id, e.status);
+    e.bytes = cost(n.first, e.status);
     bytes_ += e.bytes;
     e.expires = now + ttl_;
-    lru_.push_front(id);
-    e.lru = lru_.begin();
+    if (fresh) {
+        lru_.push_front(&n);
+        e.lru = lru_.begin();
+    } else {
+        lru_.splice(lru_.begin(), lru_, e.lru);  // moves the list node: no allocation
+    }
 }
 
 void status_store::put(const std::string& id, request_status status) {
     const auto now = std::chrono::steady_clock::now();
     status.updated = std::chrono::system_clock::now();
     std::lock_guard lock(mutex_);
-    auto it = entries_.find(id);
-    if (it != entries_.end()) {
-        lru_.erase(it->second.lru);
+    auto [it, fresh] = entries_.try_emplace(id);
+    if (fresh) {
+        it->second.status = std::move(status);
+    } else if (it->second.status.current == request_status::state::replied) {
         // A reply is final: a delivery report arriving after it only adds partition and offset.
-        if (it->second.status.current == request_status::state::replied) {
-            if (status.current == request_status::state::persisted) {
-                it->second.status.partition = status.partition;
-                it->second.status.offset = status.offset;
-            }
-        } else {
-            it->second.status = std::move(status);
+        if (status.current == request_status::state::persisted) {
+            it->second.status.partition = status.partition;
+            it->second.status.offset = status.offset;
         }
     } else {
-        it = entries_.emplace(id, entry{std::move(status), now, {}, 0}).first;
+        it->second.status = std::move(status);
     }
-    touch_locked(id, it->second, now);
+    touch_locked(*it, fresh, now);
     evict_locked(now);
 }
 
@@ -101,13 +101,12 @@ bool status_store::put_reply(const std::string& id, std::shared_ptr<const stored
     std::lock_guard lock(mutex_);
     auto it = entries_.find(id);
     if (it == entries_.end() || it->second.expires <= now) return false;
-    lru_.erase(it->second.lru);
     auto& s = it->second.status;
     s.current = request_status::state::replied;
     s.reason.clear();
     s.reply = std::move(reply);
     s.updated = std::chrono::system_clock::now();
-    touch_locked(id, it->second, now);
+    touch_locked(*it, /*fresh=*/false, now);
     evict_locked(now);
     return true;
 }

@@ -48,14 +48,21 @@ public:
     static std::string to_json(const std::string& correlation_id, const request_status& s);
 
 private:
+    struct entry;
+    // An element of entries_: its address is stable until it is erased (rehashing moves nodes
+    // between buckets, never in memory), so the LRU list points at it instead of copying the ID,
+    // and eviction reads the oldest entry without a hash lookup.
+    using node = std::pair<const std::string, entry>;
     struct entry {
         request_status status;
         std::chrono::steady_clock::time_point expires;
-        std::list<std::string>::iterator lru;
+        std::list<node*>::iterator lru;
         std::size_t bytes = 0;
     };
     static std::size_t cost(const std::string& id, const request_status& s) noexcept;
-    void touch_locked(const std::string& id, entry& e, std::chrono::steady_clock::time_point now);
+    // Recomputes the entry's cost and expiry and makes it the most recently written. `fresh`: the
+    // entry has no place in the LRU list yet.
+    void touch_locked(node& n, bool fresh, std::chrono::steady_clock::time_point now);
     void evict_locked(std::chrono::steady_clock::time_point now);
 
     const std::size_t max_entries_;
@@ -63,7 +70,7 @@ private:
     std::size_t bytes_ = 0;
     const std::chrono::milliseconds ttl_;
     mutable std::mutex mutex_;
-    std::list<std::string> lru_;  // front = most recently written
+    std::list<node*> lru_;  // front = most recently written
     std::unordered_map<std::string, entry> entries_;
 };
 

@@ -28,8 +28,12 @@ for t in "${TARGETS[@]}"; do
   mkdir -p "$work" "$crashes"
   cp -n "$ROOT/tests/fuzz/corpus/$t/"* "$work/" 2>/dev/null || true
   echo "[fuzz] $t for ${SECONDS_EACH}s (corpus $(ls "$work" | wc -l) inputs)" >&2
-  ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1}" UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1}" \
+  # One job runs in this process (its log on stderr); more are libFuzzer workers, each logging to
+  # fuzz-<n>.log in the build folder (not in the tree).
+  parallel=()
+  if [ "$JOBS" -gt 1 ]; then parallel=(-jobs="$JOBS" -workers="$JOBS"); fi
+  (cd "$BUILD" && ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1}" UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1}" \
     "$BUILD/tests/fuzz/fuzz_$t" -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 \
-      -max_len=65536 -jobs="$JOBS" -workers="$JOBS" -artifact_prefix="$crashes/" "$work" || status=1
+      -max_len=65536 "${parallel[@]}" -artifact_prefix="$crashes/" "$work") || status=1
 done
 exit "$status"

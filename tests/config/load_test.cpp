@@ -1,5 +1,7 @@
 #include "handoff/config/load.hpp"
 
+#include "load_helpers.hpp"
+
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 
@@ -26,11 +28,7 @@ load_result load_with(const std::string& extra, std::map<std::string, std::strin
     return load(brokers + extra, std::move(env));
 }
 
-std::string all(const load_result& r) {
-    std::string out;
-    for (const auto& e : r.errors) out += format(e) + "\n";
-    return out;
-}
+using testing::all;
 
 // True when some error has exactly `path` and a message containing `text`.
 bool has_error(const load_result& r, const std::string& path, const std::string& text) {
@@ -46,12 +44,6 @@ bool has_error(const load_result& r, const std::string& path, const std::string&
         CHECK_FALSE((r).value.has_value());        \
     } while (0)
 
-#define REQUIRE_OK(r)                  \
-    do {                               \
-        INFO(all(r));                  \
-        REQUIRE((r).errors.empty());   \
-        REQUIRE((r).value.has_value()); \
-    } while (0)
 
 std::string one_route(const std::string& body) { return "routes:\n  - " + body + "\n"; }
 

@@ -2,6 +2,8 @@
 // config errors with file, line and YAML path in production, accepted in development.
 #include "handoff/config/load.hpp"
 
+#include "load_helpers.hpp"
+
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 
@@ -16,11 +18,7 @@ load_result load(const std::string& yaml) {
     return load_string(yaml, "prod.yaml", [](const std::string&) -> std::optional<std::string> { return std::nullopt; });
 }
 
-std::string all(const load_result& r) {
-    std::string out;
-    for (const auto& e : r.errors) out += format(e) + "\n";
-    return out;
-}
+using testing::all;
 
 // The one error at `path`, or nullptr (with every error printed on failure).
 const config_error* error_at(const load_result& r, const std::string& path) {
@@ -28,12 +26,6 @@ const config_error* error_at(const load_result& r, const std::string& path) {
     return it == r.errors.end() ? nullptr : &*it;
 }
 
-#define REQUIRE_OK(r)                   \
-    do {                                \
-        INFO(all(r));                   \
-        REQUIRE((r).errors.empty());    \
-        REQUIRE((r).value.has_value()); \
-    } while (0)
 
 const std::string tls = "  properties: {security.protocol: SSL, ssl.ca.location: /etc/ca.pem}\n";
 

@@ -406,6 +406,13 @@ outcome refusal(const produce_context& ctx, produce_error err, std::string_view 
     return o;
 }
 
+// The 503 for a commit or reply request beyond limits.max_inflight_commits (nothing produced).
+outcome overloaded(const produce_context& ctx, const std::string& what) {
+    ctx.failed("refused: too many " + what + " waiting");
+    return make_error(error::overloaded, "too many " + what + " are waiting for Kafka; retry later", ctx.correlation_id,
+                      ctx.version);
+}
+
 // event: 202 as soon as the producer holds the record; its delivery report reaches the status
 // store. No waiting, so no coroutine frame on the hot path.
 outcome handle_event(const state_ptr& st, const config::config& cfg, const config::route& route,
@@ -454,11 +461,7 @@ awaitable<outcome> handle_reply(const state_ptr& st, const config::config& cfg, 
     const context_ptr ctx = p.ctx;
     const unsigned version = ctx->version;
     auto guard = hold_slot::take(*st, cfg);
-    if (!guard) {
-        ctx->failed("refused: too many requests waiting");
-        co_return make_error(error::overloaded, "too many requests are waiting for Kafka; retry later", correlation_id,
-                             version);
-    }
+    if (!guard) co_return overloaded(*ctx, "requests");
     const auto ex = co_await asio::this_coro::executor;
     auto wait = std::make_shared<reply_wait>(ex);
     wait->timer.expires_after(route.timeout.count() > 0 ? route.timeout : cfg.defaults.timeout);
@@ -514,11 +517,7 @@ awaitable<outcome> handle_commit(const state_ptr& st, const config::config& cfg,
     const context_ptr ctx = p.ctx;
     const unsigned version = ctx->version;
     auto guard = hold_slot::take(*st, cfg);
-    if (!guard) {
-        ctx->failed("refused: too many commit requests in flight");
-        co_return make_error(error::overloaded, "too many commit requests are waiting for Kafka; retry later",
-                             correlation_id, version);
-    }
+    if (!guard) co_return overloaded(*ctx, "commit requests");
     const auto ex = co_await asio::this_coro::executor;
     auto wait = std::make_shared<delivery_wait>(ex);
     wait->timer.expires_after(route.timeout.count() > 0 ? route.timeout : cfg.defaults.timeout);

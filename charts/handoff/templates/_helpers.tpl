@@ -99,6 +99,14 @@ limits:
 status:
 {{ toYaml . | indent 2 }}
 {{- end }}
+{{- with $v.idempotency }}
+idempotency:
+{{ toYaml . | indent 2 }}
+{{- end }}
+{{- with $v.replies }}
+replies:
+{{ toYaml . | indent 2 }}
+{{- end }}
 {{- if $v.drain.writeToConfig }}
 drain:
   delay: {{ printf "%ds" (int $v.drain.delaySeconds) }}

@@ -62,4 +62,18 @@ void write(level l, std::string_view msg, nlohmann::json fields) {
     }
 }
 
+bool throttle::admit(long key, std::uint64_t& held_back, clock::time_point now) {
+    std::lock_guard lock(mu_);
+    auto [it, fresh] = entries_.try_emplace(key);
+    entry& e = it->second;
+    if (!fresh && now - e.last < interval_) {
+        ++e.held;
+        return false;
+    }
+    held_back = e.held;
+    e.held = 0;
+    e.last = now;
+    return true;
+}
+
 }  // namespace handoff::proxy::log

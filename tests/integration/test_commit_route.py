@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from conftest import UUIDV7_RE, base_config, free_port, hdrs, standard_routes, unique
+from conftest import UUIDV7_RE, base_config, free_port, hdrs, standard_routes, unique, wait_until
 
 ORDER = {"customer": {"id": "c-42"}, "amount": 5, "items": ["a", "b"]}
 
@@ -106,6 +107,29 @@ def test_a_commit_with_the_broker_unreachable_is_503_or_504_within_the_timeout_n
         assert j.get("error") == "outcome_unknown", j
         assert j.get("outcome") == "unknown", j
         assert j.get("status_url") == f"/_handoff/requests/{cid}", j
+
+
+def test_a_broker_that_stays_down_is_logged_once_per_error_every_10s_not_on_every_retry(broker_down_proxy):
+    """librdkafka reports "all brokers down" every ~50 ms while it retries; Handoff writes one line
+    per error code per 10 s, the next one carrying how many it held back (log::throttle)."""
+    def client_errors():
+        return [j for j in broker_down_proxy.log_lines_json() if j.get("msg") == "kafka client error"]
+    first = wait_until(lambda: client_errors(), timeout=10, what="a kafka client error line")[0]
+    t_first = datetime.fromisoformat(first["time"].replace("Z", "+00:00"))
+    # Observe the process for at least 2 s after its first report (an unthrottled log has ~40
+    # lines of _ALL_BROKERS_DOWN by then); the earlier tests in this module usually took longer.
+    wait_until(lambda: datetime.now(timezone.utc) - t_first > timedelta(seconds=2), timeout=5,
+               what="2 s of the broker being down")
+    last_written: dict[str, datetime] = {}
+    for j in client_errors():
+        t = datetime.fromisoformat(j["time"].replace("Z", "+00:00"))
+        prev = last_written.get(j["error"])
+        assert prev is None or t - prev >= timedelta(seconds=9.9), \
+            f"{j['error']} logged again after {(t - prev).total_seconds():.3f}s: {j}"
+        if prev is not None:
+            assert j.get("repeated", 0) >= 1, j
+        last_written[j["error"]] = t
+    assert "_ALL_BROKERS_DOWN" in last_written or "_TRANSPORT" in last_written, last_written
 
 
 def test_forward_routes_keep_working_while_kafka_is_unreachable(broker_down_proxy, upstream):

@@ -163,6 +163,9 @@ void on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) noexcep
     g->pending.fetch_sub(1, std::memory_order_acq_rel);
 }
 
+// Repeats of one transient client error are logged once per interval (log::throttle).
+proxy::log::throttle client_errors{std::chrono::seconds(10)};
+
 // error_cb: served by rd_kafka_poll like delivery reports. Only records the fatal state; the
 // wake-up handler acts on it after the poll loop (purge and re-creation must not run inside a
 // librdkafka callback).
@@ -177,10 +180,14 @@ void on_error(rd_kafka_t* rk, int err, const char* reason, void* opaque) noexcep
             g->fatal = true;
             return;
         }
-        // Transient errors (broker down, all brokers down, ...) are retried by librdkafka.
-        proxy::log::warn("kafka client error",
-                         {{"error", rd_kafka_err2name(static_cast<rd_kafka_resp_err_t>(err))},
-                          {"reason", reason ? reason : ""}});
+        // Transient errors (broker down, all brokers down, ...) are retried by librdkafka, which
+        // reports them again on every attempt: one line per error code per 10 s, with a count.
+        std::uint64_t held_back = 0;
+        if (!proxy::log::enabled(proxy::log::level::warn) || !client_errors.admit(err, held_back)) return;
+        nlohmann::json fields = {{"error", rd_kafka_err2name(static_cast<rd_kafka_resp_err_t>(err))},
+                                 {"reason", reason ? reason : ""}};
+        if (held_back > 0) fields["repeated"] = held_back;
+        proxy::log::warn("kafka client error", std::move(fields));
     } catch (...) {
     }
 }

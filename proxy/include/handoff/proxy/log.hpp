@@ -5,7 +5,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include <chrono>
+#include <cstdint>
+#include <mutex>
 #include <string_view>
+#include <unordered_map>
 
 namespace handoff::proxy::log {
 
@@ -22,5 +26,28 @@ inline void debug(std::string_view msg, nlohmann::json f = nlohmann::json::objec
 inline void info(std::string_view msg, nlohmann::json f = nlohmann::json::object()) { if (enabled(level::info)) write(level::info, msg, std::move(f)); }
 inline void warn(std::string_view msg, nlohmann::json f = nlohmann::json::object()) { if (enabled(level::warn)) write(level::warn, msg, std::move(f)); }
 inline void error(std::string_view msg, nlohmann::json f = nlohmann::json::object()) { write(level::error, msg, std::move(f)); }
+
+// Holds back repeats of one kind of line, for errors a library reports in a loop (librdkafka says
+// "all brokers down" every ~50 ms while Kafka is away). The first line for a key is written; later
+// ones within `interval` of the last written one are only counted, and the next one written after
+// that says how many were held back. Thread-safe.
+class throttle {
+public:
+    using clock = std::chrono::steady_clock;
+    explicit throttle(clock::duration interval) noexcept : interval_(interval) {}
+
+    // True when the line for `key` should be written now; `held_back` is then the number of lines
+    // for that key not written since the last one that was.
+    bool admit(long key, std::uint64_t& held_back, clock::time_point now = clock::now());
+
+private:
+    struct entry {
+        clock::time_point last;
+        std::uint64_t held = 0;
+    };
+    std::mutex mu_;
+    clock::duration interval_;
+    std::unordered_map<long, entry> entries_;  // one per key (an error code): a handful
+};
 
 }  // namespace handoff::proxy::log

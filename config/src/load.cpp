@@ -542,7 +542,7 @@ private:
     void parse_upstream(const YAML::Node& n, upstream_config& u) {
         const std::string p = "upstream";
         const auto f = map(n, p, {"host", "port", "max_connections", "max_idle", "connect_timeout", "timeout",
-                                  "max_response_bytes"});
+                                  "max_response_bytes", "forwarded_for"});
         if (!f) return;
         get_string(*f, "host", p, u.host);
         get_port(*f, "port", p, u.port);
@@ -551,6 +551,8 @@ private:
         get_duration(*f, "connect_timeout", p, u.connect_timeout);
         get_duration(*f, "timeout", p, u.timeout);
         get_size(*f, "max_response_bytes", p, u.max_response_bytes);
+        get_enum(*f, "forwarded_for", p, u.forwarded_for,
+                 {{"append", forwarded_for::append}, {"replace", forwarded_for::replace}});
     }
 
     void parse_defaults(const YAML::Node& n, defaults_config& d) {
@@ -1404,7 +1406,8 @@ std::string to_redacted_json(const config& c) {
                      {"max_idle", u.max_idle},
                      {"connect_timeout", ms(u.connect_timeout)},
                      {"timeout", ms(u.timeout)},
-                     {"max_response_bytes", u.max_response_bytes}};
+                     {"max_response_bytes", u.max_response_bytes},
+                     {"forwarded_for", u.forwarded_for == forwarded_for::replace ? "replace" : "append"}};
     const auto& k = c.kafka;
     json props = json::object();
     for (const auto& [name, value] : k.properties) {

@@ -202,13 +202,15 @@ awaitable<outcome> handle_forward(const state_ptr& st, const config::config& cfg
                                   http::request<http::string_body>& req, const std::string& client_ip,
                                   const std::string& correlation_id) {
     auto up = upstream_request(req);
-    // Set after the hop-by-hop pass, so a `Connection: X-Forwarded-For` cannot remove ours.
+    // Set after the hop-by-hop pass, so a `Connection: X-Forwarded-For` cannot remove ours. In
+    // `append` mode several X-Forwarded-For fields count as one comma-separated list (RFC 9110 5.3).
     std::string xff;
-    if (auto it = req.find("X-Forwarded-For"); it != req.end()) {
-        xff = std::string(it->value()) + ", " + client_ip;
-    } else {
-        xff = client_ip;
+    if (cfg.upstream.forwarded_for == config::forwarded_for::append) {
+        for (auto [it, end] = req.equal_range("X-Forwarded-For"); it != end; ++it) {
+            xff.append(it->value()).append(", ");
+        }
     }
+    xff += client_ip;
     up.erase("X-Forwarded-For");
     up.set("X-Forwarded-For", xff);
     up.set("X-Forwarded-Proto", "http");

@@ -190,6 +190,18 @@ TEST_CASE("ports must be integers between 1 and 65535") {
     CHECK(r.value->upstream.port == 9000);
 }
 
+TEST_CASE("upstream.forwarded_for is append (the default) or replace") {
+    const auto d = load_with("");
+    REQUIRE_OK(d);
+    CHECK(d.value->upstream.forwarded_for == forwarded_for::append);
+    const auto r = load_with("upstream: {forwarded_for: replace}\n");
+    REQUIRE_OK(r);
+    CHECK(r.value->upstream.forwarded_for == forwarded_for::replace);
+    CHECK(nlohmann::json::parse(to_redacted_json(*r.value))["upstream"]["forwarded_for"] == "replace");
+    CHECK_ERROR(load_with("upstream: {forwarded_for: trust}\n"), "upstream.forwarded_for",
+                "must be one of append, replace");
+}
+
 TEST_CASE("threads must be between 1 and 256") {
     CHECK_ERROR(load_with("listen: {threads: 0}\n"), "listen.threads", "between 1 and 256");
     CHECK_ERROR(load_with("listen: {threads: 257}\n"), "listen.threads", "between 1 and 256");

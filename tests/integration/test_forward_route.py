@@ -107,6 +107,35 @@ def test_x_forwarded_for_appends_the_client_ip_and_x_forwarded_proto_is_http(pro
     assert [p.strip() for p in ",".join(got2.header_all("X-Forwarded-For")).split(",")] == ["127.0.0.1"]
 
 
+def test_several_x_forwarded_for_fields_are_one_list_with_the_client_ip_appended(proxy, upstream):
+    tag = unique("xff-multi")
+    r = proxy.request("GET", f"/orders/{tag}", None, [("X-Forwarded-For", "203.0.113.7, 198.51.100.2"),
+                                                       ("X-Forwarded-For", "192.0.2.9"), ("X-Test-Tag", tag)])
+    assert r.status == 200, r
+    got = only(upstream.with_header("X-Test-Tag", tag), tag)
+    assert len(got.header_all("X-Forwarded-For")) == 1, got.headers
+    xff = [p.strip() for p in got.header("X-Forwarded-For").split(",")]
+    assert xff == ["203.0.113.7", "198.51.100.2", "192.0.2.9", "127.0.0.1"], got.headers
+
+
+@pytest.fixture(scope="module")
+def replace_xff_proxy(handoff_process, brokers, topics, upstream):
+    cfg = base_config(brokers, upstream.port, standard_routes(topics), upstream={"forwarded_for": "replace"})
+    return handoff_process(cfg, name="xff-replace")
+
+
+def test_forwarded_for_replace_sends_only_the_peer_address_whatever_the_caller_wrote(replace_xff_proxy, upstream):
+    tag = unique("xff-replace")
+    r = replace_xff_proxy.request("GET", f"/orders/{tag}", None, [("X-Forwarded-For", "10.0.0.1"),
+                                                                  ("X-Forwarded-For", "10.0.0.2, 10.0.0.3"),
+                                                                  ("X-Test-Tag", tag)])
+    assert r.status == 200, r
+    got = only(upstream.with_header("X-Test-Tag", tag), tag)
+    assert got.header_all("X-Forwarded-For") == ["127.0.0.1"], got.headers
+    assert got.header_all("X-Forwarded-Proto") == ["http"], got.headers
+    assert replace_xff_proxy.admin_get("/config").json()["upstream"]["forwarded_for"] == "replace"
+
+
 def test_the_callers_correlation_id_is_sent_upstream_and_echoed(proxy, upstream):
     tag = unique("cid")
     cid = "caller." + tag

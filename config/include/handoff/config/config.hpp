@@ -50,6 +50,11 @@ struct admin_config {
     std::uint16_t port = 9901;
 };
 
+// What `forward` sends upstream as X-Forwarded-For: the caller's list with the peer address
+// appended (what proxies usually do), or only the peer address (the caller's list is dropped, for
+// services that trust X-Forwarded-For while callers are other pods that could write anything).
+enum class forwarded_for { append, replace };
+
 struct upstream_config {
     std::string host = "127.0.0.1";
     std::uint16_t port = 8081;
@@ -58,6 +63,7 @@ struct upstream_config {
     millis connect_timeout{2'000};
     millis timeout{30'000};                 // default per-request upstream timeout
     std::size_t max_response_bytes = 16 * 1024 * 1024;
+    enum forwarded_for forwarded_for = forwarded_for::append;
 };
 
 struct kafka_config {

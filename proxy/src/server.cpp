@@ -211,8 +211,7 @@ awaitable<outcome> handle_forward(const state_ptr& st, const config::config& cfg
         }
     }
     xff += client_ip;
-    up.erase("X-Forwarded-For");
-    up.set("X-Forwarded-For", xff);
+    up.set("X-Forwarded-For", xff);  // replaces every copied X-Forwarded-For field
     up.set("X-Forwarded-Proto", "http");
     up.set("X-Correlation-ID", correlation_id);
     const bool had_body = req.has_content_length() || req.chunked();

@@ -44,7 +44,6 @@ bool has_error(const load_result& r, const std::string& path, const std::string&
         CHECK_FALSE((r).value.has_value());        \
     } while (0)
 
-
 std::string one_route(const std::string& body) { return "routes:\n  - " + body + "\n"; }
 
 }  // namespace

@@ -26,7 +26,6 @@ const config_error* error_at(const load_result& r, const std::string& path) {
     return it == r.errors.end() ? nullptr : &*it;
 }
 
-
 const std::string tls = "  properties: {security.protocol: SSL, ssl.ca.location: /etc/ca.pem}\n";
 
 }  // namespace

@@ -2,7 +2,7 @@
 # The benchmark suite of DESIGN §7 in one command (details: tests/bench/README.md).
 #
 #   scripts/bench.sh            full run, < 15 minutes on 2 cores: set-up, a Release build in
-#                               build-bench/, a Kafka broker on 127.0.0.1:39392, then every system
+#                               build-bench/, a Kafka broker on 127.0.0.1:19392, then every system
 #                               measured in one go; prints the Markdown table and writes
 #                               tests/bench/results/{table.md,results.json,latency.png,logs/}
 #   scripts/bench.sh --smoke    the same stages at tiny rates for a second each: checks only that
@@ -18,7 +18,7 @@
 #   BENCH_SUT_CPUS   CPUs for the system under test (default 0)
 #   BENCH_LOAD_CPUS  CPUs for everything else: load generator, wrk, broker, forward upstream
 #                    (default 1; on a 1-CPU machine both are 0 and the numbers mean little)
-#   BENCH_KAFKA_PORT loopback port of the broker it starts (default 39392; the tests use 39092)
+#   BENCH_KAFKA_PORT loopback port of the broker it starts (default 19392; the tests use 19092)
 #   BENCH_BROKERS    use this broker instead of starting one (ctest passes the test broker)
 #   BENCH_RESULTS    output folder (default tests/bench/results, git-ignored)
 #   BENCH_BUILD_DIR  build folder (default build-bench)
@@ -68,7 +68,7 @@ cleanup() {
 }
 trap cleanup EXIT
 if [ -z "$BROKERS" ]; then
-  port="${BENCH_KAFKA_PORT:-39392}"
+  port="${BENCH_KAFKA_PORT:-19392}"
   KAFKA_DIR="$(mktemp -d /tmp/handoff-bench-kafka.XXXXXX)"
   # The broker shares the load generator's CPUs, so the system under test has its own alone.
   taskset -c "$LOAD_CPUS" "$ROOT/tests/kafka/kafka.sh" start "$KAFKA_DIR" "$port" >&2

@@ -2,7 +2,7 @@
 // broker with the settings Handoff uses (idempotent, acks=all, linger.ms=1 unless overridden),
 // latency measured per message from its scheduled produce time to its delivery report.
 //
-//   handoff_bench_produce --brokers 127.0.0.1:39392 --topic bench.direct --rate 5000 --duration 5
+//   handoff_bench_produce --brokers 127.0.0.1:19392 --topic bench.direct --rate 5000 --duration 5
 //   handoff_bench_produce --brokers ... --topic ... --rate 0 --duration 5     # peak: as fast as it goes
 //
 // At a fixed rate, message i is due at start + i / rate (open loop, as handoff_loadgen). At peak

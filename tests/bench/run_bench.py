@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -36,10 +37,25 @@ def log(msg: str) -> None:
     print(f"[bench] {msg}", file=sys.stderr, flush=True)
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port below the ephemeral range (32768-60999), where no outgoing socket can
+    take it between this choice and the bind of the process it is handed to."""
+    rng = random.Random()
+    for _ in range(2000):
+        p = rng.randrange(20000, 32768)
+        if p in _HANDED_OUT:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", p))
+            except OSError:
+                continue
+        _HANDED_OUT.add(p)
+        return p
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def body() -> str:

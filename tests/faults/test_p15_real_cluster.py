@@ -5,7 +5,7 @@ missing, every 2xx must name the record's real partition/offset, nothing may han
 outcomes and duplicates are counted and reported.
 
 Its own ctest entry (`handoff_real_cluster_faults`, RUN_SERIAL) with its own cluster on free ports
-(never 39092, the main suite's broker). Duration: HANDOFF_P15_SECONDS (60 in CI); the soak is
+below the ephemeral range (conftest.free_block). Duration: HANDOFF_P15_SECONDS (60 in CI); the soak is
     HANDOFF_P15_SECONDS=1800 HANDOFF_P15_NEMESIS_S=30 ctest -R handoff_real_cluster_faults --timeout 2400
 Needs HANDOFF_BIN (set by ctest), Java 17 and the Kafka jars (scripts/setup.sh).
 """
@@ -26,7 +26,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "integration"))
 sys.path.insert(0, str(REPO / "tests" / "ledger"))
-from conftest import Handoff, base_config, free_port, to_yaml, wait_until  # noqa: E402
+from conftest import Handoff, base_config, free_block, free_port, to_yaml, wait_until  # noqa: E402
 from ledger import LedgerClient, check, load, read_topics, save  # noqa: E402
 
 KAFKA_SH = REPO / "tests" / "kafka" / "kafka.sh"
@@ -34,27 +34,6 @@ DURATION_S = float(os.environ.get("HANDOFF_P15_SECONDS", "60"))
 NEMESIS_S = float(os.environ.get("HANDOFF_P15_NEMESIS_S", "8"))   # one leader kill per period
 DOWN_S = float(os.environ.get("HANDOFF_P15_DOWN_S", "2"))         # how long the killed node stays dead
 ROUTE_TIMEOUT_S = 15
-
-
-def free_block(n: int = 6) -> int:
-    """A base port with base..base+n-1 free on loopback (and clear of the main suite's 39092/3)."""
-    for _ in range(200):
-        base = free_port()
-        if base + n > 65535 or base <= 39093 < base + n:
-            continue
-        socks = []
-        try:
-            for p in range(base, base + n):
-                s = socket.socket()
-                s.bind(("127.0.0.1", p))
-                socks.append(s)
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise AssertionError("no free block of ports")
 
 
 class Cluster:
@@ -86,6 +65,12 @@ class Cluster:
         os.kill(pid, signal.SIGKILL)
         wait_until(lambda: not self.alive(i), 10, 0.05, f"node {i} dead")
 
+    def terminate(self, i: int):
+        """SIGTERM: a controlled shutdown, which hands the node's leaderships to other in-sync
+        replicas before it stops."""
+        os.kill(self.pid(i), signal.SIGTERM)
+        wait_until(lambda: not self.alive(i), 60, 0.05, f"node {i} stopped")
+
     def restart(self, i: int):
         self.sh("start-node", str(self.dir), str(self.base), str(i), timeout=150)
 
@@ -105,9 +90,10 @@ def leader_of(admin, topic: str, partition: int = 0) -> int:
     return md.topics[topic].partitions[partition].leader
 
 
-@pytest.fixture
-def cluster(tmp_path):
-    c = Cluster(tmp_path / "cluster", free_block())
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """One cluster for the module: each test leaves every node running."""
+    c = Cluster(tmp_path_factory.mktemp("p15") / "cluster", free_block(6))
     c.start()
     yield c
     c.stop()
@@ -210,3 +196,95 @@ def test_p15_sigkill_of_the_partition_leader_under_commit_load_loses_nothing_ack
     assert not rep.ack_mismatch, rep.ack_mismatch[:10]
     assert not rep.hung, f"requests with no answer within {ROUTE_TIMEOUT_S + 10}s: {len(rep.hung)}"
     assert not rep.order_violations, rep.order_violations[:10]
+
+
+def test_p7_leader_moves_under_commit_load_on_a_real_cluster_lose_nothing_duplicate_nothing_keep_key_order(
+        cluster, tmp_path):
+    """P-7 where Kafka itself checks producer sequences (the mock cluster does not for idempotent,
+    non-transactional producers): under commit load the leaders move, twice per round — a
+    controlled shutdown (SIGTERM) hands a partition's leadership to another in-sync replica, and
+    after the node is back a preferred-leader election hands it back. Nothing acknowledged may be
+    lost, nothing duplicated, no key reordered, nothing left unanswered."""
+    from confluent_kafka import ElectionType, TopicPartition
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    signal.signal(signal.SIGALRM, lambda *a: (_ for _ in ()).throw(TimeoutError("P-7 exceeded its deadline")))
+    signal.alarm(420)
+    admin = AdminClient({"bootstrap.servers": cluster.brokers})
+    topic = "p7-orders"
+    admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=3,
+                                  config={"min.insync.replicas": "2"})], request_timeout=30)[topic].result(timeout=60)
+
+    def settled():
+        parts = admin.list_topics(topic, timeout=5).topics[topic].partitions.values()
+        return all(p.leader >= 0 and len(p.isrs) == 3 for p in parts)
+    wait_until(settled, 90, 0.2, "every partition with a leader and 3 in-sync replicas")
+
+    routes = [{"name": "commit", "match": {"methods": ["POST"], "path": "/commit"}, "mode": "commit",
+               "topic": topic, "key": "body:/key", "timeout": f"{ROUTE_TIMEOUT_S}s", "success_status": 201}]
+    cfg = base_config(cluster.brokers, free_port(), routes, log={"level": "info", "requests": False},
+                      kafka={"flush_timeout": "20s", "properties": {
+                          "linger.ms": "2", "message.timeout.ms": str((ROUTE_TIMEOUT_S - 2) * 1000),
+                          "socket.connection.setup.timeout.ms": "3000", "reconnect.backoff.max.ms": "1000",
+                          "topic.metadata.refresh.interval.ms": "2000"}})
+    cfg_path = tmp_path / "handoff.yaml"
+    cfg_path.write_text(to_yaml(cfg) + "\n")
+    h = Handoff("p7", cfg, cfg_path, tmp_path / "handoff.log", None)
+    entries: list = []
+    moves: list = []
+    stop = threading.Event()
+    try:
+        h.wait_ready(60)
+
+        def load_loop():
+            cl = LedgerClient(h.port, concurrency=8, deadline=ROUTE_TIMEOUT_S + 10)
+            i = 0
+            while not stop.is_set():
+                entries.extend(cl.run(load("/commit", "commit", topic, 64, keys=16, prefix=f"r{i}-")))
+                i += 1
+
+        runner = threading.Thread(target=load_loop, daemon=True)
+        runner.start()
+
+        def more_commits(what: str, n: int = 50):
+            acked = lambda: sum(1 for e in list(entries) if e.status == 201)  # noqa: E731
+            base = acked()
+            wait_until(lambda: acked() >= base + n, 60, 0.05, what)
+
+        for rnd in range(2):
+            part = rnd % 2
+            more_commits("commits before the move")
+            old = leader_of(admin, topic, part)
+            cluster.terminate(old - 1)
+            wait_until(lambda: leader_of(admin, topic, part) not in (-1, old), 30, 0.1, "a new leader")
+            moves.append((part, old, leader_of(admin, topic, part), "controlled shutdown"))
+            more_commits("commits on the new leader")
+            cluster.restart(old - 1)
+            wait_until(settled, 90, 0.2, "the node back in sync")
+            before = leader_of(admin, topic, part)
+            admin.elect_leaders(ElectionType.PREFERRED, [TopicPartition(topic, part)]).result(timeout=30)
+            wait_until(lambda: leader_of(admin, topic, part) == old, 30, 0.1, "the preferred leader back")
+            moves.append((part, before, old, "preferred election"))
+        more_commits("commits after the last move")
+        stop.set()
+        runner.join(ROUTE_TIMEOUT_S + 30)
+        assert not runner.is_alive(), "the load generator did not finish"
+        code = h.stop(40)
+        assert code == 0, f"handoff exit code {code}\n{h.log_tail()}"
+    finally:
+        stop.set()
+        if h.proc.poll() is None:
+            h.stop(10)
+        signal.alarm(0)
+        for i in range(3):
+            if not cluster.alive(i):
+                cluster.restart(i)
+
+    rep = check(entries, read_topics(cluster.brokers, [topic], timeout=120))
+    print("P-7 real cluster:", json.dumps({"requests": rep.total, "by_status": rep.by_status, "moves": moves,
+                                           "records": rep.records, "duplicate_copies": rep.duplicate_copies,
+                                           "unknown": rep.unknown}))
+    assert len(moves) == 4, moves
+    assert all(e.status in (201, 503, 504) for e in entries), rep.by_status
+    assert rep.acknowledged > 0, rep
+    assert rep.ok(max_duplicates=0) and rep.duplicates == {}, rep

@@ -14,6 +14,7 @@ import base64
 import http.client
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -109,10 +110,40 @@ def pytest_runtest_makereport(item, call):
 # --------------------------------------------------------------------------------------------
 # Small utilities
 # --------------------------------------------------------------------------------------------
-def free_port() -> int:
+# Ports the tests hand to processes that bind them later (handoff, brokers, "nothing listens
+# here" addresses) come from below Linux's ephemeral range (32768-60999): a port picked free in
+# that range can be taken by any outgoing socket before its process binds it. Below it only
+# listeners bind, and every one of ours gets its port from here: checked free, never handed out
+# twice by one process, chosen at random so that two runs side by side rarely meet.
+PORT_LO, PORT_HI = 20000, 32768
+_HANDED_OUT: set[int] = set()
+_PORT_RNG = random.Random(os.getpid() ^ time.monotonic_ns())
+
+
+def _bindable(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_block(n: int = 1) -> int:
+    """A base port P with P..P+n-1 free on loopback, below the ephemeral range, not handed out
+    before by this process."""
+    for _ in range(2000):
+        base = _PORT_RNG.randrange(PORT_LO, PORT_HI - n)
+        block = range(base, base + n)
+        if any(p in _HANDED_OUT for p in block) or not all(_bindable(p) for p in block):
+            continue
+        _HANDED_OUT.update(block)
+        return base
+    raise AssertionError(f"no free block of {n} port(s) in {PORT_LO}-{PORT_HI - 1}")
+
+
+def free_port() -> int:
+    return free_block(1)
 
 
 def unique(prefix: str = "t") -> str:
@@ -690,6 +721,29 @@ class Handoff:
         return self.exit_code
 
 
+def rdkafka_debug(h: "Handoff") -> list[str]:
+    """librdkafka's debug lines (kafka.properties debug: msg,...) from a handoff's log."""
+    return [x["detail"] for x in h.log_lines_json() if x.get("msg") == "librdkafka" and "detail" in x]
+
+
+def in_doubt_batches(h: "Handoff") -> list[tuple[int, int, int]]:
+    """(message count, MsgId, BaseSeq) of every batch librdkafka reported *possibly persisted*."""
+    return [(int(m[1]), int(m[2]), int(m[3])) for m in
+            (re.search(r"MessageSet with (\d+) message\(s\) \(MsgId (\d+), BaseSeq (\d+)\) "
+                       r"encountered error: .*MsgPossiblyPersisted", d) for d in rdkafka_debug(h)) if m]
+
+
+def assert_retried_unchanged(h: "Handoff", doubt: list[tuple[int, int, int]]):
+    """Every batch in doubt was sent again as the same batch (same MsgId and BaseSeq), by one
+    producer id and epoch: what lets a broker drop the retry as a duplicate."""
+    sent = [d for d in rdkafka_debug(h) if "Produce MessageSet" in d]
+    pids = set(re.findall(r"PID\{Id:(\d+),Epoch:(\d+)\}", "\n".join(sent)))
+    assert len(pids) == 1, f"the producer id or epoch changed: {pids}"
+    for count, msgid, seq in doubt:
+        assert sum(1 for d in sent if f"MessageSet with {count} message(s)" in d and
+                   f"MsgId {msgid}, BaseSeq {seq}," in d) >= 2, f"batch MsgId {msgid} was not retried unchanged"
+
+
 def base_config(brokers: str, upstream_port: int, routes: list[dict], **overrides) -> dict:
     cfg = {
         "listen": {"address": "127.0.0.1", "port": free_port(), "threads": 1},
@@ -861,17 +915,7 @@ def rss_bytes(pid: int) -> int:
 
 def free_port_pair() -> int:
     """A port P with P+1 also free (kafka.sh puts the controller on PORT+1)."""
-    for _ in range(50):
-        p = free_port()
-        if p >= 65535:
-            continue
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind(("127.0.0.1", p + 1))
-            except OSError:
-                continue
-        return p
-    raise AssertionError("no free port pair")
+    return free_block(2)
 
 
 class PrivateKafka:
@@ -888,11 +932,12 @@ class PrivateKafka:
         self.generation = 0
         self.frozen = False
 
-    def start(self, timeout: float = 120):
+    def start(self, timeout: float = 120, extra: Path | None = None):
+        """extra: a broker properties file for kafka.sh (more listeners, see its usage)."""
         self.generation += 1
         self.dir = self.base_dir / f"kafka-{self.generation}"
-        r = subprocess.run([str(self.SCRIPT), "start", str(self.dir), str(self.port)], capture_output=True,
-                           text=True, timeout=timeout)
+        r = subprocess.run([str(self.SCRIPT), "start", str(self.dir), str(self.port)] + ([str(extra)] if extra else []),
+                           capture_output=True, text=True, timeout=timeout)
         assert r.returncode == 0, f"kafka.sh start failed:\n{r.stdout}\n{r.stderr}"
         return self
 

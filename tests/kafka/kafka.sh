@@ -7,7 +7,8 @@
 #                                        extra.listeners=NAME://127.0.0.1:P,...
 #                                        extra.listener.security.protocol.map=NAME:SSL,...
 #                                      are merged into listeners, advertised.listeners and the protocol
-#                                      map; every other line (listener.name.<name>.ssl.keystore.location,
+#                                      map (extra.advertised.listeners=NAME://127.0.0.1:Q,... advertises
+#                                      other addresses for them, e.g. a relay's); every other line (listener.name.<name>.ssl.keystore.location,
 #                                      ...) is appended as written. Readiness is still checked on PORT.
 #   kafka.sh start-cluster DIR BASEPORT three nodes: node i (0..2) PLAINTEXT on BASEPORT+2i,
 #                                      controller on BASEPORT+2i+1; RF 3, min.insync.replicas=2
@@ -87,12 +88,13 @@ EOF
 
 # merge_extra PROPS EXTRA: see `start` above.
 merge_extra() {
-  local props="$1" extra="$2" listeners map
+  local props="$1" extra="$2" listeners advertised map
   [ -f "$extra" ] || die "no such properties file: $extra"
   listeners="$(sed -n 's/^extra\.listeners=//p' "$extra")"
+  advertised="$(sed -n 's/^extra\.advertised\.listeners=//p' "$extra")"
   map="$(sed -n 's/^extra\.listener\.security\.protocol\.map=//p' "$extra")"
   if [ -n "$listeners" ]; then
-    sed -i -e "s|^listeners=.*|&,$listeners|" -e "s|^advertised\.listeners=.*|&,$listeners|" "$props"
+    sed -i -e "s|^listeners=.*|&,$listeners|" -e "s|^advertised\.listeners=.*|&,${advertised:-$listeners}|" "$props"
   fi
   if [ -n "$map" ]; then
     sed -i "s|^listener\.security\.protocol\.map=.*|&,$map|" "$props"

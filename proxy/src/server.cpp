@@ -701,12 +701,14 @@ void log_request(const http::request_header<>& req, const config::route* route, 
 }
 
 // The response as one gathered write: its head serialized into `wire` (reused per connection),
-// then the body where it is.
-std::array<asio::const_buffer, 2> wire_buffers(const response& res, std::string& wire) {
+// then the body where it is. The answer to a HEAD request is the head alone (RFC 9110 §9.3.2): its
+// Content-Length says what a GET would carry, and not one body byte follows, or the next response
+// on the connection would start inside it.
+std::array<asio::const_buffer, 2> wire_buffers(const response& res, std::string& wire, bool head_request) {
     wire.clear();
     if (wire.capacity() > 64 * 1024) wire.shrink_to_fit();  // after an unusually large head
     serialize_response_head(res, wire);
-    return {asio::buffer(wire), asio::buffer(res.body())};
+    return {asio::buffer(wire), head_request ? asio::const_buffer() : asio::buffer(res.body())};
 }
 
 // Feeds what is already buffered to the parser, without I/O: a request usually arrives whole in
@@ -731,12 +733,13 @@ std::size_t parse_buffered(http::request_parser<http::string_body>& parser, beas
     return used;
 }
 
-awaitable<void> write_and_close(beast::tcp_stream& stream, outcome o, const config::listen_config& listen) {
+awaitable<void> write_and_close(beast::tcp_stream& stream, outcome o, const config::listen_config& listen,
+                                bool head_request) {
     o.res.keep_alive(false);
     o.res.prepare_payload();
     stream.expires_after(listen.write_timeout);
     std::string wire;
-    co_await asio::async_write(stream, wire_buffers(o.res, wire), tuple_awaitable);
+    co_await asio::async_write(stream, wire_buffers(o.res, wire, head_request), tuple_awaitable);
 }
 
 awaitable<void> run_session(state_ptr st, tcp::socket socket) {
@@ -819,11 +822,12 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
             } else if (hec == http::error::bad_version) {
                 e = error::bad_request;
             }
-            co_await write_and_close(stream, make_error(e, message, {}, 11), listen);
+            co_await write_and_close(stream, make_error(e, message, {}, 11), listen, false);
             break;
         }
 
         auto& req = parser.get();
+        const bool head_request = req.method() == http::verb::head;
         const auto routes = st->routes.load();  // this request keeps the table it started with
         const auto& cfg = routes->cfg();
         std::string correlation_id;
@@ -839,15 +843,15 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
         };
 
         if (req.version() != 11 && req.version() != 10) {
-            co_await write_and_close(stream, finish(make_error(error::unsupported_version, "only HTTP/1.0 and HTTP/1.1 are served", {}, 11)), listen);
+            co_await write_and_close(stream, finish(make_error(error::unsupported_version, "only HTTP/1.0 and HTTP/1.1 are served", {}, 11)), listen, head_request);
             break;
         }
         if (auto problem = framing_problem(req.base())) {
-            co_await write_and_close(stream, finish(make_error(error::bad_request, *problem, {}, req.version())), listen);
+            co_await write_and_close(stream, finish(make_error(error::bad_request, *problem, {}, req.version())), listen, head_request);
             break;
         }
         if (!split_target(req.target(), path, query)) {
-            co_await write_and_close(stream, finish(make_error(error::bad_request, "the request target must be a path (origin-form)", {}, req.version())), listen);
+            co_await write_and_close(stream, finish(make_error(error::bad_request, "the request target must be a path (origin-form)", {}, req.version())), listen, head_request);
             break;
         }
         if (auto it = req.find("X-Correlation-ID"); it != req.end()) {
@@ -858,7 +862,7 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
                                     "X-Correlation-ID must be 1-128 characters of [A-Za-z0-9._:-]", correlation_id,
                                     req.version());
                 o.close = o.close || !parser.is_done();
-                co_await write_and_close(stream, finish(std::move(o)), listen);
+                co_await write_and_close(stream, finish(std::move(o)), listen, head_request);
                 break;
             }
             correlation_id = std::string(it->value());
@@ -914,13 +918,13 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
             if (!parser.is_done()) early->close = true;
             auto o = finish(std::move(*early));
             if (o.close) {
-                co_await write_and_close(stream, std::move(o), listen);
+                co_await write_and_close(stream, std::move(o), listen, head_request);
                 break;
             }
             o.res.keep_alive(req.keep_alive() && !st->draining.load());
             o.res.prepare_payload();
             stream.expires_after(listen.write_timeout);
-            auto [wec, wn] = co_await asio::async_write(stream, wire_buffers(o.res, wire), tuple_awaitable);
+            auto [wec, wn] = co_await asio::async_write(stream, wire_buffers(o.res, wire, head_request), tuple_awaitable);
             if (wec || !o.res.keep_alive()) break;
             continue;
         }
@@ -957,7 +961,7 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
                            bec == asio::error::connection_reset) {
                     break;
                 }
-                co_await write_and_close(stream, finish(make_error(e, message, correlation_id, req.version())), listen);
+                co_await write_and_close(stream, finish(make_error(e, message, correlation_id, req.version())), listen, head_request);
                 break;
             }
             // Framing, routing and authentication fields in a trailer refuse the request (400 + close).
@@ -966,7 +970,7 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
                 static_cast<http::fields&>(req) = std::move(*head_fields);
                 if (forbidden) {
                     co_await write_and_close(stream, finish(make_error(error::bad_request, "a trailer carries a framing, routing or authentication field",
-                                                                       correlation_id, req.version())), listen);
+                                                                       correlation_id, req.version())), listen, head_request);
                     break;
                 }
             }
@@ -1023,7 +1027,7 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
             }
         }
         stream.expires_after(listen.write_timeout);
-        auto [wec, wn] = co_await asio::async_write(stream, wire_buffers(o.res, wire), tuple_awaitable);
+        auto [wec, wn] = co_await asio::async_write(stream, wire_buffers(o.res, wire, head_request), tuple_awaitable);
         ++served;
         if (wec || !keep) break;
     }

@@ -5,7 +5,8 @@ Everything here talks to real things: the `handoff` binary (env HANDOFF_BIN), a 
 Kafka clients (confluent-kafka, kcat). Nothing is mocked.
 
 Per-test timeouts: every setup/call/teardown phase runs under a SIGALRM deadline (default
-DEFAULT_TIMEOUT_S, override with @pytest.mark.timeout_s(N)); every blocking call also has its own
+DEFAULT_TIMEOUT_S, override with @pytest.mark.timeout_s(N); setup and teardown, which start and stop
+module fixtures, at least FIXTURE_TIMEOUT_S); every blocking call also has its own
 timeout so a hang surfaces as a failure, never as a stuck ctest.
 """
 from __future__ import annotations
@@ -55,9 +56,16 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "timeout_s(n): per-phase SIGALRM deadline in seconds")
 
 
-def _deadline(item) -> int:
+# Setup and teardown may start or stop module fixtures (a broker of the module's own: a JVM, which
+# takes 10-60 s on a busy 2-core machine): they get at least this long, whatever the test's own
+# deadline.
+FIXTURE_TIMEOUT_S = 240
+
+
+def _deadline(item, phase: str = "call") -> int:
     m = item.get_closest_marker("timeout_s")
-    return int(m.args[0]) if m else DEFAULT_TIMEOUT_S
+    t = int(m.args[0]) if m else DEFAULT_TIMEOUT_S
+    return t if phase == "call" else max(t, FIXTURE_TIMEOUT_S)
 
 
 def _alarm_handler(signum, frame):
@@ -67,7 +75,7 @@ def _alarm_handler(signum, frame):
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_setup(item):
     signal.signal(signal.SIGALRM, _alarm_handler)
-    signal.alarm(_deadline(item))
+    signal.alarm(_deadline(item, "setup"))
     try:
         yield
     finally:
@@ -87,7 +95,7 @@ def pytest_runtest_call(item):
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_teardown(item):
     signal.signal(signal.SIGALRM, _alarm_handler)
-    signal.alarm(_deadline(item))
+    signal.alarm(_deadline(item, "teardown"))
     try:
         yield
     finally:

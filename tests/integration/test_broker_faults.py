@@ -198,12 +198,15 @@ class ProbeWatch:
     def _run(self):
         while not self._stop.is_set():
             try:
-                r = self.h.admin_get("/healthz", 2.0)
+                r = self.h.admin_get("/healthz", 5.0)
                 if r.status != 200:
                     self.health_bad.append(repr(r))
-                self.ready.append((time.monotonic(), self.h.admin_get("/readyz", 2.0).status))
             except Exception as e:  # noqa: BLE001 - recorded and asserted on
                 self.health_bad.append(repr(e))
+            try:
+                self.ready.append((time.monotonic(), self.h.admin_get("/readyz", 5.0).status))
+            except Exception:  # noqa: BLE001 - a slow readiness answer is no liveness failure
+                pass
             self._stop.wait(0.05)
 
     def __enter__(self):
@@ -334,14 +337,14 @@ def test_p4_transport_errors_on_produce_end_in_2xx_only_if_persisted_and_duplica
 
 @pytest.mark.timeout_s(120)
 def test_p4_a_produce_appended_whose_response_is_lost_is_retried_idempotently(faults):
-    # The broker appends the batch, but its response is held for 1.5 s and the connection goes
+    # The broker appends the batch, but its response is held for 5 s and the connection goes
     # down meanwhile: the response is lost (possibly persisted) and librdkafka must retry the
     # very same batch (same producer id, epoch and base sequence) so that a broker can drop it as
     # a duplicate; every 2xx must be true.
     t = faults.mock.topic(unique("p4b"), 1, leaders=[1])
     h = faults.handoff([commit_route(t, "15s")], {"message.timeout.ms": "12000", "debug": "msg,eos"})
     warm = LedgerClient(h.port, concurrency=1).run(load("/commit", "commit", t, 3, keys=1))
-    faults.mock.cmd("broker_push_request_error_rtts 1 Produce NO_ERROR:1500")
+    faults.mock.cmd("broker_push_request_error_rtts 1 Produce NO_ERROR:5000")
     results: list = []
     runner = threading.Thread(target=lambda: results.extend(
         LedgerClient(h.port, concurrency=4, deadline=20).run(load("/commit", "commit", t, 40, keys=4))))
@@ -394,17 +397,18 @@ def test_p11_the_route_deadline_before_the_ack_is_504_and_the_late_report_is_onl
     t = faults.mock.topic(unique("p11"), 1, leaders=[1])
     h = faults.handoff([commit_route(t, "1s")], {"message.timeout.ms": "10000"})
     warm = warm_up(h, t)
-    faults.mock.cmd("broker_set_rtt 1 2500")
+    faults.mock.cmd("broker_set_rtt 1 6000")   # the ack comes long after the 1 s route deadline
     fds = fd_count(h.proc.pid)
     entries = LedgerClient(h.port, concurrency=4, deadline=5).run(load("/commit", "commit", t, 4, keys=4))
     faults.mock.cmd("broker_set_rtt 1 0")
     assert all(e.status == 504 and e.error == "outcome_unknown" for e in entries), [(e.status, e.error) for e in entries]
-    assert all(0.9 < e.elapsed < 2.0 for e in entries), [e.elapsed for e in entries]
+    # At the route deadline (1 s), not at the ack (6 s).
+    assert all(0.9 < e.elapsed < 4.0 for e in entries), [e.elapsed for e in entries]
     # The late reports arrive after the callers were answered: recorded in the status store.
     for e in entries:
         wait_until(lambda: http_request(h.port, "GET", f"/_handoff/requests/{e.correlation_id}").json()["state"]
                    == "persisted", 15, 0.1, f"{e.correlation_id} persisted late")
-    assert fd_count(h.proc.pid) <= fds + 1
+    wait_until(lambda: fd_count(h.proc.pid) <= fds + 1, 10, 0.1, f"FDs back to {fds}")
     faults.stop(h)
     assert sum(1 for x in h.log_lines_json() if x.get("msg") == "late delivery report") >= 1, h.log_tail()
     rep = check(warm + entries, faults.read(t))
@@ -504,7 +508,8 @@ def test_p8_a_slow_leader_keeps_pending_commits_bounded_and_sheds_the_excess_fas
                        limits={"max_inflight_commits": limit})
     warm = LedgerClient(h.port, concurrency=1).run(load("/commit", "commit", t, 1, keys=1))
     rss0 = rss_bytes(h.proc.pid)
-    faults.mock.cmd("broker_set_rtt 1 2000")
+    # The held commits wait 6 s for their ack; the excess must be shed without waiting for one.
+    faults.mock.cmd("broker_set_rtt 1 6000")
     peak = {"inflight": 0, "rss": rss0}
     done = threading.Event()
 
@@ -531,7 +536,8 @@ def test_p8_a_slow_leader_keeps_pending_commits_bounded_and_sheds_the_excess_fas
     held = [e for e in entries if e.status != 503]
     assert all(e.error == "overloaded" for e in shed), {e.error for e in shed}
     assert len(held) <= limit * 2 and len(shed) >= burst - 2 * limit, statuses(entries)
-    assert max(e.elapsed for e in shed) < 1.0, max(e.elapsed for e in shed)
+    # Well before any ack (6 s); the rest is 200 fresh connections from one Python process.
+    assert max(e.elapsed for e in shed) < 3.0, max(e.elapsed for e in shed)
     assert all(e.status in (201, 504) for e in held), statuses(held)
     assert peak["inflight"] <= limit, peak
     assert peak["rss"] < rss0 + 100 * 2**20, peak
@@ -579,7 +585,7 @@ def test_p10_callers_disconnecting_while_waiting_leak_nothing_and_the_outcome_is
     h = faults.handoff([commit_route(t, "5s")], {"message.timeout.ms": "10000"})
     LedgerClient(h.port, concurrency=1).run(load("/commit", "commit", t, 1, keys=1))
     fds0 = fd_count(h.proc.pid)
-    faults.mock.cmd("broker_set_rtt 1 1500")
+    faults.mock.cmd("broker_set_rtt 1 4000")   # time for all 50 to be held before the first ack
     cids = [f"p10-{i}-{unique('c')}" for i in range(50)]
     socks = []
     for i, cid in enumerate(cids):
@@ -621,7 +627,7 @@ def test_p12_permanent_errors_map_deterministically_and_do_not_loop(faults):
     big = [Request("/big", "commit", ok, key="big", body=json.dumps({"key": "big", "pad": "x" * 30000}).encode())
            for _ in range(3)]
     big_entries = LedgerClient(h.port, concurrency=1, deadline=5).run(big)
-    assert all(e.status == 413 and e.elapsed < 1 for e in big_entries), [(e.status, e.error) for e in big_entries]
+    assert all(e.status == 413 and e.elapsed < 3 for e in big_entries), [(e.status, e.error) for e in big_entries]
     small = LedgerClient(h.port, concurrency=1, deadline=8).run(load("/big", "commit", ok, 3, keys=1))
     assert statuses(small) == {201: 3}
     faults.mock.cmd(f"topic_set_error {bad} NO_ERROR")

@@ -73,7 +73,11 @@ def receiver(handoff_process, brokers, upstream, t):
         "name": "quotes", "topics": [t.requests], "group": unique("quotes"),
         "reply_headers": ["Location", "X-Quote"], "retry": {"attempts": 2, "backoff_base": "50ms"},
     }])
-    return handoff_process(cfg, name="receiver")
+    h = handoff_process(cfg, name="receiver")
+    # Readiness does not wait for the group join: the first reply test's route timeout must not.
+    wait_until(lambda: any(x.get("msg") == "subscription partitions assigned" for x in h.log_lines_json()), 60, 0.1,
+               "the receiver's partitions assigned")
+    return h
 
 
 def status_of(h, cid: str):
@@ -288,7 +292,7 @@ def run_many(port: int, paths: list[str]) -> list[int]:
     return out
 
 
-@pytest.mark.timeout_s(180)
+@pytest.mark.timeout_s(400)
 def test_canary_splits_10000_requests_within_1_percent_and_a_key_always_takes_the_same_path(caller, upstream):
     upstream.script("/canary-nokey", status=200, body=b"")
     statuses = run_many(caller.port, ["/canary-nokey"] * 2_000)

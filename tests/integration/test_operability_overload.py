@@ -23,7 +23,7 @@ def dead_brokers() -> str:
 
 @pytest.mark.timeout_s(60)
 def test_commit_overload_with_the_broker_down_sheds_fast_and_memory_stays_bounded(handoff_process, upstream):
-    limit, burst, route_timeout = 20, 200, 3.0
+    limit, burst, route_timeout = 20, 200, 8.0
     routes = [
         {"name": "get-order", "match": {"methods": ["GET"], "path": "/orders/{id}"}, "mode": "forward"},
         {"name": "create-order", "match": {"methods": ["POST"], "path": "/orders"}, "mode": "commit",
@@ -62,7 +62,8 @@ def test_commit_overload_with_the_broker_down_sheds_fast_and_memory_stays_bounde
     # While commits are held, what does not need Kafka keeps working, and nothing is ready.
     wait_until(lambda: scrape(h).value("handoff_inflight_commits") == limit, 5, 0.02, "the in-flight bound reached")
     r = h.request("GET", "/orders/42")
-    assert r.status == 200 and r.elapsed < 1.0, r
+    assert r.status == 200 and r.elapsed < route_timeout / 2, r
+    assert scrape(h).value("handoff_inflight_commits") == limit, "served while the commits were held"
     assert h.admin_get("/healthz").status == 200
 
     for t in threads:
@@ -113,7 +114,7 @@ def test_producer_queue_full_gives_503_queue_full_never_202(handoff_process, ups
         else:
             assert_error(r, 503, "queue_full")
             assert r.header("Retry-After") == "1", r
-            assert r.elapsed < 1.0, r
+            assert r.elapsed < 3.0, r   # at once, not after message.timeout.ms
             refused.append(r)
     assert len(accepted) == queue and len(refused) == 15, (len(accepted), len(refused))
     m = scrape(h)
@@ -142,7 +143,7 @@ def test_connections_beyond_listen_max_connections_are_closed_at_once(handoff_pr
         try:
             t0 = time.monotonic()
             assert extra.closed_by_peer(5), "a connection beyond the cap was not closed"
-            assert time.monotonic() - t0 < 1.0
+            assert time.monotonic() - t0 < 3.0   # at once, not at a request deadline
         finally:
             extra.close()
         assert scrape(h).value("handoff_shed_total", reason="connections") >= 1
@@ -159,7 +160,7 @@ def test_connections_beyond_listen_max_connections_are_closed_at_once(handoff_pr
 def test_the_status_store_is_bounded_by_max_entries_and_ttl(handoff_process, brokers, upstream, kafka):
     topic = kafka.create_topic(unique("ops-status"), 1)
     routes = [{"name": "c", "match": {"methods": ["POST"], "path": "/c"}, "mode": "commit", "topic": topic}]
-    h = handoff_process(base_config(brokers, upstream.port, routes, status={"max_entries": 3, "ttl": "3s"}),
+    h = handoff_process(base_config(brokers, upstream.port, routes, status={"max_entries": 3, "ttl": "15s"}),
                         name="ops-status-bound")
     ids = []
     for i in range(5):  # commits: the final status is written before the answer, so the order is fixed
@@ -170,4 +171,4 @@ def test_the_status_store_is_bounded_by_max_entries_and_ttl(handoff_process, bro
     assert got == [404, 404, 200, 200, 200], got
     assert scrape(h).value("handoff_status_entries") == 3
     # And each entry expires after the TTL.
-    wait_until(lambda: h.request("GET", f"/_handoff/requests/{ids[-1]}").status == 404, 8, 0.1, "the TTL to pass")
+    wait_until(lambda: h.request("GET", f"/_handoff/requests/{ids[-1]}").status == 404, 25, 0.1, "the TTL to pass")

@@ -321,8 +321,9 @@ def test_one_failing_key_holds_back_only_that_key(brokers, kafka, receiver, hand
             [(b"B", f"b{i}".encode(), f"b{i}", [], "/in") for i in range(5)])
     handoff_process(sub_config(brokers, receiver.port, {
         "name": "keys", "topics": [topic], "group": unique("g"),
-        "retry": {"attempts": 10, "backoff_base": "200ms", "backoff_cap": "1s", "jitter": "none"}}))
-    wait_until(lambda: receiver.by_id("a2"), 30, 0.1, "a2 delivered")
+        # a1 is retried for 1 + 2 + 4 s: the other key's five records must pass it in that window.
+        "retry": {"attempts": 10, "backoff_base": "1s", "backoff_cap": "4s", "jitter": "none"}}))
+    wait_until(lambda: receiver.by_id("a2"), 40, 0.1, "a2 delivered")
     order = [d.ce_id for d in receiver.snapshot()]
     a1_last = max(i for i, x in enumerate(order) if x == "a1")
     assert order.count("a1") == 4

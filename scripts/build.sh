@@ -19,7 +19,7 @@ if [ "${HANDOFF_CCACHE:-1}" = 1 ] && command -v ccache >/dev/null; then
 else
   launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER= -DCMAKE_C_COMPILER_LAUNCHER=)
 fi
-cmake -S "$ROOT" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE="$BUILD_TYPE" "${launcher[@]}" "$@" >/dev/null
+cmake -S "$ROOT" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE="$BUILD_TYPE" -DHANDOFF_WERROR=ON "${launcher[@]}" "$@" >/dev/null
 [ -z "${CCACHE_DIR:-}" ] || ccache --zero-stats >/dev/null
 cmake --build "$BUILD_DIR" -j"$(nproc)"
 [ -z "${CCACHE_DIR:-}" ] || ccache --print-stats 2>/dev/null |

@@ -1326,6 +1326,14 @@ private:
                     const std::string name = it->first.Scalar();
                     static const char* owned[] = {"bootstrap.servers", "metadata.broker.list", "group.id",
                                                   "enable.auto.offset.store", "auto.offset.reset"};
+                    if (name == "enable.auto.commit") {
+                        // Off, nothing would ever commit the offsets Handoff stores after each
+                        // delivery (only the shutdown commit would).
+                        fail(it->first, pp + "." + name,
+                             "'enable.auto.commit' is set by Handoff: it stores an offset once a record is delivered "
+                             "and commits the stored offsets every auto.commit.interval.ms (set that instead)");
+                        continue;
+                    }
                     if (std::find(std::begin(owned), std::end(owned), name) != std::end(owned)) {
                         fail(it->first, pp + "." + name, "'" + name + "' is set by Handoff (use the subscription's own keys)");
                         continue;

@@ -707,13 +707,14 @@ TEST_CASE("subscription names are unique, dead-letter topics cannot loop and Han
     topics: [b]
     group: g
     retry: {backoff_base: 5s, backoff_cap: 1s}
-    properties: {group.id: other, enable.auto.offset.store: "true"}
+    properties: {group.id: other, enable.auto.offset.store: "true", enable.auto.commit: "false"}
 )");
     CHECK_ERROR(r, "subscriptions[0].dead_letter_topic", "would loop");
     CHECK_ERROR(r, "subscriptions[1].name", "duplicate subscription name 's'");
     CHECK_ERROR(r, "subscriptions[1].retry.backoff_cap", "must not be smaller than backoff_base");
     CHECK_ERROR(r, "subscriptions[1].properties.group.id", "set by Handoff");
     CHECK_ERROR(r, "subscriptions[1].properties.enable.auto.offset.store", "set by Handoff");
+    CHECK_ERROR(r, "subscriptions[1].properties.enable.auto.commit", "auto.commit.interval.ms");
 }
 
 TEST_CASE("a subscription target may fall back to a fixed path only with path original") {

@@ -395,10 +395,10 @@ std::shared_ptr<proxy::consumer> make_consumer(asio::any_io_executor strand, con
     for (const auto& [n, v] : sub.properties) ok = ok && set(conf, n, v, error);
     ok = ok && set(conf, "bootstrap.servers", bootstrap, error) && set(conf, "group.id", sub.group, error) &&
          set(conf, "enable.auto.offset.store", "false", error) &&
-         set(conf, "auto.offset.reset", resets[static_cast<int>(sub.auto_offset_reset)], error);
-    if (sub.properties.find("enable.auto.commit") == sub.properties.end()) {
-        ok = ok && set(conf, "enable.auto.commit", "true", error);
-    }
+         set(conf, "auto.offset.reset", resets[static_cast<int>(sub.auto_offset_reset)], error) &&
+         // Stored offsets are committed by librdkafka in the background (and once more at close);
+         // the config refuses the property in a subscription, kafka.properties cannot turn it off.
+         set(conf, "enable.auto.commit", "true", error);
     if (!ok) {
         rd_kafka_conf_destroy(conf);
         error = "subscription '" + sub.name + "': " + error;

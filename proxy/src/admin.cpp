@@ -93,7 +93,11 @@ asio::awaitable<void> admin_session(std::shared_ptr<admin_server::state> st, tcp
 
 asio::awaitable<void> admin_accept(std::shared_ptr<admin_server::state> st) {
     for (;;) {
-        auto [ec, socket] = co_await st->acceptor->async_accept(asio::make_strand(st->ioc), tuple_awaitable);
+        // Accept into a socket made beforehand on its own strand, as the main listener does:
+        // Boost 1.81's move-accept with an executor argument and as_tuple frees the strand twice
+        // (seen under ASan with more than one io thread).
+        tcp::socket socket(asio::make_strand(st->ioc));
+        auto [ec] = co_await st->acceptor->async_accept(socket, tuple_awaitable);
         if (ec) {
             if (!st->acceptor->is_open()) co_return;
             continue;

@@ -551,7 +551,19 @@ def test_p8_a_slow_leader_keeps_pending_commits_bounded_and_sheds_the_excess_fas
 @pytest.mark.timeout_s(150)
 def test_p9_a_fatal_idempotence_error_answers_every_pending_commit_5xx_and_the_producer_recovers(faults):
     t = faults.mock.topic(unique("p9"), 1, leaders=[1])
-    h = faults.handoff([commit_route(t, "8s")], {"message.timeout.ms": "6000"})
+    # Two io threads and /metrics scraped all along: a scrape reads the queue length of the
+    # retiring handle while its own thread destroys it (the sanitizer stage would catch a race).
+    h = faults.handoff([commit_route(t, "8s")], {"message.timeout.ms": "6000"}, listen={"threads": 2})
+    scraping = threading.Event()
+
+    def scrape_all_along():
+        while not scraping.is_set():
+            try:
+                scrape(h)
+            except Exception:  # noqa: BLE001 - a slow scrape is not what this checks
+                pass
+    scraper = threading.Thread(target=scrape_all_along, daemon=True)
+    scraper.start()
     warm = LedgerClient(h.port, concurrency=1).run(load("/commit", "commit", t, 2, keys=1))
     assert all(e.status == 201 for e in warm), warm
     # The first Produce is held (so requests pile up), then the broker says the producer id is
@@ -567,6 +579,10 @@ def test_p9_a_fatal_idempotence_error_answers_every_pending_commit_5xx_and_the_p
         LedgerClient(h.port, concurrency=1, deadline=12).run(load("/commit", "commit", t, 1, keys=1))),
         40, 0.2, "a commit to succeed after the producer was re-created")
     wait_until(lambda: h.admin_get("/readyz").status == 200, 20, 0.1, "/readyz 200 after re-creation")
+    wait_until(lambda: any(x.get("msg") == "retired kafka producer handle destroyed" for x in h.log_lines_json()),
+               20, 0.1, "the retired handle destroyed while scrapes go on")
+    scraping.set()
+    scraper.join(10)
     faults.stop(h)
     assert any(x.get("msg") == "kafka producer re-created after fatal error" for x in h.log_lines_json()), h.log_tail()
     rep = check(warm + entries + after, faults.read(t))

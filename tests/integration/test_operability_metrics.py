@@ -184,3 +184,30 @@ def test_log_requests_false_writes_no_request_lines(handoff_process, brokers, up
     assert scrape(q).value("handoff_requests_total", route="(unmatched)", mode="forward", status_class="2xx") == 1
     assert not [x for x in q.log_lines_json() if x.get("msg") == "request"], q.log_tail()
     assert cid not in q.log_text()
+
+
+def test_the_admin_listener_serves_bursts_of_connections_with_several_io_threads(handoff_process, brokers, upstream):
+    # Each admin connection is accepted onto a strand of its own; with more than one io thread a
+    # wrong accept pattern frees that strand twice (an ASan report that aborts the process: the CI's
+    # sanitizer stage runs this test against the ASan build).
+    import threading
+    h = handoff_process(base_config(brokers, upstream.port, [], listen={"threads": 4},
+                                    log={"level": "warn", "requests": False}), name="admin-burst")
+    failures: list = []
+
+    def client():
+        for _ in range(40):
+            try:
+                r = h.admin_get("/healthz", 10.0)
+                if r.status != 200:
+                    failures.append(r)
+            except Exception as e:  # noqa: BLE001 - counted
+                failures.append(e)
+
+    threads = [threading.Thread(target=client) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not failures, failures[:5]
+    assert h.proc.poll() is None, h.log_tail()

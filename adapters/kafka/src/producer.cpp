@@ -345,11 +345,15 @@ public:
     proxy::producer_stats stats() const override {
         proxy::producer_stats s;
         std::lock_guard lk(mu_);
-        auto add_outq = [&s](const std::shared_ptr<generation>& g) {
-            if (g && !g->destroyed && g->rk) s.queued_messages += static_cast<std::uint64_t>(rd_kafka_outq_len(g->rk));
-        };
-        add_outq(current_);
-        for (const auto& g : retiring_) add_outq(g);
+        // current_ is never destroyed while it is current_ (mu_ is held here). A retiring
+        // generation may be destroyed on its own thread at any moment (retire()): its handle is
+        // read under its handle_mu, and skipped while the destroyer (or a metadata call) holds it
+        // rather than block a scrape, and the io thread behind mu_, for the length of a destroy.
+        if (current_ && current_->rk) s.queued_messages += static_cast<std::uint64_t>(rd_kafka_outq_len(current_->rk));
+        for (const auto& g : retiring_) {
+            std::unique_lock hl(g->handle_mu, std::try_to_lock);
+            if (hl && !g->destroyed && g->rk) s.queued_messages += static_cast<std::uint64_t>(rd_kafka_outq_len(g->rk));
+        }
         s.queued_bytes = counters_->bytes.load(std::memory_order_relaxed);
         s.in_flight_handlers = counters_->in_flight.load(std::memory_order_relaxed);
         s.fatal = fatal_;

@@ -108,23 +108,29 @@ bool is_framing_header(std::string_view name) noexcept {
     return std::any_of(std::begin(names), std::end(names), [&](std::string_view n) { return iequals(n, name); });
 }
 
+// The same rules as the front's request targets (target_problem: dot segments raw or encoded,
+// encoded '/', '\\' and NUL, malformed escapes, empty segments), on top of the characters an
+// origin-form path may hold: a record cannot make the local service see a path that a caller of
+// the front could not have sent.
 bool safe_origin_path(std::string_view path) noexcept {
     if (path.empty() || path[0] != '/' || path.size() > 8192) return false;
-    if (path.size() > 1 && path[1] == '/') return false;
     if (!std::all_of(path.begin(), path.end(), [](char c) { return c == '/' || is_pchar(c); })) return false;
-    std::size_t start = 1;
-    while (start <= path.size()) {
-        auto slash = path.find('/', start);
-        if (slash == std::string_view::npos) slash = path.size();
-        const auto seg = path.substr(start, slash - start);
-        if (seg == "." || seg == "..") return false;
-        start = slash + 1;
+    try {
+        return !target_problem(path);
+    } catch (...) {  // std::bad_alloc from the message: refuse
+        return false;
     }
-    return true;
 }
 
 bool safe_query(std::string_view q) noexcept {
-    return q.size() <= 8192 && std::all_of(q.begin(), q.end(), [](char c) { return c == '/' || c == '?' || is_pchar(c); });
+    if (q.size() > 8192 || !std::all_of(q.begin(), q.end(), [](char c) { return c == '/' || c == '?' || is_pchar(c); })) {
+        return false;
+    }
+    try {
+        return !target_problem("/?" + std::string(q));  // every '%' a valid escape
+    } catch (...) {
+        return false;
+    }
 }
 
 const std::string* find_header(const consumed_record& r, std::string_view name) noexcept {

@@ -396,12 +396,18 @@ TEST_CASE("record headers with CR, LF or NUL and framing header names are never 
 TEST_CASE("only origin-form paths from the record are used; otherwise the fallback path or a dead-letter reason") {
     CHECK(proxy::safe_origin_path("/"));
     CHECK(proxy::safe_origin_path("/orders/7"));
-    CHECK(proxy::safe_origin_path("/a%2fb/c@d:e"));
+    CHECK(proxy::safe_origin_path("/a%20b/c@d:e/"));
+    // The front's rules: encoded dots, separators and NUL, malformed escapes, empty segments.
     for (std::string_view bad : {"", "orders", "//evil.example/x", "http://169.254.169.254/", "/a b", "/a\r\nb",
-                                 "/a/../admin", "/..", "/./x", "/a?b", "/a#b", "/a\\b", "\t/a"}) {
+                                 "/a/../admin", "/..", "/./x", "/a?b", "/a#b", "/a\\b", "\t/a", "/a%2fb",
+                                 "/%2e%2e/admin", "/a/%2E%2e", "/a/.%2e/b", "/a%5cb", "/a%00b", "/a%zz", "/a%2",
+                                 "/a//b", "/%c0%ae%c0%ae/x"}) {
         INFO(bad);
         CHECK_FALSE(proxy::safe_origin_path(bad));
     }
+    CHECK(proxy::safe_query("a=1&b=%20&c=../x"));
+    CHECK_FALSE(proxy::safe_query("a=%zz"));
+    CHECK_FALSE(proxy::safe_query("a=%2"));
     auto sub = base_sub();
     auto out = proxy::build_delivery_request(sub, local(), record_with({{"handoff_path", "//evil.example/x"}}));
     CHECK_FALSE(out.request);

@@ -1390,7 +1390,10 @@ load_result load_file(const std::string& path, env_lookup env) {
     return load_string(text.str(), path, std::move(env));
 }
 
-std::string to_redacted_json(const config& c) {
+namespace {
+
+// The effective config as JSON; with `redact`, secret property values are "<redacted>".
+nlohmann::ordered_json config_json(const config& c, bool redact) {
     using json = nlohmann::ordered_json;
     json j;
     j["file"] = c.file;
@@ -1420,7 +1423,7 @@ std::string to_redacted_json(const config& c) {
     json props = json::object();
     for (const auto& [name, value] : k.properties) {
         const bool secret = std::find(k.secret_properties.begin(), k.secret_properties.end(), name) != k.secret_properties.end();
-        props[name] = secret ? "<redacted>" : value;
+        props[name] = secret && redact ? "<redacted>" : value;
     }
     j["profile"] = to_string(c.profile);
     j["kafka"] = {{"brokers", k.embedded ? "embedded" : k.brokers},
@@ -1467,7 +1470,7 @@ std::string to_redacted_json(const config& c) {
     json subs = json::array();
     for (const auto& s : c.subscriptions) {
         json props = json::object();
-        for (const auto& [name, value] : s.properties) props[name] = is_secret_property(name) ? "<redacted>" : value;
+        for (const auto& [name, value] : s.properties) props[name] = redact && is_secret_property(name) ? "<redacted>" : value;
         const char* orderings[] = {"key", "partition", "none"};
         const char* resets[] = {"earliest", "latest", "error"};
         json js = {{"name", s.name},
@@ -1493,7 +1496,26 @@ std::string to_redacted_json(const config& c) {
         subs.push_back(std::move(js));
     }
     j["subscriptions"] = std::move(subs);
-    return j.dump(2);
+    return j;
+}
+
+}  // namespace
+
+std::string to_redacted_json(const config& c) { return config_json(c, /*redact=*/true).dump(2); }
+
+std::vector<std::string> sections_needing_restart(const config& running, const config& next) {
+    // Real values, not the redacted ones: a changed password is a change.
+    const auto before = config_json(running, /*redact=*/false);
+    const auto after = config_json(next, /*redact=*/false);
+    std::vector<std::string> out;
+    for (const char* section : {"profile", "listen", "admin", "upstream", "kafka", "subscriptions", "status",
+                                "idempotency", "replies"}) {
+        const auto a = before.find(section);
+        const auto b = after.find(section);
+        const bool in_a = a != before.end(), in_b = b != after.end();
+        if (in_a != in_b || (in_a && *a != *b)) out.emplace_back(section);
+    }
+    return out;
 }
 
 }  // namespace handoff::config

@@ -248,12 +248,7 @@ int run(const std::string& file) {
         std::shared_ptr<const handoff::config::config> fresh =
             std::make_shared<const handoff::config::config>(std::move(*next.value));
         const auto old = current.load();
-        const auto before = nlohmann::json::parse(handoff::config::to_redacted_json(*old));
-        const auto after = nlohmann::json::parse(handoff::config::to_redacted_json(*fresh));
-        std::vector<std::string> need_restart;
-        for (const char* section : {"profile", "listen", "admin", "upstream", "kafka", "subscriptions", "status", "idempotency", "replies"}) {
-            if (before.value(section, nlohmann::json()) != after.value(section, nlohmann::json())) need_restart.emplace_back(section);
-        }
+        const auto need_restart = handoff::config::sections_needing_restart(*old, *fresh);
         if (!need_restart.empty()) {
             // Keep what is in force for the sections that need a restart, so /config tells the truth.
             auto merged = std::make_shared<handoff::config::config>(*fresh);

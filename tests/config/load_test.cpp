@@ -803,3 +803,20 @@ TEST_CASE("status.max_bytes bounds the status store") {
     REQUIRE_OK(ok);
     CHECK(ok.value->status.max_bytes == 2 * 1024 * 1024);
 }
+
+// ---- reload ----------------------------------------------------------------------------------
+
+TEST_CASE("a reload that changes only a secret needs a restart of the kafka section, though /config looks the same") {
+    const char* yaml = "kafka:\n  brokers: k:9092\n  properties: {sasl.password: \"${P}\"}\n"
+                       "subscriptions:\n  - {name: s, topics: [a], group: g, properties: {sasl.password: \"${Q}\"}}\n";
+    const auto a = load(yaml, {{"P", "old"}, {"Q", "same"}});
+    const auto b = load(yaml, {{"P", "new"}, {"Q", "same"}});
+    const auto c = load(yaml, {{"P", "old"}, {"Q", "changed"}});
+    REQUIRE_OK(a);
+    REQUIRE_OK(b);
+    REQUIRE_OK(c);
+    CHECK(to_redacted_json(*a.value) == to_redacted_json(*b.value));  // what /config shows cannot tell
+    CHECK(sections_needing_restart(*a.value, *b.value) == std::vector<std::string>{"kafka"});
+    CHECK(sections_needing_restart(*a.value, *c.value) == std::vector<std::string>{"subscriptions"});
+    CHECK(sections_needing_restart(*a.value, *a.value).empty());
+}

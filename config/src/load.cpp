@@ -586,11 +586,12 @@ private:
 
     void parse_status(const YAML::Node& n, status_config& s) {
         const std::string p = "status";
-        const auto f = map(n, p, {"max_entries", "max_bytes", "ttl"});
+        const auto f = map(n, p, {"max_entries", "max_bytes", "ttl", "reply_bodies"});
         if (!f) return;
         get_int(*f, "max_entries", p, s.max_entries, 1, 100'000'000);
         get_size(*f, "max_bytes", p, s.max_bytes);
         get_duration(*f, "ttl", p, s.ttl);
+        get_bool(*f, "reply_bodies", p, s.reply_bodies);
     }
 
     void parse_idempotency(const YAML::Node& n, idempotency_config& i) {
@@ -1436,7 +1437,10 @@ nlohmann::ordered_json config_json(const config& c, bool redact) {
     j["log"] = {{"level", c.log.level}, {"requests", c.log.requests}};
     j["drain"] = {{"delay", ms(c.drain.delay)}, {"timeout", ms(c.drain.timeout)}};
     j["limits"] = {{"max_inflight_commits", c.limits.max_inflight_commits}};
-    j["status"] = {{"max_entries", c.status.max_entries}, {"max_bytes", c.status.max_bytes}, {"ttl", ms(c.status.ttl)}};
+    j["status"] = {{"max_entries", c.status.max_entries},
+                   {"max_bytes", c.status.max_bytes},
+                   {"ttl", ms(c.status.ttl)},
+                   {"reply_bodies", c.status.reply_bodies}};
     j["idempotency"] = {{"max_entries", c.idempotency.max_entries},
                         {"max_bytes", c.idempotency.max_bytes},
                         {"ttl", ms(c.idempotency.ttl)}};

@@ -884,7 +884,7 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
                 outcome o;
                 o.res = response{http::status::ok, req.version()};
                 o.res.set(http::field::cache_control, "no-store");
-                set_json(o.res, status_store::to_json(id, *s));
+                set_json(o.res, status_store::to_json(id, *s, cfg.status.reply_bodies));
                 early = std::move(o);
             } else {
                 early = make_error(error::not_found, "no request with this correlation ID is known (unknown or expired)",

@@ -135,7 +135,7 @@ std::size_t status_store::bytes() const {
     return bytes_;
 }
 
-std::string status_store::to_json(const std::string& id, const request_status& s) {
+std::string status_store::to_json(const std::string& id, const request_status& s, bool reply_content) {
     nlohmann::json j = {{"correlation_id", id},
                         {"state", to_string(s.current)},
                         {"route", s.route},
@@ -146,7 +146,9 @@ std::string status_store::to_json(const std::string& id, const request_status& s
         j["offset"] = s.offset;
     }
     if (!s.reason.empty()) j["reason"] = s.reason;
-    if (s.reply) {
+    if (s.reply && !reply_content) {
+        j["reply"] = {{"status", s.reply->status}};
+    } else if (s.reply) {
         nlohmann::json headers = nlohmann::json::object();
         for (const auto& [k, v] : s.reply->headers) headers[k] = v;
         nlohmann::json reply = {{"status", s.reply->status}, {"headers", headers}};

@@ -27,6 +27,7 @@ class T:
         self.shadow = f"{p}.shadow"
         self.canary = f"{p}.canary"
         self.canary_nokey = f"{p}.canary-nokey"
+        self.replies_default = f"{p}.replies-default"
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +62,16 @@ def caller_routes(t: T) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def caller(handoff_process, brokers, upstream, t):
-    cfg = base_config(brokers, upstream.port, caller_routes(t), replies={"topic": t.replies})
+    cfg = base_config(brokers, upstream.port, caller_routes(t), replies={"topic": t.replies},
+                      status={"reply_bodies": True})
     return handoff_process(cfg, name="caller")
+
+
+@pytest.fixture(scope="module")
+def caller_default(handoff_process, brokers, upstream, t):
+    """A caller with the default status.reply_bodies (false)."""
+    cfg = base_config(brokers, upstream.port, caller_routes(t), replies={"topic": t.replies_default})
+    return handoff_process(cfg, name="caller-default")
 
 
 @pytest.fixture(scope="module")
@@ -147,6 +156,21 @@ def test_no_reply_within_the_route_timeout_is_504_outcome_unknown_and_a_late_rep
     assert p.flush(10) == 0
     s = wait_until(lambda: (x := status_of(caller, cid)) and x["state"] == "replied" and x, 15, what="late reply")
     assert s["reply"] == {"status": 200, "headers": {"Content-Type": "text/plain"}, "body": "late answer"}
+
+
+def test_by_default_the_status_endpoint_shows_a_replys_status_code_but_not_its_headers_or_body(caller_default,
+                                                                                                 brokers, t):
+    r = http_request(caller_default.port, "POST", "/unserved/8", b"{}")
+    assert r.status == 504, r
+    cid = r.json()["correlation_id"]
+    p = Producer({"bootstrap.servers": brokers})
+    p.produce(t.replies_default, key=cid, value=b"the service's private answer",
+              headers=[("handoff_correlation_id", cid.encode()), ("handoff_reply_status", b"200"),
+                       ("content-type", b"text/plain"), ("x-secret", b"s")])
+    assert p.flush(10) == 0
+    s = wait_until(lambda: (x := status_of(caller_default, cid)) and x["state"] == "replied" and x, 15,
+                   what="the reply recorded")
+    assert s["reply"] == {"status": 200}, s
 
 
 # ---- Idempotency-Key -----------------------------------------------------------------------

@@ -40,10 +40,10 @@ TEST_CASE("expired entries are not returned") {
 }
 
 TEST_CASE("status JSON has offsets only once persisted and a reason on failure") {
-    auto j = nlohmann::json::parse(status_store::to_json("id", {state::persisted, "r", "t", 1, 5, {}, {}}));
+    auto j = nlohmann::json::parse(status_store::to_json("id", {state::persisted, "r", "t", 1, 5, {}, {}}, false));
     CHECK(j["state"] == "persisted");
     CHECK(j["offset"] == 5);
-    auto k = nlohmann::json::parse(status_store::to_json("id", {state::failed, "r", "t", -1, -1, "Local: Message timed out", {}}));
+    auto k = nlohmann::json::parse(status_store::to_json("id", {state::failed, "r", "t", -1, -1, "Local: Message timed out", {}}, false));
     CHECK(k["state"] == "failed");
     CHECK_FALSE(k.contains("offset"));
     CHECK(k["reason"] == "Local: Message timed out");
@@ -80,12 +80,16 @@ TEST_CASE("a reply makes the state replied and keeps the offset a delivery repor
     const auto got = s.get("a");
     REQUIRE(got);
     CHECK(got->current == state::replied);
-    const auto j = nlohmann::json::parse(status_store::to_json("a", *got));
+    const auto j = nlohmann::json::parse(status_store::to_json("a", *got, /*reply_content=*/true));
     CHECK(j["state"] == "replied");
     CHECK(j["offset"] == 7);
     CHECK(j["reply"]["status"] == 201);
     CHECK(j["reply"]["headers"]["Location"] == "/orders/1");
     CHECK(j["reply"]["body"] == R"({"id":1})");
+    // status.reply_bodies false (the default): the status code only.
+    const auto bare = nlohmann::json::parse(status_store::to_json("a", *got, /*reply_content=*/false));
+    CHECK(bare["state"] == "replied");
+    CHECK(bare["reply"] == nlohmann::json{{"status", 201}});
 }
 
 TEST_CASE("a reply body that is not UTF-8 is given as base64") {
@@ -94,7 +98,7 @@ TEST_CASE("a reply body that is not UTF-8 is given as base64") {
     reply->status = 200;
     reply->body = std::string("\xff\x00\x01", 3);
     st.reply = reply;
-    const auto j = nlohmann::json::parse(status_store::to_json("a", st));
+    const auto j = nlohmann::json::parse(status_store::to_json("a", st, /*reply_content=*/true));
     CHECK_FALSE(j["reply"].contains("body"));
     CHECK(j["reply"]["body_base64"] == "/wAB");
 }

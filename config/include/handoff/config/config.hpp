@@ -144,6 +144,9 @@ struct status_config {
     std::size_t max_entries = 100'000;
     std::size_t max_bytes = 64 * 1024 * 1024;  // stored replies count here (bodies, headers)
     millis ttl{600'000};
+    // GET /_handoff/requests/{id} shows a reply's headers and body only when true: whoever holds
+    // a status URL would otherwise read the service's answer to someone else's request.
+    bool reply_bodies = false;
 };
 
 // Idempotency-Key (DESIGN §2): completed responses remembered per route and key, in memory.

@@ -45,7 +45,9 @@ public:
     std::size_t bytes() const;
 
     // JSON for the status endpoint.
-    static std::string to_json(const std::string& correlation_id, const request_status& s);
+    // `reply_content`: include a stored reply's headers and body (status.reply_bodies); without
+    // it a reply shows its status code only.
+    static std::string to_json(const std::string& correlation_id, const request_status& s, bool reply_content);
 
 private:
     struct entry;

@@ -7,8 +7,12 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export BUILD_DIR="${BUILD_DIR:-$ROOT/build}"
+# HANDOFF_TEST_KAFKA_PORT: the test broker's loopback port (default 19092, controller +1), e.g. to
+# run two suites side by side from two clones.
+port_args=()
+if [ -n "${HANDOFF_TEST_KAFKA_PORT:-}" ]; then port_args=(-DHANDOFF_TEST_KAFKA_PORT="$HANDOFF_TEST_KAFKA_PORT"); fi
 "$ROOT/scripts/setup.sh"
-"$ROOT/scripts/build.sh"
+"$ROOT/scripts/build.sh" "${port_args[@]}"
 # -j1: the integration tests share one broker and measure deadlines; the suite is short.
 ctest --test-dir "$BUILD_DIR" --output-on-failure --timeout 900
 
@@ -20,7 +24,7 @@ if [ "${SKIP_SANITIZE:-0}" != 1 ]; then
   # driving the sanitized `handoff` (and handoff_mockctl) against the real broker. Left out: the
   # timed benchmark smoke run (its numbers mean nothing under ASan) and the check that the runtime
   # image's packages cover `ldd handoff` (a sanitized binary links libasan/libubsan, not mimalloc).
-  BUILD_DIR="$ASAN_BUILD_DIR" "$ROOT/scripts/build.sh" -DHANDOFF_SANITIZE=ON
+  BUILD_DIR="$ASAN_BUILD_DIR" "$ROOT/scripts/build.sh" -DHANDOFF_SANITIZE=ON "${port_args[@]}"
   echo "[test] ASan/UBSan build took $(( $(date +%s) - start ))s" >&2
   # halt_on_error + no recover: any report fails the test (a `handoff` child aborts, so the test
   # that drove it fails). Leak checking is on (LSan): a `handoff` that leaks exits non-zero on

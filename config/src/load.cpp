@@ -479,6 +479,7 @@ private:
         parse_routes(section("routes"), c);
         parse_subscriptions(section("subscriptions"), c);  // subscriptions
         check_profile(c, find(*top, "profile"));
+        check_body_bounds(c);
     }
 
     // The production profile (X-4 of the test catalogue): every insecure Kafka setting is an error
@@ -579,9 +580,32 @@ private:
 
     void parse_limits(const YAML::Node& n, limits_config& l) {
         const std::string p = "limits";
-        const auto f = map(n, p, {"max_inflight_commits"});
+        const auto f = map(n, p, {"max_inflight_commits", "max_buffered_body_bytes"});
         if (!f) return;
+        places_.emplace(p, n);
         get_int(*f, "max_inflight_commits", p, l.max_inflight_commits, 1, 10'000'000);
+        get_size(*f, "max_buffered_body_bytes", p, l.max_buffered_body_bytes);
+        if (const entry* e = find(*f, "max_buffered_body_bytes")) places_.emplace(p + ".max_buffered_body_bytes", e->value);
+    }
+
+    // A body over limits.max_buffered_body_bytes could never be read: every body limit fits it.
+    // Unset, the bound is the default (64MiB) or the largest body limit, whichever is larger.
+    void check_body_bounds(config& c) {
+        if (places_.find("limits.max_buffered_body_bytes") == places_.end()) {
+            auto& bound = c.limits.max_buffered_body_bytes;
+            bound = std::max(bound, c.listen.max_body_bytes);
+            for (const auto& r : c.routes) bound = std::max(bound, r.max_body_bytes);
+            return;
+        }
+        const auto bound = c.limits.max_buffered_body_bytes;
+        const auto too_big = [&](std::size_t n, const std::string& what) {
+            if (n <= bound) return;
+            fail(place_of("limits.max_buffered_body_bytes"), "limits.max_buffered_body_bytes",
+                 std::to_string(bound) + " bytes is less than " + what + " (" + std::to_string(n) +
+                     " bytes): such a body could never be read");
+        };
+        too_big(c.listen.max_body_bytes, "listen.max_body_bytes");
+        for (const auto& r : c.routes) too_big(r.max_body_bytes, "the max_body_bytes of route '" + r.name + "'");
     }
 
     void parse_status(const YAML::Node& n, status_config& s) {
@@ -1436,7 +1460,8 @@ nlohmann::ordered_json config_json(const config& c, bool redact) {
     j["defaults"] = {{"mode", to_string(c.defaults.mode)}, {"timeout", ms(c.defaults.timeout)}, {"ce_source", c.defaults.ce_source}};
     j["log"] = {{"level", c.log.level}, {"requests", c.log.requests}};
     j["drain"] = {{"delay", ms(c.drain.delay)}, {"timeout", ms(c.drain.timeout)}};
-    j["limits"] = {{"max_inflight_commits", c.limits.max_inflight_commits}};
+    j["limits"] = {{"max_inflight_commits", c.limits.max_inflight_commits},
+                   {"max_buffered_body_bytes", c.limits.max_buffered_body_bytes}};
     j["status"] = {{"max_entries", c.status.max_entries},
                    {"max_bytes", c.status.max_bytes},
                    {"ttl", ms(c.status.ttl)},

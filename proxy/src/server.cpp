@@ -74,6 +74,7 @@ struct server::state {
     std::atomic<std::size_t> inflight_commits{0};  // listener settings need a restart to change
     std::optional<tcp::acceptor> acceptor;
     std::atomic<bool> draining{false};
+    std::atomic<std::size_t> buffered_bodies{0};  // bytes reserved by body_reservation
     std::atomic<bool> closing{false};
     std::atomic<std::size_t> connections{0};
     std::mutex sessions_mutex;
@@ -700,6 +701,30 @@ void log_request(const http::request_header<>& req, const config::route* route, 
     log::write(log::level::info, "request", std::move(f));
 }
 
+// A request body's share of limits.max_buffered_body_bytes, taken before the body is read and
+// given back when the request's iteration of the session loop ends (its answer written).
+class body_reservation {
+public:
+    explicit body_reservation(std::atomic<std::size_t>& total) noexcept : total_(total) {}
+    body_reservation(const body_reservation&) = delete;
+    body_reservation& operator=(const body_reservation&) = delete;
+    ~body_reservation() {
+        if (held_ > 0) total_.fetch_sub(held_);
+    }
+    bool take(std::size_t n, std::size_t limit) noexcept {
+        auto cur = total_.load();
+        do {
+            if (n > limit || cur > limit - n) return false;
+        } while (!total_.compare_exchange_weak(cur, cur + n));
+        held_ = n;
+        return true;
+    }
+
+private:
+    std::atomic<std::size_t>& total_;
+    std::size_t held_ = 0;
+};
+
 // The response as one gathered write: its head serialized into `wire` (reused per connection),
 // then the body where it is. The answer to a HEAD request is the head alone (RFC 9110 §9.3.2): its
 // Content-Length says what a GET would carry, and not one body byte follows, or the next response
@@ -929,7 +954,21 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
             continue;
         }
 
+        body_reservation body_share(st->buffered_bodies);
         if (!parser.is_done()) {
+            // Bodies are bounded all together too (limits.max_buffered_body_bytes): each
+            // connection may hold up to its route's limit, and there may be max_connections.
+            const auto declared = parser.content_length();
+            if (!body_share.take(declared ? static_cast<std::size_t>(*declared) : body_limit,
+                                 cfg.limits.max_buffered_body_bytes)) {
+                st->stats->shed("buffered_bodies").Increment();
+                co_await write_and_close(stream,
+                                         finish(make_error(error::overloaded,
+                                                           "too many request bodies are being received; retry later",
+                                                           correlation_id, req.version())),
+                                         listen, head_request);
+                break;
+            }
             if (expects_continue(req.base())) {
                 http::response<http::empty_body> cont{http::status::continue_, req.version()};
                 stream.expires_after(listen.write_timeout);
@@ -1094,6 +1133,9 @@ server::server(asio::io_context& ioc, std::shared_ptr<const route_table> routes,
                 .Set(static_cast<double>(s->keys->size()));
             s->stats->gauge("handoff_idempotency_bytes", "Bytes held by the Idempotency-Key store.", {})
                 .Set(static_cast<double>(s->keys->bytes()));
+            s->stats->gauge("handoff_buffered_body_bytes",
+                            "Request body bytes reserved against limits.max_buffered_body_bytes.", {})
+                .Set(static_cast<double>(s->buffered_bodies.load()));
             s->stats->gauge("handoff_reply_waiting", "Requests on reply routes waiting for their reply.", {})
                 .Set(static_cast<double>(s->replies->size()));
             const auto ps = s->kafka->stats();

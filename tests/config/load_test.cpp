@@ -820,3 +820,21 @@ TEST_CASE("a reload that changes only a secret needs a restart of the kafka sect
     CHECK(sections_needing_restart(*a.value, *c.value) == std::vector<std::string>{"subscriptions"});
     CHECK(sections_needing_restart(*a.value, *a.value).empty());
 }
+
+TEST_CASE("limits.max_buffered_body_bytes bounds every body limit") {
+    auto r = load_with("limits: {max_buffered_body_bytes: 4MiB}\nlisten: {max_body_bytes: 1MiB}\n");
+    REQUIRE_OK(r);
+    CHECK(r.value->limits.max_buffered_body_bytes == 4u * 1024 * 1024);
+    r = load_with("limits: {max_buffered_body_bytes: 1KiB}\n");  // listen.max_body_bytes defaults to 1MiB
+    CHECK_ERROR(r, "limits.max_buffered_body_bytes", "listen.max_body_bytes");
+    // Unset: 64MiB, or the largest body limit when that is larger.
+    r = load_with(one_route("{name: a, match: {path: /a}, mode: forward, max_body_bytes: 100MiB}"));
+    REQUIRE_OK(r);
+    CHECK(r.value->limits.max_buffered_body_bytes == 100u * 1024 * 1024);
+    r = load_with("listen: {max_body_bytes: 2MiB}\n");
+    REQUIRE_OK(r);
+    CHECK(r.value->limits.max_buffered_body_bytes == 64u * 1024 * 1024);
+    r = load_with("limits:\n  max_buffered_body_bytes: 2MiB\nroutes:\n"
+                  "  - {name: big, match: {path: /big}, mode: forward, max_body_bytes: 3MiB}\n");
+    CHECK_ERROR(r, "limits.max_buffered_body_bytes", "route 'big'");
+}

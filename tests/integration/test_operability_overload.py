@@ -172,3 +172,35 @@ def test_the_status_store_is_bounded_by_max_entries_and_ttl(handoff_process, bro
     assert scrape(h).value("handoff_status_entries") == 3
     # And each entry expires after the TTL.
     wait_until(lambda: h.request("GET", f"/_handoff/requests/{ids[-1]}").status == 404, 25, 0.1, "the TTL to pass")
+
+
+def test_request_bodies_are_bounded_all_together_and_the_excess_is_503_without_reading_it(handoff_process, brokers,
+                                                                                         upstream):
+    # Two connections may each send a 2 KiB body, but not at once: 3 KiB for all bodies together.
+    cfg = base_config(brokers, upstream.port, [], listen={"max_body_bytes": "2KiB", "body_timeout": "20s"},
+                      limits={"max_buffered_body_bytes": "3KiB"}, log={"level": "info", "requests": False})
+    h = handoff_process(cfg, name="ops-body-bound")
+    slow = RawConn(h.port, timeout=20)
+    try:
+        slow.send(b"POST /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 2048\r\n\r\n" + b"a" * 100)
+        wait_until(lambda: scrape(h).value("handoff_buffered_body_bytes") == 2048, 10, 0.05, "the first body reserved")
+        second = RawConn(h.port, timeout=10)
+        try:
+            second.send(b"POST /second HTTP/1.1\r\nHost: x\r\nContent-Length: 2048\r\n\r\n")
+            r = second.read_response()
+            assert_error(r, 503, "overloaded", require_correlation_id=False)
+            assert r.header("Retry-After") == "1", r
+            assert second.closed_by_peer(5), "the refused body was not read: the connection must close"
+        finally:
+            second.close()
+        assert not upstream.with_path("/second")
+        assert scrape(h).value("handoff_shed_total", reason="buffered_bodies") == 1
+        # A body within what is left is still served meanwhile.
+        assert h.request("POST", "/small", b"x" * 512).status == 200
+        # The first body completes and is forwarded; its share is given back.
+        slow.send(b"a" * (2048 - 100))
+        assert slow.read_response().status == 200
+        wait_until(lambda: scrape(h).value("handoff_buffered_body_bytes") == 0, 10, 0.05, "the shares given back")
+        assert h.request("POST", "/second", b"b" * 2048).status == 200
+    finally:
+        slow.close()

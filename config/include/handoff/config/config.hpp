@@ -137,6 +137,9 @@ struct drain_config {
 // Back-pressure bounds; each hit is a 503 + Retry-After and a metric.
 struct limits_config {
     std::size_t max_inflight_commits = 10'000;  // commit requests waiting for a delivery report
+    // Request bodies being read or handled, all connections together (each is counted at its
+    // declared length, a chunked one at its route's limit): beyond it 503 overloaded.
+    std::size_t max_buffered_body_bytes = 64 * 1024 * 1024;
 };
 
 // GET /_handoff/requests/{id}: in memory, LRU-bounded (entries and bytes), with a TTL.

@@ -32,7 +32,7 @@ TEST_CASE("with a key the share of 10,000 keys is within 1 % and the same key al
         CHECK(std::abs(canary - bp) <= 100);
     }
     for (int i = 0; i < 1000; ++i) {
-        const auto key = "k" + std::to_string(i);
+        const auto key = std::string("k").append(std::to_string(i));
         const bool first = canary_by_key("orders", key, 1000);
         for (int again = 0; again < 3; ++again) CHECK(canary_by_key("orders", key, 1000) == first);
     }

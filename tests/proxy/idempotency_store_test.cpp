@@ -118,8 +118,8 @@ TEST_CASE("the store is bounded in entries and in bytes, least recently used fir
 
     idempotency_store small(1000, 100 * 1024, std::chrono::minutes(1));
     for (int i = 0; i < 20; ++i) {
-        const auto id = "c" + std::to_string(i);
-        small.begin("r", "k" + std::to_string(i), fp_a, id);
+        const auto id = std::string("c").append(std::to_string(i));
+        small.begin("r", std::string("k").append(std::to_string(i)), fp_a, id);
         small.complete(id, answer(200, std::string(10 * 1024, 'x')), true);
         CHECK(small.bytes() <= 100 * 1024 + 11 * 1024);
     }

@@ -106,8 +106,7 @@ TEST_CASE("a reply body that is not UTF-8 is given as base64") {
 TEST_CASE("the status store is bounded in bytes: large replies push out the oldest entries") {
     status_store s(1000, 64 * 1024, std::chrono::minutes(1));
     for (int i = 0; i < 10; ++i) {
-        std::string id = "r";  // not "r" + to_string(i): GCC 12 -O3 warns falsely (-Wrestrict, PR 105651)
-        id += std::to_string(i);
+        const auto id = std::string("r").append(std::to_string(i));
         s.put(id, {});
         auto reply = std::make_shared<stored_response>();
         reply->status = 200;

@@ -498,7 +498,7 @@ TEST_CASE("at most `concurrency` deliveries are in flight") {
     cfg.ordering = config::ordering::none;
     env e(cfg);
     e.service->script = [](const auto&, int) { return reply{5ms, status(200).result}; };
-    for (int i = 0; i < 30; ++i) e.feed(i % 2 ? p1 : p0, i / 2, std::to_string(i), "v" + std::to_string(i));
+    for (int i = 0; i < 30; ++i) e.feed(i % 2 ? p1 : p0, i / 2, std::to_string(i), std::string("v").append(std::to_string(i)));
     REQUIRE(run_until(e.ioc, [&] { return e.sub->counters().delivered == 30; }));
     CHECK(e.service->max_active == 3);
     CHECK(e.consumer->stored_at(p0) == 15);
@@ -704,7 +704,7 @@ TEST_CASE("a partition whose buffer is full is paused, polling goes on, and it i
     env e(cfg, opts);
     bool fail = true;
     e.service->script = [&](const auto&, int) { return fail ? status(503) : status(200); };
-    for (int i = 0; i < 6; ++i) e.feed(p0, i, std::nullopt, "m" + std::to_string(i));
+    for (int i = 0; i < 6; ++i) e.feed(p0, i, std::nullopt, std::string("m").append(std::to_string(i)));
     REQUIRE(run_until(e.ioc, [&] { return e.consumer->paused.count(p0) == 1; }));
     CHECK(e.service->count("m1") == 0);  // partition ordering: one at a time
     fail = false;

@@ -188,7 +188,7 @@ TEST_CASE("a fatal error reports every pending record as not persisted and the p
     int calls = 0;
     int persisted = 0;
     for (int i = 0; i < n; ++i) {
-        auto rec = make_record("orders", "v" + std::to_string(i), "cid-" + std::to_string(i));
+        auto rec = make_record("orders", std::string("v").append(std::to_string(i)), std::string("cid-").append(std::to_string(i)));
         REQUIRE(e.producer->produce(rec, [&](const proxy::delivery_report& r) {
             ++calls;
             if (r.status == proxy::delivery_status::persisted) ++persisted;

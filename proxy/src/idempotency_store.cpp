@@ -18,7 +18,8 @@ void add_field(EVP_MD_CTX* ctx, std::string_view s) {
 
 }  // namespace
 
-request_fingerprint fingerprint(std::string_view method, std::string_view target, std::string_view body) {
+request_fingerprint fingerprint(std::string_view method, std::string_view target, std::string_view body,
+                                const std::vector<std::string>& taken) {
     request_fingerprint out{};
     std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
     unsigned int len = 0;
@@ -26,6 +27,7 @@ request_fingerprint fingerprint(std::string_view method, std::string_view target
     add_field(ctx.get(), method);
     add_field(ctx.get(), target);
     add_field(ctx.get(), body);
+    for (const auto& t : taken) add_field(ctx.get(), t);
     EVP_DigestFinal_ex(ctx.get(), out.data(), &len);
     return out;
 }

@@ -613,6 +613,13 @@ config::mode choose_mode(const route_table& table, const config::route& route, c
                          std::string_view path, std::string_view query, const path_params& params,
                          const std::string& correlation_id) {
     if (route.key.kind == config::key_kind::none) {
+        // No record key: a request with an Idempotency-Key is placed by that key, so that its
+        // retries take the path the first attempt took; the others every n-th.
+        if (const auto it = req.find("Idempotency-Key"); it != req.end() && req.count("Idempotency-Key") == 1) {
+            if (const auto key = parse_idempotency_key(it->value())) {
+                return canary_by_key(route.name, *key, route.canary_percent_bp) ? route.canary_mode : route.mode;
+            }
+        }
         return canary_by_sequence(table.next_sequence(route), route.canary_percent_bp) ? route.canary_mode : route.mode;
     }
     const auto k = extract_key(route, request_view{req.method_string(), path, query, req.base()}, req.body(), params,
@@ -625,29 +632,73 @@ config::mode choose_mode(const route_table& table, const config::route& route, c
 // it holds a key entry), else the answer: 400 (missing when required, or malformed), 409 (the
 // first request is still running), 422 (the key came with another request), or the stored
 // response of the first request with `Idempotent-Replayed: true`.
-std::optional<outcome> idempotency_gate(server::state& st, const config::route& route,
-                                        const http::request<http::string_body>& req, const std::string& correlation_id,
-                                        bool& keyed) {
-    const auto count = [&](const char* result) {
-        st.stats->counter("handoff_idempotency_total", "Requests with an Idempotency-Key, by route and result.",
-                          {{"route", route.name}, {"result", result}})
-            .Increment();
+// What an Idempotency-Key covers besides method, target and body: the values of the request that
+// the record or the answer takes (see fingerprint()). Names lower-case; an absent header is its
+// name alone, a present one "name=value" (several fields of one name joined by newlines).
+std::vector<std::string> fingerprinted_values(const config::route& route, const http::request<http::string_body>& req) {
+    std::vector<std::string> out;
+    const auto add = [&](std::string_view name) {
+        std::string v(name);
+        std::transform(v.begin(), v.end(), v.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+        bool first = true;
+        for (const auto& f : req.base()) {
+            if (!beast::iequals(f.name_string(), name)) continue;
+            v += first ? '=' : '\n';
+            v += f.value();
+            first = false;
+        }
+        out.push_back(std::move(v));
     };
+    add("Content-Type");
+    if (route.key.kind == config::key_kind::header) add(route.key.name);
+    for (const auto& h : route.headers) add(h);
+    return out;
+}
+
+// The modes that honour an Idempotency-Key (shadow and forward answer with the upstream's response).
+bool honours_idempotency(config::mode m) noexcept {
+    return m == config::mode::event || m == config::mode::commit || m == config::mode::reply;
+}
+
+void count_idempotency(server::state& st, const config::route& route, const char* result) {
+    st.stats->counter("handoff_idempotency_total", "Requests with an Idempotency-Key, by route and result.",
+                      {{"route", route.name}, {"result", result}})
+        .Increment();
+}
+
+// The Idempotency-Key header's own checks: 400 when it is missing on a route that requires it, or
+// malformed. Applied before a canary route chooses its mode, so every request of the route is
+// held to them, whichever path it then takes.
+std::optional<outcome> idempotency_key_problem(server::state& st, const config::route& route,
+                                               const http::request<http::string_body>& req,
+                                               const std::string& correlation_id) {
     const auto it = req.find("Idempotency-Key");
     if (it == req.end()) {
         if (!route.idempotency_required) return std::nullopt;
-        count("missing");
+        count_idempotency(st, route, "missing");
         return make_error(error::idempotency_key_missing, "this route requires an Idempotency-Key header",
                           correlation_id, req.version());
     }
-    const auto key = req.count("Idempotency-Key") == 1 ? parse_idempotency_key(it->value()) : std::nullopt;
-    if (!key) {
-        count("invalid");
+    if (req.count("Idempotency-Key") != 1 || !parse_idempotency_key(it->value())) {
+        count_idempotency(st, route, "invalid");
         return make_error(error::idempotency_key_invalid,
                           "Idempotency-Key must appear once, as 1-255 visible ASCII characters (or a quoted string)",
                           correlation_id, req.version());
     }
-    auto r = st.keys->begin(route.name, *key, fingerprint(req.method_string(), req.target(), req.body()), correlation_id);
+    return std::nullopt;
+}
+
+std::optional<outcome> idempotency_gate(server::state& st, const config::route& route,
+                                        const http::request<http::string_body>& req, const std::string& correlation_id,
+                                        bool& keyed) {
+    const auto count = [&](const char* result) { count_idempotency(st, route, result); };
+    if (auto problem = idempotency_key_problem(st, route, req, correlation_id)) return problem;
+    const auto it = req.find("Idempotency-Key");
+    if (it == req.end()) return std::nullopt;
+    const auto key = parse_idempotency_key(it->value());
+    auto r = st.keys->begin(route.name, *key,
+                            fingerprint(req.method_string(), req.target(), req.body(), fingerprinted_values(route, req)),
+                            correlation_id);
     switch (r.kind) {
         case idempotency_store::verdict::fresh:
             keyed = true;
@@ -1018,13 +1069,14 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
         outcome o;
         bool keyed = false;  // this request holds an Idempotency-Key entry
         try {
-            if (route && route->canary_percent_bp > 0) {
-                mode = choose_mode(*routes, *route, req, path, query, match.params, correlation_id);
-            }
             std::optional<outcome> gate;
-            if (route && (mode == config::mode::event || mode == config::mode::commit || mode == config::mode::reply)) {
-                gate = idempotency_gate(*st, *route, req, correlation_id, keyed);
+            if (route && route->canary_percent_bp > 0) {
+                if (honours_idempotency(route->mode) || honours_idempotency(route->canary_mode)) {
+                    gate = idempotency_key_problem(*st, *route, req, correlation_id);
+                }
+                if (!gate) mode = choose_mode(*routes, *route, req, path, query, match.params, correlation_id);
             }
+            if (!gate && route && honours_idempotency(mode)) gate = idempotency_gate(*st, *route, req, correlation_id, keyed);
             if (gate) {
                 o = std::move(*gate);
             } else {

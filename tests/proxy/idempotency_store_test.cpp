@@ -46,6 +46,16 @@ TEST_CASE("fingerprints differ by method, target and body, and fields cannot run
     CHECK(fingerprint("POST", "/ax", "") != fingerprint("POST", "/a", "x"));
 }
 
+TEST_CASE("fingerprints cover the values taken into the record: a header key, allow-listed headers, Content-Type") {
+    const auto fp = [](std::vector<std::string> taken) { return fingerprint("POST", "/a", "x", taken); };
+    CHECK(fp({"content-type=application/json", "x-tenant=eu"}) == fp({"content-type=application/json", "x-tenant=eu"}));
+    CHECK(fp({"content-type=application/json", "x-tenant=eu"}) != fp({"content-type=application/json", "x-tenant=us"}));
+    CHECK(fp({"content-type=application/json", "x-tenant=eu"}) != fp({"content-type=text/plain", "x-tenant=eu"}));
+    CHECK(fp({"content-type", "x-tenant="}) != fp({"content-type", "x-tenant"}));  // empty vs absent
+    CHECK(fp({"x-a=b", "x-c"}) != fp({"x-a", "=bx-c"}));                              // no running together
+    CHECK(fp({}) == fingerprint("POST", "/a", "x"));
+}
+
 TEST_CASE("first request runs; a repeat in flight is 409; after completion the stored response is replayed") {
     idempotency_store s(100, 1 << 20, std::chrono::minutes(1));
     auto first = s.begin("orders", "k1", fp_a, "c1");

@@ -30,13 +30,18 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 namespace handoff::proxy {
 
 using request_fingerprint = std::array<std::uint8_t, 32>;
 
-// SHA-256 over method, target and body (length-prefixed, so fields cannot run into each other).
-request_fingerprint fingerprint(std::string_view method, std::string_view target, std::string_view body);
+// SHA-256 over method, target, body and `taken`: the other values of the request that shape the
+// record or the answer (the header a route's key comes from, the allow-listed headers,
+// Content-Type; server.cpp lists them), each as given there (e.g. "x-tenant=eu", or "x-tenant"
+// when the header is absent). Every field is length-prefixed, so none can run into another.
+request_fingerprint fingerprint(std::string_view method, std::string_view target, std::string_view body,
+                                const std::vector<std::string>& taken = {});
 
 // The header value, or nullopt when it is not 1-255 visible ASCII characters. An RFC 8941
 // sf-string ("...") is unquoted (the draft's syntax); a bare token is accepted as-is.

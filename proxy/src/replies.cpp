@@ -1,5 +1,6 @@
 #include "handoff/proxy/replies.hpp"
 
+#include "handoff/proxy/errors.hpp"
 #include "handoff/proxy/http_rules.hpp"
 #include "handoff/proxy/log.hpp"
 
@@ -111,6 +112,23 @@ void reply_dispatcher::on_record(consumed_record record) {
                                            {"partition", record.partition},
                                            {"offset", record.offset},
                                            {"reason", why}});
+        // A request waiting for it gets 502 bad_reply at once rather than its route timeout. Its
+        // Idempotency-Key is not settled for good: a usable reply that comes later replaces it.
+        const std::string* id = nullptr;
+        for (const auto& h : record.headers) {
+            if (h.name == "handoff_correlation_id") id = &h.value;
+        }
+        if (id != nullptr && !id->empty()) {
+            auto bad = std::make_shared<stored_response>();
+            bad->status = describe(error::bad_reply).status;
+            bad->headers.emplace_back("Content-Type", "application/json");
+            bad->body = error_body(error::bad_reply, "the reply record is not a usable HTTP response: " + why, *id);
+            const std::shared_ptr<const stored_response> answer = std::move(bad);
+            if (registry_->deliver(*id, answer)) {
+                keys_->complete(*id, *answer, /*final=*/false);
+                count("bad_reply");
+            }
+        }
         return;
     }
     auto response = std::make_shared<const stored_response>(std::move(reply->response));

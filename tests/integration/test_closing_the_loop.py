@@ -46,6 +46,8 @@ def caller_routes(t: T) -> list[dict]:
          "topic": t.requests, "key": "path:id", "timeout": "8s", "headers": ["Content-Type"]},
         {"name": "unserved", "match": {"methods": ["POST"], "path": "/unserved/{id}"}, "mode": "reply",
          "topic": t.unserved, "key": "path:id", "timeout": "1500ms"},
+        {"name": "unserved-long", "match": {"methods": ["POST"], "path": "/unserved-long/{id}"}, "mode": "reply",
+         "topic": t.unserved, "key": "path:id", "timeout": "15s"},
         {"name": "idem-event", "match": {"methods": ["POST"], "path": "/idem/event"}, "mode": "event",
          "topic": t.events},
         {"name": "idem-commit", "match": {"methods": ["POST"], "path": "/idem/commit"}, "mode": "commit",
@@ -156,6 +158,29 @@ def test_no_reply_within_the_route_timeout_is_504_outcome_unknown_and_a_late_rep
     assert p.flush(10) == 0
     s = wait_until(lambda: (x := status_of(caller, cid)) and x["state"] == "replied" and x, 15, what="late reply")
     assert s["reply"] == {"status": 200, "headers": {"Content-Type": "text/plain"}, "body": "late answer"}
+
+
+@pytest.mark.parametrize("status", [b"abc", b"99", b"700", None])
+def test_a_reply_record_that_is_no_usable_response_answers_the_waiting_request_502_bad_reply_at_once(caller, brokers,
+                                                                                                    t, status):
+    cid = unique("bad-reply")
+    got: dict = {}
+    waiter = threading.Thread(target=lambda: got.update(r=http_request(
+        caller.port, "POST", "/unserved-long/1", b"{}", {"X-Correlation-ID": cid}, timeout=30)))
+    waiter.start()
+    try:
+        # The request is produced (so it waits for its reply) before the bad reply is written.
+        wait_until(lambda: status_of(caller, cid) is not None, 10, what="the request accepted")
+        p = Producer({"bootstrap.servers": brokers})
+        headers = [("handoff_correlation_id", cid.encode())] + ([("handoff_reply_status", status)] if status else [])
+        p.produce(t.replies, key=cid, value=b"not an answer", headers=headers)
+        assert p.flush(10) == 0
+    finally:
+        waiter.join(30)
+    r = got["r"]
+    assert r.status == 502 and r.json()["error"] == "bad_reply", r
+    assert r.elapsed < 10, f"answered at the route timeout (15 s), not when the bad reply came: {r.elapsed:.1f}s"
+    assert "handoff_reply_status" in r.json()["message"], r
 
 
 def test_by_default_the_status_endpoint_shows_a_replys_status_code_but_not_its_headers_or_body(caller_default,

@@ -28,6 +28,7 @@ struct subscription::job {
     std::string last_error;
     std::string dead_letter_reason;
     http::response<http::string_body> response;  // kept for the reply
+    bool dead_letter_after_reply = false;        // a final non-2xx answer: replied, then dead-lettered
     std::shared_ptr<asio::steady_timer> timer;   // while waiting for a retry
     bool active = false;                   // an HTTP attempt or a produce is in progress
     bool done = false;                     // resolved or abandoned: nothing more happens
@@ -312,7 +313,12 @@ void subscription::on_attempt(const job_ptr& j, upstream_result r) {
         case verdict::retry: {
             ++j->attempts;
             if (j->attempts >= cfg_.retry.attempts) {
-                dead_letter(j, "retries exhausted after " + std::to_string(j->attempts) + " attempts: " + j->last_error);
+                auto reason = "retries exhausted after " + std::to_string(j->attempts) + " attempts: " + j->last_error;
+                if (r.error == upstream_error::ok) {
+                    final_answer(j, std::move(r.response), std::move(reason));
+                } else {
+                    dead_letter(j, std::move(reason));
+                }
                 break;
             }
             std::optional<milliseconds> retry_after;
@@ -327,7 +333,7 @@ void subscription::on_attempt(const job_ptr& j, upstream_result r) {
         }
         case verdict::dead_letter:
             ++j->attempts;
-            dead_letter(j, "HTTP status " + std::to_string(status) + " is not retried");
+            final_answer(j, std::move(r.response), "HTTP status " + std::to_string(status) + " is not retried");
             break;
         case verdict::done: break;
     }
@@ -466,6 +472,35 @@ void subscription::write_dead_letter(const job_ptr& j) {
     }
 }
 
+// The service's last answer was final and not a success (a 4xx, or a 5xx once retries are
+// exhausted). A caller waiting on a reply topic gets that answer as its reply; then the record is
+// dead-lettered as before. With no dead-letter topic the record is resolved once the reply is
+// persisted (its caller has the answer; delivering it again would not change it); without a reply
+// topic nothing changes: dead-lettered, or retried at the cap when there is no dead-letter topic.
+void subscription::final_answer(const job_ptr& j, http::response<http::string_body> response, std::string reason) {
+    if (reply_topic_for(cfg_, j->record).empty()) {
+        dead_letter(j, std::move(reason));
+        return;
+    }
+    j->response = std::move(response);
+    j->dead_letter_reason = std::move(reason);
+    j->dead_letter_after_reply = true;
+    write_reply(j);
+}
+
+void subscription::after_reply(const job_ptr& j) {
+    if (!j->dead_letter_after_reply) {
+        resolve(j);
+    } else if (cfg_.dead_letter_topic.empty()) {
+        log::warn("final non-2xx answer replied; no dead_letter_topic", {{"subscription", cfg_.name},
+                  {"topic", j->tp.topic}, {"partition", j->tp.partition}, {"offset", j->record.offset},
+                  {"reason", j->dead_letter_reason}});
+        resolve(j);
+    } else {
+        write_dead_letter(j);
+    }
+}
+
 void subscription::write_reply(const job_ptr& j) {
     auto rec = make_reply(cfg_, j->record, j->response, options_.new_id(), std::chrono::system_clock::now());
     j->active = true;
@@ -481,7 +516,7 @@ void subscription::write_reply(const job_ptr& j) {
             if (j->done || !state_of(*j)) return;
             if (rep.status == delivery_status::persisted) {
                 counters_.replies.fetch_add(1, std::memory_order_relaxed);
-                resolve(j);
+                after_reply(j);
                 return;
             }
             counters_.reply_failures.fetch_add(1, std::memory_order_relaxed);
@@ -490,7 +525,7 @@ void subscription::write_reply(const job_ptr& j) {
                 abandon(j);
                 return;
             }
-            schedule(j, backoff(cfg_.retry, ++j->reply_writes, random()), &subscription::write_reply);
+            reply_failed(j, rep.error);
         });
     });
     if (err != produce_error::ok) {
@@ -501,8 +536,20 @@ void subscription::write_reply(const job_ptr& j) {
             abandon(j);
             return;
         }
-        schedule(j, backoff(cfg_.retry, ++j->reply_writes, random()), &subscription::write_reply);
+        reply_failed(j, "not accepted by the producer");
     }
+}
+
+// A reply that cannot be written (its topic gone, not authorised) must not hold the partition
+// forever: retry.attempts writes, then the source record is dead-lettered with the reason.
+void subscription::reply_failed(const job_ptr& j, const std::string& error) {
+    if (++j->reply_writes >= cfg_.retry.attempts) {
+        j->dead_letter_after_reply = false;
+        dead_letter(j, "the reply could not be written to " + reply_topic_for(cfg_, j->record) + " after " +
+                           std::to_string(j->reply_writes) + " attempts: " + error);
+        return;
+    }
+    schedule(j, backoff(cfg_.retry, j->reply_writes, random()), &subscription::write_reply);
 }
 
 // ---- resolution -------------------------------------------------------------------------------

@@ -160,6 +160,16 @@ def test_no_reply_within_the_route_timeout_is_504_outcome_unknown_and_a_late_rep
     assert s["reply"] == {"status": 200, "headers": {"Content-Type": "text/plain"}, "body": "late answer"}
 
 
+@pytest.mark.parametrize("code", [404, 422])
+def test_a_reply_route_answers_with_the_services_final_non_2xx_answer(caller, receiver, upstream, code):
+    upstream.script(f"/quotes/{code}", status=code, headers=[("Content-Type", "application/json")],
+                    body=b'{"error":"no such quote"}')
+    r = http_request(caller.port, "POST", f"/quotes/{code}", b'{"items":1}', {"Content-Type": "application/json"})
+    assert r.status == code, r
+    assert r.body == b'{"error":"no such quote"}' and r.header("Content-Type") == "application/json", r
+    assert len(upstream.with_path(f"/quotes/{code}")) == 1, "a final 4xx is not retried"
+
+
 @pytest.mark.parametrize("status", [b"abc", b"99", b"700", None])
 def test_a_reply_record_that_is_no_usable_response_answers_the_waiting_request_502_bad_reply_at_once(caller, brokers,
                                                                                                     t, status):

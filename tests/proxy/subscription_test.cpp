@@ -669,6 +669,90 @@ TEST_CASE("replies are published with the correlation id before the offset is st
     CHECK(e.sub->counters().replies == 1);
 }
 
+std::map<std::string, std::string> headers_of(const proxy::kafka_record& r) {
+    std::map<std::string, std::string> h;
+    for (const auto& x : r.headers) h[x.name] = x.value;
+    return h;
+}
+
+TEST_CASE("a final non-2xx answer is published as the reply, then the record is dead-lettered") {
+    auto cfg = base_sub();
+    cfg.reply_topic = "orders.replies";
+    cfg.dead_letter_topic = "orders.dlq";
+    cfg.retry.attempts = 3;
+    env e(cfg);
+    e.service->script = [](const auto& req, int) {
+        if (req.body() == "bad") return status(404, {{"Content-Type", "application/json"}}, R"({"error":"no such order"})");
+        return status(503, {}, "busy");
+    };
+    e.feed(p0, 0, "A", "bad");    // 4xx: final at once
+    e.feed(p1, 0, "B", "busy");   // 5xx: final once the retries are exhausted
+    REQUIRE(run_until(e.ioc, [&] { return e.consumer->stored_at(p0) == 1 && e.consumer->stored_at(p1) == 1; }));
+    CHECK(e.service->count("bad") == 1);
+    CHECK(e.service->count("busy") == 3);
+    std::map<std::string, std::vector<std::string>> by_topic;  // topic -> correlation ids, in write order
+    for (const auto& r : e.producer->records) {
+        const auto h = headers_of(r);
+        by_topic[r.topic].push_back(r.topic == "orders.replies" ? h.at("handoff_correlation_id") + ":" +
+                                                                      h.at("handoff_reply_status") + ":" + r.value
+                                                                : r.value);
+    }
+    CHECK(by_topic["orders.replies"] ==
+          std::vector<std::string>{R"(cid-bad:404:{"error":"no such order"})", "cid-busy:503:busy"});
+    CHECK(by_topic["orders.dlq"] == std::vector<std::string>{"bad", "busy"});
+    // The reply of each record is written before its dead letter.
+    for (const std::string body : {"bad", "busy"}) {
+        std::size_t reply_at = 0, dlq_at = 0;
+        for (std::size_t i = 0; i < e.producer->records.size(); ++i) {
+            const auto& r = e.producer->records[i];
+            if (r.topic == "orders.replies" && headers_of(r).at("handoff_correlation_id") == "cid-" + body) reply_at = i + 1;
+            if (r.topic == "orders.dlq" && r.value == body) dlq_at = i + 1;
+        }
+        CHECK(reply_at > 0);
+        CHECK(dlq_at > reply_at);
+    }
+}
+
+TEST_CASE("a final non-2xx answer with no dead-letter topic is replied and the record resolved") {
+    auto cfg = base_sub();
+    cfg.reply_topic = "orders.replies";
+    env e(cfg);
+    e.service->script = [](const auto&, int) { return status(409, {}, "conflict"); };
+    e.feed(p0, 0, "A", "m1");
+    REQUIRE(run_until(e.ioc, [&] { return e.consumer->stored_at(p0) == 1; }));
+    REQUIRE(e.producer->records.size() == 1);
+    CHECK(headers_of(e.producer->records[0]).at("handoff_reply_status") == "409");
+    CHECK(e.service->count("m1") == 1);
+}
+
+TEST_CASE("a reply that cannot be written is retried retry.attempts times, then the record is dead-lettered") {
+    auto cfg = base_sub();
+    cfg.reply_topic = "orders.replies";
+    cfg.dead_letter_topic = "orders.dlq";
+    cfg.retry.attempts = 3;
+    env e(cfg);
+    e.service->script = [](const auto&, int) { return status(200, {}, "ok"); };
+    e.producer->outcome = proxy::delivery_status::not_persisted;  // every write fails ...
+    e.feed(p0, 0, "A", "m1");
+    REQUIRE(run_until(e.ioc, [&] {
+        return std::count_if(e.producer->records.begin(), e.producer->records.end(),
+                             [](const auto& r) { return r.topic == "orders.dlq"; }) >= 1;
+    }));
+    e.producer->outcome = proxy::delivery_status::persisted;  // ... until the dead letter
+    REQUIRE(run_until(e.ioc, [&] { return e.consumer->stored_at(p0) == 1; }));
+    const auto replies = std::count_if(e.producer->records.begin(), e.producer->records.end(),
+                                       [](const auto& r) { return r.topic == "orders.replies"; });
+    CHECK(replies == 3);
+    const auto& dead = e.producer->records.back();
+    CHECK(dead.topic == "orders.dlq");
+    bool reason_named = false;
+    for (const auto& [k, v] : headers_of(dead)) {
+        if (v.find("the reply could not be written to orders.replies after 3 attempts") != std::string::npos) reason_named = true;
+    }
+    CHECK(reason_named);
+    CHECK(e.service->count("m1") == 1);
+}
+
 TEST_CASE("shutdown pauses everything, finishes in-flight deliveries, abandons retries and never dead-letters") {
     auto cfg = base_sub();
     cfg.dead_letter_topic = "orders.dlq";

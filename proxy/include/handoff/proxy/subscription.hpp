@@ -121,7 +121,11 @@ private:
     void retry_now(const job_ptr& j);
     void dead_letter(const job_ptr& j, std::string reason);
     void write_dead_letter(const job_ptr& j);
+    void final_answer(const job_ptr& j, boost::beast::http::response<boost::beast::http::string_body> response,
+                      std::string reason);
     void write_reply(const job_ptr& j);
+    void after_reply(const job_ptr& j);
+    void reply_failed(const job_ptr& j, const std::string& error);
     void resolve(const job_ptr& j);
     void abandon(const job_ptr& j);
     void update_pause(const topic_partition& tp, partition_state& s);

@@ -1233,7 +1233,7 @@ private:
 
     bool parse_subscription(const YAML::Node& n, const std::string& p, subscription& s, YAML::Node& name_node) {
         const auto f = map(n, p, {"name", "topics", "group", "target", "ordering", "concurrency", "timeout", "retry",
-                                  "dead_letter_topic", "reply_topic", "reply_headers", "auto_offset_reset", "headers",
+                                  "dead_letter_topic", "reply_topic", "reply_topics", "reply_headers", "auto_offset_reset", "headers",
                                   "properties"});
         if (!f || n.IsNull()) {
             if (n.IsNull()) fail(n, p, "map expected");
@@ -1331,6 +1331,19 @@ private:
             const std::string& v = std::string(t) == "reply_topic" ? s.reply_topic : s.dead_letter_topic;
             if (e && !v.empty() && std::find(s.topics.begin(), s.topics.end(), v) != s.topics.end()) {
                 fail(e->value, join(p, t), std::string(t) + " must not be one of the subscribed topics (it would loop)");
+            }
+        }
+        if (const entry* e = find(*f, "reply_topics")) {
+            const auto path = join(p, "reply_topics");
+            for (auto& [node, t] : list(e->value, path)) {
+                // A pattern: a topic name in which '*' stands for any run of topic characters.
+                std::string probe = t;
+                std::replace(probe.begin(), probe.end(), '*', 'x');
+                if (t.find('{') != std::string::npos) {
+                    fail(node, path, "topic templates are not allowed here");
+                } else if (check_topic(node, path, probe, {}, false)) {
+                    s.reply_topics.push_back(t);
+                }
             }
         }
         // Without reply_topic, reply_headers still apply to replies that `reply` routes ask for.
@@ -1521,6 +1534,7 @@ nlohmann::ordered_json config_json(const config& c, bool redact) {
         if (!s.target.fallback_path.empty()) js["target"]["fallback_path"] = s.target.fallback_path;
         if (!s.dead_letter_topic.empty()) js["dead_letter_topic"] = s.dead_letter_topic;
         if (!s.reply_topic.empty()) js["reply_topic"] = s.reply_topic;
+        if (!s.reply_topics.empty()) js["reply_topics"] = s.reply_topics;
         if (!s.reply_headers.empty()) js["reply_headers"] = s.reply_headers;
         subs.push_back(std::move(js));
     }

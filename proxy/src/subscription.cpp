@@ -232,6 +232,12 @@ void subscription::start_attempt(job_ptr j) {
 asio::awaitable<void> subscription::attempt(job_ptr j) {
     auto built = build_delivery_request(cfg_, upstream_, j->record);
     if (built.dropped_headers) counters_.dropped_headers.fetch_add(built.dropped_headers, std::memory_order_relaxed);
+    if (built.request) {
+        if (auto why = reply_topic_problem(cfg_, j->record)) {
+            built.request.reset();
+            built.problem = *why;
+        }
+    }
     upstream_result result;
     if (!built.request) {
         --http_in_flight_;

@@ -246,10 +246,44 @@ kafka_record make_dead_letter(const consumed_record& r, const std::string& dlq_t
     return k;
 }
 
-std::string reply_topic_for(const config::subscription& sub, const consumed_record& r) {
-    if (const auto* t = find_header(r, "handoff_reply_topic"); t && valid_topic_name(*t)) {
-        if (std::find(sub.topics.begin(), sub.topics.end(), *t) == sub.topics.end()) return *t;
+bool topic_matches(std::string_view pattern, std::string_view topic) noexcept {
+    // '*' matches any run (empty included); everything else matches itself. Iterative with one
+    // backtrack point: linear in practice, never exponential.
+    std::size_t p = 0, t = 0, star = std::string_view::npos, mark = 0;
+    while (t < topic.size()) {
+        if (p < pattern.size() && pattern[p] == '*') {
+            star = p++;
+            mark = t;
+        } else if (p < pattern.size() && pattern[p] == topic[t]) {
+            ++p;
+            ++t;
+        } else if (star != std::string_view::npos) {
+            p = star + 1;
+            t = ++mark;
+        } else {
+            return false;
+        }
     }
+    while (p < pattern.size() && pattern[p] == '*') ++p;
+    return p == pattern.size();
+}
+
+std::optional<std::string> reply_topic_problem(const config::subscription& sub, const consumed_record& r) {
+    const auto* t = find_header(r, "handoff_reply_topic");
+    if (t == nullptr) return std::nullopt;
+    if (!valid_topic_name(*t)) return "handoff_reply_topic is not a legal topic name";
+    if (std::find(sub.topics.begin(), sub.topics.end(), *t) != sub.topics.end()) {
+        return "handoff_reply_topic names a subscribed topic (it would loop)";
+    }
+    if (*t == sub.reply_topic) return std::nullopt;
+    for (const auto& pattern : sub.reply_topics) {
+        if (topic_matches(pattern, *t)) return std::nullopt;
+    }
+    return "handoff_reply_topic '" + *t + "' is not among this subscription's reply_topics";
+}
+
+std::string reply_topic_for(const config::subscription& sub, const consumed_record& r) {
+    if (const auto* t = find_header(r, "handoff_reply_topic"); t && !reply_topic_problem(sub, r)) return *t;
     return sub.reply_topic;
 }
 

@@ -838,3 +838,13 @@ TEST_CASE("limits.max_buffered_body_bytes bounds every body limit") {
                   "  - {name: big, match: {path: /big}, mode: forward, max_body_bytes: 3MiB}\n");
     CHECK_ERROR(r, "limits.max_buffered_body_bytes", "route 'big'");
 }
+
+TEST_CASE("a subscription's reply_topics are topic names or patterns with '*'") {
+    auto r = load_with("subscriptions:\n  - {name: s, topics: [a], group: g, reply_topics: [\"quotes.replies.*\", exact.one]}\n");
+    REQUIRE_OK(r);
+    CHECK(r.value->subscriptions[0].reply_topics == std::vector<std::string>{"quotes.replies.*", "exact.one"});
+    r = load_with("subscriptions:\n  - {name: s, topics: [a], group: g, reply_topics: [\"no spaces *\"]}\n");
+    CHECK_ERROR(r, "subscriptions[0].reply_topics", "");
+    r = load_with("subscriptions:\n  - {name: s, topics: [a], group: g, reply_topics: [\"t.{x}\"]}\n");
+    CHECK_ERROR(r, "subscriptions[0].reply_topics", "templates");
+}

@@ -83,6 +83,7 @@ def receiver(handoff_process, brokers, upstream, t):
     cfg = base_config(brokers, upstream.port, [], subscriptions=[{
         "name": "quotes", "topics": [t.requests], "group": unique("quotes"),
         "reply_headers": ["Location", "X-Quote"], "retry": {"attempts": 2, "backoff_base": "50ms"},
+        "reply_topics": [t.replies + "*"],   # this module's callers' reply topics, and no other
     }])
     h = handoff_process(cfg, name="receiver")
     # Readiness does not wait for the group join: the first reply test's route timeout must not.

@@ -669,6 +669,48 @@ TEST_CASE("replies are published with the correlation id before the offset is st
     CHECK(e.sub->counters().replies == 1);
 }
 
+TEST_CASE("a record may name only the reply topics its subscription allows") {
+    CHECK(proxy::topic_matches("quotes.replies.*", "quotes.replies.pod-1"));
+    CHECK(proxy::topic_matches("quotes.replies.*", "quotes.replies."));
+    CHECK(proxy::topic_matches("*", "anything"));
+    CHECK(proxy::topic_matches("a*b*c", "a-x-b-y-c"));
+    CHECK_FALSE(proxy::topic_matches("quotes.replies.*", "payments.commands"));
+    CHECK_FALSE(proxy::topic_matches("quotes.replies", "quotes.replies.pod-1"));
+    CHECK_FALSE(proxy::topic_matches("a*b", "a-b-c"));
+    auto sub = base_sub();
+    const auto naming = [](std::string topic) {
+        return record_with({{"ce_id", "c"}, {"handoff_path", "/q"}, {"handoff_reply_topic", std::move(topic)}});
+    };
+    CHECK_FALSE(proxy::reply_topic_problem(sub, record_with({{"ce_id", "c"}})));  // names none
+    CHECK(proxy::reply_topic_problem(sub, naming("quotes.replies.pod-1")));        // default: none allowed
+    sub.reply_topics = {"quotes.replies.*"};
+    CHECK_FALSE(proxy::reply_topic_problem(sub, naming("quotes.replies.pod-1")));
+    CHECK(proxy::reply_topic_problem(sub, naming("payments.commands"))->find("not among") != std::string::npos);
+    CHECK(proxy::reply_topic_problem(sub, naming("orders"))->find("loop") != std::string::npos);
+    CHECK(proxy::reply_topic_problem(sub, naming("bad topic!")));
+    sub.reply_topics.clear();
+    sub.reply_topic = "orders.replies";
+    CHECK_FALSE(proxy::reply_topic_problem(sub, naming("orders.replies")));  // its own reply_topic
+    CHECK(proxy::reply_topic_for(sub, naming("payments.commands")) == "orders.replies");
+}
+
+TEST_CASE("a record naming a reply topic the subscription does not allow is dead-lettered, not delivered") {
+    auto cfg = base_sub();
+    cfg.dead_letter_topic = "orders.dlq";
+    cfg.reply_topics = {"quotes.replies.*"};
+    env e(cfg);
+    e.service->script = [](const auto&, int) { return status(200, {}, "done"); };
+    e.feed(p0, 0, "A", "aimed", {{"ce_id", "c1"}, {"handoff_path", "/q"}, {"handoff_reply_topic", "payments.commands"}});
+    e.feed(p0, 1, "B", "fine", {{"ce_id", "c2"}, {"handoff_path", "/q"}, {"handoff_reply_topic", "quotes.replies.p1"}});
+    REQUIRE(run_until(e.ioc, [&] { return e.consumer->stored_at(p0) == 2; }));
+    CHECK(e.service->count("aimed") == 0);
+    CHECK(e.service->count("fine") == 1);
+    std::vector<std::string> topics;
+    for (const auto& r : e.producer->records) topics.push_back(r.topic);
+    std::sort(topics.begin(), topics.end());
+    CHECK(topics == std::vector<std::string>{"orders.dlq", "quotes.replies.p1"});
+}
+
 std::map<std::string, std::string> headers_of(const proxy::kafka_record& r) {
     std::map<std::string, std::string> h;
     for (const auto& x : r.headers) h[x.name] = x.value;

@@ -195,6 +195,10 @@ struct subscription {
     retry_policy retry;
     std::string dead_letter_topic;           // empty: exhausted/poison records are retried forever
     std::string reply_topic;                 // empty: responses are not published
+    // The topics a record's handoff_reply_topic header may name (a `reply` route's caller): exact
+    // names, or patterns with '*' for any run of topic characters (e.g. "quotes.replies.*").
+    // Empty: none. A record naming another topic is dead-lettered, not delivered.
+    std::vector<std::string> reply_topics;
     std::vector<std::string> reply_headers;  // response headers copied into replies
     offset_reset auto_offset_reset = offset_reset::earliest;
     std::vector<std::string> headers;        // record headers passed on as HTTP headers

@@ -84,9 +84,18 @@ kafka_record make_dead_letter(const consumed_record& r, const std::string& dlq_t
                               const std::string& error);
 
 // Where the service's response to `r` is published: the topic the request named in
-// `handoff_reply_topic` (a `reply` route's caller), when it is a legal topic name and not one of
-// the subscribed topics (no loops); else the subscription's reply_topic; empty for no reply.
+// `handoff_reply_topic` (a `reply` route's caller) when reply_topic_problem finds nothing wrong
+// with it; else the subscription's reply_topic; empty for no reply.
 std::string reply_topic_for(const config::subscription& sub, const consumed_record& r);
+
+// Why a record's `handoff_reply_topic` may not be used (not a legal name, a subscribed topic, or
+// not among the subscription's reply_topics / its reply_topic); nullopt when it may, or when the
+// record names none. Such a record is dead-lettered, not delivered: a producer to the input topic
+// must not aim the service's response at another service's topic.
+std::optional<std::string> reply_topic_problem(const config::subscription& sub, const consumed_record& r);
+
+// '*' in `pattern` matches any run of characters (empty included).
+bool topic_matches(std::string_view pattern, std::string_view topic) noexcept;
 
 // The reply record (to reply_topic_for): key = correlation id (the record's ce_id), value = the response body,
 // headers ce_specversion, ce_id (= `reply_id`), ce_source, ce_type, ce_time,

@@ -23,31 +23,54 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-python3 "$ROOT/scripts/demo_service.py" --port 8081 &
+# The demo's ports: 8080, 9901, 8081. --check (ctest demo_check) picks free ones below the ephemeral
+# range instead, unless they are given, so that it never meets another run's demo or an outgoing socket.
+if [ "$CHECK" = 1 ] && [ -z "${HANDOFF_DEMO_PORT:-}" ]; then
+  read -r HANDOFF_DEMO_PORT HANDOFF_DEMO_ADMIN_PORT HANDOFF_DEMO_SERVICE_PORT < <(python3 - <<'PY'
+import random, socket
+picked = []
+while len(picked) < 3:
+    p = random.randrange(20000, 32768)
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+    if p not in picked:
+        picked.append(p)
+print(*picked)
+PY
+)
+fi
+export HANDOFF_DEMO_PORT="${HANDOFF_DEMO_PORT:-8080}" HANDOFF_DEMO_ADMIN_PORT="${HANDOFF_DEMO_ADMIN_PORT:-9901}"
+export HANDOFF_DEMO_SERVICE_PORT="${HANDOFF_DEMO_SERVICE_PORT:-8081}"
+PORT="$HANDOFF_DEMO_PORT" ADMIN="$HANDOFF_DEMO_ADMIN_PORT" SERVICE="$HANDOFF_DEMO_SERVICE_PORT"
+
+python3 "$ROOT/scripts/demo_service.py" --port "$SERVICE" &
 PIDS+=($!)
 "$HANDOFF_BIN" run --config "$CONFIG" > "$RUN_DIR/handoff.log" 2>&1 &
 PIDS+=($!)
 
-# Bounded waits: the demo service answers, and Handoff is ready (admin listener on 9901).
+# Bounded waits: the demo service answers, and Handoff is ready (admin listener).
 for _ in $(seq 1 100); do
-  curl -fsS -o /dev/null http://127.0.0.1:8081/orders/1 2>/dev/null && break
+  curl -fsS -o /dev/null "http://127.0.0.1:$SERVICE/orders/1" 2>/dev/null && break
   sleep 0.1
 done
 for _ in $(seq 1 100); do
-  curl -fsS -o /dev/null http://127.0.0.1:9901/readyz 2>/dev/null && break
+  curl -fsS -o /dev/null "http://127.0.0.1:$ADMIN/readyz" 2>/dev/null && break
   if ! kill -0 "${PIDS[1]}" 2>/dev/null; then cat "$RUN_DIR/handoff.log"; echo "handoff exited" >&2; exit 1; fi
   sleep 0.1
 done
-curl -fsS -o /dev/null http://127.0.0.1:9901/readyz || { cat "$RUN_DIR/handoff.log"; echo "handoff not ready" >&2; exit 1; }
+curl -fsS -o /dev/null "http://127.0.0.1:$ADMIN/readyz" || { cat "$RUN_DIR/handoff.log"; echo "handoff not ready" >&2; exit 1; }
 BOOTSTRAP="$(grep -o '"bootstrap_servers":"[^"]*"' "$RUN_DIR/handoff.log" | head -1 | cut -d'"' -f4)"
 
 EXAMPLES=(
-  "forward|200|curl -sS -i http://127.0.0.1:8080/orders/1"
-  "commit|201|curl -sS -i -X POST http://127.0.0.1:8080/orders/eu -H 'Content-Type: application/json' -d '{\"customer\":{\"id\":\"c-42\"},\"items\":[\"book\"]}'"
-  "event|202|curl -sS -i -X POST http://127.0.0.1:8080/events/signup -H 'Content-Type: application/json' -H 'X-Tenant: acme' -d '{\"user\":\"ada\"}'"
-  "event|202|curl -sS -i -X POST http://127.0.0.1:8080/audit -H 'X-Correlation-ID: demo-1' -d 'login ok'"
-  "405|405|curl -sS -i -X DELETE http://127.0.0.1:8080/orders/eu"
-  "missing key|400|curl -sS -i -X POST http://127.0.0.1:8080/events/signup -d '{}'"
+  "forward|200|curl -sS -i http://127.0.0.1:$PORT/orders/1"
+  "commit|201|curl -sS -i -X POST http://127.0.0.1:$PORT/orders/eu -H 'Content-Type: application/json' -d '{\"customer\":{\"id\":\"c-42\"},\"items\":[\"book\"]}'"
+  "event|202|curl -sS -i -X POST http://127.0.0.1:$PORT/events/signup -H 'Content-Type: application/json' -H 'X-Tenant: acme' -d '{\"user\":\"ada\"}'"
+  "event|202|curl -sS -i -X POST http://127.0.0.1:$PORT/audit -H 'X-Correlation-ID: demo-1' -d 'login ok'"
+  "405|405|curl -sS -i -X DELETE http://127.0.0.1:$PORT/orders/eu"
+  "missing key|400|curl -sS -i -X POST http://127.0.0.1:$PORT/events/signup -d '{}'"
 )
 
 if [ "$CHECK" = 1 ]; then
@@ -69,9 +92,9 @@ fi
 
 cat <<MSG
 
-Handoff is running on http://127.0.0.1:8080 in front of the demo service on :8081.
+Handoff is running on http://127.0.0.1:$PORT in front of the demo service on :$SERVICE.
 The embedded broker is librdkafka's mock cluster: NOT durable, for trying things out only.
-Admin: curl -s http://127.0.0.1:9901/readyz ; curl -s http://127.0.0.1:9901/config
+Admin: curl -s http://127.0.0.1:$ADMIN/readyz ; curl -s http://127.0.0.1:$ADMIN/config
 
 Try each mode:
 MSG

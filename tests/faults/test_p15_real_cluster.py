@@ -90,6 +90,20 @@ def leader_of(admin, topic: str, partition: int = 0) -> int:
     return md.topics[topic].partitions[partition].leader
 
 
+def commit_handoff(cluster: Cluster, topic: str, tmp_path: Path, name: str) -> Handoff:
+    """A handoff with one commit route to `topic` on the cluster (started; not yet ready)."""
+    routes = [{"name": "commit", "match": {"methods": ["POST"], "path": "/commit"}, "mode": "commit",
+               "topic": topic, "key": "body:/key", "timeout": f"{ROUTE_TIMEOUT_S}s", "success_status": 201}]
+    cfg = base_config(cluster.brokers, free_port(), routes, log={"level": "info", "requests": False},
+                      kafka={"flush_timeout": "20s", "properties": {
+                          "linger.ms": "2", "message.timeout.ms": str((ROUTE_TIMEOUT_S - 2) * 1000),
+                          "socket.connection.setup.timeout.ms": "3000", "reconnect.backoff.max.ms": "1000",
+                          "topic.metadata.refresh.interval.ms": "2000"}})
+    cfg_path = tmp_path / f"{name}.yaml"
+    cfg_path.write_text(to_yaml(cfg) + "\n")
+    return Handoff(name, cfg, cfg_path, tmp_path / f"{name}.log", None)
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """One cluster for the module: each test leaves every node running."""
@@ -113,16 +127,7 @@ def test_p15_sigkill_of_the_partition_leader_under_commit_load_loses_nothing_ack
                            for p in admin.list_topics(topic, timeout=5).topics[topic].partitions.values()),
                60, 0.2, "the topic with a leader and 3 in-sync replicas per partition")
 
-    routes = [{"name": "commit", "match": {"methods": ["POST"], "path": "/commit"}, "mode": "commit",
-               "topic": topic, "key": "body:/key", "timeout": f"{ROUTE_TIMEOUT_S}s", "success_status": 201}]
-    cfg = base_config(cluster.brokers, free_port(), routes, log={"level": "info", "requests": False},
-                      kafka={"flush_timeout": "20s", "properties": {
-                          "linger.ms": "2", "message.timeout.ms": str((ROUTE_TIMEOUT_S - 2) * 1000),
-                          "socket.connection.setup.timeout.ms": "3000", "reconnect.backoff.max.ms": "1000",
-                          "topic.metadata.refresh.interval.ms": "2000"}})
-    cfg_path = tmp_path / "handoff.yaml"
-    cfg_path.write_text(to_yaml(cfg) + "\n")
-    h = Handoff("p15", cfg, cfg_path, tmp_path / "handoff.log", None)
+    h = commit_handoff(cluster, topic, tmp_path, "p15")
     entries: list = []
     kills: list = []
     skipped: list = []
@@ -220,16 +225,7 @@ def test_p7_leader_moves_under_commit_load_on_a_real_cluster_lose_nothing_duplic
         return all(p.leader >= 0 and len(p.isrs) == 3 for p in parts)
     wait_until(settled, 90, 0.2, "every partition with a leader and 3 in-sync replicas")
 
-    routes = [{"name": "commit", "match": {"methods": ["POST"], "path": "/commit"}, "mode": "commit",
-               "topic": topic, "key": "body:/key", "timeout": f"{ROUTE_TIMEOUT_S}s", "success_status": 201}]
-    cfg = base_config(cluster.brokers, free_port(), routes, log={"level": "info", "requests": False},
-                      kafka={"flush_timeout": "20s", "properties": {
-                          "linger.ms": "2", "message.timeout.ms": str((ROUTE_TIMEOUT_S - 2) * 1000),
-                          "socket.connection.setup.timeout.ms": "3000", "reconnect.backoff.max.ms": "1000",
-                          "topic.metadata.refresh.interval.ms": "2000"}})
-    cfg_path = tmp_path / "handoff.yaml"
-    cfg_path.write_text(to_yaml(cfg) + "\n")
-    h = Handoff("p7", cfg, cfg_path, tmp_path / "handoff.log", None)
+    h = commit_handoff(cluster, topic, tmp_path, "p7")
     entries: list = []
     moves: list = []
     stop = threading.Event()

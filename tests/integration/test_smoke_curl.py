@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from conftest import kcat, unique
+from conftest import kcat, unique, wait_until
 
 
 def curl(*args, timeout=30):
@@ -56,6 +56,9 @@ def test_curl_through_event_mode_and_kcat_reads_the_record(proxy, brokers, topic
     assert status == 202, (status, headers, body)
     cid = headers["x-correlation-id"]
     assert json.loads(body)["correlation_id"] == cid
+    # 202 means queued in the producer, not yet in Kafka: read once the status says persisted.
+    wait_until(lambda: proxy.request("GET", f"/_handoff/requests/{cid}").json().get("state") == "persisted", 20, 0.05,
+               "the event persisted")
     recs = [r for r in kcat_json(brokers, topics.audit, "-o", "beginning") if r["hmap"].get("ce_id") == cid]
     assert len(recs) == 1, f"kcat did not find exactly one record with ce_id={cid}"
     rec = recs[0]

@@ -69,11 +69,13 @@ error from_delivery_status(delivery_status s) noexcept {
     return error::internal;
 }
 
-std::string error_body(error e, std::string_view message, std::string_view correlation_id) {
+std::string error_body(error e, std::string_view message, std::string_view correlation_id,
+                       std::string_view request_id) {
     nlohmann::json j = nlohmann::json::object();
     j["error"] = describe(e).code;
     j["message"] = message;
     if (!correlation_id.empty()) j["correlation_id"] = correlation_id;
+    if (!request_id.empty()) j["request_id"] = request_id;
     return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 

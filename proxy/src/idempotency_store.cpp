@@ -61,8 +61,8 @@ idempotency_store::idempotency_store(std::size_t max_entries, std::size_t max_by
     : max_entries_(max_entries == 0 ? 1 : max_entries), max_bytes_(max_bytes), ttl_(ttl) {}
 
 void idempotency_store::erase_locked(std::unordered_map<std::string, entry>::iterator it) {
-    if (auto c = by_correlation_.find(it->second.correlation_id); c != by_correlation_.end() && c->second == it->first) {
-        by_correlation_.erase(c);
+    if (auto c = by_request_.find(it->second.request_id); c != by_request_.end() && c->second == it->first) {
+        by_request_.erase(c);
     }
     bytes_ -= it->second.bytes;
     lru_.erase(it->second.lru);
@@ -85,7 +85,7 @@ void idempotency_store::evict_locked(std::chrono::steady_clock::time_point now) 
 
 idempotency_store::begin_result idempotency_store::begin(const std::string& scope, const std::string& key,
                                                          const request_fingerprint& fp,
-                                                         const std::string& correlation_id) {
+                                                         const std::string& request_id) {
     const auto now = std::chrono::steady_clock::now();
     std::string id;
     id.reserve(scope.size() + 1 + key.size());
@@ -96,34 +96,34 @@ idempotency_store::begin_result idempotency_store::begin(const std::string& scop
     if (auto it = entries_.find(id); it != entries_.end()) {
         entry& e = it->second;
         lru_.splice(lru_.begin(), lru_, e.lru);
-        if (e.fp != fp) return {verdict::mismatch, nullptr, e.correlation_id};
-        if (!e.response) return {verdict::in_flight, nullptr, e.correlation_id};
-        return {verdict::replay, e.response, e.correlation_id};
+        if (e.fp != fp) return {verdict::mismatch, nullptr, e.request_id};
+        if (!e.response) return {verdict::in_flight, nullptr, e.request_id};
+        return {verdict::replay, e.response, e.request_id};
     }
     lru_.push_front(id);
     entry e;
     e.fp = fp;
-    e.correlation_id = correlation_id;
+    e.request_id = request_id;
     e.expires = now + ttl_;
     e.lru = lru_.begin();
-    e.bytes = sizeof(entry) + 2 * id.size() + 2 * correlation_id.size();
+    e.bytes = sizeof(entry) + 2 * id.size() + 2 * request_id.size();
     bytes_ += e.bytes;
-    by_correlation_[correlation_id] = id;
+    by_request_[request_id] = id;
     entries_.emplace(std::move(id), std::move(e));
     evict_locked(now);
-    return {verdict::fresh, nullptr, correlation_id};
+    return {verdict::fresh, nullptr, request_id};
 }
 
-void idempotency_store::complete(const std::string& correlation_id, stored_response response, bool final) {
+void idempotency_store::complete(const std::string& request_id, stored_response response, bool final) {
     const auto now = std::chrono::steady_clock::now();
     std::lock_guard lock(mutex_);
-    const auto c = by_correlation_.find(correlation_id);
-    if (c == by_correlation_.end()) return;
+    const auto c = by_request_.find(request_id);
+    if (c == by_request_.end()) return;
     const auto it = entries_.find(c->second);
     if (it == entries_.end() || it->second.final) return;
     entry& e = it->second;
     bytes_ -= e.bytes;
-    e.bytes = sizeof(entry) + 2 * it->first.size() + 2 * correlation_id.size() + response.bytes();
+    e.bytes = sizeof(entry) + 2 * it->first.size() + 2 * request_id.size() + response.bytes();
     bytes_ += e.bytes;
     e.response = std::make_shared<const stored_response>(std::move(response));
     e.final = final;
@@ -131,10 +131,10 @@ void idempotency_store::complete(const std::string& correlation_id, stored_respo
     evict_locked(now);
 }
 
-void idempotency_store::release(const std::string& correlation_id) {
+void idempotency_store::release(const std::string& request_id) {
     std::lock_guard lock(mutex_);
-    const auto c = by_correlation_.find(correlation_id);
-    if (c == by_correlation_.end()) return;
+    const auto c = by_request_.find(request_id);
+    if (c == by_request_.end()) return;
     const auto it = entries_.find(c->second);
     if (it == entries_.end() || it->second.final) return;
     erase_locked(it);

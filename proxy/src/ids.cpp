@@ -1,15 +1,19 @@
 #include "handoff/proxy/ids.hpp"
 
+#include <openssl/rand.h>
+
 #include <array>
 #include <chrono>
 #include <cstdint>
 #include <random>
+#include <stdexcept>
 
 namespace handoff::proxy {
 namespace {
 
 std::mt19937_64& rng() {
-    // Per-thread generator: no locking on the hot path. IDs need uniqueness, not secrecy.
+    // Per-thread generator for trace context: no locking on the hot path. Trace IDs need
+    // uniqueness, not secrecy; request IDs come from the CSPRNG (make_uuid_v7).
     thread_local std::mt19937_64 gen{[] {
         std::random_device rd;
         std::seed_seq seq{rd(), rd(), rd(), rd(), rd(), rd(), rd(), rd()};
@@ -56,9 +60,14 @@ std::string make_uuid_v7() {
     using namespace std::chrono;
     const auto ms = static_cast<std::uint64_t>(
         duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count());
-    auto& gen = rng();
-    const std::uint64_t r1 = gen();
-    const std::uint64_t r2 = gen();
+    // OpenSSL's DRBG: per-thread, reseeded from the kernel, safe across fork (OpenSSL 3).
+    std::array<unsigned char, 10> bytes{};
+    if (RAND_bytes(bytes.data(), static_cast<int>(bytes.size())) != 1) {
+        throw std::runtime_error("the CSPRNG (RAND_bytes) failed: no request ID can be made");
+    }
+    std::uint64_t r1 = 0, r2 = 0;
+    for (int i = 0; i < 2; ++i) r1 = (r1 << 8) | bytes[static_cast<std::size_t>(i)];
+    for (int i = 2; i < 10; ++i) r2 = (r2 << 8) | bytes[static_cast<std::size_t>(i)];
     // Layout: time_hi(32) time_lo(16) | ver(4) rand_a(12) | var(2) rand_b(62)
     const std::uint64_t hi = (ms << 16) | 0x7000u | (r1 & 0x0FFFu);
     const std::uint64_t lo = (r2 & 0x3FFFFFFFFFFFFFFFull) | 0x8000000000000000ull;

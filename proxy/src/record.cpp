@@ -134,7 +134,7 @@ key_result extract_key(const config::route& route, const request_view& req, std:
 
 record_result build_record(const config::route& route, const config::defaults_config& defaults,
                            const request_view& req, std::string& body, const path_params& params,
-                           const std::string& correlation_id, std::chrono::system_clock::time_point now) {
+                           const request_ids& ids, std::chrono::system_clock::time_point now) {
     record_result out;
     kafka_record rec;
 
@@ -146,7 +146,7 @@ record_result build_record(const config::route& route, const config::defaults_co
     }
     rec.topic = std::move(*topic);
 
-    auto key = extract_key(route, req, body, params, correlation_id);
+    auto key = extract_key(route, req, body, params, ids.correlation);
     if (!key.message.empty()) {
         out.err = key.err;
         out.message = std::move(key.message);
@@ -155,9 +155,9 @@ record_result build_record(const config::route& route, const config::defaults_co
     rec.key = std::move(key.key);
 
     auto& h = rec.headers;
-    h.reserve(12 + route.headers.size());
+    h.reserve(13 + route.headers.size());
     h.push_back({"ce_specversion", "1.0"});
-    h.push_back({"ce_id", correlation_id});
+    h.push_back({"ce_id", ids.request});
     h.push_back({"ce_source", route.ce_source.empty() ? defaults.ce_source : route.ce_source});
     h.push_back({"ce_type", route.ce_type.empty() ? "handoff." + route.name : route.ce_type});
     h.push_back({"ce_time", rfc3339_millis(now)});
@@ -177,6 +177,7 @@ record_result build_record(const config::route& route, const config::defaults_co
     if (auto bg = req.headers.find("baggage"); bg != req.headers.end()) {
         h.push_back({"baggage", std::string(bg->value())});
     }
+    h.push_back({"handoff_correlation_id", ids.correlation});
     h.push_back({"handoff_method", std::string(req.method)});
     h.push_back({"handoff_path", std::string(req.path)});
     if (!req.query.empty()) h.push_back({"handoff_query", std::string(req.query)});
@@ -191,7 +192,7 @@ record_result build_record(const config::route& route, const config::defaults_co
     }
 
     rec.value = std::move(body);
-    rec.correlation_id = correlation_id;
+    rec.correlation_id = ids.correlation;
     out.record = std::move(rec);
     return out;
 }

@@ -27,8 +27,8 @@ std::optional<reply_record> parse_reply(const consumed_record& r, std::string& w
     reply_record out;
     const std::string* status = nullptr;
     for (const auto& h : r.headers) {
-        if (h.name == "handoff_correlation_id") {
-            out.correlation_id = h.value;
+        if (h.name == "handoff_request_id") {
+            out.request_id = h.value;
         } else if (h.name == "handoff_reply_status") {
             status = &h.value;
         } else if (h.name == "content-type") {
@@ -40,8 +40,8 @@ std::optional<reply_record> parse_reply(const consumed_record& r, std::string& w
             }
         }
     }
-    if (out.correlation_id.empty()) {
-        why = "no handoff_correlation_id header";
+    if (out.request_id.empty()) {
+        why = "no handoff_request_id header";
         return std::nullopt;
     }
     unsigned code = 0;
@@ -116,13 +116,13 @@ void reply_dispatcher::on_record(consumed_record record) {
         // Idempotency-Key is not settled for good: a usable reply that comes later replaces it.
         const std::string* id = nullptr;
         for (const auto& h : record.headers) {
-            if (h.name == "handoff_correlation_id") id = &h.value;
+            if (h.name == "handoff_request_id") id = &h.value;
         }
         if (id != nullptr && !id->empty()) {
             auto bad = std::make_shared<stored_response>();
             bad->status = describe(error::bad_reply).status;
             bad->headers.emplace_back("Content-Type", "application/json");
-            bad->body = error_body(error::bad_reply, "the reply record is not a usable HTTP response: " + why, *id);
+            bad->body = error_body(error::bad_reply, "the reply record is not a usable HTTP response: " + why, {}, *id);
             const std::shared_ptr<const stored_response> answer = std::move(bad);
             if (registry_->deliver(*id, answer)) {
                 keys_->complete(*id, *answer, /*final=*/false);
@@ -132,12 +132,12 @@ void reply_dispatcher::on_record(consumed_record record) {
         return;
     }
     auto response = std::make_shared<const stored_response>(std::move(reply->response));
-    const bool waited = registry_->deliver(reply->correlation_id, response);
-    const bool known = statuses_->put_reply(reply->correlation_id, response);
-    keys_->complete(reply->correlation_id, *response, /*final=*/true);
+    const bool waited = registry_->deliver(reply->request_id, response);
+    const bool known = statuses_->put_reply(reply->request_id, response);
+    keys_->complete(reply->request_id, *response, /*final=*/true);
     count(waited ? "completed" : known ? "late" : "unknown");
     if (!waited && known) {
-        log::info("late reply recorded", {{"correlation_id", reply->correlation_id}, {"status", response->status}});
+        log::info("late reply recorded", {{"request_id", reply->request_id}, {"status", response->status}});
     }
 }
 

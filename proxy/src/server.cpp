@@ -116,57 +116,60 @@ void set_json(response& res, std::string body) {
     res.body() = std::move(body);
 }
 
-outcome make_error(error e, std::string_view message, const std::string& correlation_id, unsigned version) {
+outcome make_error(error e, std::string_view message, const request_ids& ids, unsigned version) {
     const auto info = describe(e);
     outcome o;
     o.res = response{static_cast<http::status>(info.status), version};
-    set_json(o.res, error_body(e, message, correlation_id));
+    set_json(o.res, error_body(e, message, ids.correlation, ids.request));
     if (info.retry_after_seconds > 0) o.res.set(http::field::retry_after, std::to_string(info.retry_after_seconds));
-    if (!correlation_id.empty()) o.res.set("X-Correlation-ID", correlation_id);
+    if (!ids.correlation.empty()) o.res.set("X-Correlation-ID", ids.correlation);
     o.close = info.close_connection;
     o.error_code = std::string(info.code);
     return o;
 }
 
-std::string status_url(const std::string& correlation_id) { return "/_handoff/requests/" + correlation_id; }
+std::string status_url(const std::string& request_id) { return "/_handoff/requests/" + request_id; }
 
 // The 504 for a request whose outcome is not known yet: the body says so and points at the
 // status URL, where the final outcome appears.
-outcome outcome_unknown(std::string_view message, const std::string& correlation_id, const std::string& topic,
+outcome outcome_unknown(std::string_view message, const request_ids& ids, const std::string& topic,
                         unsigned version) {
-    outcome o = make_error(error::outcome_unknown, message, correlation_id, version);
+    outcome o = make_error(error::outcome_unknown, message, ids, version);
     set_json(o.res, nlohmann::json{{"error", describe(error::outcome_unknown).code},
                                    {"message", message},
-                                   {"correlation_id", correlation_id},
+                                   {"correlation_id", ids.correlation},
+                                   {"request_id", ids.request},
                                    {"outcome", "unknown"},
-                                   {"status_url", status_url(correlation_id)},
+                                   {"status_url", status_url(ids.request)},
                                    {"topic", topic}}
                         .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
-    o.res.set(http::field::location, status_url(correlation_id));
+    o.res.set(http::field::location, status_url(ids.request));
     o.topic = topic;
     return o;
 }
 
 // A commit route's success, from the persisted delivery report.
-outcome commit_success(int status, const std::string& correlation_id, const std::string& topic,
-                       const delivery_report& report, unsigned version) {
+outcome commit_success(int status, const request_ids& ids, const std::string& topic, const delivery_report& report,
+                       unsigned version) {
     outcome o;
     o.topic = topic;
     o.partition = report.partition;
     o.offset = report.offset;
     o.res = response{static_cast<http::status>(status), version};
-    o.res.set("X-Correlation-ID", correlation_id);
-    o.res.set(http::field::location, status_url(correlation_id));
+    o.res.set("X-Correlation-ID", ids.correlation);
+    o.res.set(http::field::location, status_url(ids.request));
     if (status != 204) {
         // Keys in the order a JSON document would sort them; built directly (the hot path).
         std::string body;
-        body.reserve(128 + correlation_id.size() + topic.size());
+        body.reserve(160 + ids.correlation.size() + ids.request.size() + topic.size());
         body += "{\"correlation_id\":";
-        append_json_string(body, correlation_id);
+        append_json_string(body, ids.correlation);
         body += ",\"offset\":";
         body += std::to_string(report.offset);
         body += ",\"outcome\":\"persisted\",\"partition\":";
         body += std::to_string(report.partition);
+        body += ",\"request_id\":";
+        append_json_string(body, ids.request);
         body += ",\"topic\":";
         append_json_string(body, topic);
         body += '}';
@@ -201,7 +204,7 @@ int success_status(const config::route& route, config::mode mode) {
 // `cfg` is the config of the route table the request started with (not reloaded mid-request).
 awaitable<outcome> handle_forward(const state_ptr& st, const config::config& cfg, const config::route* route,
                                   http::request<http::string_body>& req, const std::string& client_ip,
-                                  const std::string& correlation_id) {
+                                  const request_ids& ids) {
     auto up = upstream_request(req);
     // Set after the hop-by-hop pass, so a `Connection: X-Forwarded-For` cannot remove ours. In
     // `append` mode several X-Forwarded-For fields count as one comma-separated list (RFC 9110 5.3).
@@ -214,7 +217,7 @@ awaitable<outcome> handle_forward(const state_ptr& st, const config::config& cfg
     xff += client_ip;
     up.set("X-Forwarded-For", xff);  // replaces every copied X-Forwarded-For field
     up.set("X-Forwarded-Proto", "http");
-    up.set("X-Correlation-ID", correlation_id);
+    up.set("X-Correlation-ID", ids.correlation);
     const bool had_body = req.has_content_length() || req.chunked();
     up.body() = std::move(req.body());
     if (had_body || !up.body().empty()) up.content_length(up.body().size());
@@ -224,14 +227,13 @@ awaitable<outcome> handle_forward(const state_ptr& st, const config::config& cfg
     if (result.error != upstream_error::ok) {
         st->stats->upstream_error(to_string(result.error)).Increment();
         co_return make_error(from_upstream_error(result.error),
-                             std::string("the upstream service: ") + to_string(result.error), correlation_id,
-                             req.version());
+                             std::string("the upstream service: ") + to_string(result.error), ids, req.version());
     }
     outcome o;
     o.res = std::move(result.response);
     o.res.version(req.version());
     remove_hop_by_hop(o.res);
-    o.res.set("X-Correlation-ID", correlation_id);
+    o.res.set("X-Correlation-ID", ids.correlation);
     const auto status = o.res.result_int();
     if (status < 200 || status == 204 || status == 304) {
         o.res.body().clear();
@@ -256,7 +258,7 @@ struct delivery_wait {
 
 // What every delivery report of an accepted record leaves behind: the request's state in the
 // status store and the produce-outcome metric. Returns the outcome label.
-const char* record_delivery(status_store& statuses, metrics& stats, const std::string& correlation_id,
+const char* record_delivery(status_store& statuses, metrics& stats, const std::string& request_id,
                             const std::string& route_name, const std::string& topic, const std::string& topic_label,
                             const delivery_report& r) {
     request_status s{request_status::state::persisted, route_name, topic, r.partition, r.offset, {}, {}};
@@ -270,7 +272,7 @@ const char* record_delivery(status_store& statuses, metrics& stats, const std::s
         s.reason = "possibly persisted: " + r.error;
         outcome = "possibly_persisted";
     }
-    statuses.put(correlation_id, std::move(s));
+    statuses.put(request_id, std::move(s));
     stats.produce_outcome(topic_label, outcome);
     return outcome;
 }
@@ -317,7 +319,7 @@ struct produce_context {
     config::mode mode;
     int success;
     unsigned version;
-    std::string correlation_id;
+    request_ids ids;
     std::string route_name;
     std::string topic;
     std::string topic_label;  // the route's topic template
@@ -325,19 +327,18 @@ struct produce_context {
 
     // Runs on the producer's io thread for every accepted record, whatever the caller got.
     void on_report(const delivery_report& r) const {
-        record_delivery(*statuses, *stats, correlation_id, route_name, topic, topic_label, r);
+        record_delivery(*statuses, *stats, ids.request, route_name, topic, topic_label, r);
         if (keys) {
             // Idempotency-Key: a definite failure frees the key (a retry may run again); a commit
             // is settled by its report, whatever its caller was told meanwhile.
             if (r.status == delivery_status::not_persisted) {
-                keys->release(correlation_id);
+                keys->release(ids.request);
             } else if (mode == config::mode::commit && r.status == delivery_status::persisted) {
-                keys->complete(correlation_id, to_stored(commit_success(success, correlation_id, topic, r, version).res),
-                               true);
+                keys->complete(ids.request, to_stored(commit_success(success, ids, topic, r, version).res), true);
             } else if (mode == config::mode::commit) {
-                keys->complete(correlation_id,
+                keys->complete(ids.request,
                                to_stored(outcome_unknown("the broker may have persisted the record (" + r.error + ")",
-                                                         correlation_id, topic, version)
+                                                         ids, topic, version)
                                              .res),
                                true);
             }
@@ -350,12 +351,12 @@ struct produce_context {
     void refused(produce_error err) const {
         stats->produce_outcome(topic_label, std::string("refused_") + to_string(err));
         if (err == produce_error::queue_full) stats->shed("producer_queue_full").Increment();
-        statuses->put(correlation_id, request_status{request_status::state::failed, route_name, topic, -1, -1,
-                                                     std::string("refused before produce: ") + to_string(err), {}});
+        statuses->put(ids.request, request_status{request_status::state::failed, route_name, topic, -1, -1,
+                                                  std::string("refused before produce: ") + to_string(err), {}});
     }
 
     void failed(std::string reason) const {
-        statuses->put(correlation_id,
+        statuses->put(ids.request,
                       request_status{request_status::state::failed, route_name, topic, -1, -1, std::move(reason), {}});
     }
 };
@@ -370,15 +371,14 @@ struct prepared_record {
 // Builds the record of an event, commit or reply request and records it as accepted.
 prepared_record prepare_record(const state_ptr& st, const config::config& cfg, const config::route& route,
                                config::mode mode, http::request<http::string_body>& req, const path_params& params,
-                               const std::string& correlation_id, bool keyed) {
+                               const request_ids& ids, bool keyed) {
     prepared_record out;
     std::string_view path, query;
     split_target(req.target(), path, query);
     const request_view view{req.method_string(), path, query, req.base()};
-    auto built = build_record(route, cfg.defaults, view, req.body(), params, correlation_id,
-                              std::chrono::system_clock::now());
+    auto built = build_record(route, cfg.defaults, view, req.body(), params, ids, std::chrono::system_clock::now());
     if (!built.record) {
-        out.error = make_error(built.err, built.message, correlation_id, req.version());
+        out.error = make_error(built.err, built.message, ids, req.version());
         return out;
     }
     if (mode == config::mode::reply) built.record->headers.push_back({"handoff_reply_topic", cfg.replies.topic});
@@ -389,11 +389,11 @@ prepared_record prepare_record(const state_ptr& st, const config::config& cfg, c
     ctx->mode = mode;
     ctx->success = success_status(route, mode);
     ctx->version = req.version();
-    ctx->correlation_id = correlation_id;
+    ctx->ids = ids;
     ctx->route_name = route.name;
     ctx->topic = built.record->topic;
     ctx->topic_label = route.topic;
-    ctx->statuses->put(correlation_id,
+    ctx->statuses->put(ids.request,
                        request_status{request_status::state::accepted, route.name, ctx->topic, -1, -1, {}, {}});
     out.record = std::move(built.record);
     out.ctx = std::move(ctx);
@@ -403,7 +403,7 @@ prepared_record prepare_record(const state_ptr& st, const config::config& cfg, c
 // The 503 (or 4xx) for a record the producer refused; nothing was produced.
 outcome refusal(const produce_context& ctx, produce_error err, std::string_view what) {
     ctx.refused(err);
-    auto o = make_error(from_produce_error(err), std::string(what) + to_string(err), ctx.correlation_id, ctx.version);
+    auto o = make_error(from_produce_error(err), std::string(what) + to_string(err), ctx.ids, ctx.version);
     o.topic = ctx.topic;
     return o;
 }
@@ -411,7 +411,7 @@ outcome refusal(const produce_context& ctx, produce_error err, std::string_view 
 // The 503 for a commit or reply request beyond limits.max_inflight_commits (nothing produced).
 outcome overloaded(const produce_context& ctx, const std::string& what) {
     ctx.failed("refused: too many " + what + " waiting");
-    return make_error(error::overloaded, "too many " + what + " are waiting for Kafka; retry later", ctx.correlation_id,
+    return make_error(error::overloaded, "too many " + what + " are waiting for Kafka; retry later", ctx.ids,
                       ctx.version);
 }
 
@@ -419,14 +419,15 @@ outcome overloaded(const produce_context& ctx, const std::string& what) {
 // store. No waiting, so no coroutine frame on the hot path.
 outcome handle_event(const state_ptr& st, const config::config& cfg, const config::route& route,
                      http::request<http::string_body>& req, const path_params& params,
-                     const std::string& correlation_id, bool keyed) {
-    auto p = prepare_record(st, cfg, route, config::mode::event, req, params, correlation_id, keyed);
+                     const request_ids& ids, bool keyed) {
+    auto p = prepare_record(st, cfg, route, config::mode::event, req, params, ids, keyed);
     if (p.error) return std::move(*p.error);
     const auto& ctx = *p.ctx;
     const auto err = st->kafka->produce(*p.record, [c = p.ctx](const delivery_report& r) {
         c->on_report(r);
         if (r.status != delivery_status::persisted) {
-            log::warn("event not persisted", {{"correlation_id", c->correlation_id},
+            log::warn("event not persisted", {{"request_id", c->ids.request},
+                                              {"correlation_id", c->ids.correlation},
                                               {"topic", c->topic},
                                               {"error", r.error},
                                               {"possibly_persisted", r.status == delivery_status::possibly_persisted}});
@@ -436,20 +437,22 @@ outcome handle_event(const state_ptr& st, const config::config& cfg, const confi
     outcome o;
     o.topic = ctx.topic;
     o.res = response{http::status::accepted, req.version()};
-    const auto url = status_url(correlation_id);
-    o.res.set("X-Correlation-ID", correlation_id);
+    const auto url = status_url(ids.request);
+    o.res.set("X-Correlation-ID", ids.correlation);
     o.res.set(http::field::location, url);
     std::string body;
-    body.reserve(64 + 2 * correlation_id.size() + ctx.topic.size());
+    body.reserve(96 + ids.correlation.size() + 2 * ids.request.size() + ctx.topic.size());
     body += "{\"correlation_id\":";
-    append_json_string(body, correlation_id);
+    append_json_string(body, ids.correlation);
+    body += ",\"request_id\":";
+    append_json_string(body, ids.request);
     body += ",\"status_url\":";
     append_json_string(body, url);
     body += ",\"topic\":";
     append_json_string(body, ctx.topic);
     body += '}';
     set_json(o.res, std::move(body));
-    if (ctx.keys) ctx.keys->complete(correlation_id, to_stored(o.res), /*final=*/false);  // until not_persisted
+    if (ctx.keys) ctx.keys->complete(ids.request, to_stored(o.res), /*final=*/false);  // until not_persisted
     return o;
 }
 
@@ -457,8 +460,8 @@ outcome handle_event(const state_ptr& st, const config::config& cfg, const confi
 // count against the same bound as commit requests.
 awaitable<outcome> handle_reply(const state_ptr& st, const config::config& cfg, const config::route& route,
                                 http::request<http::string_body>& req, const path_params& params,
-                                const std::string& correlation_id, bool keyed) {
-    auto p = prepare_record(st, cfg, route, config::mode::reply, req, params, correlation_id, keyed);
+                                const request_ids& ids, bool keyed) {
+    auto p = prepare_record(st, cfg, route, config::mode::reply, req, params, ids, keyed);
     if (p.error) co_return std::move(*p.error);
     const context_ptr ctx = p.ctx;
     const unsigned version = ctx->version;
@@ -468,7 +471,7 @@ awaitable<outcome> handle_reply(const state_ptr& st, const config::config& cfg, 
     auto wait = std::make_shared<reply_wait>(ex);
     wait->timer.expires_after(route.timeout.count() > 0 ? route.timeout : cfg.defaults.timeout);
     // Both handlers post to the session's executor; the first to arrive wins.
-    st->replies->add(correlation_id, [wait](std::shared_ptr<const stored_response> r) {
+    st->replies->add(ids.request, [wait](std::shared_ptr<const stored_response> r) {
         asio::post(wait->timer.get_executor(), [wait, r = std::move(r)] {
             if (!wait->waiting || wait->reply) return;
             wait->reply = r;
@@ -485,26 +488,26 @@ awaitable<outcome> handle_reply(const state_ptr& st, const config::config& cfg, 
         });
     });
     if (err != produce_error::ok) {
-        st->replies->remove(correlation_id);
+        st->replies->remove(ids.request);
         co_return refusal(*ctx, err, "the request was not accepted: ");
     }
     co_await wait->timer.async_wait(tuple_awaitable);
     wait->waiting = false;
-    st->replies->remove(correlation_id);  // a reply from now on is late: status store only
+    st->replies->remove(ids.request);  // a reply from now on is late: status store only
     outcome o;
     o.topic = ctx->topic;
     if (wait->reply) {
         o.res = from_stored(*wait->reply, version);
-        o.res.set("X-Correlation-ID", correlation_id);
+        o.res.set("X-Correlation-ID", ids.correlation);
     } else if (wait->failure) {
         o = make_error(error::delivery_failed,
                        "the broker did not persist the request (" + wait->failure->error + "); safe to retry",
-                       correlation_id, version);
+                       ids, version);
         o.topic = ctx->topic;
     } else {
         o = outcome_unknown("no reply within the route timeout; the request may or may not have been processed",
-                            correlation_id, ctx->topic, version);
-        if (ctx->keys) ctx->keys->complete(correlation_id, to_stored(o.res), /*final=*/false);  // a late reply replaces it
+                            ids, ctx->topic, version);
+        if (ctx->keys) ctx->keys->complete(ids.request, to_stored(o.res), /*final=*/false);  // a late reply replaces it
     }
     co_return o;
 }
@@ -513,8 +516,8 @@ awaitable<outcome> handle_reply(const state_ptr& st, const config::config& cfg, 
 // The number of callers held this way is bounded: beyond it, 503 at once (nothing produced).
 awaitable<outcome> handle_commit(const state_ptr& st, const config::config& cfg, const config::route& route,
                                  http::request<http::string_body>& req, const path_params& params,
-                                 const std::string& correlation_id, bool keyed) {
-    auto p = prepare_record(st, cfg, route, config::mode::commit, req, params, correlation_id, keyed);
+                                 const request_ids& ids, bool keyed) {
+    auto p = prepare_record(st, cfg, route, config::mode::commit, req, params, ids, keyed);
     if (p.error) co_return std::move(*p.error);
     const context_ptr ctx = p.ctx;
     const unsigned version = ctx->version;
@@ -531,7 +534,8 @@ awaitable<outcome> handle_commit(const state_ptr& st, const config::config& cfg,
                 wait->report = r;
                 wait->timer.cancel();
             } else {
-                log::info("late delivery report", {{"correlation_id", ctx->correlation_id},
+                log::info("late delivery report", {{"request_id", ctx->ids.request},
+                                                   {"correlation_id", ctx->ids.correlation},
                                                    {"topic", ctx->topic},
                                                    {"persisted", r.status == delivery_status::persisted},
                                                    {"partition", r.partition},
@@ -546,20 +550,20 @@ awaitable<outcome> handle_commit(const state_ptr& st, const config::config& cfg,
 
     if (!report) {
         co_return outcome_unknown("no delivery report within the route timeout; the record may or may not be in Kafka",
-                                  correlation_id, ctx->topic, version);
+                                  ids, ctx->topic, version);
     }
     if (report->status != delivery_status::persisted) {
         const auto e = from_delivery_status(report->status);
         if (e == error::outcome_unknown) {
             co_return outcome_unknown("the broker may have persisted the record (" + report->error + ")",
-                                      correlation_id, ctx->topic, version);
+                                      ids, ctx->topic, version);
         }
         auto o = make_error(e, "the broker did not persist the record (" + report->error + "); safe to retry",
-                            correlation_id, version);
+                            ids, version);
         o.topic = ctx->topic;
         co_return o;
     }
-    co_return commit_success(ctx->success, correlation_id, ctx->topic, *report, version);
+    co_return commit_success(ctx->success, ids, ctx->topic, *report, version);
 }
 
 // ---- shadow ----------------------------------------------------------------------------------
@@ -569,40 +573,44 @@ awaitable<outcome> handle_commit(const state_ptr& st, const config::config& cfg,
 // persisted) are counted and logged, never seen by the caller.
 awaitable<outcome> handle_shadow(const state_ptr& st, const config::config& cfg, const config::route& route,
                                  http::request<http::string_body>& req, const std::string& client_ip,
-                                 const path_params& params, const std::string& correlation_id) {
+                                 const path_params& params, const request_ids& ids) {
     auto stats = st->stats;
-    const auto failed = [stats, route_name = route.name, correlation_id](const char* reason, const std::string& detail) {
+    const auto failed = [stats, route_name = route.name, ids](const char* reason, const std::string& detail) {
         stats->counter("handoff_shadow_failures_total", "Shadow copies that were not published, by route and reason.",
                        {{"route", route_name}, {"reason", reason}})
             .Increment();
         log::warn("shadow copy not published",
-                  {{"correlation_id", correlation_id}, {"route", route_name}, {"reason", reason}, {"detail", detail}});
+                  {{"request_id", ids.request},
+                   {"correlation_id", ids.correlation},
+                   {"route", route_name},
+                   {"reason", reason},
+                   {"detail", detail}});
     };
     std::string_view path, query;
     split_target(req.target(), path, query);
     std::string copy = req.body();  // the upstream gets the original
     auto built = build_record(route, cfg.defaults, request_view{req.method_string(), path, query, req.base()}, copy,
-                              params, correlation_id, std::chrono::system_clock::now());
+                              params, ids, std::chrono::system_clock::now());
     if (!built.record) {
         failed("record", built.message);
     } else {
         const std::string topic = built.record->topic;
         auto statuses = st->statuses;
-        statuses->put(correlation_id, request_status{request_status::state::accepted, route.name, topic, -1, -1, {}, {}});
+        statuses->put(ids.request, request_status{request_status::state::accepted, route.name, topic, -1, -1, {}, {}});
         const auto err = st->kafka->produce(
-            *built.record, [statuses, stats, failed, correlation_id, route_name = route.name, topic,
+            *built.record, [statuses, stats, failed, request_id = ids.request, route_name = route.name, topic,
                             topic_label = route.topic](const delivery_report& r) {
-                const char* outcome = record_delivery(*statuses, *stats, correlation_id, route_name, topic, topic_label, r);
+                const char* outcome = record_delivery(*statuses, *stats, request_id, route_name, topic, topic_label, r);
                 if (r.status != delivery_status::persisted) failed(outcome, r.error);
             });
         if (err != produce_error::ok) {
             stats->produce_outcome(route.topic, std::string("refused_") + to_string(err));
-            statuses->put(correlation_id, request_status{request_status::state::failed, route.name, topic, -1, -1,
-                                                         std::string("refused before produce: ") + to_string(err), {}});
+            statuses->put(ids.request, request_status{request_status::state::failed, route.name, topic, -1, -1,
+                                                      std::string("refused before produce: ") + to_string(err), {}});
             failed(to_string(err), "refused before produce");
         }
     }
-    co_return co_await handle_forward(st, cfg, &route, req, client_ip, correlation_id);
+    co_return co_await handle_forward(st, cfg, &route, req, client_ip, ids);
 }
 
 // ---- the session -----------------------------------------------------------------------------
@@ -611,7 +619,7 @@ awaitable<outcome> handle_shadow(const state_ptr& st, const config::config& cfg,
 // the route's own mode (it would fail in a publishing mode; the same request always goes one way).
 config::mode choose_mode(const route_table& table, const config::route& route, const http::request<http::string_body>& req,
                          std::string_view path, std::string_view query, const path_params& params,
-                         const std::string& correlation_id) {
+                         const request_ids& ids) {
     if (route.key.kind == config::key_kind::none) {
         // No record key: a request with an Idempotency-Key is placed by that key, so that its
         // retries take the path the first attempt took; the others every n-th.
@@ -623,7 +631,7 @@ config::mode choose_mode(const route_table& table, const config::route& route, c
         return canary_by_sequence(table.next_sequence(route), route.canary_percent_bp) ? route.canary_mode : route.mode;
     }
     const auto k = extract_key(route, request_view{req.method_string(), path, query, req.base()}, req.body(), params,
-                               correlation_id);
+                               ids.correlation);
     if (!k.key) return route.mode;
     return canary_by_key(route.name, *k.key, route.canary_percent_bp) ? route.canary_mode : route.mode;
 }
@@ -671,34 +679,34 @@ void count_idempotency(server::state& st, const config::route& route, const char
 // held to them, whichever path it then takes.
 std::optional<outcome> idempotency_key_problem(server::state& st, const config::route& route,
                                                const http::request<http::string_body>& req,
-                                               const std::string& correlation_id) {
+                                               const request_ids& ids) {
     const auto it = req.find("Idempotency-Key");
     if (it == req.end()) {
         if (!route.idempotency_required) return std::nullopt;
         count_idempotency(st, route, "missing");
-        return make_error(error::idempotency_key_missing, "this route requires an Idempotency-Key header",
-                          correlation_id, req.version());
+        return make_error(error::idempotency_key_missing, "this route requires an Idempotency-Key header", ids,
+                          req.version());
     }
     if (req.count("Idempotency-Key") != 1 || !parse_idempotency_key(it->value())) {
         count_idempotency(st, route, "invalid");
         return make_error(error::idempotency_key_invalid,
                           "Idempotency-Key must appear once, as 1-255 visible ASCII characters (or a quoted string)",
-                          correlation_id, req.version());
+                          ids, req.version());
     }
     return std::nullopt;
 }
 
 std::optional<outcome> idempotency_gate(server::state& st, const config::route& route,
-                                        const http::request<http::string_body>& req, const std::string& correlation_id,
+                                        const http::request<http::string_body>& req, const request_ids& ids,
                                         bool& keyed) {
     const auto count = [&](const char* result) { count_idempotency(st, route, result); };
-    if (auto problem = idempotency_key_problem(st, route, req, correlation_id)) return problem;
+    if (auto problem = idempotency_key_problem(st, route, req, ids)) return problem;
     const auto it = req.find("Idempotency-Key");
     if (it == req.end()) return std::nullopt;
     const auto key = parse_idempotency_key(it->value());
     auto r = st.keys->begin(route.name, *key,
                             fingerprint(req.method_string(), req.target(), req.body(), fingerprinted_values(route, req)),
-                            correlation_id);
+                            ids.request);
     switch (r.kind) {
         case idempotency_store::verdict::fresh:
             keyed = true;
@@ -707,15 +715,15 @@ std::optional<outcome> idempotency_gate(server::state& st, const config::route& 
             count("in_flight");
             auto o = make_error(error::idempotency_in_flight,
                                 "a request with this Idempotency-Key is still being processed; retry later",
-                                correlation_id, req.version());
-            o.res.set(http::field::location, status_url(r.correlation_id));
+                                ids, req.version());
+            o.res.set(http::field::location, status_url(r.request_id));
             return o;
         }
         case idempotency_store::verdict::mismatch:
             count("mismatch");
             return make_error(error::idempotency_mismatch,
                               "this Idempotency-Key was used with a different request (method, target or body)",
-                              correlation_id, req.version());
+                              ids, req.version());
         case idempotency_store::verdict::replay: {
             count("replayed");
             outcome o;
@@ -733,11 +741,11 @@ bool expects_continue(const http::request_header<>& h) {
 }
 
 void log_request(const http::request_header<>& req, const config::route* route, config::mode mode,
-                 const std::string& correlation_id, const outcome& o,
-                 std::chrono::steady_clock::time_point started) {
+                 const request_ids& ids, const outcome& o, std::chrono::steady_clock::time_point started) {
     if (!log::enabled(log::level::info)) return;
     const auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started).count();
-    nlohmann::json f = {{"correlation_id", correlation_id},
+    nlohmann::json f = {{"request_id", ids.request},
+                        {"correlation_id", ids.correlation},
                         {"method", std::string(req.method_string())},
                         {"route", route ? route->name : std::string()},
                         {"mode", config::to_string(mode)},
@@ -898,7 +906,8 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
             } else if (hec == http::error::bad_version) {
                 e = error::bad_request;
             }
-            co_await write_and_close(stream, make_error(e, message, {}, 11), listen, false);
+            const request_ids none;  // named: a braced temporary in a co_await expression trips GCC 12
+            co_await write_and_close(stream, make_error(e, message, none, 11), listen, false);
             break;
         }
 
@@ -906,7 +915,9 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
         const bool head_request = req.method() == http::verb::head;
         const auto routes = st->routes.load();  // this request keeps the table it started with
         const auto& cfg = routes->cfg();
-        std::string correlation_id;
+        // Every request gets its own request ID; the caller's X-Correlation-ID is only a label
+        // (set below, once the head is known to be usable).
+        request_ids ids{make_uuid_v7(), {}};
         config::mode mode = cfg.defaults.mode;
         const config::route* route = nullptr;
         std::string_view path, query;
@@ -914,36 +925,35 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
             const auto& name = route ? route->name : (path.starts_with("/_handoff/") ? status_label : unmatched_label);
             st->stats->observe(st->stats->route(name, mode), o.res.result_int(),
                                std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
-            if (cfg.log.requests) log_request(req, route, mode, correlation_id, o, started);
+            if (cfg.log.requests) log_request(req, route, mode, ids, o, started);
             return o;
         };
 
         if (req.version() != 11 && req.version() != 10) {
-            co_await write_and_close(stream, finish(make_error(error::unsupported_version, "only HTTP/1.0 and HTTP/1.1 are served", {}, 11)), listen, head_request);
+            co_await write_and_close(stream, finish(make_error(error::unsupported_version, "only HTTP/1.0 and HTTP/1.1 are served", ids, 11)), listen, head_request);
             break;
         }
         if (auto problem = framing_problem(req.base())) {
-            co_await write_and_close(stream, finish(make_error(error::bad_request, *problem, {}, req.version())), listen, head_request);
+            co_await write_and_close(stream, finish(make_error(error::bad_request, *problem, ids, req.version())), listen, head_request);
             break;
         }
         if (!split_target(req.target(), path, query)) {
-            co_await write_and_close(stream, finish(make_error(error::bad_request, "the request target must be a path (origin-form)", {}, req.version())), listen, head_request);
+            co_await write_and_close(stream, finish(make_error(error::bad_request, "the request target must be a path (origin-form)", ids, req.version())), listen, head_request);
             break;
         }
         if (auto it = req.find("X-Correlation-ID"); it != req.end()) {
             if (!valid_correlation_id(it->value())) {
-                // The caller's ID is unusable; the error still carries one, so it can be logged.
-                correlation_id = make_uuid_v7();
+                // The caller's label is unusable; the error carries the request ID instead.
+                ids.correlation = ids.request;
                 auto o = make_error(error::invalid_correlation_id,
-                                    "X-Correlation-ID must be 1-128 characters of [A-Za-z0-9._:-]", correlation_id,
-                                    req.version());
+                                    "X-Correlation-ID must be 1-128 characters of [A-Za-z0-9._:-]", ids, req.version());
                 o.close = o.close || !parser.is_done();
                 co_await write_and_close(stream, finish(std::move(o)), listen, head_request);
                 break;
             }
-            correlation_id = std::string(it->value());
+            ids.correlation = std::string(it->value());
         } else {
-            correlation_id = make_uuid_v7();
+            ids.correlation = ids.request;
         }
 
         std::optional<outcome> early;
@@ -953,8 +963,7 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
             constexpr std::string_view prefix = "/_handoff/requests/";
             const auto id = path.starts_with(prefix) ? std::string(path.substr(prefix.size())) : std::string();
             if (req.method() != http::verb::get && req.method() != http::verb::head) {
-                early = make_error(error::method_not_allowed, "the status endpoint is read-only", correlation_id,
-                                   req.version());
+                early = make_error(error::method_not_allowed, "the status endpoint is read-only", ids, req.version());
                 early->res.set(http::field::allow, "GET, HEAD");
             } else if (auto s = id.empty() ? std::nullopt : st->statuses->get(id)) {
                 outcome o;
@@ -963,15 +972,15 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
                 set_json(o.res, status_store::to_json(id, *s, cfg.status.reply_bodies));
                 early = std::move(o);
             } else {
-                early = make_error(error::not_found, "no request with this correlation ID is known (unknown or expired)",
-                                   correlation_id, req.version());
+                early = make_error(error::not_found, "no request with this request ID is known (unknown or expired)",
+                                   ids, req.version());
             }
         } else {
             match = routes->match(req.method_string(), path);
         }
         if (!early && match.result == route_match::kind::method_not_allowed) {
             early = make_error(error::method_not_allowed, "this path does not accept " + std::string(req.method_string()),
-                               correlation_id, req.version());
+                               ids, req.version());
             early->res.set(http::field::allow, match.allow);
         } else if (match.result == route_match::kind::matched) {
             route = match.route;
@@ -983,9 +992,9 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
             if (auto cl = parser.content_length(); cl && *cl > body_limit) {
                 early = make_error(error::body_too_large,
                                    "the body is larger than this route's limit of " + std::to_string(body_limit) + " bytes",
-                                   correlation_id, req.version());
+                                   ids, req.version());
             } else if (auto ex = req.find(http::field::expect); ex != req.end() && !expects_continue(req.base())) {
-                early = make_error(error::expectation_failed, "only Expect: 100-continue is supported", correlation_id,
+                early = make_error(error::expectation_failed, "only Expect: 100-continue is supported", ids,
                                    req.version());
             }
         }
@@ -1016,7 +1025,7 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
                 co_await write_and_close(stream,
                                          finish(make_error(error::overloaded,
                                                            "too many request bodies are being received; retry later",
-                                                           correlation_id, req.version())),
+                                                           ids, req.version())),
                                          listen, head_request);
                 break;
             }
@@ -1051,7 +1060,7 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
                            bec == asio::error::connection_reset) {
                     break;
                 }
-                co_await write_and_close(stream, finish(make_error(e, message, correlation_id, req.version())), listen, head_request);
+                co_await write_and_close(stream, finish(make_error(e, message, ids, req.version())), listen, head_request);
                 break;
             }
             // Framing, routing and authentication fields in a trailer refuse the request (400 + close).
@@ -1060,7 +1069,7 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
                 static_cast<http::fields&>(req) = std::move(*head_fields);
                 if (forbidden) {
                     co_await write_and_close(stream, finish(make_error(error::bad_request, "a trailer carries a framing, routing or authentication field",
-                                                                       correlation_id, req.version())), listen, head_request);
+                                                                       ids, req.version())), listen, head_request);
                     break;
                 }
             }
@@ -1072,41 +1081,42 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
             std::optional<outcome> gate;
             if (route && route->canary_percent_bp > 0) {
                 if (honours_idempotency(route->mode) || honours_idempotency(route->canary_mode)) {
-                    gate = idempotency_key_problem(*st, *route, req, correlation_id);
+                    gate = idempotency_key_problem(*st, *route, req, ids);
                 }
-                if (!gate) mode = choose_mode(*routes, *route, req, path, query, match.params, correlation_id);
+                if (!gate) mode = choose_mode(*routes, *route, req, path, query, match.params, ids);
             }
-            if (!gate && route && honours_idempotency(mode)) gate = idempotency_gate(*st, *route, req, correlation_id, keyed);
+            if (!gate && route && honours_idempotency(mode)) gate = idempotency_gate(*st, *route, req, ids, keyed);
             if (gate) {
                 o = std::move(*gate);
             } else {
                 switch (mode) {
                     case config::mode::forward:
-                        o = co_await handle_forward(st, cfg, route, req, client_ip, correlation_id);
+                        o = co_await handle_forward(st, cfg, route, req, client_ip, ids);
                         break;
                     case config::mode::event:
-                        o = handle_event(st, cfg, *route, req, match.params, correlation_id, keyed);
+                        o = handle_event(st, cfg, *route, req, match.params, ids, keyed);
                         break;
                     case config::mode::commit:
-                        o = co_await handle_commit(st, cfg, *route, req, match.params, correlation_id, keyed);
+                        o = co_await handle_commit(st, cfg, *route, req, match.params, ids, keyed);
                         break;
                     case config::mode::reply:
-                        o = co_await handle_reply(st, cfg, *route, req, match.params, correlation_id, keyed);
+                        o = co_await handle_reply(st, cfg, *route, req, match.params, ids, keyed);
                         break;
                     case config::mode::shadow:
-                        o = co_await handle_shadow(st, cfg, *route, req, client_ip, match.params, correlation_id);
+                        o = co_await handle_shadow(st, cfg, *route, req, client_ip, match.params, ids);
                         break;
                 }
             }
         } catch (const std::exception& ex) {
-            log::error("request handler failed", {{"correlation_id", correlation_id}, {"error", ex.what()}});
-            o = make_error(error::internal, "internal error", correlation_id, req.version());
+            log::error("request handler failed",
+                       {{"request_id", ids.request}, {"correlation_id", ids.correlation}, {"error", ex.what()}});
+            o = make_error(error::internal, "internal error", ids, req.version());
         }
         if (keyed) {
             // A request that definitely had no effect frees its key; 2xx and 504 (outcome
             // unknown) entries are settled by the handlers, delivery reports and replies.
             const auto status = o.res.result_int();
-            if ((status < 200 || status > 299) && status != 504) st->keys->release(correlation_id);
+            if ((status < 200 || status > 299) && status != 504) st->keys->release(ids.request);
         }
         o = finish(std::move(o));
         const bool keep = !o.close && req.keep_alive() && !st->draining.load() && !st->closing.load();

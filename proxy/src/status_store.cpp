@@ -136,7 +136,7 @@ std::size_t status_store::bytes() const {
 }
 
 std::string status_store::to_json(const std::string& id, const request_status& s, bool reply_content) {
-    nlohmann::json j = {{"correlation_id", id},
+    nlohmann::json j = {{"request_id", id},
                         {"state", to_string(s.current)},
                         {"route", s.route},
                         {"topic", s.topic},

@@ -201,7 +201,12 @@ delivery_request build_delivery_request(const config::subscription& sub, const c
         if (safe_header_value(*ct)) req.set(http::field::content_type, *ct);
         else ++out.dropped_headers;
     }
-    if (const auto* id = find_header(r, "ce_id"); id && valid_correlation_id(*id)) req.set("X-Correlation-ID", *id);
+    // The caller's label when the record carries a usable one, else the request ID.
+    if (const auto* label = find_header(r, "handoff_correlation_id"); label && valid_correlation_id(*label)) {
+        req.set("X-Correlation-ID", *label);
+    } else if (const auto* id = find_header(r, "ce_id"); id && valid_correlation_id(*id)) {
+        req.set("X-Correlation-ID", *id);
+    }
     if (const auto* tp = find_header(r, "traceparent"); tp && valid_traceparent(*tp)) {
         req.set("traceparent", *tp);
         if (const auto* ts = find_header(r, "tracestate"); ts && safe_header_value(*ts)) req.set("tracestate", *ts);
@@ -242,7 +247,11 @@ kafka_record make_dead_letter(const consumed_record& r, const std::string& dlq_t
     k.headers.push_back({"handoff_dlq_attempts", std::to_string(attempts)});
     k.headers.push_back({"handoff_dlq_status", last_status > 0 ? std::to_string(last_status) : std::string()});
     k.headers.push_back({"handoff_dlq_error", error});
-    if (const auto* id = find_header(r, "ce_id")) k.correlation_id = *id;
+    if (const auto* label = find_header(r, "handoff_correlation_id")) {
+        k.correlation_id = *label;
+    } else if (const auto* id = find_header(r, "ce_id")) {
+        k.correlation_id = *id;
+    }
     return k;
 }
 
@@ -292,18 +301,20 @@ kafka_record make_reply(const config::subscription& sub, const consumed_record& 
                         std::chrono::system_clock::time_point now) {
     kafka_record k;
     k.topic = reply_topic_for(sub, r);
-    const auto* cid = find_header(r, "ce_id");
-    const std::string correlation = cid ? *cid : std::string();
-    if (!correlation.empty()) k.key = correlation;
+    const auto* id = find_header(r, "ce_id");
+    const std::string request_id = id ? *id : std::string();
+    const auto* label = find_header(r, "handoff_correlation_id");
+    if (!request_id.empty()) k.key = request_id;
     k.value = response.body();
-    k.correlation_id = correlation;
+    k.correlation_id = label ? *label : request_id;
     auto& h = k.headers;
     h.push_back({"ce_specversion", "1.0"});
     h.push_back({"ce_id", reply_id});
     h.push_back({"ce_source", "/handoff/subscriptions/" + sub.name});
     h.push_back({"ce_type", "handoff.reply"});
     h.push_back({"ce_time", rfc3339_millis(now)});
-    h.push_back({"handoff_correlation_id", correlation});
+    h.push_back({"handoff_request_id", request_id});
+    h.push_back({"handoff_correlation_id", k.correlation_id});
     h.push_back({"handoff_reply_status", std::to_string(response.result_int())});
     if (auto it = response.find(http::field::content_type); it != response.end()) {
         h.push_back({"content-type", std::string(it->value())});

@@ -64,7 +64,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* bytes, std::size_t siz
     const std::string original = body;
     proxy::path_params params{{"region", std::string(path.substr(0, std::min<std::size_t>(path.size(), 40)))}};
     const proxy::request_view view{method, path, query, headers};
-    auto r = proxy::build_record(route, defaults, view, body, params, "cid-fuzz",
+    auto r = proxy::build_record(route, defaults, view, body, params, proxy::request_ids{"rid-fuzz", "cid-fuzz"},
                                  std::chrono::system_clock::time_point{std::chrono::milliseconds{1'700'000'000'000}});
     if (r.record) {
         if (r.record->value != original) std::abort();

@@ -62,12 +62,12 @@ TEST_CASE("first request runs; a repeat in flight is 409; after completion the s
     CHECK(first.kind == verdict::fresh);
     auto again = s.begin("orders", "k1", fp_a, "c2");
     CHECK(again.kind == verdict::in_flight);
-    CHECK(again.correlation_id == "c1");
+    CHECK(again.request_id == "c1");
     s.complete("c1", answer(201, "{}"), true);
     auto replay = s.begin("orders", "k1", fp_a, "c3");
     REQUIRE(replay.kind == verdict::replay);
     CHECK(replay.response->status == 201);
-    CHECK(replay.correlation_id == "c1");
+    CHECK(replay.request_id == "c1");
 }
 
 TEST_CASE("the same key with a different request is a mismatch, in flight or completed") {
@@ -106,7 +106,7 @@ TEST_CASE("a provisional response is replayed until a final one replaces it; a f
     CHECK(s.begin("r", "k", fp_a, "c4").response->body == "reply");
 }
 
-TEST_CASE("completions for unknown correlation IDs change nothing") {
+TEST_CASE("completions for unknown request IDs change nothing") {
     idempotency_store s(100, 1 << 20, std::chrono::minutes(1));
     s.complete("nobody", answer(200, ""), true);
     s.release("nobody");

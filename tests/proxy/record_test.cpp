@@ -33,7 +33,7 @@ struct fixture {
 
     record_result build() {
         request_view view{"POST", "/orders/eu", "a=1&b=2", headers};
-        return build_record(route, defaults, view, body, params, "cid-1",
+        return build_record(route, defaults, view, body, params, request_ids{"rid-1", "cid-1"},
                             std::chrono::system_clock::time_point{std::chrono::milliseconds{1'700'000'000'123}});
     }
 };
@@ -56,7 +56,8 @@ TEST_CASE("the record carries the body byte for byte and CloudEvents binary-mode
     CHECK(r.record->topic == "orders.eu");
     auto h = header_map(*r.record);
     CHECK(h.find("ce_specversion")->second == "1.0");
-    CHECK(h.find("ce_id")->second == "cid-1");
+    CHECK(h.find("ce_id")->second == "rid-1");  // the request ID, never the caller's label
+    CHECK(h.find("handoff_correlation_id")->second == "cid-1");
     CHECK(h.find("ce_source")->second == "/handoff");
     CHECK(h.find("ce_type")->second == "handoff.create-order");
     CHECK(h.find("ce_time")->second == "2023-11-14T22:13:20.123Z");
@@ -114,7 +115,7 @@ TEST_CASE("every key source gives the expected key") {
         f.route.key = {key_kind::body, "/customer/n"};
         CHECK(f.build().record->key == "7");
     }
-    SUBCASE("correlation id") {
+    SUBCASE("correlation id: the caller's label (the request ID when the caller sent none)") {
         fixture f;
         f.route.key = {key_kind::correlation, ""};
         CHECK(f.build().record->key == "cid-1");

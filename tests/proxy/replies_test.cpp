@@ -18,7 +18,7 @@ consumed_record reply(std::vector<record_header> headers, std::string body = "{}
 
 TEST_CASE("a reply record becomes the response: status, content type, reply headers, body") {
     std::string why;
-    const auto got = parse_reply(reply({{"handoff_correlation_id", "c1"},
+    const auto got = parse_reply(reply({{"handoff_request_id", "c1"},
                                         {"handoff_reply_status", "201"},
                                         {"content-type", "application/json"},
                                         {"handoff_reply_header_location", "/orders/9"},
@@ -26,7 +26,7 @@ TEST_CASE("a reply record becomes the response: status, content type, reply head
                                        R"({"id":9})"),
                                  why);
     REQUIRE(got);
-    CHECK(got->correlation_id == "c1");
+    CHECK(got->request_id == "c1");
     CHECK(got->response.status == 201);
     CHECK(got->response.body == R"({"id":9})");
     const std::vector<std::pair<std::string, std::string>> expected = {
@@ -36,7 +36,7 @@ TEST_CASE("a reply record becomes the response: status, content type, reply head
 
 TEST_CASE("reply headers that would change framing or carry CR/LF are dropped") {
     std::string why;
-    const auto got = parse_reply(reply({{"handoff_correlation_id", "c1"},
+    const auto got = parse_reply(reply({{"handoff_request_id", "c1"},
                                         {"handoff_reply_status", "200"},
                                         {"handoff_reply_header_content-length", "1"},
                                         {"handoff_reply_header_transfer-encoding", "chunked"},
@@ -51,13 +51,17 @@ TEST_CASE("reply headers that would change framing or carry CR/LF are dropped") 
     CHECK(got->response.headers == expected);
 }
 
-TEST_CASE("a reply without a correlation ID or a final status is refused with a reason") {
+TEST_CASE("a reply without a request ID or a final status is refused with a reason") {
     std::string why;
     CHECK_FALSE(parse_reply(reply({{"handoff_reply_status", "200"}}), why));
-    CHECK(why.find("correlation") != std::string::npos);
+    CHECK(why.find("handoff_request_id") != std::string::npos);
+    // The caller's correlation label is not a key: a reply that names only a label matches nothing.
+    why.clear();
+    CHECK_FALSE(parse_reply(reply({{"handoff_correlation_id", "c1"}, {"handoff_reply_status", "200"}}), why));
+    CHECK(why.find("handoff_request_id") != std::string::npos);
     for (const char* bad : {"100", "99", "600", "2000", "abc", ""}) {
         why.clear();
-        CHECK_FALSE(parse_reply(reply({{"handoff_correlation_id", "c"}, {"handoff_reply_status", bad}}), why));
+        CHECK_FALSE(parse_reply(reply({{"handoff_request_id", "c"}, {"handoff_reply_status", bad}}), why));
         CHECK_FALSE(why.empty());
     }
 }
@@ -96,7 +100,7 @@ TEST_CASE("the dispatcher completes the waiter, the status store and the idempot
     keys->begin("r", "k", fp, "c1");
     std::shared_ptr<const stored_response> got;
     registry->add("c1", [&](std::shared_ptr<const stored_response> r) { got = std::move(r); });
-    d.on_record(reply({{"handoff_correlation_id", "c1"}, {"handoff_reply_status", "202"}}, "ok"));
+    d.on_record(reply({{"handoff_request_id", "c1"}, {"handoff_reply_status", "202"}}, "ok"));
     REQUIRE(got);
     CHECK(got->status == 202);
     CHECK(statuses->get("c1")->current == request_status::state::replied);
@@ -106,10 +110,10 @@ TEST_CASE("the dispatcher completes the waiter, the status store and the idempot
 
     // Late: nobody waits any more; the status store still learns it.
     statuses->put("c2", {request_status::state::persisted, "r", "t", 0, 4, {}, {}});
-    d.on_record(reply({{"handoff_correlation_id", "c2"}, {"handoff_reply_status", "200"}}, "late"));
+    d.on_record(reply({{"handoff_request_id", "c2"}, {"handoff_reply_status", "200"}}, "late"));
     CHECK(statuses->get("c2")->reply->body == "late");
     // Unknown and invalid replies change nothing.
-    d.on_record(reply({{"handoff_correlation_id", "c3"}, {"handoff_reply_status", "200"}}));
+    d.on_record(reply({{"handoff_request_id", "c3"}, {"handoff_reply_status", "200"}}));
     d.on_record(reply({{"handoff_reply_status", "200"}}));
     CHECK_FALSE(statuses->get("c3"));
     const auto text = stats->serialize();

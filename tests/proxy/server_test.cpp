@@ -198,15 +198,17 @@ bool closed_by_server(tcp::socket& s) {
 
 }  // namespace
 
-TEST_CASE("an event request is answered 202 with a correlation id and status URL once queued") {
+TEST_CASE("an event request is answered 202 with its request id, correlation id and status URL once queued") {
     harness h;
     auto res = roundtrip(h, "POST /audit?x=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello");
     CHECK(res.result_int() == 202);
+    // No X-Correlation-ID from the caller: the label is the request ID.
     const auto id = std::string(res["X-Correlation-ID"]);
     CHECK(id.size() == 36);
     CHECK(res[http::field::location] == "/_handoff/requests/" + id);
     auto j = nlohmann::json::parse(res.body());
     CHECK(j["correlation_id"] == id);
+    CHECK(j["request_id"] == id);
     CHECK(j["topic"] == "audit");
     REQUIRE(h.kafka->count() == 1);
     CHECK(h.kafka->record(0).value == "hello");
@@ -248,12 +250,15 @@ TEST_CASE("commit route answers 504 with outcome unknown when no delivery report
     CHECK(res.result_int() == 504);
     auto j = nlohmann::json::parse(res.body());
     CHECK(j["outcome"] == "unknown");
-    CHECK(j["status_url"] == "/_handoff/requests/late-1");
-    auto before = nlohmann::json::parse(roundtrip(h, "GET /_handoff/requests/late-1 HTTP/1.1\r\nHost: a\r\n\r\n").body());
+    CHECK(j["correlation_id"] == "late-1");
+    const std::string url = j["status_url"];
+    CHECK(url == "/_handoff/requests/" + j["request_id"].get<std::string>());
+    CHECK(res[http::field::location] == url);
+    auto before = nlohmann::json::parse(roundtrip(h, "GET " + url + " HTTP/1.1\r\nHost: a\r\n\r\n").body());
     CHECK(before["state"] == "accepted");
     h.kafka->release_held();
     h.kafka->settle();
-    auto after = nlohmann::json::parse(roundtrip(h, "GET /_handoff/requests/late-1 HTTP/1.1\r\nHost: a\r\n\r\n").body());
+    auto after = nlohmann::json::parse(roundtrip(h, "GET " + url + " HTTP/1.1\r\nHost: a\r\n\r\n").body());
     CHECK(after["state"] == "persisted");
 }
 
@@ -346,13 +351,61 @@ TEST_CASE("an invalid correlation id is refused with 400") {
     CHECK(h.kafka->count() == 0);
 }
 
-TEST_CASE("a caller's correlation id is used for the event and echoed") {
+std::string header_of(const proxy::kafka_record& r, std::string_view name) {
+    for (const auto& hd : r.headers) {
+        if (hd.name == name) return hd.value;
+    }
+    return {};
+}
+
+TEST_CASE("a caller's correlation id is a label: echoed and carried, never the request's key") {
     harness h;
-    auto res = roundtrip(h, "POST /audit HTTP/1.1\r\nHost: a\r\nX-Correlation-ID: my-id.1\r\nContent-Length: 1\r\n\r\nx");
-    CHECK(res["X-Correlation-ID"] == "my-id.1");
-    bool found = false;
-    for (const auto& hd : h.kafka->record(0).headers) found = found || (hd.name == "ce_id" && hd.value == "my-id.1");
-    CHECK(found);
+    const std::string raw = "POST /audit HTTP/1.1\r\nHost: a\r\nX-Correlation-ID: my-id.1\r\nContent-Length: 1\r\n\r\nx";
+    auto a = roundtrip(h, raw);
+    auto b = roundtrip(h, raw);
+    REQUIRE(a.result_int() == 202);
+    REQUIRE(b.result_int() == 202);
+    CHECK(a["X-Correlation-ID"] == "my-id.1");
+    CHECK(b["X-Correlation-ID"] == "my-id.1");
+    // Two requests, two request IDs: own status URL, own CloudEvents id.
+    const auto ja = nlohmann::json::parse(a.body());
+    const auto jb = nlohmann::json::parse(b.body());
+    CHECK(ja["correlation_id"] == "my-id.1");
+    CHECK(ja["request_id"] != jb["request_id"]);
+    CHECK(a[http::field::location] == "/_handoff/requests/" + ja["request_id"].get<std::string>());
+    CHECK(b[http::field::location] == "/_handoff/requests/" + jb["request_id"].get<std::string>());
+    REQUIRE(h.kafka->count() == 2);
+    CHECK(header_of(h.kafka->record(0), "ce_id") == ja["request_id"]);
+    CHECK(header_of(h.kafka->record(1), "ce_id") == jb["request_id"]);
+    CHECK(header_of(h.kafka->record(0), "handoff_correlation_id") == "my-id.1");
+    CHECK(header_of(h.kafka->record(1), "handoff_correlation_id") == "my-id.1");
+    // The label names no status entry.
+    CHECK(roundtrip(h, "GET /_handoff/requests/my-id.1 HTTP/1.1\r\nHost: a\r\n\r\n").result_int() == 404);
+}
+
+TEST_CASE("two commits that share a correlation id keep their own Idempotency-Key outcomes") {
+    // Both time out waiting for their report (504), then both are persisted: each key must then
+    // replay its own record's offset. Keyed by the correlation ID, A's report settled B's key with
+    // A's offset and key A stayed in flight for good.
+    harness h;
+    h.kafka->mode = fake_producer::policy::hold;
+    const auto commit = [&](const std::string& key) {
+        return roundtrip(h, "POST /orders/eu HTTP/1.1\r\nHost: a\r\nX-Correlation-ID: shared\r\nIdempotency-Key: " + key +
+                                "\r\nContent-Length: 2\r\n\r\n{}");
+    };
+    REQUIRE(commit("key-a").result_int() == 504);
+    REQUIRE(commit("key-b").result_int() == 504);
+    h.kafka->release_held();
+    h.kafka->settle();
+    auto a = commit("key-a");
+    auto b = commit("key-b");
+    CHECK(a.result_int() == 201);
+    CHECK(b.result_int() == 201);
+    CHECK(a["Idempotent-Replayed"] == "true");
+    CHECK(b["Idempotent-Replayed"] == "true");
+    CHECK(nlohmann::json::parse(a.body())["offset"] == 0);
+    CHECK(nlohmann::json::parse(b.body())["offset"] == 1);
+    CHECK(h.kafka->count() == 2);  // neither retry produced again
 }
 
 TEST_CASE("a path that matches with another method gives 405 with Allow") {
@@ -384,7 +437,9 @@ TEST_CASE("the status endpoint reports a persisted event and 404 for unknown ids
     auto res = roundtrip(h, "POST /audit HTTP/1.1\r\nHost: a\r\nX-Correlation-ID: st-1\r\nContent-Length: 1\r\n\r\nx");
     REQUIRE(res.result_int() == 202);
     h.kafka->settle();
-    auto j = nlohmann::json::parse(roundtrip(h, "GET /_handoff/requests/st-1 HTTP/1.1\r\nHost: a\r\n\r\n").body());
+    const std::string url(res[http::field::location]);
+    auto j = nlohmann::json::parse(roundtrip(h, "GET " + url + " HTTP/1.1\r\nHost: a\r\n\r\n").body());
+    CHECK(url == "/_handoff/requests/" + j["request_id"].get<std::string>());
     CHECK(j["state"] == "persisted");
     CHECK(j["offset"] == 0);
     CHECK(roundtrip(h, "GET /_handoff/requests/nope HTTP/1.1\r\nHost: a\r\n\r\n").result_int() == 404);

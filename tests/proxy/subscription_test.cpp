@@ -345,7 +345,7 @@ TEST_CASE("the delivery request carries CloudEvents binary headers, correlation 
     CHECK(q["ce-type"] == "com.example.order.created");
     CHECK(q["ce-time"] == "2026-01-01T00:00:00.000Z");
     CHECK(q[http::field::content_type] == "application/json");
-    CHECK(q["X-Correlation-ID"] == "cid-7");
+    CHECK(q["X-Correlation-ID"] == "cid-7");  // no label in the record: the request ID
     CHECK(q["traceparent"] == "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
     CHECK(q["tracestate"] == "a=b");
     CHECK(q["X-Tenant"] == "acme");
@@ -353,6 +353,25 @@ TEST_CASE("the delivery request carries CloudEvents binary headers, correlation 
     CHECK(q.find("handoff_path") == q.end());
     CHECK(q.body() == r.value);
     CHECK(q[http::field::content_length] == std::to_string(r.value.size()));
+}
+
+TEST_CASE("the delivery request's X-Correlation-ID is the caller's label; ce-id stays the request ID") {
+    const auto r = record_with({{"ce_id", "rid-7"},
+                                {"handoff_correlation_id", "order-flow.42"},
+                                {"handoff_method", "POST"},
+                                {"handoff_path", "/orders"}});
+    auto out = proxy::build_delivery_request(base_sub(), local(), r);
+    REQUIRE(out.request);
+    CHECK((*out.request)["ce-id"] == "rid-7");
+    CHECK((*out.request)["X-Correlation-ID"] == "order-flow.42");
+    // A label that is not a valid correlation ID is not sent; the request ID stands in.
+    const auto bad = record_with({{"ce_id", "rid-8"},
+                                   {"handoff_correlation_id", "bad label\r\n"},
+                                   {"handoff_method", "POST"},
+                                   {"handoff_path", "/orders"}});
+    auto out2 = proxy::build_delivery_request(base_sub(), local(), bad);
+    REQUIRE(out2.request);
+    CHECK((*out2.request)["X-Correlation-ID"] == "rid-8");
 }
 
 TEST_CASE("record headers with CR, LF or NUL and framing header names are never emitted") {
@@ -643,7 +662,7 @@ TEST_CASE("the local service down opens the circuit: partitions pause, no attemp
     CHECK(e.producer->records.empty());
 }
 
-TEST_CASE("replies are published with the correlation id before the offset is stored") {
+TEST_CASE("replies are published with the request id before the offset is stored") {
     auto cfg = base_sub();
     cfg.reply_topic = "orders.replies";
     cfg.reply_headers = {"Location"};
@@ -661,7 +680,8 @@ TEST_CASE("replies are published with the correlation id before the offset is st
     std::map<std::string, std::string> h;
     for (auto& x : r.headers) h[x.name] = x.value;
     CHECK(h["ce_id"] == "reply-id-1");
-    CHECK(h["handoff_correlation_id"] == "cid-m1");
+    CHECK(h["handoff_request_id"] == "cid-m1");      // the request record's ce_id: what the caller matches
+    CHECK(h["handoff_correlation_id"] == "cid-m1");  // the record carries no label: the request ID
     CHECK(h["handoff_reply_status"] == "201");
     CHECK(h["content-type"] == "application/json");
     CHECK(h["handoff_reply_header_location"] == "/orders/9");
@@ -732,10 +752,10 @@ TEST_CASE("a final non-2xx answer is published as the reply, then the record is 
     REQUIRE(run_until(e.ioc, [&] { return e.consumer->stored_at(p0) == 1 && e.consumer->stored_at(p1) == 1; }));
     CHECK(e.service->count("bad") == 1);
     CHECK(e.service->count("busy") == 3);
-    std::map<std::string, std::vector<std::string>> by_topic;  // topic -> correlation ids, in write order
+    std::map<std::string, std::vector<std::string>> by_topic;  // topic -> request ids, in write order
     for (const auto& r : e.producer->records) {
         const auto h = headers_of(r);
-        by_topic[r.topic].push_back(r.topic == "orders.replies" ? h.at("handoff_correlation_id") + ":" +
+        by_topic[r.topic].push_back(r.topic == "orders.replies" ? h.at("handoff_request_id") + ":" +
                                                                       h.at("handoff_reply_status") + ":" + r.value
                                                                 : r.value);
     }
@@ -747,7 +767,7 @@ TEST_CASE("a final non-2xx answer is published as the reply, then the record is 
         std::size_t reply_at = 0, dlq_at = 0;
         for (std::size_t i = 0; i < e.producer->records.size(); ++i) {
             const auto& r = e.producer->records[i];
-            if (r.topic == "orders.replies" && headers_of(r).at("handoff_correlation_id") == "cid-" + body) reply_at = i + 1;
+            if (r.topic == "orders.replies" && headers_of(r).at("handoff_request_id") == "cid-" + body) reply_at = i + 1;
             if (r.topic == "orders.dlq" && r.value == body) dlq_at = i + 1;
         }
         CHECK(reply_at > 0);

@@ -54,7 +54,9 @@ error from_upstream_error(upstream_error e) noexcept;
 // Only for non-persisted reports: not_persisted -> delivery_failed; possibly -> outcome_unknown.
 error from_delivery_status(delivery_status s) noexcept;
 
-// {"error": code, "message": message, "correlation_id": id} (id omitted when empty).
-std::string error_body(error e, std::string_view message, std::string_view correlation_id);
+// {"error": code, "message": message, "correlation_id": label, "request_id": id} (each ID omitted
+// when empty).
+std::string error_body(error e, std::string_view message, std::string_view correlation_id,
+                       std::string_view request_id = {});
 
 }  // namespace handoff::proxy

@@ -9,8 +9,10 @@
 //     replaces it (a 504 outcome-unknown that a late delivery report or reply may still settle);
 //   - `release(id)`: the key is forgotten (the request definitely had no effect: a retry may
 //     run it again).
-// Entries are found by the correlation ID of the request that began them, so completions can
-// come from delivery reports and reply records, not only from the session.
+// Entries are found by the request ID of the request that began them (unique per request, never
+// the caller's correlation label), so completions can come from delivery reports and reply
+// records, not only from the session, and a completion or release only ever touches its own
+// request's entry.
 //
 // Bounded in entries and bytes (stored responses), LRU-evicted, expired after the TTL. An
 // evicted in-flight entry loses its protection (a repeat then runs again); the bounds are
@@ -53,16 +55,16 @@ public:
     struct begin_result {
         verdict kind = verdict::fresh;
         std::shared_ptr<const stored_response> response;  // replay: what to answer
-        std::string correlation_id;                       // of the first request (in_flight, replay)
+        std::string request_id;                           // of the first request (in_flight, replay)
     };
 
     idempotency_store(std::size_t max_entries, std::size_t max_bytes, std::chrono::milliseconds ttl);
 
-    // `scope` is the route name; `correlation_id` the new request's (remembered when fresh).
+    // `scope` is the route name; `request_id` the new request's (remembered when fresh).
     begin_result begin(const std::string& scope, const std::string& key, const request_fingerprint& fp,
-                       const std::string& correlation_id);
-    void complete(const std::string& correlation_id, stored_response response, bool final);
-    void release(const std::string& correlation_id);
+                       const std::string& request_id);
+    void complete(const std::string& request_id, stored_response response, bool final);
+    void release(const std::string& request_id);
 
     std::size_t size() const;
     std::size_t bytes() const;
@@ -70,7 +72,7 @@ public:
 private:
     struct entry {
         request_fingerprint fp{};
-        std::string correlation_id;
+        std::string request_id;
         std::shared_ptr<const stored_response> response;  // null while in flight
         bool final = false;
         std::chrono::steady_clock::time_point expires;
@@ -87,7 +89,7 @@ private:
     std::size_t bytes_ = 0;
     std::list<std::string> lru_;                                   // front = most recently used
     std::unordered_map<std::string, entry> entries_;               // scope + '\n' + key
-    std::unordered_map<std::string, std::string> by_correlation_;  // correlation id -> entries_ key
+    std::unordered_map<std::string, std::string> by_request_;  // request id -> entries_ key
 };
 
 }  // namespace handoff::proxy

@@ -26,7 +26,7 @@ struct kafka_record {
     std::optional<std::string> key;
     std::string value;                     // the request body, byte for byte
     std::vector<record_header> headers;
-    std::string correlation_id;            // for logs of undelivered records; not sent
+    std::string correlation_id;            // the caller's label, for logs of undelivered records; not sent
 };
 
 // librdkafka's message status, mapped: the only status that may ever justify a 2xx is

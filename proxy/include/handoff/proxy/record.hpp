@@ -1,14 +1,15 @@
 // Building the Kafka record for an `event`/`commit`/`shadow` request: pure (DESIGN §3).
 //
 // The record is the CloudEvents Kafka protocol binding in binary content mode: value = body byte
-// for byte; headers ce_specversion, ce_id, ce_source, ce_type, ce_time, content-type; W3C
-// traceparent (created when absent or invalid), tracestate and baggage; handoff_method,
-// handoff_path, handoff_query; allow-listed request headers under their lower-case names.
+// for byte; headers ce_specversion, ce_id (the request ID), ce_source, ce_type, ce_time,
+// content-type; W3C traceparent (created when absent or invalid), tracestate and baggage;
+// handoff_correlation_id (the caller's label), handoff_method, handoff_path, handoff_query; allow-listed request headers under their lower-case names.
 // Authorization, Cookie and Proxy-Authorization are copied only when the route names them.
 #pragma once
 
 #include "handoff/config/config.hpp"
 #include "handoff/proxy/errors.hpp"
+#include "handoff/proxy/ids.hpp"
 #include "handoff/proxy/producer.hpp"
 #include "handoff/proxy/route_table.hpp"
 
@@ -47,7 +48,7 @@ key_result extract_key(const config::route& route, const request_view& request, 
 // `body` is moved into the record on success (no copy).
 record_result build_record(const config::route& route, const config::defaults_config& defaults,
                            const request_view& request, std::string& body, const path_params& params,
-                           const std::string& correlation_id, std::chrono::system_clock::time_point now);
+                           const request_ids& ids, std::chrono::system_clock::time_point now);
 
 // Substitutes {param} placeholders; empty optional when the result is not a legal topic name.
 std::optional<std::string> render_topic(std::string_view topic_template, const path_params& params);

@@ -1,10 +1,13 @@
 // The calling side of `reply` routes (DESIGN §2): the request record names this process's reply
 // topic in `handoff_reply_topic`; the receiving sidecar delivers it to its service and publishes
-// the service's response there (subscription_rules.hpp, make_reply) with the correlation ID. This
-// process consumes the reply topic with its own consumer and completes the held request.
+// the service's response there (subscription_rules.hpp, make_reply) with the request's ID (the
+// request record's ce_id). This process consumes the reply topic with its own consumer and
+// completes the held request. Replies are matched by request ID only: the caller's correlation
+// label (handoff_correlation_id) is never a key, so a reply cannot reach another caller who
+// happens to share it.
 //
-// A reply record: value = the response body; headers handoff_correlation_id,
-// handoff_reply_status, content-type and handoff_reply_header_<lower-case name>.
+// A reply record: value = the response body; headers handoff_request_id, handoff_reply_status,
+// content-type and handoff_reply_header_<lower-case name>.
 #pragma once
 
 #include "handoff/proxy/consumer.hpp"
@@ -24,25 +27,25 @@
 namespace handoff::proxy {
 
 struct reply_record {
-    std::string correlation_id;
+    std::string request_id;
     stored_response response;
 };
 
-// Reads a reply record. nullopt with `why` set when it lacks the correlation ID or a valid status
+// Reads a reply record. nullopt with `why` set when it lacks the request ID or a valid status
 // (100-599 is accepted, 1xx is refused: an interim response cannot complete a request). Reply
 // headers that would change the framing or the connection (Content-Length, Transfer-Encoding,
 // Connection and the other hop-by-hop names) and values with CR, LF or NUL are dropped.
 std::optional<reply_record> parse_reply(const consumed_record& r, std::string& why);
 
-// Correlation ID -> the session waiting for its reply. Thread-safe. A waiter is called at most
+// Request ID -> the session waiting for its reply. Thread-safe. A waiter is called at most
 // once, on the thread that delivers (the reply consumer's strand); it must only post.
 class reply_registry {
 public:
     using waiter = std::function<void(std::shared_ptr<const stored_response>)>;
-    void add(const std::string& correlation_id, waiter w);
-    void remove(const std::string& correlation_id);
+    void add(const std::string& request_id, waiter w);
+    void remove(const std::string& request_id);
     // False when nobody waits for this ID (a late reply, or one for another process).
-    bool deliver(const std::string& correlation_id, const std::shared_ptr<const stored_response>& response);
+    bool deliver(const std::string& request_id, const std::shared_ptr<const stored_response>& response);
     std::size_t size() const;
 
 private:

@@ -1,6 +1,6 @@
-// What happened to each converted request, by correlation ID (DESIGN §2 "Correlation IDs and
-// status"): bounded in entries and bytes, LRU-evicted, expired after a TTL. Thread-safe: written from
-// sessions and from delivery handlers, read by GET /_handoff/requests/{id}.
+// What happened to each converted request, by request ID (DESIGN §2 "Request IDs, correlation
+// IDs and status"): bounded in entries and bytes, LRU-evicted, expired after a TTL. Thread-safe:
+// written from sessions and from delivery handlers, read by GET /_handoff/requests/{id}.
 #pragma once
 
 #include <chrono>
@@ -35,19 +35,19 @@ class status_store {
 public:
     status_store(std::size_t max_entries, std::size_t max_bytes, std::chrono::milliseconds ttl);
 
-    void put(const std::string& correlation_id, request_status status);
+    void put(const std::string& request_id, request_status status);
     // Like `put`, but keeps partition and offset already known (a reply arriving after the
     // delivery report): the state becomes `replied` with `reply`. False when the ID is unknown
     // or expired (nothing is stored then: a reply for a request this process never saw).
-    bool put_reply(const std::string& correlation_id, std::shared_ptr<const stored_response> reply);
-    std::optional<request_status> get(const std::string& correlation_id);
+    bool put_reply(const std::string& request_id, std::shared_ptr<const stored_response> reply);
+    std::optional<request_status> get(const std::string& request_id);
     std::size_t size() const;
     std::size_t bytes() const;
 
     // JSON for the status endpoint.
     // `reply_content`: include a stored reply's headers and body (status.reply_bodies); without
     // it a reply shows its status code only.
-    static std::string to_json(const std::string& correlation_id, const request_status& s, bool reply_content);
+    static std::string to_json(const std::string& request_id, const request_status& s, bool reply_content);
 
 private:
     struct entry;

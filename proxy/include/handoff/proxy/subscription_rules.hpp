@@ -69,7 +69,8 @@ struct delivery_request {
 };
 
 // The HTTP request for `record`: CloudEvents HTTP binary mode (ce-* from ce_* headers),
-// Content-Type, X-Correlation-ID (= ce_id when valid), traceparent/tracestate/baggage, the
+// Content-Type, X-Correlation-ID (= the record's handoff_correlation_id when valid, else its
+// ce_id when valid; the request ID is ce-id), traceparent/tracestate/baggage, the
 // subscription's allow-listed headers, the value as the body byte for byte. Host is
 // `upstream.host:port`, never anything from the record.
 delivery_request build_delivery_request(const config::subscription& sub, const config::upstream_config& upstream,
@@ -97,9 +98,10 @@ std::optional<std::string> reply_topic_problem(const config::subscription& sub, 
 // '*' in `pattern` matches any run of characters (empty included).
 bool topic_matches(std::string_view pattern, std::string_view topic) noexcept;
 
-// The reply record (to reply_topic_for): key = correlation id (the record's ce_id), value = the response body,
-// headers ce_specversion, ce_id (= `reply_id`), ce_source, ce_type, ce_time,
-// handoff_correlation_id, handoff_reply_status, content-type, traceparent and
+// The reply record (to reply_topic_for): key = the request ID (the record's ce_id), value = the
+// response body, headers ce_specversion, ce_id (= `reply_id`), ce_source, ce_type, ce_time,
+// handoff_request_id (what the caller matches), handoff_correlation_id (the caller's label, or the
+// request ID when the record has none), handoff_reply_status, content-type, traceparent and
 // handoff_reply_header_<lower-case name> for each of `sub.reply_headers` present.
 kafka_record make_reply(const config::subscription& sub, const consumed_record& r,
                         const boost::beast::http::response<boost::beast::http::string_body>& response,

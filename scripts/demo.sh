@@ -103,6 +103,10 @@ for ex in "${EXAMPLES[@]}"; do
   printf '  # %s (expect %s)\n  %s\n\n' "$name" "$want" "$cmd"
 done
 cat <<MSG
+Each 202 and 201 carries Location: /_handoff/requests/{request_id}, the request's status URL
+(its own ID, whatever X-Correlation-ID says):
+  curl -s http://127.0.0.1:$PORT/_handoff/requests/<request_id>
+
 Read the events with kcat (a real Kafka client):
   kcat -C -b $BOOTSTRAP -t orders.eu -o beginning -e -f 'key=%k headers=%h value=%s\n'
   kcat -C -b $BOOTSTRAP -t events -o beginning -e -f 'key=%k headers=%h value=%s\n'

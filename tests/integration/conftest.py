@@ -592,10 +592,17 @@ class Kafka:
             c.close()
 
     def find(self, topic: str, ce_id: str, timeout: float = 20):
-        """The record whose ce_id header equals ce_id (read from the beginning)."""
+        """The record whose ce_id header (the request ID) equals ce_id (read from the beginning)."""
         msgs = self.read(topic, lambda ms: any(hdrs(m).get("ce_id") == ce_id.encode() for m in ms), timeout)
         found = [m for m in msgs if hdrs(m).get("ce_id") == ce_id.encode()]
         return found[0]
+
+    def with_label(self, topic: str, correlation_id: str, timeout: float = 20) -> list:
+        """The records that carry this caller's X-Correlation-ID (handoff_correlation_id header),
+        once there is at least one."""
+        want = correlation_id.encode()
+        msgs = self.read(topic, lambda ms: any(hdrs(m).get("handoff_correlation_id") == want for m in ms), timeout)
+        return [m for m in msgs if hdrs(m).get("handoff_correlation_id") == want]
 
     def at(self, topic: str, partition: int, offset: int, timeout: float = 20):
         from confluent_kafka import TopicPartition
@@ -876,6 +883,21 @@ def assert_error(resp: Resp, status: int, code: str, require_correlation_id: boo
     assert not require_correlation_id or isinstance(j.get("correlation_id"), str) and j["correlation_id"], \
         f"error body lacks a correlation_id: {j!r}"
     return j
+
+
+def request_id(resp: Resp) -> str:
+    """The request ID Handoff gave a request: from its status URL (Location) or its JSON body."""
+    loc = resp.header("Location")
+    if loc and loc.startswith("/_handoff/requests/"):
+        return loc[len("/_handoff/requests/"):]
+    j = resp.json()
+    assert isinstance(j.get("request_id"), str) and j["request_id"], f"no request_id in {resp!r}"
+    return j["request_id"]
+
+
+def labels(msgs) -> set[bytes]:
+    """The handoff_correlation_id (caller's label) of each record."""
+    return {hdrs(m).get("handoff_correlation_id") for m in msgs}
 
 
 def uuidv7_ms(u: str) -> int:

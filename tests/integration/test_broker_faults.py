@@ -380,7 +380,7 @@ def test_p5_an_ack_slower_than_message_timeout_is_504_outcome_unknown_never_2xx_
     e = slow[0]
     assert e.status == 504 and e.error == "outcome_unknown" and e.outcome == "unknown", e
     assert 1.5 < e.elapsed < 8, e.elapsed  # the delivery report (message.timeout.ms), not the route timeout
-    st = http_request(h.port, "GET", f"/_handoff/requests/{e.correlation_id}").json()
+    st = http_request(h.port, "GET", f"/_handoff/requests/{e.request_id}").json()
     assert st["state"] == "unknown" and "possibly persisted" in st.get("reason", ""), st
     # Recovery: later commits succeed again.
     after = wait_until(lambda: (lambda es: es if es[0].status == 201 else None)(
@@ -406,8 +406,8 @@ def test_p11_the_route_deadline_before_the_ack_is_504_and_the_late_report_is_onl
     assert all(0.9 < e.elapsed < 4.0 for e in entries), [e.elapsed for e in entries]
     # The late reports arrive after the callers were answered: recorded in the status store.
     for e in entries:
-        wait_until(lambda: http_request(h.port, "GET", f"/_handoff/requests/{e.correlation_id}").json()["state"]
-                   == "persisted", 15, 0.1, f"{e.correlation_id} persisted late")
+        wait_until(lambda: http_request(h.port, "GET", f"/_handoff/requests/{e.request_id}").json()["state"]
+                   == "persisted", 15, 0.1, f"{e.request_id} persisted late")
     wait_until(lambda: fd_count(h.proc.pid) <= fds + 1, 10, 0.1, f"FDs back to {fds}")
     faults.stop(h)
     assert sum(1 for x in h.log_lines_json() if x.get("msg") == "late delivery report") >= 1, h.log_tail()
@@ -613,15 +613,19 @@ def test_p10_callers_disconnecting_while_waiting_leak_nothing_and_the_outcome_is
     wait_until(lambda: scrape(h).value("handoff_inflight_commits") == 50, 5, 0.05, "50 commits waiting")
     for s in socks:
         s.close()  # the callers give up while their commits wait for the ack
-    wait_until(lambda: all(http_request(h.port, "GET", f"/_handoff/requests/{c}").json()["state"] == "persisted"
-                           for c in cids), 20, 0.2, "every abandoned commit's outcome recorded")
+    # The callers never saw their request IDs: each record names it (ce_id) next to the caller's label.
+    landed = wait_until(lambda: (lambda rs: rs if set(cids) <= {r.correlation_id for r in rs} else None)(faults.read(t)),
+                        20, 0.2, "every abandoned commit in Kafka")
+    rids = [r.ce_id for r in landed if r.correlation_id in set(cids)]
+    wait_until(lambda: all(http_request(h.port, "GET", f"/_handoff/requests/{rid}").json()["state"] == "persisted"
+                           for rid in rids), 20, 0.2, "every abandoned commit's outcome recorded")
     wait_until(lambda: scrape(h).value("handoff_inflight_commits") == 0, 10, 0.1, "no commit held")
     faults.mock.cmd("broker_set_rtt 1 0")
     wait_until(lambda: fd_count(h.proc.pid) <= fds0 + 1, 10, 0.1, f"FDs back to {fds0}")
     assert h.proc.poll() is None
     faults.stop(h)
     recs = faults.read(t)
-    found = {r.ce_id for r in recs}
+    found = {r.correlation_id for r in recs}
     assert set(cids) <= found and len(recs) == 51, (len(recs), set(cids) - found)
     CHECKED["P-10"] = CHECKED.get("P-10", 0) + 50
 
@@ -685,8 +689,8 @@ def test_p13_a_retry_with_the_same_idempotency_key_after_504_stays_within_the_do
     cid_to_idem = {e.correlation_id: e.idempotency_key for es in attempts.values() for e in es}
     copies: dict = {}
     for r in recs:
-        if r.ce_id in cid_to_idem:
-            copies[cid_to_idem[r.ce_id]] = copies.get(cid_to_idem[r.ce_id], 0) + 1
+        if r.correlation_id in cid_to_idem:
+            copies[cid_to_idem[r.correlation_id]] = copies.get(cid_to_idem[r.correlation_id], 0) + 1
     assert all(e.status == 409 or (e.status == 201 and e.replayed) for e in retries), \
         [(e.status, e.error, e.replayed) for e in retries]
     assert all(copies.get(k, 0) == 1 for k in attempts), copies

@@ -12,7 +12,7 @@ import threading
 import pytest
 from confluent_kafka import Producer
 
-from conftest import RawConn, base_config, free_port, hdrs, http_request, unique, wait_until
+from conftest import RawConn, base_config, free_port, hdrs, http_request, request_id, unique, wait_until
 
 
 class T:
@@ -92,9 +92,24 @@ def receiver(handoff_process, brokers, upstream, t):
     return h
 
 
-def status_of(h, cid: str):
-    r = http_request(h.port, "GET", f"/_handoff/requests/{cid}")
+def status_of(h, rid: str):
+    r = http_request(h.port, "GET", f"/_handoff/requests/{rid}")
     return r.json() if r.status == 200 else None
+
+
+def reply_to(brokers: str, topic: str, rid: str, status: bytes | None, body: bytes, extra=()):
+    """Writes a reply record as a receiving side would: matched by the request ID."""
+    p = Producer({"bootstrap.servers": brokers})
+    headers = [("handoff_request_id", rid.encode())] + ([("handoff_reply_status", status)] if status else [])
+    p.produce(topic, key=rid, value=body, headers=headers + list(extra))
+    assert p.flush(10) == 0
+
+
+def held_request_id(kafka, topic: str, label: str) -> str:
+    """The request ID of a request still held by its caller, from its record (the CloudEvents id of
+    the record that carries the caller's label)."""
+    [msg] = kafka.with_label(topic, label)
+    return hdrs(msg)["ce_id"].decode()
 
 
 # ---- status --------------------------------------------------------------------------------
@@ -106,7 +121,7 @@ def test_an_event_is_accepted_then_persisted_with_the_offset_that_is_in_kafka(ha
     h = handoff_process(cfg, name="slow-linger")
     r = http_request(h.port, "POST", "/ev", b"status-me")
     assert r.status == 202, r
-    cid = r.json()["correlation_id"]
+    cid = r.json()["request_id"]
     assert r.header("Location") == f"/_handoff/requests/{cid}"
     first = status_of(h, cid)
     assert first["state"] == "accepted", first
@@ -131,7 +146,7 @@ def test_a_reply_route_answers_with_the_services_own_response_through_kafka(call
     assert r.header("Location") == "/quotes/42/q-1"
     assert r.header("X-Quote") == "v7"
     assert r.header("X-Not-Copied") is None
-    cid = r.header("X-Correlation-ID")
+    cid = r.header("X-Correlation-ID")  # no label from the caller: the request ID
     got = upstream.with_path("/quotes/42")
     assert len(got) == 1 and got[0].body == b'{"items":3}' and got[0].method == "POST"
     s = status_of(caller, cid)
@@ -147,16 +162,12 @@ def test_no_reply_within_the_route_timeout_is_504_outcome_unknown_and_a_late_rep
     assert r.status == 504, r
     body = r.json()
     assert body["outcome"] == "unknown" and body["error"] == "outcome_unknown"
-    cid = body["correlation_id"]
-    assert body["status_url"] == f"/_handoff/requests/{cid}"
+    cid = body["request_id"]
+    assert body["status_url"] == f"/_handoff/requests/{cid}" == r.header("Location")
     assert 1.4 <= r.elapsed < 5, r.elapsed
     wait_until(lambda: status_of(caller, cid)["state"] == "persisted", 10, what="the request persisted")
     # The service comes back and replies late: only the status store learns it.
-    p = Producer({"bootstrap.servers": brokers})
-    p.produce(t.replies, key=cid, value=b"late answer",
-              headers=[("handoff_correlation_id", cid.encode()), ("handoff_reply_status", b"200"),
-                       ("content-type", b"text/plain")])
-    assert p.flush(10) == 0
+    reply_to(brokers, t.replies, cid, b"200", b"late answer", [("content-type", b"text/plain")])
     s = wait_until(lambda: (x := status_of(caller, cid)) and x["state"] == "replied" and x, 15, what="late reply")
     assert s["reply"] == {"status": 200, "headers": {"Content-Type": "text/plain"}, "body": "late answer"}
 
@@ -173,19 +184,15 @@ def test_a_reply_route_answers_with_the_services_final_non_2xx_answer(caller, re
 
 @pytest.mark.parametrize("status", [b"abc", b"99", b"700", None])
 def test_a_reply_record_that_is_no_usable_response_answers_the_waiting_request_502_bad_reply_at_once(caller, brokers,
-                                                                                                    t, status):
+                                                                                                    kafka, t, status):
     cid = unique("bad-reply")
     got: dict = {}
     waiter = threading.Thread(target=lambda: got.update(r=http_request(
         caller.port, "POST", "/unserved-long/1", b"{}", {"X-Correlation-ID": cid}, timeout=30)))
     waiter.start()
     try:
-        # The request is produced (so it waits for its reply) before the bad reply is written.
-        wait_until(lambda: status_of(caller, cid) is not None, 10, what="the request accepted")
-        p = Producer({"bootstrap.servers": brokers})
-        headers = [("handoff_correlation_id", cid.encode())] + ([("handoff_reply_status", status)] if status else [])
-        p.produce(t.replies, key=cid, value=b"not an answer", headers=headers)
-        assert p.flush(10) == 0
+        # The request is in Kafka (so it waits for its reply) before the bad reply is written.
+        reply_to(brokers, t.replies, held_request_id(kafka, t.unserved, cid), status, b"not an answer")
     finally:
         waiter.join(30)
     r = got["r"]
@@ -198,15 +205,59 @@ def test_by_default_the_status_endpoint_shows_a_replys_status_code_but_not_its_h
                                                                                                  brokers, t):
     r = http_request(caller_default.port, "POST", "/unserved/8", b"{}")
     assert r.status == 504, r
-    cid = r.json()["correlation_id"]
-    p = Producer({"bootstrap.servers": brokers})
-    p.produce(t.replies_default, key=cid, value=b"the service's private answer",
-              headers=[("handoff_correlation_id", cid.encode()), ("handoff_reply_status", b"200"),
-                       ("content-type", b"text/plain"), ("x-secret", b"s")])
-    assert p.flush(10) == 0
+    cid = request_id(r)
+    reply_to(brokers, t.replies_default, cid, b"200", b"the service's private answer",
+             [("content-type", b"text/plain"), ("x-secret", b"s")])
     s = wait_until(lambda: (x := status_of(caller_default, cid)) and x["state"] == "replied" and x, 15,
                    what="the reply recorded")
     assert s["reply"] == {"status": 200}, s
+
+
+def test_two_reply_requests_that_share_a_correlation_id_each_get_their_own_reply(caller, receiver, upstream):
+    """Keyed by the caller's X-Correlation-ID, the second waiter replaced the first: one caller got
+    the other's answer (a leak between callers) or a 504."""
+    for name in ("a", "b"):
+        upstream.script(f"/quotes/shared-{name}", status=200, headers=[("Content-Type", "text/plain")],
+                        body=f"answer for {name}".encode(), delay=1.0)
+    label = unique("same")
+    got: dict = {}
+    threads = [threading.Thread(target=lambda n=name: got.update({n: http_request(
+        caller.port, "POST", f"/quotes/shared-{n}", b"q", {"X-Correlation-ID": label}, timeout=30)}))
+        for name in ("a", "b")]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(30)
+    for name in ("a", "b"):
+        r = got[name]
+        assert r.status == 200 and r.body == f"answer for {name}".encode(), (name, r)
+        assert r.header("X-Correlation-ID") == label
+        # The service saw the label, not the request ID, as the correlation ID.
+        [seen] = upstream.with_path(f"/quotes/shared-{name}")
+        assert seen.header("X-Correlation-ID") == label, seen.headers
+
+
+def test_a_reply_that_names_a_callers_correlation_id_but_not_its_request_id_completes_nothing(caller, brokers, kafka,
+                                                                                               t):
+    """Anyone who can write to the reply topic and knows (or chose) a caller's label must not be able
+    to answer that caller: replies are matched by the request ID, which only the request record carries."""
+    label = unique("victim")
+    got: dict = {}
+    waiter = threading.Thread(target=lambda: got.update(r=http_request(
+        caller.port, "POST", "/unserved-long/2", b"{}", {"X-Correlation-ID": label}, timeout=30)))
+    waiter.start()
+    try:
+        rid = held_request_id(kafka, t.unserved, label)
+        p = Producer({"bootstrap.servers": brokers})
+        p.produce(t.replies, key=label, value=b"forged",
+                  headers=[("handoff_correlation_id", label.encode()), ("handoff_reply_status", b"200")])
+        assert p.flush(10) == 0
+        # Then the real reply, by request ID: the caller must get this one, never the forged one.
+        reply_to(brokers, t.replies, rid, b"201", b"genuine")
+    finally:
+        waiter.join(30)
+    r = got["r"]
+    assert r.status == 201 and r.body == b"genuine", r
 
 
 # ---- Idempotency-Key -----------------------------------------------------------------------
@@ -223,11 +274,11 @@ def test_a_repeat_after_completion_returns_the_stored_response_and_produces_noth
     assert again.status == 202 and again.body == first.body
     assert again.header("Idempotent-Replayed") == "true"
     assert again.header("X-Correlation-ID") == first.header("X-Correlation-ID")
-    cid = first.json()["correlation_id"]
+    cid = first.json()["request_id"]
     kafka.find(t.events, cid)
     # Another request after the repeat is produced, so the topic is read past the repeat.
     marker = http_request(caller.port, "POST", "/idem/event", b"marker", {"Idempotency-Key": unique("m")})
-    kafka.find(t.events, marker.json()["correlation_id"])
+    kafka.find(t.events, marker.json()["request_id"])
     assert count_records(kafka, t.events, cid) == 1
 
 
@@ -246,8 +297,8 @@ def test_commit_routes_can_require_the_key_and_replay_the_persisted_answer(calle
     assert other.status == 422 and other.json()["error"] == "idempotency_key_reused", other
     cm = first.json()
     msg = kafka.at(t.commits, cm["partition"], cm["offset"])
-    assert hdrs(msg)["ce_id"] == cm["correlation_id"].encode()
-    assert count_records(kafka, t.commits, cm["correlation_id"]) == 1
+    assert hdrs(msg)["ce_id"] == cm["request_id"].encode()
+    assert count_records(kafka, t.commits, cm["request_id"]) == 1
 
 
 def test_a_repeat_while_the_first_is_in_flight_gets_409_then_the_reply(caller, receiver, upstream, t):
@@ -310,7 +361,7 @@ def test_shadow_responses_are_byte_identical_to_forward_and_every_request_is_pub
     msgs = kafka.read(t.shadow, until=lambda ms: len(ms) >= 12)
     by_id = {}
     for m in msgs:
-        by_id.setdefault(hdrs(m)["ce_id"].decode(), []).append(m)
+        by_id.setdefault(hdrs(m)["handoff_correlation_id"].decode(), []).append(m)
     for i, cid in enumerate(ids):
         assert len(by_id.get(cid, [])) == 1, cid
         m = by_id[cid][0]

@@ -22,6 +22,7 @@ def test_a_commit_answers_201_with_the_partition_and_offset_of_exactly_that_reco
     assert r.header("X-Correlation-ID") == cid
     j = r.json()
     assert j["correlation_id"] == cid, j
+    assert UUIDV7_RE.match(j["request_id"]) and r.header("Location") == f"/_handoff/requests/{j['request_id']}", j
     assert j["topic"] == "orders.eu", j  # template orders.{region} with region=eu
     assert j["outcome"] == "persisted", j
     assert isinstance(j["partition"], int) and j["partition"] >= 0, j
@@ -29,7 +30,8 @@ def test_a_commit_answers_201_with_the_partition_and_offset_of_exactly_that_reco
     msg = kafka.at("orders.eu", j["partition"], j["offset"])
     assert (msg.partition(), msg.offset()) == (j["partition"], j["offset"])
     h = hdrs(msg)
-    assert h["ce_id"] == cid.encode(), h
+    assert h["ce_id"] == j["request_id"].encode(), h
+    assert h["handoff_correlation_id"] == cid.encode(), h
     assert msg.key() == b"c-42"
     assert msg.value() == body
     assert h["ce_type"] == b"com.example.order.created", h
@@ -48,8 +50,8 @@ def test_consecutive_commits_get_distinct_increasing_offsets_each_pointing_at_it
                           [("Content-Type", "application/json")])
         assert r.status == 201, r
         j = r.json()
-        seen.append((j["partition"], j["offset"], j["correlation_id"]))
-        assert UUIDV7_RE.match(j["correlation_id"]), j
+        seen.append((j["partition"], j["offset"], j["request_id"]))
+        assert UUIDV7_RE.match(j["request_id"]), j
     for p, off, cid in seen:
         assert hdrs(kafka.at("orders.eu", p, off))["ce_id"] == cid.encode()
     assert len({(p, o) for p, o, _ in seen}) == 3
@@ -59,8 +61,7 @@ def test_the_status_url_of_a_persisted_commit_reports_persisted(proxy):
     r = proxy.request("POST", "/orders/eu", b'{"customer":{"id":"st"}}', [("Content-Type", "application/json")])
     assert r.status == 201, r
     j = r.json()
-    cid = j["correlation_id"]
-    s = proxy.request("GET", f"/_handoff/requests/{cid}")
+    s = proxy.request("GET", f"/_handoff/requests/{j['request_id']}")
     assert s.status == 200, s
     sj = s.json()
     assert sj.get("state") == "persisted" or sj.get("status") == "persisted", sj
@@ -106,7 +107,7 @@ def test_a_commit_with_the_broker_unreachable_is_503_or_504_within_the_timeout_n
     else:
         assert j.get("error") == "outcome_unknown", j
         assert j.get("outcome") == "unknown", j
-        assert j.get("status_url") == f"/_handoff/requests/{cid}", j
+        assert j.get("status_url") == f"/_handoff/requests/{j['request_id']}" == r.header("Location"), j
 
 
 def test_a_broker_that_stays_down_is_logged_once_per_error_every_10s_not_on_every_retry(broker_down_proxy):

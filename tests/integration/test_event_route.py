@@ -10,8 +10,8 @@ import time
 import pytest
 from cloudevents.kafka import KafkaMessage, from_binary
 
-from conftest import (CORRELATION_RE, TRACEPARENT_RE, UUIDV7_RE, assert_error, hdrs, kcat, unique,
-                      uuidv7_ms)
+from conftest import (CORRELATION_RE, TRACEPARENT_RE, UUIDV7_RE, assert_error, hdrs, kcat, labels, request_id,
+                      unique, uuidv7_ms, wait_until)
 
 RFC3339_RE = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 BINARY_BODY = b"\x00\xff\x00binary\r\n\x80\x7f{not json}\xfe\x00" + bytes(range(256))
@@ -57,7 +57,8 @@ def test_an_event_request_is_answered_202_with_correlation_id_location_and_json(
     assert UUIDV7_RE.match(cid), f"generated correlation id is not a UUIDv7: {cid!r}"
     assert r.header("Location") == f"/_handoff/requests/{cid}", r
     j = r.json()
-    assert j["correlation_id"] == cid, j
+    # No X-Correlation-ID from the caller: the label is the request ID itself.
+    assert j["correlation_id"] == cid == j["request_id"], j
     assert j["status_url"] == f"/_handoff/requests/{cid}", j
     assert j["topic"] == topics.audit, j
     assert (r.header("Content-Type") or "").startswith("application/json"), r
@@ -146,7 +147,7 @@ def test_the_event_record_round_trips_through_kcat(binary_event, brokers, topics
 def _event(proxy, kafka, topic, path, body=b"{}", headers=(), ctype="application/json"):
     r = proxy.request("POST", path, body, [("Content-Type", ctype), *headers])
     assert r.status == 202, r
-    return r, kafka.find(topic, r.header("X-Correlation-ID"))
+    return r, kafka.find(topic, request_id(r))
 
 
 def test_a_path_parameter_key_source_keys_the_record_by_that_parameter(proxy, kafka, topics):
@@ -195,19 +196,20 @@ def test_a_correlation_key_source_keys_the_record_by_the_correlation_id(proxy, k
     assert msg.key() == r.header("X-Correlation-ID").encode() == hdrs(msg)["ce_id"]
     cid = unique("given")
     r, msg = _event(proxy, kafka, topics.keys, "/keys/corr", headers=[("X-Correlation-ID", cid)])
-    assert msg.key() == cid.encode()
+    assert msg.key() == cid.encode() == hdrs(msg)["handoff_correlation_id"]
+    assert hdrs(msg)["ce_id"] == request_id(r).encode() != cid.encode()
 
 
 def assert_only_sentinel_produced(proxy, kafka, topic, rejected_ids, sentinel_path, sentinel_headers):
     """Nothing was produced for the rejected requests: a sentinel sent afterwards to the same
-    single-partition topic is found, and no rejected correlation id appears anywhere in the
-    topic up to the high watermark."""
+    single-partition topic is found, and no rejected request's correlation id (a label each
+    rejected request was sent with) appears anywhere in the topic up to the high watermark."""
     r = proxy.request("POST", sentinel_path, b'{"k":"sentinel"}',
                       [("Content-Type", "application/json"), *sentinel_headers])
     assert r.status == 202, r
-    kafka.find(topic, r.header("X-Correlation-ID"))
+    kafka.find(topic, request_id(r))
     all_msgs = kafka.read(topic)
-    ids = {hdrs(m).get("ce_id", b"").decode() for m in all_msgs}
+    ids = {(label or b"").decode() for label in labels(all_msgs)}
     leaked = [i for i in rejected_ids if i in ids]
     assert not leaked, f"rejected requests were produced: {leaked}"
 
@@ -239,7 +241,7 @@ def test_a_missing_key_on_a_commit_route_is_400_and_nothing_is_produced(proxy, k
     r2 = proxy.request("POST", "/orders/eu", b'{"customer":{"id":"s"}}', [("Content-Type", "application/json")])
     assert r2.status == 201, r2
     msgs = kafka.read("orders.eu")
-    assert cid.encode() not in {hdrs(m).get("ce_id") for m in msgs}
+    assert cid.encode() not in labels(msgs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -273,15 +275,35 @@ def test_an_allow_listed_authorization_header_is_copied_but_other_credentials_ar
 # ---------------------------------------------------------------------------------------------
 # 6. correlation ids and trace context
 # ---------------------------------------------------------------------------------------------
-def test_a_valid_caller_correlation_id_is_echoed_and_used_as_the_cloudevents_id(proxy, kafka, topics):
+def test_a_valid_caller_correlation_id_is_echoed_and_carried_as_a_label_not_as_the_cloudevents_id(proxy, kafka, topics):
     cid = "Order_42.a:b-" + unique("c")
     r = post_audit(proxy, b"x", extra=[("X-Correlation-ID", cid)])
     assert r.status == 202, r
     assert r.header("X-Correlation-ID") == cid
-    assert r.json()["correlation_id"] == cid
-    assert r.header("Location") == f"/_handoff/requests/{cid}"
-    msg = kafka.find(topics.audit, cid)
-    assert hdrs(msg)["ce_id"] == cid.encode()
+    j = r.json()
+    assert j["correlation_id"] == cid
+    rid = j["request_id"]
+    assert UUIDV7_RE.match(rid) and rid != cid, j
+    assert r.header("Location") == f"/_handoff/requests/{rid}" == j["status_url"]
+    [msg] = kafka.with_label(topics.audit, cid)
+    assert hdrs(msg)["ce_id"] == rid.encode()
+    assert proxy.request("GET", f"/_handoff/requests/{cid}").status == 404, "the label must key nothing"
+
+
+def test_two_events_that_share_a_correlation_id_are_two_requests_in_every_respect(proxy, kafka, topics):
+    cid = unique("shared")
+    a = post_audit(proxy, b"first", extra=[("X-Correlation-ID", cid)])
+    b = post_audit(proxy, b"second", extra=[("X-Correlation-ID", cid)])
+    assert a.status == b.status == 202, (a, b)
+    assert request_id(a) != request_id(b)
+    msgs = kafka.read(topics.audit, lambda ms: len([m for m in ms if hdrs(m).get("handoff_correlation_id") == cid.encode()]) >= 2)
+    mine = [m for m in msgs if hdrs(m).get("handoff_correlation_id") == cid.encode()]
+    assert {hdrs(m)["ce_id"] for m in mine} == {request_id(a).encode(), request_id(b).encode()}, \
+        "consumers that deduplicate by the CloudEvents id would drop one of two distinct events"
+    for r, body in ((a, b"first"), (b, b"second")):
+        wait_until(lambda: proxy.request("GET", r.header("Location")).json().get("state") == "persisted", 20,
+                   what="each request's own status")
+        assert kafka.find(topics.audit, request_id(r)).value() == body
 
 
 def test_a_correlation_id_of_exactly_128_characters_is_accepted(proxy, kafka, topics):
@@ -353,9 +375,8 @@ def test_a_body_one_byte_over_the_route_limit_is_413_and_nothing_is_produced(pro
     cid_ok = unique("limit")
     r = post_audit(proxy, b"b" * 1024, extra=[("X-Correlation-ID", cid_ok)])
     assert r.status == 202, r
-    kafka.find(topics.audit, cid_ok)
-    ids = {hdrs(m).get("ce_id") for m in kafka.read(topics.audit)}
-    assert cid.encode() not in ids, "the 413 request was produced"
+    kafka.with_label(topics.audit, cid_ok)
+    assert cid.encode() not in labels(kafka.read(topics.audit)), "the 413 request was produced"
 
 
 def test_a_body_exactly_at_the_route_limit_is_accepted_byte_for_byte(proxy, kafka, topics):

@@ -128,7 +128,7 @@ def test_s3_sigkill_right_after_sigterm_loses_no_2xx_commit_and_at_most_the_mete
     assert not rep.order_violations and not rep.failed_but_present, rep
 
     # Events: what is missing is bounded by what Handoff metered.
-    found = {r.ce_id for r in records}
+    found = {r.correlation_id for r in records}
     accepted = [e for e in clients["event"].entries if e.status == 202]
     missing = [e for e in accepted if e.correlation_id not in found]
     queued_at_sigterm = int(sig_line["producer_queued_records"])

@@ -12,8 +12,8 @@ Two halves (TEST-CATALOGUE.md, "Shared harness"):
   the order the checker holds Kafka to.
 
 * **Checker** (`check(entries, records, ...)`): given the ledger and the records read back from
-  the topics from the beginning (`read_topics`, matched by the CloudEvents `ce_id` header, which is
-  the correlation ID), computes
+  the topics from the beginning (`read_topics`, matched by the `handoff_correlation_id` header: the
+  client's own `X-Correlation-ID`, unique per request here; Handoff's request ID is the `ce_id`), computes
     (a) acknowledged-but-missing: 2xx on commit routes (and 202 on event routes when the caller
         says the flush budget sufficed) whose record is not in the topic; must be empty.
         Also `ack_mismatch`: a 2xx whose partition/offset does not hold that record.
@@ -69,6 +69,7 @@ class Entry:
     done_at: float = 0.0            # when the answer (or the failure) was seen
     timed_out: bool = False         # the client's deadline passed with no answer
     replayed: bool = False          # `Idempotent-Replayed: true`: a stored answer, nothing produced
+    request_id: str | None = None   # Handoff's own ID for the request (its status URL), from the answer
 
     @property
     def elapsed(self) -> float:
@@ -82,8 +83,9 @@ class Record:
     topic: str
     partition: int
     offset: int
-    ce_id: str | None
+    correlation_id: str | None   # the handoff_correlation_id header: the label the client sent
     key: str | None = None
+    ce_id: str | None = None     # the CloudEvents id: Handoff's request ID
 
 
 @dataclass
@@ -155,10 +157,10 @@ def check(entries: Iterable[Entry], records: Iterable[Record], events_must_persi
     rep = Report(total=len(entries), records=len(records))
     by_cid: dict[str, list[Record]] = {}
     for r in records:
-        if r.ce_id is None:
+        if r.correlation_id is None:
             rep.foreign += 1
             continue
-        by_cid.setdefault(r.ce_id, []).append(r)
+        by_cid.setdefault(r.correlation_id, []).append(r)
     at: dict[tuple[str, int, int], Record] = {(r.topic, r.partition, r.offset): r for r in records}
     known = {e.correlation_id for e in entries}
     rep.foreign += sum(len(v) for k, v in by_cid.items() if k not in known)
@@ -282,12 +284,14 @@ def read_topics(brokers: str, topics: Iterable[str], timeout: float = 60.0,
             if m.error():
                 raise RuntimeError(f"consumer error: {m.error()}")
             tp = (m.topic(), m.partition())
-            ce_id = None
+            label = ce_id = None
             for k, v in m.headers() or []:
-                if k == "ce_id":
+                if k == "handoff_correlation_id":
+                    label = v.decode() if v is not None else None
+                elif k == "ce_id":
                     ce_id = v.decode() if v is not None else None
             key = m.key().decode(errors="replace") if m.key() is not None else None
-            out.append(Record(m.topic(), m.partition(), m.offset(), ce_id, key))
+            out.append(Record(m.topic(), m.partition(), m.offset(), label, key, ce_id))
             if tp in remaining and m.offset() + 1 >= remaining[tp]:
                 del remaining[tp]
         return out
@@ -414,7 +418,11 @@ class LedgerClient:
                 j = json.loads(body) if body else {}
             except ValueError:
                 j = {}
+            loc = headers.get("location", "")
+            if loc.startswith("/_handoff/requests/"):
+                e.request_id = loc[len("/_handoff/requests/"):]
             if isinstance(j, dict):
+                e.request_id = e.request_id or j.get("request_id")
                 e.error = j.get("error")
                 e.outcome = j.get("outcome")
                 e.partition = j.get("partition")

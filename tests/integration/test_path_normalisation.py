@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import assert_error, base_config, unique
+import os
+
+from conftest import assert_error, base_config, to_yaml, unique, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -116,3 +118,18 @@ def test_with_trailing_slash_strict_the_slashed_path_is_another_path_and_forward
     assert r.status == 202, r
     assert not upstream.with_header("X-Test-Tag", tag)
     assert h.admin_get("/config").json()["routing"] == {"trailing_slash": "strict"}
+
+
+def test_a_reload_changes_the_trailing_slash_policy_with_the_routes(handoff_process, brokers, upstream, paths_topic):
+    cfg = base_config(brokers, upstream.port, routes(paths_topic))
+    h = handoff_process(cfg, name="reload-slash")
+    tag = unique("before")
+    assert post(h, "/orders/", tag).status == 202
+    tmp = h.cfg_path.with_name(h.cfg_path.name + ".tmp")
+    tmp.write_text(to_yaml({**cfg, "routing": {"trailing_slash": "strict"}}) + "\n")
+    os.replace(tmp, h.cfg_path)  # the file watcher reloads it
+    wait_until(lambda: h.admin_get("/config").json().get("routing") == {"trailing_slash": "strict"}, 10,
+               what="the reloaded routing section")
+    tag = unique("after")
+    assert post(h, "/orders/", tag).status == 200
+    assert [g.target for g in upstream.with_header("X-Test-Tag", tag)] == ["/orders/"]

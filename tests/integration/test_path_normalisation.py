@@ -11,7 +11,7 @@ import pytest
 
 import os
 
-from conftest import assert_error, base_config, to_yaml, unique, wait_until
+from conftest import assert_error, base_config, hdrs, to_yaml, unique, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +52,7 @@ def test_a_spelling_of_a_converted_path_is_served_by_its_route(paths_proxy, upst
     assert not upstream.with_header("X-Test-Tag", tag), f"{target} reached the upstream"
     msg = kafka.find(paths_topic, r.header("X-Correlation-ID"))
     assert msg.value() == b"body-" + tag.encode()
+    assert hdrs(msg)["handoff_path"] == target.partition("?")[0].encode()  # the path as received
 
 
 def test_a_path_parameter_is_matched_and_decoded_after_normalisation(paths_proxy, upstream, kafka, paths_topic):

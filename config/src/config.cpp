@@ -16,6 +16,10 @@ const char* to_string(mode m) noexcept {
     return "unknown";
 }
 
+const char* to_string(trailing_slash t) noexcept {
+    return t == trailing_slash::strict ? "strict" : "match";
+}
+
 bool produces(mode m) noexcept { return m != mode::forward; }
 
 const char* to_string(profile_kind p) noexcept {

@@ -48,6 +48,44 @@ bool is_pchar(char c) {
     return is_alnum(c) || (c != '\0' && std::strchr("-._~!$&'()*+,;=:@%", c) != nullptr);
 }
 
+int hex_digit(char c) {
+    if (is_digit(c)) return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+// A literal route segment that no request could match: the proxy refuses dot segments and encoded
+// '/', and matches requests with unreserved characters decoded (README "Route matching").
+std::optional<std::string> literal_segment_problem(const std::string& seg) {
+    if (seg == "." || seg == "..") return "dot segments are not allowed (requests with them are refused)";
+    for (std::size_t i = 0; i < seg.size(); ++i) {
+        if (seg[i] != '%') continue;
+        if (i + 2 >= seg.size() || hex_digit(seg[i + 1]) < 0 || hex_digit(seg[i + 2]) < 0) {
+            return std::string("malformed percent-escape");
+        }
+        const char c = static_cast<char>(hex_digit(seg[i + 1]) * 16 + hex_digit(seg[i + 2]));
+        if (is_alnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+            return "write '" + std::string(1, c) + "' rather than '" + seg.substr(i, 3) + "' (unreserved characters are matched decoded)";
+        }
+        if (c == '/' || c == '\\' || c == '\0') return "an encoded '/', '\\' or NUL is not allowed (requests with them are refused)";
+        i += 2;
+    }
+    return std::nullopt;
+}
+
+// "%c3%a9" -> "%C3%A9": escapes compare case-insensitively.
+std::string upper_escapes(std::string seg) {
+    for (std::size_t i = 0; i + 2 < seg.size(); ++i) {
+        if (seg[i] != '%') continue;
+        for (std::size_t k = i + 1; k <= i + 2; ++k) {
+            if (seg[k] >= 'a' && seg[k] <= 'f') seg[k] = static_cast<char>(seg[k] - 'a' + 'A');
+        }
+        i += 2;
+    }
+    return seg;
+}
+
 bool is_topic_char(char c) { return is_alnum(c) || c == '.' || c == '_' || c == '-'; }
 
 bool valid_route_name(std::string_view s) {
@@ -454,8 +492,8 @@ private:
     // -- sections
 
     void parse(const YAML::Node& root, config& c) {
-        const auto top = map(root, "", {"profile", "listen", "admin", "upstream", "kafka", "defaults", "log", "drain", "limits",
-                                        "status", "idempotency", "replies", "routes", "subscriptions"});
+        const auto top = map(root, "", {"profile", "listen", "admin", "upstream", "kafka", "defaults", "routing", "log", "drain",
+                                        "limits", "status", "idempotency", "replies", "routes", "subscriptions"});
         if (!top) return;
         const auto section = [&](std::string_view name) {
             const entry* e = find(*top, name);
@@ -468,6 +506,7 @@ private:
         parse_admin(section("admin"), c.admin);
         parse_upstream(section("upstream"), c.upstream);
         parse_defaults(section("defaults"), c.defaults);
+        parse_routing(section("routing"), c.routing);
         parse_log(section("log"), c.log);
         parse_drain(section("drain"), c.drain);
         parse_limits(section("limits"), c.limits);
@@ -568,6 +607,13 @@ private:
         }
         get_duration(*f, "timeout", p, d.timeout);
         get_string(*f, "ce_source", p, d.ce_source);
+    }
+
+    void parse_routing(const YAML::Node& n, routing_config& r) {
+        const auto f = map(n, "routing", {"trailing_slash"});
+        if (!f) return;
+        get_enum(*f, "trailing_slash", "routing", r.trailing_slash,
+                 {{"match", trailing_slash::match}, {"strict", trailing_slash::strict}});
     }
 
     void parse_drain(const YAML::Node& n, drain_config& d) {
@@ -731,7 +777,7 @@ private:
                 infos.push_back(std::move(info));
             }
         }
-        check_unique(c.routes, infos);
+        check_unique(c.routes, infos, c.routing.trailing_slash);
         check_durability(c.routes, infos);
         for (std::size_t i = 0; i < c.routes.size(); ++i) {
             const auto& r = c.routes[i];
@@ -1012,8 +1058,11 @@ private:
             } else if (const auto bad = std::find_if_not(seg.begin(), seg.end(), is_pchar); bad != seg.end()) {
                 fail(n, p, std::string("invalid character '") + *bad + "' in path segment '" + seg + "'");
                 ok = false;
+            } else if (auto why = literal_segment_problem(seg)) {
+                fail(n, p, "path segment '" + seg + "': " + *why);
+                ok = false;
             } else {
-                shape += seg;
+                shape += upper_escapes(seg);
             }
             if (last) break;
             start = slash + 1;
@@ -1097,7 +1146,13 @@ private:
         }
     }
 
-    void check_unique(const std::vector<route>& routes, const std::vector<route_info>& infos) {
+    // Under trailing_slash: match, "/orders" and "/orders/" are one path.
+    void check_unique(const std::vector<route>& routes, std::vector<route_info>& infos, trailing_slash slash) {
+        if (slash == trailing_slash::match) {
+            for (auto& info : infos) {
+                if (info.shape.size() > 1 && info.shape.back() == '/') info.shape.pop_back();
+            }
+        }
         for (std::size_t b = 0; b < routes.size(); ++b) {
             for (std::size_t a = 0; a < b; ++a) {
                 const auto where = [&](std::size_t i) {
@@ -1471,6 +1526,7 @@ nlohmann::ordered_json config_json(const config& c, bool redact) {
                   {"allow_insecure", k.allow_insecure},
                   {"properties", props}};
     j["defaults"] = {{"mode", to_string(c.defaults.mode)}, {"timeout", ms(c.defaults.timeout)}, {"ce_source", c.defaults.ce_source}};
+    j["routing"] = {{"trailing_slash", to_string(c.routing.trailing_slash)}};
     j["log"] = {{"level", c.log.level}, {"requests", c.log.requests}};
     j["drain"] = {{"delay", ms(c.drain.delay)}, {"timeout", ms(c.drain.timeout)}};
     j["limits"] = {{"max_inflight_commits", c.limits.max_inflight_commits},

@@ -8,6 +8,7 @@ error_info describe(error e) noexcept {
     switch (e) {
         case error::bad_request: return {400, "bad_request", 0, true};
         case error::invalid_correlation_id: return {400, "invalid_correlation_id", 0, false};
+        case error::ambiguous_path: return {400, "ambiguous_path", 0, false};
         case error::missing_key: return {400, "missing_key", 0, false};
         case error::invalid_topic: return {400, "invalid_topic", 0, false};
         case error::not_found: return {404, "not_found", 0, false};

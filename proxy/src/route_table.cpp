@@ -25,7 +25,77 @@ int hex_value(char c) noexcept {
     return -1;
 }
 
+bool is_unreserved(char c) noexcept {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
+           c == '_' || c == '~';
+}
+
+char upper_hex(char c) noexcept { return (c >= 'a' && c <= 'f') ? static_cast<char>(c - 'a' + 'A') : c; }
+
+bool equals_folded(std::string_view a, std::string_view b) noexcept {
+    const auto fold = [](char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; };
+    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [&](char x, char y) { return fold(x) == fold(y); });
+}
+
+// In a normalised path: a ';' in a segment, raw or encoded (escapes are uppercase there).
+bool has_path_parameters(std::string_view normalised) noexcept {
+    return normalised.find(';') != std::string_view::npos || normalised.find("%3B") != std::string_view::npos;
+}
+
+// The path as a server that strips path parameters sees it: each segment cut at its first ';'
+// (raw or %3B), "/orders;v=1/items;x" -> "/orders/items".
+std::string without_path_parameters(std::string_view normalised) {
+    std::string out;
+    out.reserve(normalised.size());
+    bool cut = false;
+    for (std::size_t i = 0; i < normalised.size(); ++i) {
+        const char c = normalised[i];
+        if (c == '/') {
+            cut = false;
+        } else if (cut) {
+            continue;
+        } else if (c == ';' || normalised.substr(i, 3) == "%3B") {
+            cut = true;
+            continue;
+        }
+        out.push_back(c);
+    }
+    return out;
+}
+
+route_match ambiguous(std::string reason) {
+    route_match m;
+    m.result = route_match::kind::ambiguous;
+    m.reason = std::move(reason);
+    return m;
+}
+
 }  // namespace
+
+std::string normalise_path(std::string_view path) {
+    std::string out;
+    out.reserve(path.size());
+    for (std::size_t i = 0; i < path.size(); ++i) {
+        if (path[i] != '%' || i + 2 >= path.size() || hex_value(path[i + 1]) < 0 || hex_value(path[i + 2]) < 0) {
+            out.push_back(path[i]);
+            continue;
+        }
+        const char c = static_cast<char>(hex_value(path[i + 1]) * 16 + hex_value(path[i + 2]));
+        if (is_unreserved(c)) {
+            out.push_back(c);
+        } else {
+            out.push_back('%');
+            out.push_back(upper_hex(path[i + 1]));
+            out.push_back(upper_hex(path[i + 2]));
+        }
+        i += 2;
+    }
+    return out;
+}
+
+bool is_converted(const config::route& r) noexcept {
+    return config::produces(r.mode) || (r.canary_percent_bp > 0 && config::produces(r.canary_mode));
+}
 
 bool percent_decode(std::string_view in, std::string& out) {
     out.clear();
@@ -59,7 +129,8 @@ std::shared_ptr<const route_table> route_table::create(std::shared_ptr<const con
     for (const auto& r : table->cfg_->routes) {
         entry e;
         e.route = &r;
-        for (auto seg : split_path(r.path)) {
+        const auto path = normalise_path(r.path);
+        for (auto seg : table->split(path)) {
             segment s;
             if (seg.size() >= 2 && seg.front() == '{' && seg.back() == '}') {
                 s.param = true;
@@ -87,9 +158,18 @@ bool route_table::accepts(const config::route& r, std::string_view method) noexc
                        [&](const std::string& m) { return m == method || (head_as_get && m == "GET"); });
 }
 
-route_match route_table::match(std::string_view method, std::string_view path) const {
+std::vector<std::string_view> route_table::split(std::string_view normalised) const {
+    auto parts = split_path(normalised);
+    // "/orders/" -> "/orders" (never "/" -> ""): one trailing slash at most gets here, since
+    // target_problem refuses empty segments elsewhere.
+    if (cfg_->routing.trailing_slash == config::trailing_slash::match && parts.size() > 1 && parts.back().empty()) {
+        parts.pop_back();
+    }
+    return parts;
+}
+
+route_match route_table::find(std::string_view method, const std::vector<std::string_view>& parts, bool fold_case) const {
     route_match out;
-    const auto parts = split_path(path);
     std::vector<std::string> allow;
     for (const auto& e : entries_) {
         if (e.segments.size() != parts.size()) continue;
@@ -98,7 +178,7 @@ route_match route_table::match(std::string_view method, std::string_view path) c
             if (e.segments[i].param) {
                 ok = !parts[i].empty();
             } else {
-                ok = e.segments[i].text == parts[i];
+                ok = fold_case ? equals_folded(e.segments[i].text, parts[i]) : e.segments[i].text == parts[i];
             }
         }
         if (!ok) continue;
@@ -126,6 +206,40 @@ route_match route_table::match(std::string_view method, std::string_view path) c
         }
     }
     return out;
+}
+
+route_match route_table::match(std::string_view method, std::string_view path) const {
+    // Most paths have no escape: they are matched as received, without a copy.
+    std::string normalised;
+    std::string_view norm = path;
+    if (path.find('%') != std::string_view::npos) {
+        normalised = normalise_path(path);
+        norm = normalised;
+    }
+    if (has_path_parameters(norm)) {
+        const auto stripped = without_path_parameters(norm);
+        auto parts = split(stripped);
+        // Cutting "/;x/orders" leaves "//orders", which such servers also merge into "/orders".
+        const bool trailing = parts.size() > 1 && parts.back().empty();
+        parts.erase(std::remove(parts.begin(), parts.end(), std::string_view{}), parts.end());
+        if (parts.empty() || trailing) parts.emplace_back();
+        const auto near = find(method, parts, /*fold_case=*/true);
+        if (near.result == route_match::kind::matched && is_converted(*near.route)) {
+            return ambiguous(
+                "the path has path parameters (';') and without them it is the path of a route that publishes events; "
+                "servers disagree on ';' (Tomcat strips it, others do not), so the request is refused rather than forwarded");
+        }
+    }
+    const auto parts = split(norm);
+    auto exact = find(method, parts, /*fold_case=*/false);
+    if (exact.result == route_match::kind::matched) return exact;
+    const auto folded = find(method, parts, /*fold_case=*/true);
+    if (folded.result == route_match::kind::matched && is_converted(*folded.route)) {
+        return ambiguous(
+            "the path differs only in letter case from the path of a route that publishes events; some servers match "
+            "paths case-insensitively, so the request is refused rather than forwarded");
+    }
+    return exact;
 }
 
 }  // namespace handoff::proxy

@@ -264,6 +264,42 @@ TEST_CASE("defaults.mode accepts only forward") {
     CHECK_ERROR(load_with("defaults: {mode: event}\n"), "defaults.mode", "defaults.mode must be forward");
 }
 
+TEST_CASE("routing.trailing_slash is match (the default) or strict") {
+    CHECK(load_with("").value->routing.trailing_slash == trailing_slash::match);
+    CHECK(load_with("routing: {trailing_slash: strict}\n").value->routing.trailing_slash == trailing_slash::strict);
+    CHECK(load_with("routing: {trailing_slash: match}\n").value->routing.trailing_slash == trailing_slash::match);
+    const auto r = load_with("routing:\n  trailing_slash: ignore\n");
+    CHECK_ERROR(r, "routing.trailing_slash", "must be one of match, strict, got 'ignore'");
+    REQUIRE(r.errors.size() == 1);
+    CHECK(r.errors[0].line == 3);
+    CHECK_ERROR(load_with("routing: {slash: strict}\n"), "routing.slash", "unknown key");
+}
+
+TEST_CASE("with trailing_slash match a route path with and without the trailing slash is one path") {
+    const std::string routes = "routes:\n"
+                               "  - {name: a, match: {methods: [POST], path: /o}, mode: forward}\n"
+                               "  - {name: b, match: {methods: [POST], path: /o/}, mode: forward}\n";
+    CHECK_ERROR(load_with(routes), "routes[1]", "duplicate route");
+    REQUIRE_OK(load_with("routing: {trailing_slash: strict}\n" + routes));
+}
+
+TEST_CASE("a literal route segment must be matchable: escapes well-formed, unreserved characters unescaped") {
+    CHECK_ERROR(load_with(one_route("{name: a, match: {path: \"/%6Frders\"}, mode: forward}")), "routes[0].match.path",
+                "write 'o' rather than '%6F'");
+    CHECK_ERROR(load_with(one_route("{name: a, match: {path: \"/a%2\"}, mode: forward}")), "routes[0].match.path",
+                "malformed percent-escape");
+    CHECK_ERROR(load_with(one_route("{name: a, match: {path: \"/a%2fb\"}, mode: forward}")), "routes[0].match.path",
+                "an encoded '/'");
+    CHECK_ERROR(load_with(one_route("{name: a, match: {path: \"/a/../b\"}, mode: forward}")), "routes[0].match.path",
+                "dot segments are not allowed");
+    REQUIRE_OK(load_with(one_route("{name: a, match: {path: \"/caf%c3%a9;v1\"}, mode: forward}")));
+    // Escapes compare case-insensitively, so these two are one path.
+    CHECK_ERROR(load_with("routes:\n"
+                          "  - {name: a, match: {path: \"/caf%c3%a9\"}, mode: forward}\n"
+                          "  - {name: b, match: {path: \"/caf%C3%A9\"}, mode: forward}\n"),
+                "routes[1]", "duplicate route");
+}
+
 // ---- kafka --------------------------------------------------------------------------------
 
 TEST_CASE("kafka brokers are required unless embedded") {

@@ -1,6 +1,7 @@
 // libFuzzer target: route matching on arbitrary methods and paths (TEST-CATALOGUE L-9). The table
 // is built once from a config with literal, templated, overlapping and multi-method routes.
-// Invariants: matched => a route and its params; method_not_allowed => a non-empty Allow.
+// Invariants: matched => a route and its params; method_not_allowed => a non-empty Allow;
+// ambiguous => a reason; normalise_path is idempotent.
 #include "handoff/config/load.hpp"
 #include "handoff/proxy/http_rules.hpp"
 #include "handoff/proxy/route_table.hpp"
@@ -57,6 +58,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* bytes, std::size_t siz
     const auto m = holder()->table->match(method, path);
     if (m.result == proxy::route_match::kind::matched && m.route == nullptr) std::abort();
     if (m.result == proxy::route_match::kind::method_not_allowed && m.allow.empty()) std::abort();
+    if (m.result == proxy::route_match::kind::ambiguous && m.reason.empty()) std::abort();
+    // Normalising twice changes nothing more (decoding never makes a new escape).
+    const auto normalised = proxy::normalise_path(path);
+    if (proxy::normalise_path(normalised) != normalised) std::abort();
     for (const auto& [k, v] : m.params) {
         if (k.empty()) std::abort();
         (void)v;

@@ -70,8 +70,8 @@ def test_the_schema_is_a_valid_draft_2020_12_schema_with_descriptions():
 
 def test_the_schema_has_every_top_level_section_of_the_loader():
     props = set(_schema()["properties"])
-    assert props == {"profile", "listen", "admin", "upstream", "kafka", "defaults", "log", "drain", "limits", "status",
-                     "idempotency", "replies", "routes", "subscriptions"}
+    assert props == {"profile", "listen", "admin", "upstream", "kafka", "defaults", "routing", "log", "drain", "limits",
+                     "status", "idempotency", "replies", "routes", "subscriptions"}
 
 
 @pytest.mark.parametrize("path", _example_files(), ids=lambda p: f"{p.parent.name}/{p.name}")
@@ -111,6 +111,7 @@ VALID = {
     "env-placeholders": BASE.replace("port: 8080", 'port: "${HANDOFF_PORT:-8080}"')
     + 'drain: {delay: "${DRAIN_DELAY:-5s}", timeout: 20s}\n',
     "drain-zero-delay": BASE + "drain: {delay: 0s, timeout: 20s}\n",
+    "routing-strict": BASE + "routing: {trailing_slash: strict}\n",
     "operability-sections": BASE + "log: {level: warn, requests: false}\nlimits: {max_inflight_commits: 20}\n"
     "status: {max_entries: 1000, ttl: 10m}\nadmin: {enabled: true, address: '::1', port: 9901}\n",
     "sizes": BASE.replace("listen: {address: 127.0.0.1, port: 8080}",
@@ -164,6 +165,7 @@ SCHEMA_ERROR_AT = {
     "bad-duration-unit": "drain/timeout",
     "bad-key": "routes/1/key",
     "bad-log-level": "log/level",
+    "bad-trailing-slash": "routing/trailing_slash",
     "bad-mode": "routes/1/mode",
     "bad-path": "routes/0/match/path",
     "bad-route-name": "routes/0/name",
@@ -215,6 +217,7 @@ INVALID = {
     "zero-duration": (BASE + "status: {ttl: 0s}\n", "must be greater than 0"),
     "bad-size": (BASE + "upstream: {max_response_bytes: 1XB}\n", "invalid size '1XB'"),
     "bad-log-level": (BASE + "log: {level: verbose}\n", "must be debug, info, warn or error"),
+    "bad-trailing-slash": (BASE + "routing: {trailing_slash: ignore}\n", "must be one of match, strict"),
     "log-requests-not-bool": (BASE + "log: {requests: sometimes}\n", "true or false expected"),
     "limits-zero": (BASE + "limits: {max_inflight_commits: 0}\n", "must be between 1 and"),
     "port-out-of-range": (BASE.replace("port: 8080", "port: 70000"), "must be between 1 and 65535"),

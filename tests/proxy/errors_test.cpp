@@ -32,6 +32,10 @@ TEST_CASE("malformed HTTP closes the connection") {
     CHECK(describe(error::headers_too_large).status == 431);
     CHECK(describe(error::body_too_large).status == 413);
     CHECK_FALSE(describe(error::missing_key).close_connection);
+    // The request is well-formed, only its path is refused: the connection can go on.
+    CHECK(describe(error::ambiguous_path).status == 400);
+    CHECK(describe(error::ambiguous_path).code == "ambiguous_path");
+    CHECK_FALSE(describe(error::ambiguous_path).close_connection);
 }
 
 TEST_CASE("error bodies are JSON with a stable code, a message and the correlation id") {

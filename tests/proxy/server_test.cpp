@@ -415,6 +415,41 @@ TEST_CASE("a path that matches with another method gives 405 with Allow") {
     CHECK(res[http::field::allow] == "GET, HEAD, POST");
 }
 
+TEST_CASE("a percent-encoded or slashed spelling of an event route's path is served by that route") {
+    harness h;
+    auto res = roundtrip(h, "POST /%61udit/ HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\nx");
+    CHECK(res.result_int() == 202);
+    CHECK(h.kafka->count() == 1);
+    CHECK(h.upstream->count() == 0);
+}
+
+TEST_CASE("a path-parameter or letter-case spelling of an event route's path is 400 ambiguous_path, the connection stays usable") {
+    harness h;
+    auto s = h.connect();
+    asio::write(s, asio::buffer(std::string("POST /audit;x HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n"
+                                            "POST /AUDIT HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n"
+                                            "GET /orders/1 HTTP/1.1\r\nHost: a\r\n\r\n")));
+    beast::flat_buffer buf;
+    for (int i = 0; i < 2; ++i) {
+        const auto res = read_response(s, buf);
+        CHECK(res.result_int() == 400);
+        const auto j = nlohmann::json::parse(res.body());
+        CHECK(j["error"] == "ambiguous_path");
+        CHECK(j["correlation_id"].is_string());
+    }
+    CHECK(read_response(s, buf).result_int() == 200);
+    CHECK(h.kafka->count() == 0);
+    CHECK(h.upstream->count() == 1);
+}
+
+TEST_CASE("a forwarded request keeps its target byte for byte, whatever route normalisation chose") {
+    harness h;
+    const auto res = roundtrip(h, "GET /%6Frders/%34%32;v=1?q=%6F HTTP/1.1\r\nHost: a\r\n\r\n");
+    CHECK(res.result_int() == 200);
+    REQUIRE(h.upstream->count() == 1);
+    CHECK(h.upstream->got[0].target() == "/%6Frders/%34%32;v=1?q=%6F");
+}
+
 TEST_CASE("a missing key header is 400 missing_key and nothing is produced") {
     harness h;
     auto res = roundtrip(h, "POST /keyed HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\nx");

@@ -121,6 +121,18 @@ struct defaults_config {
     std::string ce_source = "/handoff";
 };
 
+// How request paths meet route paths (the proxy's route_table; README "Route matching").
+enum class trailing_slash {
+    match,   // "/orders/" is served by the route on "/orders" (and "/orders/{id}/" by "/orders/{id}")
+    strict,  // "/orders/" is another path: it matches only a route written with the slash
+};
+
+const char* to_string(trailing_slash t) noexcept;
+
+struct routing_config {
+    config::trailing_slash trailing_slash = trailing_slash::match;
+};
+
 struct log_config {
     std::string level = "info";              // debug | info | warn | error
     bool requests = true;                    // one JSON line per request (at info)
@@ -214,6 +226,7 @@ struct config {
     upstream_config upstream;
     kafka_config kafka;
     defaults_config defaults;
+    routing_config routing;
     log_config log;
     drain_config drain;
     limits_config limits;

@@ -12,6 +12,7 @@ namespace handoff::proxy {
 enum class error {
     bad_request,             // malformed or ambiguous HTTP -> 400, connection closed
     invalid_correlation_id,  // 400
+    ambiguous_path,          // 400: a spelling of a converted route's path the legacy service may route alike
     missing_key,             // 400: the route's key source is absent from the request
     invalid_topic,           // 400: a path parameter makes an illegal topic name
     not_found,               // 404

@@ -41,8 +41,9 @@ std::optional<std::string> method_problem(std::string_view method);
 
 // The target is origin-form ("/path?query") of visible ASCII only, the path has no empty segment
 // ("//"), no dot segment ("." / ".." raw or percent-encoded), no encoded '/', '\' or NUL, no raw
-// '\', and every '%' starts a valid escape. Routes are matched on the raw path and the same raw
-// target is forwarded, so anything a server might normalise differently is refused instead.
+// '\', and every '%' starts a valid escape. The raw target is forwarded; routes are matched on
+// its normalised path (route_table), so anything a server might normalise differently (dot
+// segments, "//", encoded separators) is refused here instead, for every path.
 std::optional<std::string> target_problem(std::string_view target);
 
 // Header fields: count, name syntax (tchar), no '_' in names (B-13: never let X_User_Id alias

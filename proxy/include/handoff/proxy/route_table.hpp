@@ -1,5 +1,20 @@
 // Route matching: pure, no I/O. Built once per config and shared read-only between sessions.
 //
+// Paths are compared after RFC 3986 normalisation (normalise_path): percent-encoded unreserved
+// characters are decoded ("/%6Frders" is "/orders"), other escapes compare case-insensitively,
+// and under routing.trailing_slash: match one trailing '/' is ignored ("/orders/" is "/orders").
+// Dot segments, empty segments, encoded '/' and malformed escapes never get here: target_problem
+// (http_rules) refuses them for every request first.
+//
+// A converted route (one that publishes: event, commit, shadow, reply, or a canary of one) must
+// never be bypassed through `forward` by a spelling of its path that the legacy service might
+// route to the same handler. So a request is `ambiguous` (400) when:
+//   * its path has path parameters (';' in a segment, raw or as %3B) and the path without them
+//     would be served by a converted route (Tomcat, Jetty and Spring strip them; others do not);
+//   * no route matches it exactly, but a converted route does when literal segments are compared
+//     ignoring ASCII case (Express and ASP.NET match case-insensitively by default).
+// Requests are forwarded with their target as received: normalisation only chooses the route.
+//
 // Precedence: among routes whose path template matches, a route with more literal segments
 // earlier in the path wins ("/orders/special" beats "/orders/{id}"); a route only serves
 // methods it lists. When paths match but no route takes the method, the answer is 405 with the
@@ -21,11 +36,12 @@ namespace handoff::proxy {
 using path_params = std::vector<std::pair<std::string, std::string>>;  // name -> decoded value
 
 struct route_match {
-    enum class kind { matched, method_not_allowed, not_found };
+    enum class kind { matched, method_not_allowed, not_found, ambiguous };
     kind result = kind::not_found;
     const config::route* route = nullptr;  // set when matched; owned by the route_table's config
     path_params params;
     std::string allow;                     // "GET, POST" when method_not_allowed
+    std::string reason;                    // why, when ambiguous (for the 400's message)
 };
 
 class route_table {
@@ -49,12 +65,16 @@ private:
     };
     struct entry {
         const config::route* route = nullptr;
-        std::vector<segment> segments;
+        std::vector<segment> segments;  // literals normalised (normalise_path)
         std::string specificity;  // 'L' for literal, 'P' for param, per segment; sorts literals first
     };
 
     explicit route_table(std::shared_ptr<const config::config> cfg);
     static bool accepts(const config::route& r, std::string_view method) noexcept;
+    // The first entry (most specific first) whose segments match `parts` and that accepts
+    // `method`; literals compared exactly or ignoring ASCII case. Fills params and allow.
+    route_match find(std::string_view method, const std::vector<std::string_view>& parts, bool fold_case) const;
+    std::vector<std::string_view> split(std::string_view normalised) const;
 
     std::shared_ptr<const config::config> cfg_;
     std::vector<entry> entries_;  // most specific first
@@ -63,5 +83,14 @@ private:
 
 // Decodes %XX escapes in one path segment; returns false on a malformed escape.
 bool percent_decode(std::string_view in, std::string& out);
+
+// RFC 3986 §6.2.2 syntax-based normalisation of a path, without dot-segment removal (such paths
+// are refused, not rewritten): escapes of unreserved characters (ALPHA DIGIT - . _ ~) are decoded,
+// the hex digits of the others uppercased ("/%6Frders/caf%c3%a9" -> "/orders/caf%C3%A9"). A
+// malformed escape is left as it is. Safe on any input.
+std::string normalise_path(std::string_view path);
+
+// True for a route that publishes (event, commit, shadow, reply), or may through its canary.
+bool is_converted(const config::route& r) noexcept;
 
 }  // namespace handoff::proxy

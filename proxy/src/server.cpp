@@ -979,7 +979,7 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
             match = routes->match(req.method_string(), path);
         }
         if (!early && match.result == route_match::kind::ambiguous) {
-            early = make_error(error::ambiguous_path, match.reason, correlation_id, req.version());
+            early = make_error(error::ambiguous_path, match.reason, ids, req.version());
         } else if (!early && match.result == route_match::kind::method_not_allowed) {
             early = make_error(error::method_not_allowed, "this path does not accept " + std::string(req.method_string()),
                                ids, req.version());

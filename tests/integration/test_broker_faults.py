@@ -614,13 +614,14 @@ def test_p10_callers_disconnecting_while_waiting_leak_nothing_and_the_outcome_is
     for s in socks:
         s.close()  # the callers give up while their commits wait for the ack
     # The callers never saw their request IDs: each record names it (ce_id) next to the caller's label.
+    # Reading it back goes through the slowed broker too: let the acks (and the reads) through now.
+    faults.mock.cmd("broker_set_rtt 1 0")
     landed = wait_until(lambda: (lambda rs: rs if set(cids) <= {r.correlation_id for r in rs} else None)(faults.read(t)),
                         20, 0.2, "every abandoned commit in Kafka")
     rids = [r.ce_id for r in landed if r.correlation_id in set(cids)]
     wait_until(lambda: all(http_request(h.port, "GET", f"/_handoff/requests/{rid}").json()["state"] == "persisted"
                            for rid in rids), 20, 0.2, "every abandoned commit's outcome recorded")
     wait_until(lambda: scrape(h).value("handoff_inflight_commits") == 0, 10, 0.1, "no commit held")
-    faults.mock.cmd("broker_set_rtt 1 0")
     wait_until(lambda: fd_count(h.proc.pid) <= fds0 + 1, 10, 0.1, f"FDs back to {fds0}")
     assert h.proc.poll() is None
     faults.stop(h)

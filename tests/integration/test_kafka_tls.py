@@ -88,7 +88,7 @@ def test_x3_a_ca_signed_certificate_for_the_broker_address_connects_and_commits(
         assert r.status == 201, r
         j = r.json()
         m = Kafka(tls_kafka.plaintext).at(topic, j["partition"], j["offset"])
-        assert dict(m.headers())["ce_id"] == marker.encode() and marker.encode() in m.value()
+        assert dict(m.headers())["ce_id"] == j["request_id"].encode() and marker.encode() in m.value()
         assert_only_tls(relay, marker)
         assert h.admin_get("/config").json()["profile"] == "production"
     finally:

@@ -179,9 +179,10 @@ def test_s4_commit_and_event_calls_succeed_while_handoff_drains(handoff_process,
     for c, _ in answers:
         j = c.json()
         m = kafka.at(commits, j["partition"], j["offset"])
-        assert hdrs(m)["ce_id"] == c.header("X-Correlation-ID").encode()
+        assert hdrs(m)["ce_id"] == j["request_id"].encode()
+        assert hdrs(m)["handoff_correlation_id"] == c.header("X-Correlation-ID").encode()
     got = {hdrs(m)["ce_id"] for m in kafka.read(events, None, timeout=20)}
-    assert {e.header("X-Correlation-ID").encode() for _, e in answers} <= got
+    assert {e.json()["request_id"].encode() for _, e in answers} <= got
 
 
 # --------------------------------------------------------------------------------------------

@@ -14,7 +14,8 @@ import time
 
 import pytest
 
-from conftest import RawConn, assert_error, base_config, http_request, rss_bytes, scrape, unique, wait_until
+from conftest import (RawConn, assert_error, base_config, http_request, request_id, rss_bytes, scrape, unique,
+                      wait_until)
 
 MiB = 1024 * 1024
 RSS_CEILING = 256 * MiB
@@ -272,9 +273,9 @@ def test_L5_body_at_the_route_limit(limited, kafka, size, status):
     assert r.status == status, r
     if status == 413:
         assert_error(r, 413, "body_too_large")
-        assert h.request("GET", f"/_handoff/requests/{cid}").status == 404
+        assert "request_id" in r.json() and h.request("GET", f"/_handoff/requests/{r.json()['request_id']}").status == 404
     else:
-        assert kafka.find("limits.small", cid).value() == b"b" * size
+        assert kafka.find("limits.small", request_id(r)).value() == b"b" * size
 
 
 def test_L5_a_route_limit_above_the_listener_default_admits_a_larger_declared_body(limited, upstream):
@@ -306,7 +307,7 @@ def test_L5_a_declared_2GiB_body_is_413_at_once_without_sending_it(limited, upst
         assert c.closed_by_peer(5)
     finally:
         c.close()
-    assert h.request("GET", f"/_handoff/requests/{cid}").status == 404
+    assert h.request("GET", f"/_handoff/requests/{request_id(r)}").status == 404
     assert not upstream.matching(lambda q: q.header("X-Correlation-ID") == cid)
 
 
@@ -335,7 +336,7 @@ def test_L5_an_endless_chunked_stream_is_aborted_at_the_limit(limited, upstream,
     assert_error(r, 413, "body_too_large")
     assert sent < limit + 16 * MiB, f"the proxy kept reading {sent} bytes past a {limit} byte limit"
     assert s.max_rss < RSS_CEILING
-    assert h.request("GET", f"/_handoff/requests/{cid}").status == 404
+    assert h.request("GET", f"/_handoff/requests/{request_id(r)}").status == 404
     assert not upstream.matching(lambda q: q.header("X-Correlation-ID") == cid)
 
 
@@ -421,7 +422,7 @@ def test_L7_twice_the_commit_capacity_sheds_503_recovers_and_never_gives_a_false
     # NF2 / NAL: every 2xx is in the topic, at the partition/offset it named; nothing shed is there.
     ok = {cid: r.json() for cid, r in results.items() if r.status == 200}
     msgs = kafka.read(topic, lambda ms: len(ms) >= len(ok), timeout=30)
-    ids = {dict(m.headers() or [])["ce_id"].decode(): (m.partition(), m.offset()) for m in msgs}
+    ids = {dict(m.headers() or [])["handoff_correlation_id"].decode(): (m.partition(), m.offset()) for m in msgs}
     for cid, body in ok.items():
         assert ids.get(cid) == (body["partition"], body["offset"]), cid
     assert not set(ids) - set(ok), "a shed (503) request was produced"

@@ -151,7 +151,7 @@ def test_sigterm_under_steady_load_loses_nothing_and_resets_no_request(handoff_p
     accepted = {e.cid.encode() for e in entries if e.status == 202}
     assert len(accepted) >= 100, f"too little load: {len(accepted)} accepted"
     msgs = kafka.read(topic, None, timeout=30)
-    missing = accepted - {hdrs(m).get("ce_id") for m in msgs}
+    missing = accepted - {hdrs(m).get("handoff_correlation_id") for m in msgs}
     by_cid = {e.cid.encode(): e for e in entries}
     detail = sorted((round(by_cid[c].sent_at - sigterm_at, 3), c.decode()) for c in missing)
     assert not missing, (f"{len(missing)} of {len(accepted)} accepted events are not in {topic} ({len(msgs)} records); "

@@ -419,7 +419,8 @@ def test_header_injection_from_kafka_headers_never_reaches_the_service_as_header
 
 
 @pytest.mark.timeout_s(60)
-def test_replies_land_on_the_reply_topic_with_the_correlation_id(brokers, kafka, receiver, handoff_process):
+def test_replies_land_on_the_reply_topic_with_the_request_id_and_the_callers_label(brokers, kafka, receiver,
+                                                                                   handoff_process):
     topic = kafka.create_topic(unique("sub-reply"), 1)
     replies = kafka.create_topic(topic + ".replies", 1)
     receiver.decide = lambda d, nth: (201, [("Content-Type", "application/json"), ("Location", "/orders/7")],
@@ -427,11 +428,15 @@ def test_replies_land_on_the_reply_topic_with_the_correlation_id(brokers, kafka,
     handoff_process(sub_config(brokers, receiver.port, {
         "name": "reply", "topics": [topic], "group": unique("g"), "reply_topic": replies,
         "reply_headers": ["Location"]}))
-    produce(brokers, topic, [(b"k", b"{}", "corr-1", [], "/orders")])
+    produce(brokers, topic, [(b"k", b"{}", "corr-1", [("handoff_correlation_id", b"caller-label")], "/orders")])
     m = kafka.read(replies, lambda ms: len(ms) >= 1, timeout=30)[0]
     h_ = hdrs(m)
     assert m.key() == b"corr-1" and m.value() == b'{"id":7}'
-    assert h_["handoff_correlation_id"] == b"corr-1"
+    assert h_["handoff_request_id"] == b"corr-1"           # the request record's ce_id: what the caller matches
+    assert h_["handoff_correlation_id"] == b"caller-label"  # the caller's label rides along
+    # The service saw the label as X-Correlation-ID and the request ID as ce-id.
+    [d] = receiver.by_id("corr-1")
+    assert d.header("X-Correlation-ID") == "caller-label" and d.ce_id == "corr-1", d.headers
     assert h_["handoff_reply_status"] == b"201"
     assert h_["content-type"] == b"application/json"
     assert h_["handoff_reply_header_location"] == b"/orders/7"

@@ -113,6 +113,21 @@ TEST_CASE("completions for unknown request IDs change nothing") {
     CHECK(s.size() == 0);
 }
 
+TEST_CASE("a late release or completion of a request never touches a later request's entry for the same key") {
+    // A `not persisted` report releases the key on the producer thread; a retry then begins the
+    // key again; the first request's session releases (and a stray completion arrives) after that.
+    // Both name the first request's ID, so the retry keeps its key in flight: no third attempt runs.
+    idempotency_store s(100, 1 << 20, std::chrono::minutes(1));
+    s.begin("r", "k", fp_a, "req-1");
+    s.release("req-1");                                             // the report: not persisted
+    CHECK(s.begin("r", "k", fp_a, "req-2").kind == verdict::fresh);  // the retry runs
+    s.release("req-1");                                             // the first session's own release
+    s.complete("req-1", answer(201, "stale"), true);
+    const auto third = s.begin("r", "k", fp_a, "req-3");
+    CHECK(third.kind == verdict::in_flight);
+    CHECK(third.request_id == "req-2");
+}
+
 TEST_CASE("entries expire after the TTL") {
     idempotency_store s(100, 1 << 20, std::chrono::milliseconds(0));
     s.begin("r", "k", fp_a, "c1");

@@ -193,6 +193,20 @@ def test_a_missing_reply_topic_is_created_with_the_configured_partitions_and_ret
     assert r.status == 201 and r.body == b'{"q":77}', r
 
 
+@pytest.mark.timeout_s(90)
+def test_with_no_create_settings_a_missing_reply_topic_is_created_with_the_defaults(strict, handoff_process, upstream):
+    pk, relay = strict
+    replies = unique("defaults") + ".replies.pod-c"
+    route = unserved_route(unique("unused"), "2s")
+    h = handoff_process(base_config(pk.brokers, upstream.port, [route], replies={"topic": replies}),
+                        name="defaults-caller")
+    assert Kafka(pk.brokers).partitions(replies) == [0]
+    cfg = topic_config(pk.brokers, replies)
+    # retention bounds the data of a topic nobody deletes; segment.ms lets it apply on a quiet topic
+    assert (cfg["retention.ms"], cfg["segment.ms"]) == ("3600000", "3600000"), cfg
+    assert readyz(h)[0] == 200
+
+
 # ---- (2) creation off or refused -----------------------------------------------------------
 
 @pytest.mark.timeout_s(90)

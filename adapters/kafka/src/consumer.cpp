@@ -437,6 +437,10 @@ private:
         for (const auto p : parts) {
             std::int64_t low = 0, high = 0;
             if (from_end) {
+                if (stopping()) {
+                    error_name = "_DESTROY";
+                    return false;
+                }
                 if (const auto err = rd_kafka_query_watermark_offsets(rk_, topic.c_str(), p, &low, &high, 5000)) {
                     error_name = std::string(rd_kafka_err2name(err)) + " reading the end offset of partition " +
                                  std::to_string(p);

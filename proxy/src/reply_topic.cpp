@@ -32,6 +32,11 @@ creation_failure describe_creation_failure(std::string_view topic, std::string_v
     return out;
 }
 
+std::string metadata_failure_needs(std::string_view topic, std::string_view error_name) {
+    if (error_name != "TOPIC_AUTHORIZATION_FAILED") return {};
+    return "DESCRIBE and READ on topic '" + std::string(topic) + "' (and CREATE to have it created when missing)";
+}
+
 std::string missing_topic_reason(std::string_view topic) {
     return "the reply topic '" + std::string(topic) +
            "' does not exist and replies.create is off: create it (the principal needs CREATE on it), or turn "

@@ -230,6 +230,86 @@ def test_a_reply_topic_that_is_missing_and_not_created_keeps_readyz_503_with_the
     assert replies not in Kafka(pk.brokers).admin.list_topics(timeout=10).topics
 
 
+@pytest.fixture(scope="module")
+def authz(tmp_path_factory):
+    """A private broker with ACLs (StandardAuthorizer, deny when no ACL matches): its PLAINTEXT
+    listener is a super user (the test's admin client), its SASL listener (PLAIN) authenticates
+    User:caller, which gets only the ACLs a test grants."""
+    d = tmp_path_factory.mktemp("authz-kafka")
+    sasl = free_port()
+    extra = d / "authz.properties"
+    extra.write_text(f"extra.listeners=SASL://127.0.0.1:{sasl}\n"
+                     "extra.listener.security.protocol.map=SASL:SASL_PLAINTEXT\n"
+                     "listener.name.sasl.sasl.enabled.mechanisms=PLAIN\n"
+                     "listener.name.sasl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule "
+                     'required user_caller="caller-pw";\n'
+                     "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer\n"
+                     "super.users=User:ANONYMOUS\n"
+                     "allow.everyone.if.no.acl.found=false\n"
+                     "auto.create.topics.enable=false\n")
+    pk = PrivateKafka(d, free_port_pair()).start(extra=extra)
+    yield pk, f"127.0.0.1:{sasl}"
+    pk.stop()
+
+
+def allow(admin: AdminClient, resource, name: str, pattern, *ops):
+    from confluent_kafka.admin import AclBinding, AclPermissionType
+    fs = admin.create_acls([AclBinding(resource, name, pattern, "User:caller", "*", op, AclPermissionType.ALLOW)
+                            for op in ops], request_timeout=15)
+    for f in fs.values():
+        f.result(timeout=20)
+
+
+@pytest.mark.timeout_s(120)
+def test_a_reply_topic_the_principal_may_not_create_keeps_readyz_503_and_the_log_names_the_create_permission(
+        authz, handoff_process, upstream):
+    from confluent_kafka.admin import AclOperation, ResourcePatternType, ResourceType
+    pk, sasl = authz
+    kafka = Kafka(pk.brokers)
+    p = unique("acl")
+    replies, requests = f"{p}.replies.pod-d", kafka.create_topic(f"{p}.requests", 1)
+    # What a caller needs, except CREATE on its reply topic.
+    allow(kafka.admin, ResourceType.TOPIC, f"{p}.replies.", ResourcePatternType.PREFIXED,
+          AclOperation.DESCRIBE, AclOperation.READ)
+    allow(kafka.admin, ResourceType.TOPIC, requests, ResourcePatternType.LITERAL,
+          AclOperation.DESCRIBE, AclOperation.WRITE)
+    allow(kafka.admin, ResourceType.BROKER, "kafka-cluster", ResourcePatternType.LITERAL,
+          AclOperation.IDEMPOTENT_WRITE)
+    allow(kafka.admin, ResourceType.GROUP, "handoff-replies-", ResourcePatternType.PREFIXED, AclOperation.ALL)
+    cfg = base_config(sasl, upstream.port, [unserved_route(requests, "5s")],
+                      replies={"topic": replies, "refresh_interval": "1s"},
+                      kafka={"properties": {"linger.ms": "1", "security.protocol": "SASL_PLAINTEXT",
+                                            "sasl.mechanisms": "PLAIN", "sasl.username": "caller",
+                                            "sasl.password": "caller-pw"}})
+    h = handoff_process(cfg, wait="live", name="acl-caller")
+    st = wait_until(lambda: (x := readyz(h))[0] == 503 and "AUTHORIZATION_FAILED" in x[1].get("reason", "") and x,
+                    30, 0.1, "/readyz 503 with the authorization failure")
+    assert replies in st[1]["reason"], st
+    lines = [x for x in h.log_lines_json() if x.get("topic") == replies and x.get("level") == "error"]
+    assert lines and f"CREATE operation on topic '{replies}'" in lines[0]["needs"], lines or h.log_tail()
+    # The operator grants CREATE: the sidecar creates its topic and turns ready, without a restart.
+    allow(kafka.admin, ResourceType.TOPIC, f"{p}.replies.", ResourcePatternType.PREFIXED, AclOperation.CREATE)
+    h.wait_ready(30)
+    assert kafka.partitions(replies) == [0]
+
+
+@pytest.mark.timeout_s(90)
+def test_a_reply_topic_the_principal_may_not_even_describe_keeps_readyz_503_and_the_log_names_describe_and_read(
+        authz, handoff_process, upstream):
+    pk, sasl = authz
+    replies = unique("no-acl") + ".replies.pod-e"   # no ACL of User:caller matches it
+    cfg = base_config(sasl, upstream.port, [unserved_route(unique("unused"), "5s")], replies={"topic": replies},
+                      kafka={"properties": {"linger.ms": "1", "security.protocol": "SASL_PLAINTEXT",
+                                            "sasl.mechanisms": "PLAIN", "sasl.username": "caller",
+                                            "sasl.password": "caller-pw"}})
+    h = handoff_process(cfg, wait="live", name="no-acl-caller")
+    st = wait_until(lambda: (x := readyz(h))[0] == 503 and "TOPIC_AUTHORIZATION_FAILED" in x[1].get("reason", "") and x,
+                    30, 0.1, "/readyz 503 with the authorization failure")
+    assert replies in st[1]["reason"], st
+    lines = [x for x in h.log_lines_json() if x.get("topic") == replies and x.get("level") == "error"]
+    assert lines and f"DESCRIBE and READ on topic '{replies}'" in lines[0]["needs"], lines or h.log_tail()
+
+
 # ---- (3) a partition added after start ----------------------------------------------------
 
 @pytest.mark.timeout_s(150)

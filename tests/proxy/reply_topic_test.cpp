@@ -44,3 +44,10 @@ TEST_CASE("a missing reply topic with creation off says how to fix it") {
     CHECK(r.find("replies.create is off") != std::string::npos);
     CHECK(r.find("CREATE") != std::string::npos);
 }
+
+TEST_CASE("a reply topic whose metadata the principal may not read names DESCRIBE and READ, other errors nothing") {
+    CHECK(metadata_failure_needs("r", "TOPIC_AUTHORIZATION_FAILED") ==
+          "DESCRIBE and READ on topic 'r' (and CREATE to have it created when missing)");
+    CHECK(metadata_failure_needs("r", "_TRANSPORT").empty());
+    CHECK(metadata_failure_needs("r", "_TIMED_OUT").empty());
+}

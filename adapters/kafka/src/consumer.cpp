@@ -279,9 +279,13 @@ private:
             std::string error_name, error_text;
             const auto state = read_partition_count(count, error_name, error_text);
             if (state == topic_state::error) {
-                problem(log::level::warn, "cannot read the reply topic's metadata",
+                const auto needs = proxy::metadata_failure_needs(topic, error_name);
+                std::vector<std::pair<std::string, std::string>> extra;
+                if (!needs.empty()) extra.emplace_back("needs", needs);  // a permission, not an outage
+                problem(needs.empty() ? log::level::warn : log::level::error, "cannot read the reply topic's metadata",
                         "cannot read the metadata of the reply topic '" + topic + "': " + error_name +
-                            (error_text.empty() ? "" : " (" + error_text + ")"));
+                            (error_text.empty() ? "" : " (" + error_text + ")"),
+                        std::move(extra));
                 retry();
                 continue;
             }

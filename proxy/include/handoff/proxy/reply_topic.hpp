@@ -27,6 +27,10 @@ struct creation_failure {
 creation_failure describe_creation_failure(std::string_view topic, std::string_view error_name,
                                            std::string_view message);
 
+// What the principal lacks when the reply topic's metadata cannot be read with `error_name`:
+// DESCRIBE and READ for an authorization failure, empty for any other error (not a permission).
+std::string metadata_failure_needs(std::string_view topic, std::string_view error_name);
+
 // The /readyz reason while the reply topic is missing and replies.create is off.
 std::string missing_topic_reason(std::string_view topic);
 

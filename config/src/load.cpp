@@ -676,13 +676,35 @@ private:
     void parse_replies(const YAML::Node& n, replies_config& r) {
         const std::string p = "replies";
         if (n.IsNull()) return;  // "replies:" with nothing: no reply topic
-        const auto f = map(n, p, {"topic"});
+        const auto f = map(n, p, {"topic", "create", "refresh_interval"});
         if (!f) return;
         if (find(*f, "topic")) {
             get_topic(*f, "topic", p, r.topic);
         } else {
             fail(n, p, "missing required key 'topic' (the reply topic this process consumes)");
         }
+        get_duration(*f, "refresh_interval", p, r.refresh_interval);
+        if (r.refresh_interval < millis(100)) {
+            fail(find(*f, "refresh_interval")->value, p + ".refresh_interval", "must be at least 100ms");
+        }
+        const entry* e = find(*f, "create");
+        if (!e) return;
+        // create: true | false | {enabled, partitions, replication_factor, retention}
+        if (e->value.IsScalar()) {
+            get_bool(*f, "create", p, r.create.enabled);
+            return;
+        }
+        const auto cp = p + ".create";
+        const auto c = map(e->value, cp, {"enabled", "partitions", "replication_factor", "retention"});
+        if (!c) return;
+        get_bool(*c, "enabled", cp, r.create.enabled);
+        get_int(*c, "partitions", cp, r.create.partitions, 1, 100'000);
+        get_int(*c, "replication_factor", cp, r.create.replication_factor, -1, 32'767);
+        if (r.create.replication_factor == 0) {
+            fail(find(*c, "replication_factor")->value, cp + ".replication_factor",
+                 "must be -1 (the broker's default) or at least 1, got 0");
+        }
+        get_duration(*c, "retention", cp, r.create.retention);
     }
 
     void parse_log(const YAML::Node& n, log_config& l) {
@@ -1538,7 +1560,14 @@ nlohmann::ordered_json config_json(const config& c, bool redact) {
     j["idempotency"] = {{"max_entries", c.idempotency.max_entries},
                         {"max_bytes", c.idempotency.max_bytes},
                         {"ttl", ms(c.idempotency.ttl)}};
-    if (!c.replies.topic.empty()) j["replies"] = {{"topic", c.replies.topic}};
+    if (!c.replies.topic.empty()) {
+        j["replies"] = {{"topic", c.replies.topic},
+                        {"create", {{"enabled", c.replies.create.enabled},
+                                    {"partitions", c.replies.create.partitions},
+                                    {"replication_factor", c.replies.create.replication_factor},
+                                    {"retention", ms(c.replies.create.retention)}}},
+                        {"refresh_interval", ms(c.replies.refresh_interval)}};
+    }
     json routes = json::array();
     for (const auto& r : c.routes) {
         json m = {{"path", r.path}};

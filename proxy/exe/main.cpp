@@ -200,10 +200,14 @@ int run(const std::string& file) {
 
     // The config in force: replaced on a successful reload.
     std::atomic<std::shared_ptr<const handoff::config::config>> current{cfg};
+    // reply routes: this process's own consumer of replies.topic (created below, before the
+    // io_context runs; declared here because readiness asks it).
+    std::shared_ptr<handoff::proxy::consumer> reply_consumer;
     std::unique_ptr<handoff::proxy::admin_server> admin;
     if (cfg->admin.enabled) {
         handoff::proxy::admin_hooks hooks;
-        hooks.ready = [&server, producer, replies_configured = !cfg->replies.topic.empty()](std::string& reason) {
+        hooks.ready = [&server, &reply_consumer, producer,
+                       replies_configured = !cfg->replies.topic.empty()](std::string& reason) {
             if (server.draining()) {
                 reason = "draining";
                 return false;
@@ -212,9 +216,16 @@ int run(const std::string& file) {
                 reason = "kafka is not reachable (no cluster metadata)";
                 return false;
             }
-            if (replies_configured && !server.replies_ready()) {
-                reason = "the reply topic is not assigned yet";
-                return false;
+            if (replies_configured) {
+                if (!reply_consumer) {
+                    reason = "the reply consumer is not started yet";
+                    return false;
+                }
+                if (!reply_consumer->ready(reason)) return false;
+                if (!server.replies_ready()) {
+                    reason = "the reply topic is not assigned yet";
+                    return false;
+                }
             }
             return true;
         };
@@ -306,24 +317,19 @@ int run(const std::string& file) {
                                                                                upstream, producer));
         subscriptions.back()->start();
     }
-    // reply routes: this process's own consumer of replies.topic, in a group of its own (a fresh
-    // name per start, no offsets committed), reading from the end: every reply published after
-    // start-up reaches it, whichever partition it is on. Readiness waits for its assignment.
-    std::shared_ptr<handoff::proxy::consumer> reply_consumer;
+    // reply routes: every partition of replies.topic assigned by hand (no consumer group, nothing
+    // committed), created first when missing (replies.create), read from the end offsets found
+    // before readiness turns true, positions kept in memory across reconnects; partitions added
+    // later are read from their beginning (make_reply_consumer). Readiness waits for it.
     if (!cfg->replies.topic.empty()) {
-        handoff::config::subscription rs;
-        rs.name = "replies";
-        rs.topics = {cfg->replies.topic};
-        rs.group = "handoff-replies-" + handoff::proxy::make_uuid_v7();
-        rs.auto_offset_reset = handoff::config::offset_reset::latest;
-        rs.properties = {{"enable.auto.commit", "false"}, {"fetch.wait.max.ms", "100"}};
-        reply_consumer = handoff::adapters::kafka::make_consumer(asio::make_strand(ioc), cfg->kafka, rs, bootstrap, err);
+        reply_consumer =
+            handoff::adapters::kafka::make_reply_consumer(asio::make_strand(ioc), cfg->kafka, cfg->replies, bootstrap, err);
         if (!reply_consumer) {
             log::error("kafka reply consumer could not be created", {{"error", err}});
             return exit_config;
         }
         reply_consumer->start(server.reply_listener());
-        log::info("consuming replies", {{"topic", cfg->replies.topic}, {"group", rs.group}});
+        log::info("consuming replies", {{"topic", cfg->replies.topic}});
     }
     // Subscription counters are atomics in the engine; each scrape adds what changed since the last.
     struct exported_counter {

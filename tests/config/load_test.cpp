@@ -786,6 +786,45 @@ TEST_CASE("idempotency and replies sections, and a reply route that needs replie
     CHECK_ERROR(load_with("replies: {topic: 'bad topic'}\n"), "replies.topic", "invalid character");
 }
 
+TEST_CASE("replies.create and replies.refresh_interval have defaults, a bool or a map form, and checked values") {
+    const auto plain = load_with("replies: {topic: r}\n");
+    REQUIRE_OK(plain);
+    CHECK(plain.value->replies.create.enabled);
+    CHECK(plain.value->replies.create.partitions == 1);
+    CHECK(plain.value->replies.create.replication_factor == -1);
+    CHECK(plain.value->replies.create.retention == std::chrono::hours(1));
+    CHECK(plain.value->replies.refresh_interval == std::chrono::seconds(10));
+
+    const auto off = load_with("replies: {topic: r, create: false}\n");
+    REQUIRE_OK(off);
+    CHECK_FALSE(off.value->replies.create.enabled);
+
+    const auto full = load_with(
+        "replies:\n  topic: r\n  refresh_interval: 2s\n"
+        "  create: {partitions: 3, replication_factor: 2, retention: 30m}\n");
+    REQUIRE_OK(full);
+    CHECK(full.value->replies.create.enabled);
+    CHECK(full.value->replies.create.partitions == 3);
+    CHECK(full.value->replies.create.replication_factor == 2);
+    CHECK(full.value->replies.create.retention == std::chrono::minutes(30));
+    CHECK(full.value->replies.refresh_interval == std::chrono::seconds(2));
+    const auto j = nlohmann::json::parse(to_redacted_json(*full.value));
+    CHECK(j["replies"]["create"]["partitions"] == 3);
+    CHECK(j["replies"]["create"]["retention"] == "1800000ms");
+
+    CHECK_ERROR(load_with("replies: {topic: r, create: maybe}\n"), "replies.create", "true or false expected");
+    CHECK_ERROR(load_with("replies: {topic: r, create: {partitions: 0}}\n"), "replies.create.partitions",
+                "must be between 1 and");
+    CHECK_ERROR(load_with("replies: {topic: r, create: {replication_factor: 0}}\n"),
+                "replies.create.replication_factor", "must be -1");
+    CHECK_ERROR(load_with("replies: {topic: r, create: {retention: 0s}}\n"), "replies.create.retention",
+                "greater than 0");
+    CHECK_ERROR(load_with("replies: {topic: r, create: {partition: 2}}\n"), "replies.create.partition",
+                "did you mean 'partitions'");
+    CHECK_ERROR(load_with("replies: {topic: r, refresh_interval: 10ms}\n"), "replies.refresh_interval",
+                "at least 100ms");
+}
+
 TEST_CASE("idempotency on a route is optional or required, and not for forward routes") {
     CHECK_ERROR(load_with(one_route("{name: a, match: {path: /a}, mode: event, topic: t, idempotency: always}")),
                 "routes[0].idempotency", "optional or required");

@@ -152,6 +152,9 @@ subscriptions:
 TLS = '  brokers: "127.0.0.1:9092"\n  properties: {security.protocol: SASL_SSL, ssl.ca.location: /etc/ca.pem}\n'
 PRODUCTION = "profile: production\n" + BASE.replace('  brokers: "127.0.0.1:9092"\n', TLS)
 VALID.update({
+    "replies-create-map": BASE + 'replies:\n  topic: "replies.${POD_NAME:-local}"\n  refresh_interval: 5s\n'
+    "  create: {partitions: 3, replication_factor: -1, retention: 2h}\n",
+    "replies-create-off": BASE + "replies: {topic: replies.fixed, create: false}\n",
     "production-tls": PRODUCTION,
     "production-allow-insecure": "profile: production\n" + BASE.replace(
         '  brokers: "127.0.0.1:9092"\n', '  brokers: embedded\n  allow_insecure: true\n'),
@@ -183,6 +186,8 @@ SCHEMA_ERROR_AT = {
     "port-out-of-range": "listen/port",
     "subscription-bad-ordering": "subscriptions/0/ordering",
     "reply-without-replies-topic": "(root)",
+    "replies-create-unknown-key": "replies/create",
+    "replies-create-zero-replication": "replies/create",
     "canary-bad-percent": "routes/2/canary/percent",
     "canary-forward-without-topic": "routes/2",
     "idempotency-on-forward": "routes/2",
@@ -241,6 +246,9 @@ INVALID = {
     "defaults-mode-event": (BASE + "defaults: {mode: event}\n", "defaults.mode must be forward"),
     "reply-without-replies-topic": (BASE + "  - {name: q, match: {path: /q}, mode: reply, topic: q}\n",
                                     "set replies.topic"),
+    "replies-create-unknown-key": (BASE + "replies: {topic: r, create: {partition: 2}}\n", "unknown key 'partition'"),
+    "replies-create-zero-replication": (BASE + "replies: {topic: r, create: {replication_factor: 0}}\n",
+                                        "must be -1"),
     "canary-bad-percent": (BASE + "  - {name: c, match: {path: /c}, mode: event, topic: c, canary: {mode: forward, percent: 150}}\n",
                            "must be between 0 and 100"),
     "canary-forward-without-topic": (BASE + "  - {name: c, match: {path: /c}, mode: forward, canary: {mode: event, percent: 5}}\n",

@@ -171,10 +171,22 @@ struct idempotency_config {
     millis ttl{86'400'000};                    // 24 h
 };
 
-// The reply topic this process consumes for `reply` routes (one consumer per process, in a
-// group of its own, reading from the end; every reply for a request it holds completes it).
+// How the reply topic is created when it does not exist (Admin API CreateTopics, at start).
+struct reply_topic_creation {
+    bool enabled = true;                        // false: a missing topic keeps /readyz at 503
+    int partitions = 1;
+    int replication_factor = -1;                // -1: the broker's default.replication.factor
+    millis retention{3'600'000};                // retention.ms (and segment.ms) of the new topic
+};
+
+// The reply topic this process consumes for `reply` routes: every partition assigned by hand (no
+// consumer group), from the end offsets read before /readyz turns true, positions kept in memory;
+// partitions added later are read from their beginning. Every reply for a request it holds
+// completes it.
 struct replies_config {
     std::string topic;                          // empty: no reply routes allowed
+    reply_topic_creation create;
+    millis refresh_interval{10'000};            // how often the partition count is re-read
 };
 
 // The receiving half (DESIGN §4): consume topics in a group and deliver each record to the local

@@ -82,6 +82,15 @@ public:
     // The group member id (empty before the first join); for logs.
     virtual std::string member_id() const = 0;
 
+    // Any thread (the /readyz probe). False, with the reason, while the consumer cannot yet read
+    // what it must (the reply consumer: its topic is missing, could not be created, or its end
+    // offsets are not read yet). A group consumer is always ready here: its readiness is the
+    // group's business (subscriptions do not hold /readyz).
+    virtual bool ready(std::string& reason) const {
+        reason.clear();
+        return true;
+    }
+
     // Non-blocking; the exception to the strand rule: callable from any thread (metrics scrape).
     // For each currently assigned partition: high watermark minus the last offset stored through
     // `store_offset` (or minus the consume position while nothing was stored yet). Partitions

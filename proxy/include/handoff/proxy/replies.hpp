@@ -64,7 +64,7 @@ public:
     void on_revoked(const std::vector<topic_partition>& partitions, bool lost) override;
     void on_record(consumed_record record) override;
 
-    // True once the group assigned the reply topic's partitions (replies can be read).
+    // True once the reply consumer assigned the reply topic's partitions (replies can be read).
     bool ready() const noexcept { return assigned_.load(); }
 
 private:

@@ -27,4 +27,18 @@ std::shared_ptr<proxy::consumer> make_consumer(boost::asio::any_io_executor stra
                                                const config::subscription& sub, const std::string& bootstrap_servers,
                                                std::string& error_out);
 
+// Creates the calling side's reply consumer for `replies.topic` (README, "Reply routes"). No
+// consumer group: a control thread of its own (never an io_context thread: its Kafka calls block)
+// reads the topic's metadata; creates the topic with the Admin API when it is missing and
+// `replies.create.enabled`; reads every partition's end offset and assigns them all by hand from
+// there (rd_kafka_incremental_assign), which is when `ready()` turns true and the listener's
+// `on_assigned` runs (on the strand); then re-reads the partition count every
+// `replies.refresh_interval` and assigns new partitions from their beginning. Positions stay in
+// librdkafka's memory across reconnects; nothing is committed (auto.offset.reset=earliest applies
+// only when a position falls out of the log). `ready()` gives the reason while not ready.
+std::shared_ptr<proxy::consumer> make_reply_consumer(boost::asio::any_io_executor strand,
+                                                     const config::kafka_config& kafka,
+                                                     const config::replies_config& replies,
+                                                     const std::string& bootstrap_servers, std::string& error_out);
+
 }  // namespace handoff::adapters::kafka

@@ -21,7 +21,8 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions
 
-from conftest import Kafka, PrivateKafka, base_config, free_port, free_port_pair, http_request, unique, wait_until
+from conftest import (Kafka, PrivateKafka, base_config, free_port, free_port_pair, hdrs, http_request, unique,
+                      wait_until)
 
 
 class Relay:
@@ -123,9 +124,10 @@ def strict(tmp_path_factory):
     pk.stop()
 
 
-def reply_headers(cid: str, status: bytes = b"200") -> list[tuple[str, bytes]]:
-    """The headers a receiving sidecar writes on a reply record (proxy/src/subscription.cpp)."""
-    return [("handoff_correlation_id", cid.encode()), ("handoff_reply_status", status),
+def reply_headers(rid: str, status: bytes = b"200") -> list[tuple[str, bytes]]:
+    """The headers a receiving sidecar writes on a reply record (proxy/src/subscription_rules.cpp):
+    the request ID it answers (the request record's ce_id), the status, the content type."""
+    return [("handoff_request_id", rid.encode()), ("handoff_reply_status", status),
             ("content-type", b"text/plain")]
 
 
@@ -140,16 +142,15 @@ def unserved_route(topic: str, timeout: str) -> dict:
             "topic": topic, "key": "path:id", "timeout": timeout}
 
 
-def hold(h, cid: str, timeout: float) -> tuple[threading.Thread, dict]:
-    """Sends a request to the held route in a thread; returns once it was produced (its status is
-    known), so it waits for its reply."""
+def hold(h, kafka: Kafka, topic: str, cid: str, timeout: float) -> tuple[threading.Thread, dict, str]:
+    """Sends a request to the held route in a thread; returns once it is in Kafka (so it waits for
+    its reply), with its request ID, read from its record (the caller has no answer yet)."""
     got: dict = {}
     th = threading.Thread(target=lambda: got.update(r=http_request(
         h.port, "POST", "/held/1", b"{}", {"X-Correlation-ID": cid}, timeout=timeout)), daemon=True)
     th.start()
-    wait_until(lambda: (s := status_of(h, cid)) is not None and s["state"] in ("persisted", "accepted"), 20,
-               what="the held request produced")
-    return th, got
+    [msg] = kafka.with_label(topic, cid, timeout=20)
+    return th, got, hdrs(msg)["ce_id"].decode()
 
 
 def topic_config(brokers: str, topic: str) -> dict[str, str]:
@@ -317,15 +318,16 @@ def test_a_reply_on_a_partition_added_after_start_completes_the_held_request(str
     pk, relay = strict
     kafka = Kafka(pk.brokers)
     replies = kafka.create_topic(unique("grown") + ".replies", 1)
-    caller = handoff_process(base_config(pk.brokers, upstream.port, [unserved_route(kafka.create_topic(
-        unique("grown-req"), 1), "60s")], replies={"topic": replies}), name="grown-caller")
+    requests = kafka.create_topic(unique("grown-req"), 1)
+    caller = handoff_process(base_config(pk.brokers, upstream.port, [unserved_route(requests, "60s")],
+                                         replies={"topic": replies}), name="grown-caller")
     cid = unique("grown")
-    th, got = hold(caller, cid, 90)
+    th, got, rid = hold(caller, kafka, requests, cid, 90)
     fs = kafka.admin.create_partitions([NewPartitions(replies, 2)], request_timeout=15)
     fs[replies].result(timeout=20)
     assert kafka.partitions(replies) == [0, 1]
     p = Producer({"bootstrap.servers": pk.brokers})
-    p.produce(replies, partition=1, key=cid, value=b"from the new partition", headers=reply_headers(cid))
+    p.produce(replies, partition=1, key=rid, value=b"from the new partition", headers=reply_headers(rid))
     assert p.flush(10) == 0
     th.join(90)
     r = got["r"]
@@ -352,8 +354,9 @@ def test_a_reply_written_while_the_caller_is_disconnected_completes_the_held_req
     kafka = Kafka(pk.brokers)
     replies = kafka.create_topic(unique("cut") + ".replies", 2)
     client_id = unique("cut-caller")
+    requests = kafka.create_topic(unique("cut-req"), 1)
     cfg = base_config(f"127.0.0.1:{relay.port}", upstream.port,
-                      [unserved_route(kafka.create_topic(unique("cut-req"), 1), "90s")],
+                      [unserved_route(requests, "90s")],
                       replies={"topic": replies},
                       # The shortest session a broker allows: a group member cut off for longer is
                       # expelled (what a long outage or a rebalance does to a group consumer).
@@ -361,8 +364,8 @@ def test_a_reply_written_while_the_caller_is_disconnected_completes_the_held_req
                                             "reconnect.backoff.max.ms": "500"}})
     caller = handoff_process(cfg, name="cut-caller")
     cid = unique("cut")
-    th, got = hold(caller, cid, 120)
-    wait_until(lambda: status_of(caller, cid)["state"] == "persisted", 20, what="the request persisted")
+    th, got, rid = hold(caller, kafka, requests, cid, 120)
+    wait_until(lambda: status_of(caller, rid)["state"] == "persisted", 20, what="the request persisted")
     relay.down()
     try:
         # The caller knows it is cut off (no broker reachable: /readyz says so) ...
@@ -372,7 +375,7 @@ def test_a_reply_written_while_the_caller_is_disconnected_completes_the_held_req
         wait_until(lambda: not group_member_of(kafka.admin, client_id), 60, 0.5,
                    "the broker to drop the caller from every consumer group")
         p = Producer({"bootstrap.servers": pk.brokers})
-        p.produce(replies, partition=1, key=cid, value=b"written during the outage", headers=reply_headers(cid))
+        p.produce(replies, partition=1, key=rid, value=b"written during the outage", headers=reply_headers(rid))
         assert p.flush(10) == 0
     finally:
         relay.up()

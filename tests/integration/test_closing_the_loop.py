@@ -105,6 +105,15 @@ def reply_to(brokers: str, topic: str, rid: str, status: bytes | None, body: byt
     assert p.flush(10) == 0
 
 
+def send_held(port: int, path: str, label: str) -> tuple[threading.Thread, dict]:
+    """Sends a reply-route request labelled `label` in a thread; its answer lands in the dict ("r")."""
+    got: dict = {}
+    waiter = threading.Thread(target=lambda: got.update(r=http_request(
+        port, "POST", path, b"{}", {"X-Correlation-ID": label}, timeout=30)))
+    waiter.start()
+    return waiter, got
+
+
 def held_request_id(kafka, topic: str, label: str) -> str:
     """The request ID of a request still held by its caller, from its record (the CloudEvents id of
     the record that carries the caller's label)."""
@@ -186,10 +195,7 @@ def test_a_reply_route_answers_with_the_services_final_non_2xx_answer(caller, re
 def test_a_reply_record_that_is_no_usable_response_answers_the_waiting_request_502_bad_reply_at_once(caller, brokers,
                                                                                                     kafka, t, status):
     cid = unique("bad-reply")
-    got: dict = {}
-    waiter = threading.Thread(target=lambda: got.update(r=http_request(
-        caller.port, "POST", "/unserved-long/1", b"{}", {"X-Correlation-ID": cid}, timeout=30)))
-    waiter.start()
+    waiter, got = send_held(caller.port, "/unserved-long/1", cid)
     try:
         # The request is in Kafka (so it waits for its reply) before the bad reply is written.
         reply_to(brokers, t.replies, held_request_id(kafka, t.unserved, cid), status, b"not an answer")
@@ -242,10 +248,7 @@ def test_a_reply_that_names_a_callers_correlation_id_but_not_its_request_id_comp
     """Anyone who can write to the reply topic and knows (or chose) a caller's label must not be able
     to answer that caller: replies are matched by the request ID, which only the request record carries."""
     label = unique("victim")
-    got: dict = {}
-    waiter = threading.Thread(target=lambda: got.update(r=http_request(
-        caller.port, "POST", "/unserved-long/2", b"{}", {"X-Correlation-ID": label}, timeout=30)))
-    waiter.start()
+    waiter, got = send_held(caller.port, "/unserved-long/2", label)
     try:
         rid = held_request_id(kafka, t.unserved, label)
         p = Producer({"bootstrap.servers": brokers})

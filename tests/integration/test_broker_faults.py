@@ -788,9 +788,10 @@ def test_p16_no_progress_while_the_cluster_answers_recreates_the_producer_with_a
     def final_state(cid):
         return http_request(h.port, "GET", f"/_handoff/requests/{cid}").json()
     held = events + commits
-    wait_until(lambda: all(final_state(e.correlation_id)["state"] != "accepted" for e in held), 10, 0.2,
+    assert all(e.request_id for e in held), [e for e in held if not e.request_id][:3]
+    wait_until(lambda: all(final_state(e.request_id)["state"] != "accepted" for e in held), 10, 0.2,
                "every held record has a final state")
-    states = {e.correlation_id: final_state(e.correlation_id) for e in held}
+    states = {e.request_id: final_state(e.request_id) for e in held}
     counts: dict[str, int] = {}
     for s in states.values():
         counts[s["state"]] = counts.get(s["state"], 0) + 1
@@ -798,7 +799,7 @@ def test_p16_no_progress_while_the_cluster_answers_recreates_the_producer_with_a
     assert counts.get("failed", 0) > 0, counts
     faults.stop(h)
     records = faults.read(t)
-    present = {r.ce_id for r in records}
+    present = {r.ce_id for r in records}   # the request IDs
     for cid, s in states.items():
         if s["state"] == "failed":   # "failed" promises the record is not in Kafka: safe to retry
             assert cid not in present, f"{cid} is failed but present: {s}"

@@ -730,7 +730,8 @@ private:
             return;
         }
         places_.emplace(p, n);
-        const auto f = map(n, p, {"brokers", "embedded_brokers", "flush_timeout", "properties", "allow_insecure"});
+        const auto f = map(n, p, {"brokers", "embedded_brokers", "flush_timeout", "stall_timeout", "properties",
+                                  "allow_insecure"});
         if (!f) return;
         get_bool(*f, "allow_insecure", p, k.allow_insecure);
         if (const entry* e = find(*f, "brokers")) {
@@ -749,6 +750,7 @@ private:
         }
         get_int(*f, "embedded_brokers", p, k.embedded_brokers, 1, 16);
         get_duration(*f, "flush_timeout", p, k.flush_timeout);
+        get_duration(*f, "stall_timeout", p, k.stall_timeout, /*allow_zero=*/true);
 
         const entry* props = find(*f, "properties");
         if (!props || props->value.IsNull()) return;
@@ -1545,6 +1547,7 @@ nlohmann::ordered_json config_json(const config& c, bool redact) {
                   {"embedded", k.embedded},
                   {"embedded_brokers", k.embedded_brokers},
                   {"flush_timeout", ms(k.flush_timeout)},
+                  {"stall_timeout", ms(k.stall_timeout)},
                   {"allow_insecure", k.allow_insecure},
                   {"properties", props}};
     j["defaults"] = {{"mode", to_string(c.defaults.mode)}, {"timeout", ms(c.defaults.timeout)}, {"ce_source", c.defaults.ce_source}};

@@ -212,8 +212,8 @@ int run(const std::string& file) {
                 reason = "draining";
                 return false;
             }
-            if (!producer->ready()) {
-                reason = "kafka is not reachable (no cluster metadata)";
+            if (auto why = producer->not_ready_reason(); !why.empty()) {
+                reason = std::move(why);
                 return false;
             }
             if (replies_configured) {
@@ -391,6 +391,32 @@ int run(const std::string& file) {
         for (auto& [key, g] : lag_state->gauges) {
             if (!reported.count(g)) g->Set(0);
         }
+    });
+    // Producer handles re-created (adapters/kafka/README.md, "Fatal errors" and "Stalls").
+    struct exported_recreations {
+        std::mutex mutex;  // scrapes may run concurrently
+        prometheus::Counter* fatal;
+        prometheus::Counter* stalled;
+        std::uint64_t last_fatal = 0, last_stalled = 0;
+    };
+    auto recreations = std::make_shared<exported_recreations>();
+    {
+        const char* help = "Kafka producer handles re-created: after a fatal idempotent-producer error, or after no "
+                           "progress while the cluster answered (kafka.stall_timeout)";
+        recreations->fatal = &stats->counter("handoff_kafka_producer_recreations_total", help, {{"reason", "fatal"}});
+        recreations->stalled = &stats->counter("handoff_kafka_producer_recreations_total", help, {{"reason", "stalled"}});
+    }
+    stats->on_scrape([recreations, producer] {
+        const auto s = producer->stats();
+        std::lock_guard lock(recreations->mutex);
+        if (s.recreated_after_fatal > recreations->last_fatal) {
+            recreations->fatal->Increment(static_cast<double>(s.recreated_after_fatal - recreations->last_fatal));
+        }
+        if (s.recreated_after_stall > recreations->last_stalled) {
+            recreations->stalled->Increment(static_cast<double>(s.recreated_after_stall - recreations->last_stalled));
+        }
+        recreations->last_fatal = s.recreated_after_fatal;
+        recreations->last_stalled = s.recreated_after_stall;
     });
     stats->on_scrape([exported, exported_gauges] {
         for (auto& e : *exported) {

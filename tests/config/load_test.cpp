@@ -312,6 +312,21 @@ TEST_CASE("kafka brokers are required unless embedded") {
     CHECK(r.value->kafka.embedded_brokers == 3);
 }
 
+TEST_CASE("kafka stall_timeout defaults to 60s, accepts 0 (off) and names its line when invalid") {
+    const auto d = load("kafka: {brokers: b:9092}\n");
+    REQUIRE_OK(d);
+    CHECK(d.value->kafka.stall_timeout == millis(60'000));
+    const auto off = load("kafka: {brokers: b:9092, stall_timeout: 0s}\n");
+    REQUIRE_OK(off);
+    CHECK(off.value->kafka.stall_timeout == millis(0));
+    const auto set = load("kafka:\n  brokers: b:9092\n  stall_timeout: 45s\n");
+    REQUIRE_OK(set);
+    CHECK(set.value->kafka.stall_timeout == millis(45'000));
+    const auto bad = load("kafka:\n  brokers: b:9092\n  stall_timeout: 45\n");
+    CHECK_ERROR(bad, "kafka.stall_timeout", "needs a unit");
+    CHECK(bad.errors[0].line == 3);
+}
+
 TEST_CASE("kafka properties become strings and bootstrap.servers is rejected") {
     const auto r = load("kafka:\n  brokers: b:9092\n  properties: {linger.ms: 5, enable.idempotence: true, client.id: x}\n");
     REQUIRE_OK(r);

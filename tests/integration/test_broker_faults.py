@@ -743,3 +743,102 @@ def test_a1_sigterm_with_unacked_202_events_flushes_every_one_within_the_budget(
 
 def test_zz_report_the_requests_checked_by_the_ledger():
     print("ledger-checked requests per scenario:", json.dumps(CHECKED, sort_keys=True))
+
+
+# ----------------------------------------------------------------------------------------------
+# P-16 no progress while the cluster answers (issue 14 part 5)
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.timeout_s(150)
+def test_p16_no_progress_while_the_cluster_answers_recreates_the_producer_with_an_honest_outcome_for_every_record(
+        faults):
+    t = faults.mock.topic(unique("p16"), 1, leaders=[1])
+    # message.timeout.ms far away: librdkafka alone would keep these records for 10 minutes.
+    h = faults.handoff([commit_route(t, "3s"), event_route(t)], {"message.timeout.ms": "600000"},
+                       kafka={"stall_timeout": "4s"})
+    warm = warm_up(h, t)
+    # Every Produce is answered at once with a retriable error, and metadata as usual: records
+    # pending, the cluster answering, nothing persisted. librdkafka alone would retry until
+    # message.timeout.ms (10 minutes here).
+    faults.mock.cmd("push_request_errors Produce " + " ".join(["NOT_ENOUGH_REPLICAS"] * 5000))
+    t_fault = time.monotonic()
+    events = LedgerClient(h.port, concurrency=4, deadline=10).run(load("/event", "event", t, 200, keys=8))
+    assert statuses(events) == {202: 200}, statuses(events)
+    commits = LedgerClient(h.port, concurrency=4, deadline=12).run(load("/commit", "commit", t, 8, keys=4,
+                                                                        prefix="held"))
+    assert all(e.status in (503, 504) for e in commits), statuses(commits)   # no 2xx: nothing persisted
+
+    wait_until(lambda: scrape(h).value("handoff_kafka_producer_recreations_total", reason="stalled") >= 1, 30, 0.2,
+               "the stalled producer re-created")
+    detected_after = time.monotonic() - t_fault
+    stall_logs = [x for x in h.log_lines_json() if x.get("msg", "").startswith("kafka producer made no progress")]
+    assert stall_logs and stall_logs[0]["stall"] == "no_deliveries" and stall_logs[0]["pending_records"] > 0, \
+        h.log_tail()
+    assert scrape(h).value("handoff_kafka_producer_recreations_total", reason="fatal") == 0
+    faults.mock.cmd("clear_request_errors Produce")   # the cluster takes records again
+
+    after = wait_until(lambda: (lambda es: es if es[0].status == 201 else None)(
+        LedgerClient(h.port, concurrency=1, deadline=12).run(load("/commit", "commit", t, 1, keys=1, prefix="after"))),
+        30, 0.2, "a commit to succeed on the re-created producer")
+    wait_until(lambda: h.admin_get("/readyz").status == 200, 20, 0.1, "/readyz 200 after the re-creation")
+    assert any(x.get("msg") == "kafka producer re-created after a stall" for x in h.log_lines_json()), h.log_tail()
+
+    # Every event and held commit has its final state at once (the purge reported them all):
+    # not persisted (never sent, or refused by the broker) -> failed, sent and unanswered ->
+    # unknown; none is left at accepted.
+    def final_state(cid):
+        return http_request(h.port, "GET", f"/_handoff/requests/{cid}").json()
+    held = events + commits
+    assert all(e.request_id for e in held), [e for e in held if not e.request_id][:3]
+    wait_until(lambda: all(final_state(e.request_id)["state"] != "accepted" for e in held), 10, 0.2,
+               "every held record has a final state")
+    states = {e.request_id: final_state(e.request_id) for e in held}
+    counts: dict[str, int] = {}
+    for s in states.values():
+        counts[s["state"]] = counts.get(s["state"], 0) + 1
+    assert set(counts) <= {"failed", "unknown", "persisted"}, counts
+    assert counts.get("failed", 0) > 0, counts
+    faults.stop(h)
+    records = faults.read(t)
+    present = {r.ce_id for r in records}   # the request IDs
+    for cid, s in states.items():
+        if s["state"] == "failed":   # "failed" promises the record is not in Kafka: safe to retry
+            assert cid not in present, f"{cid} is failed but present: {s}"
+            assert s.get("reason", "").startswith("_PURGE_QUEUE"), s
+        if s["state"] == "persisted":
+            assert cid in present, s
+    rep = check(warm + commits + after, records)
+    assert_checked("P-16", rep)
+    print(f"P-16: stall re-creation {detected_after:.1f}s after the fault; outcomes of the held records: {counts}")
+
+
+@pytest.mark.timeout_s(120)
+def test_p17_readiness_waits_for_the_idempotent_producer_id_and_a_producer_that_never_gets_one_is_recreated(faults):
+    t = faults.mock.topic(unique("p17"), 1, leaders=[1])
+    # The cluster answers metadata but not InitProducerId (a retriable error, over and over).
+    faults.mock.cmd("push_request_errors InitProducerId " + " ".join(["COORDINATOR_LOAD_IN_PROGRESS"] * 5000))
+    h = faults.handoff([commit_route(t, "3s")], kafka={"stall_timeout": "3s"}, wait="live")
+    with ProbeWatch(h) as probes:
+        # Metadata is there; the producer ID is not: not ready, and /readyz says why.
+        wait_until(lambda: (lambda r: r.status == 503 and r.json().get("reason") ==
+                            "kafka idempotent producer has no producer ID yet")(h.admin_get("/readyz")),
+                   15, 0.1, "/readyz 503 for want of a producer ID")
+        wait_until(lambda: scrape(h).value("handoff_kafka_producer_recreations_total", reason="stalled") >= 1, 30,
+                   0.2, "the producer without a producer ID re-created")
+        r = h.admin_get("/readyz")
+        assert r.status == 503, r
+        assert r.json()["reason"] in ("kafka idempotent producer has no producer ID yet",
+                                      "kafka producer is being re-created"), r.json()
+        r = h.request("POST", "/commit", b'{"key":"k"}', {"Content-Type": "application/json"})
+        assert r.status in (503, 504), r   # never 2xx without a producer ID
+        faults.mock.cmd("clear_request_errors InitProducerId")
+        wait_until(lambda: h.admin_get("/readyz").status == 200, 30, 0.1, "/readyz 200 once the producer ID came")
+    stalls = [x for x in h.log_lines_json() if x.get("msg", "").startswith("kafka producer made no progress")]
+    assert stalls and stalls[0]["stall"] == "no_producer_id" and stalls[0]["producer_id_assigned"] is False, stalls
+    assert any(x.get("msg") == "kafka idempotent producer state" and x.get("idemp_state") == "Assigned"
+               for x in h.log_lines_json()), h.log_tail()
+    # Before the producer ID came, /readyz never said 200 (the probe answers up to the first 200).
+    first_200 = next(i for i, (_, st) in enumerate(probes.ready) if st == 200)
+    assert first_200 > 10 and all(st == 503 for _, st in probes.ready[:first_200]), probes.ready[:first_200 + 1]
+    after = warm_up(h, t)
+    faults.stop(h)
+    assert_checked("P-17", check(after, faults.read(t)))

@@ -2,11 +2,15 @@
 
 #include "conf.hpp"
 
+#include <handoff/adapters/kafka/stall_detector.hpp>
+
 #include <handoff/proxy/log.hpp>
 
+#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 
 #include <librdkafka/rdkafka.h>
 
@@ -35,6 +39,8 @@ using namespace std::chrono_literals;
 struct counters {
     std::atomic<std::uint64_t> in_flight{0};
     std::atomic<std::uint64_t> bytes{0};
+    std::atomic<std::uint64_t> recreated_fatal{0};
+    std::atomic<std::uint64_t> recreated_stalled{0};
 };
 
 struct generation;
@@ -57,21 +63,27 @@ protected:
     ~fatal_listener() = default;
 };
 
-// One librdkafka handle with its wake-up eventfd. A fatal error retires a generation: it is
-// purged, served until every handler ran, then destroyed on its own thread, while a new
-// generation takes over.
+// One librdkafka handle with its wake-up eventfd. A fatal error or a stall retires a generation:
+// it is purged, served until every handler ran, then destroyed on its own thread, while a new
+// generation takes over. Its queue is served on `strand` only (wake-ups and stall handling), so
+// retiring never races with serving.
 struct generation {
-    generation(asio::io_context& ioc, std::shared_ptr<counters> c) : wake(ioc), stats(std::move(c)) {}
+    generation(asio::io_context& ioc, std::shared_ptr<counters> c)
+        : strand(asio::make_strand(ioc)), wake(ioc), stats(std::move(c)) {}
     ~generation() { destroy_handle(); }
 
     rd_kafka_t* rk = nullptr;
     rd_kafka_queue_t* main_queue = nullptr;
+    asio::strand<asio::io_context::executor_type> strand;
     asio::posix::stream_descriptor wake;       // owns the eventfd until released
     std::shared_ptr<counters> stats;
     std::weak_ptr<fatal_listener> owner;
     std::atomic<std::int64_t> pending{0};      // accepted, handler not yet run
+    std::atomic<std::uint64_t> persisted{0};   // reports with status persisted (stall detection)
+    std::atomic<bool> pid_assigned{false};     // statistics: eos.idemp_state == "Assigned"
     std::atomic<bool> fatal{false};            // set by error_cb (ERR__FATAL)
-    bool fatal_handled = false;                // io thread only
+    bool fatal_handled = false;                // strand only: retirement started (fatal or stall)
+    bool retired = false;                      // strand only: retire() ran; the fd is released
     std::atomic<bool> retiring{false};
     std::atomic<bool> destroyed{false};
     std::atomic<bool> collect_purged{false};   // flush: remember purged correlation IDs
@@ -150,6 +162,7 @@ void on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) noexcep
     } catch (...) {
     }
     const proxy::delivery_report report = make_report(m);
+    if (report.status == proxy::delivery_status::persisted) g->persisted.fetch_add(1, std::memory_order_relaxed);
     g->stats->bytes.fetch_sub(msg->bytes, std::memory_order_relaxed);
     try {
         if (msg->handler) msg->handler(report);
@@ -190,6 +203,31 @@ void on_error(rd_kafka_t* rk, int err, const char* reason, void* opaque) noexcep
         proxy::log::warn("kafka client error", std::move(fields));
     } catch (...) {
     }
+}
+
+// stats_cb: served by rd_kafka_poll like delivery reports (statistics.interval.ms). Only the
+// idempotent producer's state is read: "Assigned" means it has its producer ID, the condition for
+// readiness and for anything to be accepted by a broker. The "eos" object comes after "topics"
+// in librdkafka's output (a topic may be named "eos"), so the last match is the right one.
+int on_stats(rd_kafka_t*, char* json, size_t len, void* opaque) noexcept {
+    auto* g = static_cast<generation*>(opaque);
+    try {
+        const std::string_view s(json, len);
+        const auto key = s.rfind("\"eos\"");
+        if (key == std::string_view::npos) return 0;
+        const auto open = s.find('{', key);
+        const auto close = open == std::string_view::npos ? open : s.find('}', open);
+        if (close == std::string_view::npos) return 0;
+        const auto eos = nlohmann::json::parse(s.substr(open, close - open + 1));
+        const bool assigned = eos.value("idemp_state", std::string()) == "Assigned" && eos.value("producer_id", -1) >= 0;
+        if (g->pid_assigned.exchange(assigned) != assigned) {
+            proxy::log::info("kafka idempotent producer state", {{"idemp_state", eos.value("idemp_state", std::string())},
+                                                                  {"producer_id", eos.value("producer_id", -1)},
+                                                                  {"producer_epoch", eos.value("producer_epoch", -1)}});
+        }
+    } catch (...) {
+    }
+    return 0;  // librdkafka frees `json`
 }
 
 // log_cb: librdkafka's own log lines as JSON (called from librdkafka threads; log is thread-safe).
@@ -236,6 +274,8 @@ conf_ptr build_conf(const config::kafka_config& cfg, const std::string& bootstra
         {"queue.buffering.max.messages", "100000"},
         {"queue.buffering.max.kbytes", "65536"},
         {"message.timeout.ms", "30000"},
+        // The idempotent producer's state (producer ID) is only published in statistics.
+        {"statistics.interval.ms", "1000"},
     };
     for (const auto& [name, value] : defaults) {
         if (!set(conf.get(), name, value, error)) return nullptr;
@@ -253,7 +293,10 @@ conf_ptr build_conf(const config::kafka_config& cfg, const std::string& bootstra
 class producer_impl final : public kafka_producer,
                             public fatal_listener {
 public:
-    producer_impl(asio::io_context& ioc, conf_ptr conf) : ioc_(ioc), conf_(std::move(conf)) {}
+    // `stall_window`: kafka.stall_timeout (0: off). `pid_known`: statistics are on, so the
+    // producer ID can be known (statistics.interval.ms=0 set by the user turns the PID check off).
+    producer_impl(asio::io_context& ioc, conf_ptr conf, std::chrono::milliseconds stall_window, bool pid_known)
+        : ioc_(ioc), conf_(std::move(conf)), stall_window_(stall_window), pid_known_(pid_known) {}
 
     // Second phase of construction: needs the owning shared_ptr for the generations' weak link.
     bool start(const std::shared_ptr<producer_impl>& self, std::string& error) {
@@ -357,10 +400,22 @@ public:
         s.queued_bytes = counters_->bytes.load(std::memory_order_relaxed);
         s.in_flight_handlers = counters_->in_flight.load(std::memory_order_relaxed);
         s.fatal = fatal_;
+        s.recreated_after_fatal = counters_->recreated_fatal.load(std::memory_order_relaxed);
+        s.recreated_after_stall = counters_->recreated_stalled.load(std::memory_order_relaxed);
         return s;
     }
 
-    bool ready() const override { return metadata_ok_.load() && !fatal_flag_.load(); }
+    bool ready() const override { return not_ready_reason().empty(); }
+
+    std::string not_ready_reason() const override {
+        if (fatal_flag_.load()) return "kafka producer is being re-created";
+        if (!metadata_ok_.load()) return "kafka is not reachable (no cluster metadata)";
+        if (pid_known_) {
+            std::lock_guard lk(mu_);
+            if (!current_ || !current_->pid_assigned.load()) return "kafka idempotent producer has no producer ID yet";
+        }
+        return {};
+    }
 
     // Serves the queue from the calling thread (see header). After `timeout`, purges what is
     // left; the purged records' handlers run (not_persisted / possibly_persisted) before this
@@ -404,6 +459,7 @@ public:
         }
     }
 
+    // On g's strand (on_wake for a fatal error, on_stall for a stall), once per generation.
     void on_fatal(const std::shared_ptr<generation>& g) override {
         {
             std::lock_guard lk(mu_);
@@ -416,6 +472,34 @@ public:
         g->retiring = true;
         rd_kafka_purge(g->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT | RD_KAFKA_PURGE_F_NON_BLOCKING);
         schedule_recreate();
+    }
+
+    // Posted by the probe thread onto g's strand when the stall detector gave a verdict: the same
+    // retirement as a fatal error. The purge reports every record: never sent -> not persisted
+    // (_PURGE_QUEUE), sent and unanswered -> possibly persisted (_PURGE_INFLIGHT).
+    static void on_stall(std::shared_ptr<generation> g, stall_verdict verdict, std::chrono::milliseconds window) {
+        if (g->fatal_handled || g->destroyed) return;
+        auto owner = std::static_pointer_cast<producer_impl>(g->owner.lock());
+        if (!owner) return;
+        {
+            std::lock_guard lk(owner->mu_);
+            if (owner->current_ != g || owner->stopping_) return;
+        }
+        g->fatal_handled = true;
+        g->stats->recreated_stalled.fetch_add(1, std::memory_order_relaxed);
+        {
+            std::lock_guard lk(owner->mu_);
+            owner->last_retired_stalled_ = true;
+        }
+        proxy::log::error("kafka producer made no progress while the cluster answers; re-creating the producer",
+                          {{"stall", to_string(verdict)},
+                           {"stall_timeout_ms", window.count()},
+                           {"pending_records", g->pending.load()},
+                           {"producer_id_assigned", g->pid_assigned.load()}});
+        owner->on_fatal(g);
+        // Nothing pending: no report will wake the strand to retire the handle, so retire it now
+        // (pending cannot grow: the generation is no longer current).
+        if (g->pending == 0) retire(std::move(g));
     }
 
 private:
@@ -438,6 +522,7 @@ private:
         rd_kafka_conf_set_dr_msg_cb(conf.get(), &on_delivery);
         rd_kafka_conf_set_error_cb(conf.get(), &on_error);
         rd_kafka_conf_set_log_cb(conf.get(), &on_log);
+        rd_kafka_conf_set_stats_cb(conf.get(), &on_stats);
         char errstr[512] = {};
         g->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf.get(), errstr, sizeof errstr);
         if (g->rk == nullptr) {
@@ -462,15 +547,19 @@ private:
         return g;
     }
 
-    // The wake-up loop: one async_wait per generation at a time, so one thread serves it.
+    // The wake-up loop: one async_wait per generation at a time, completed on its strand, so one
+    // thread serves it and a stall's retirement (on_stall, same strand) never runs alongside.
     static void arm(std::shared_ptr<generation> g) {
         auto& wake = g->wake;
+        auto strand = g->strand;
         wake.async_wait(asio::posix::stream_descriptor::wait_read,
-                        [g = std::move(g)](boost::system::error_code ec) mutable { on_wake(std::move(g), ec); });
+                        asio::bind_executor(strand, [g = std::move(g)](boost::system::error_code ec) mutable {
+                            on_wake(std::move(g), ec);
+                        }));
     }
 
     static void on_wake(std::shared_ptr<generation> g, boost::system::error_code ec) {
-        if (ec || g->destroyed) return;
+        if (ec || g->retired || g->destroyed) return;
         std::uint64_t count = 0;
         while (::read(g->wake.native_handle(), &count, sizeof count) > 0) {
         }
@@ -479,7 +568,12 @@ private:
         const bool drained = g->serve(1024);
         if (g->fatal && !g->fatal_handled) {
             g->fatal_handled = true;
-            if (auto owner = g->owner.lock()) {
+            g->stats->recreated_fatal.fetch_add(1, std::memory_order_relaxed);
+            if (auto owner = std::static_pointer_cast<producer_impl>(g->owner.lock())) {
+                {
+                    std::lock_guard lk(owner->mu_);
+                    owner->last_retired_stalled_ = false;
+                }
                 owner->on_fatal(g);
             } else {
                 rd_kafka_purge(g->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT |
@@ -491,8 +585,8 @@ private:
             return;
         }
         if (!drained) {
-            auto ex = g->wake.get_executor();
-            asio::post(ex, [g = std::move(g)]() mutable { on_wake(std::move(g), {}); });
+            auto strand = g->strand;
+            asio::post(strand, [g = std::move(g)]() mutable { on_wake(std::move(g), {}); });
             return;
         }
         arm(std::move(g));
@@ -502,6 +596,9 @@ private:
     // block while librdkafka's threads stop). The fd is closed only after rd_kafka_destroy,
     // since librdkafka may still write to it until then.
     static void retire(std::shared_ptr<generation> g) {
+        // release() completes an outstanding async_wait with operation_aborted (on_wake ignores it,
+        // as it ignores a re-posted serve that was queued on the strand before this ran).
+        g->retired = true;
         const int fd = g->wake.release();
         auto owner = std::static_pointer_cast<producer_impl>(g->owner.lock());
         std::thread t([g, fd] {
@@ -539,16 +636,19 @@ private:
             schedule_recreate();
             return;
         }
+        bool after_stall = false;
         {
             std::lock_guard lk(mu_);
             if (stopping_) return;  // ~generation destroys the handle
             current_ = g;
             fatal_ = false;
             fatal_flag_ = false;
+            after_stall = last_retired_stalled_;
         }
         arm(g);
         cv_.notify_all();  // fetch metadata for the new handle now
-        proxy::log::info("kafka producer re-created after fatal error");
+        proxy::log::info(after_stall ? "kafka producer re-created after a stall"
+                                               : "kafka producer re-created after fatal error");
     }
 
     std::vector<std::shared_ptr<generation>> take_generations() {
@@ -562,10 +662,17 @@ private:
 
     // Not the hot path: readiness only. Holds the generation's handle_mu so the handle cannot be
     // destroyed under rd_kafka_metadata.
+    // Also the stall probe: each round feeds the detector what the current generation did.
     void metadata_loop() {
+        stall_detector detector(stall_window_);
+        std::shared_ptr<generation> observed;
         std::unique_lock lk(mu_);
         while (!stopping_) {
             auto g = current_;
+            if (g != observed) {
+                detector.reset();
+                observed = g;
+            }
             lk.unlock();
             bool ok = false;
             if (g) {
@@ -574,6 +681,18 @@ private:
                     const rd_kafka_metadata_t* md = nullptr;
                     ok = rd_kafka_metadata(g->rk, 0, nullptr, &md, 2000) == RD_KAFKA_RESP_ERR_NO_ERROR;
                     if (md != nullptr) rd_kafka_metadata_destroy(md);
+                }
+            }
+            if (g) {
+                const stall_observation o{.pending = static_cast<std::uint64_t>(std::max<std::int64_t>(g->pending.load(), 0)),
+                                          .persisted = g->persisted.load(),
+                                          .reachable = ok,
+                                          .pid_assigned = !pid_known_ || g->pid_assigned.load()};
+                const auto verdict = detector.observe(steady::now(), o);
+                if (verdict != stall_verdict::progressing) {
+                    detector.reset();
+                    auto strand = g->strand;
+                    asio::post(strand, [g, verdict, w = stall_window_] { on_stall(g, verdict, w); });
                 }
             }
             lk.lock();
@@ -588,6 +707,8 @@ private:
 
     asio::io_context& ioc_;
     conf_ptr conf_;                                  // template for every generation
+    const std::chrono::milliseconds stall_window_;
+    const bool pid_known_;
     std::shared_ptr<counters> counters_ = std::make_shared<counters>();
     std::weak_ptr<producer_impl> self_;
 
@@ -599,6 +720,7 @@ private:
     bool accepting_ = true;
     bool stopping_ = false;
     bool fatal_ = false;
+    bool last_retired_stalled_ = false;              // what the next re-creation follows (for its log line)
     std::atomic<bool> fatal_flag_{false};
     std::atomic<bool> metadata_ok_{false};
     std::thread metadata_thread_;
@@ -622,7 +744,10 @@ std::shared_ptr<proxy::producer> make_producer(boost::asio::io_context& ioc, con
                                                const std::string& bootstrap_servers, std::string& error_out) {
     conf_ptr conf = build_conf(cfg, bootstrap_servers, error_out);
     if (!conf) return nullptr;
-    auto p = std::make_shared<producer_impl>(ioc, std::move(conf));
+    // statistics.interval.ms=0 (set by the user) leaves the producer ID unknown: no PID check.
+    const auto stats_prop = cfg.properties.find("statistics.interval.ms");
+    const bool pid_known = stats_prop == cfg.properties.end() || stats_prop->second != "0";
+    auto p = std::make_shared<producer_impl>(ioc, std::move(conf), cfg.stall_timeout, pid_known);
     if (!p->start(p, error_out)) return nullptr;
     proxy::log::info("kafka producer started", {{"bootstrap_servers", bootstrap_servers},
                                                 {"librdkafka", rd_kafka_version_str()}});

@@ -77,6 +77,10 @@ struct kafka_config {
     // the loader from well-known names (sasl.password, ssl.key.password, ...).
     std::vector<std::string> secret_properties;
     millis flush_timeout{10'000};           // on shutdown
+    // No progress while the cluster answers (records pending and nothing persisted, or no
+    // idempotent producer ID) for this long: the producer handle is re-created as after a fatal
+    // error (adapters/kafka/README.md, "Stalls"). 0 turns the check off.
+    millis stall_timeout{60'000};
     // Accept insecure settings (see insecure_kafka_settings) in the production profile; the
     // process then logs a warning naming them at start.
     bool allow_insecure = false;

@@ -58,7 +58,9 @@ struct producer_stats {
     std::uint64_t queued_messages = 0;     // in librdkafka's queues, not yet reported
     std::uint64_t queued_bytes = 0;
     std::uint64_t in_flight_handlers = 0;  // accepted records whose handler has not run
-    bool fatal = false;                    // a fatal error happened; being re-created
+    bool fatal = false;                    // a fatal error or a stall happened; being re-created
+    std::uint64_t recreated_after_fatal = 0;  // handles re-created after a fatal error, since start
+    std::uint64_t recreated_after_stall = 0;  // ... after no progress while the cluster answered
 };
 
 class producer {
@@ -73,8 +75,14 @@ public:
 
     virtual producer_stats stats() const = 0;
 
-    // True once cluster metadata was fetched at least once and the producer is not fatal.
+    // True once cluster metadata was fetched, the idempotent producer has its producer ID, and the
+    // producer is not being re-created.
     virtual bool ready() const = 0;
+
+    // Why ready() is false, for /readyz; empty when ready.
+    virtual std::string not_ready_reason() const {
+        return ready() ? std::string() : std::string("kafka is not reachable (no cluster metadata)");
+    }
 
     // Blocks up to `timeout` until every queued record was reported; returns the correlation IDs
     // of records still undelivered when it gave up. Called once at shutdown, after listeners stop.

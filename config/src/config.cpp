@@ -1,30 +1,19 @@
 #include "handoff/config/config.hpp"
 
+#include "values.hpp"
+
 #include <algorithm>
 #include <cctype>
 
 namespace handoff::config {
 
-const char* to_string(mode m) noexcept {
-    switch (m) {
-        case mode::forward: return "forward";
-        case mode::event: return "event";
-        case mode::commit: return "commit";
-        case mode::shadow: return "shadow";
-        case mode::reply: return "reply";
-    }
-    return "unknown";
-}
+const char* to_string(mode m) noexcept { return detail::name_of(detail::mode_names, m); }
 
-const char* to_string(trailing_slash t) noexcept {
-    return t == trailing_slash::strict ? "strict" : "match";
-}
+const char* to_string(trailing_slash t) noexcept { return detail::name_of(detail::trailing_slash_names, t); }
 
 bool produces(mode m) noexcept { return m != mode::forward; }
 
-const char* to_string(profile_kind p) noexcept {
-    return p == profile_kind::production ? "production" : "development";
-}
+const char* to_string(profile_kind p) noexcept { return detail::name_of(detail::profile_names, p); }
 
 namespace {
 

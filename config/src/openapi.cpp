@@ -6,6 +6,8 @@
 // text is then loaded with `load_string`, so a generator bug is reported instead of written.
 #include "handoff/config/openapi.hpp"
 
+#include "values.hpp"
+
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -29,26 +31,17 @@ constexpr std::size_t comment_width = 100;
 // The operation keys of an OpenAPI 3.0/3.1 path item, in the order the spec lists them.
 constexpr const char* operation_keys[] = {"get", "put", "post", "delete", "options", "head", "patch", "trace"};
 
-bool is_alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
-bool is_alnum(char c) { return is_alpha(c) || is_digit(c); }
+// The loader's character classes (values.hpp): the generated config must pass its rules.
+using detail::is_alnum;
+using detail::is_alpha;
+using detail::is_digit;
+using detail::is_pchar;
+using detail::lower;
+using detail::upper;
+
 bool is_upper(char c) { return c >= 'A' && c <= 'Z'; }
-bool is_name_char(char c) { return is_alnum(c) || c == '.' || c == '_' || c == '-'; }
-
-// RFC 3986 pchar, allowing '%' for percent-encoded octets (as the loader's path rule does).
-bool is_pchar(char c) {
-    return is_alnum(c) || (c != '\0' && std::strchr("-._~!$&'()*+,;=:@%", c) != nullptr);
-}
-
-std::string lower(std::string s) {
-    for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return s;
-}
-
-std::string upper(std::string s) {
-    for (auto& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-    return s;
-}
+// Route and topic names share their characters: [A-Za-z0-9._-].
+bool is_name_char(char c) { return detail::is_topic_char(c); }
 
 // Collapses runs of `sep`, drops leading characters that are not alphanumeric and trailing
 // separators, and cuts to `max` characters.

@@ -1,0 +1,117 @@
+// Cross-field rules, run after the sections they read: unique route names and path shapes, the
+// Kafka durability guard, reply routes need replies.topic, the production profile, body limits
+// against limits.max_buffered_body_bytes.
+#include "loader.hpp"
+
+#include <algorithm>
+
+namespace handoff::config::detail {
+
+// The production profile (X-4 of the test catalogue): every insecure Kafka setting is an error
+// at the setting (or, for a missing security.protocol, at kafka.properties / kafka), unless
+// kafka.allow_insecure is true.
+void loader::check_profile(const config& c, const entry* profile) {
+    if (c.profile != profile_kind::production || c.kafka.allow_insecure) return;
+    const std::string where = profile ? " (line " + std::to_string(profile->value.Mark().line + 1) + ")" : "";
+    for (auto s : insecure_kafka_settings(c)) {
+        // c.subscriptions skips entries that failed to parse: name the entry of the file.
+        if (std::size_t i = 0, end = 0; s.path.rfind("subscriptions[", 0) == 0 &&
+                                        (end = s.path.find(']')) != std::string::npos &&
+                                        (i = std::stoul(s.path.substr(14, end - 14))) < subscription_index_.size()) {
+            s.path = "subscriptions[" + std::to_string(subscription_index_[i]) + s.path.substr(end);
+        }
+        fail(place_of(s.path), s.path,
+             "not allowed with profile: production" + where + ": " + s.message +
+                 "; set kafka.allow_insecure: true to run like this anyway");
+    }
+}
+
+// A body over limits.max_buffered_body_bytes could never be read: every body limit fits it.
+// Unset, the bound is the default (64MiB) or the largest body limit, whichever is larger.
+void loader::check_body_bounds(config& c) {
+    if (places_.find("limits.max_buffered_body_bytes") == places_.end()) {
+        auto& bound = c.limits.max_buffered_body_bytes;
+        bound = std::max(bound, c.listen.max_body_bytes);
+        for (const auto& r : c.routes) bound = std::max(bound, r.max_body_bytes);
+        return;
+    }
+    const auto bound = c.limits.max_buffered_body_bytes;
+    const auto too_big = [&](std::size_t n, const std::string& what) {
+        if (n <= bound) return;
+        fail(place_of("limits.max_buffered_body_bytes"), "limits.max_buffered_body_bytes",
+             std::to_string(bound) + " bytes is less than " + what + " (" + std::to_string(n) +
+                 " bytes): such a body could never be read");
+    };
+    too_big(c.listen.max_body_bytes, "listen.max_body_bytes");
+    for (const auto& r : c.routes) too_big(r.max_body_bytes, "the max_body_bytes of route '" + r.name + "'");
+}
+
+// Under trailing_slash: match, "/orders" and "/orders/" are one path.
+void loader::check_unique(const std::vector<route>& routes, std::vector<route_info>& infos, trailing_slash slash) {
+    if (slash == trailing_slash::match) {
+        for (auto& info : infos) {
+            if (info.shape.size() > 1 && info.shape.back() == '/') info.shape.pop_back();
+        }
+    }
+    for (std::size_t b = 0; b < routes.size(); ++b) {
+        for (std::size_t a = 0; a < b; ++a) {
+            const auto where = [&](std::size_t i) {
+                return "routes[" + std::to_string(infos[i].index) + "]";
+            };
+            if (!routes[b].name.empty() && routes[a].name == routes[b].name) {
+                fail(infos[b].name_node, where(b) + ".name",
+                     "duplicate route name '" + routes[b].name + "' (also defined at line " + std::to_string(routes[a].line) + ")");
+            }
+            if (!infos[a].path_valid || !infos[b].path_valid || infos[a].shape != infos[b].shape) continue;
+            const auto& ma = routes[a].methods;
+            const auto& mb = routes[b].methods;
+            const bool overlap = ma.empty() || mb.empty() || std::any_of(ma.begin(), ma.end(), [&](const std::string& m) {
+                                     return std::find(mb.begin(), mb.end(), m) != mb.end();
+                                 });
+            if (overlap) {
+                fail(infos[b].node, where(b),
+                     "duplicate route: path '" + routes[b].path + "' with overlapping methods is also defined at line " +
+                         std::to_string(routes[a].line) + " (route '" + routes[a].name + "')");
+            }
+        }
+    }
+}
+
+// Handoff always produces with the idempotent producer and acks=all (commit routes promise
+// durability; event routes and dead-letter writes rely on it too), so a config that tries to
+// weaken either is refused here, exactly as the producer would refuse it at start-up.
+void loader::check_durability(const std::vector<route>& routes, const std::vector<route_info>& infos) {
+    std::string names;
+    for (std::size_t i = 0; i < routes.size(); ++i) {
+        if (!infos[i].mode_known || (routes[i].mode != mode::commit && routes[i].mode != mode::reply)) continue;
+        names += (names.empty() ? "'" : ", '") + routes[i].name + "'";
+    }
+    const std::string why = names.empty()
+                                ? ": Handoff always produces with acks=all and enable.idempotence=true"
+                                : " conflicts with route(s) " + names + ": commit routes need acks=all and enable.idempotence=true";
+    for (const char* key : {"acks", "request.required.acks"}) {
+        const auto it = property_nodes_.find(key);
+        if (it == property_nodes_.end()) continue;
+        const std::string v = lower(std::string(trim(it->second.second)));
+        if (v != "all" && v != "-1") fail(it->second.first, std::string("kafka.properties.") + key, std::string(key) + "=" + v + why);
+    }
+    if (const auto it = property_nodes_.find("enable.idempotence"); it != property_nodes_.end()) {
+        const std::string v = lower(std::string(trim(it->second.second)));
+        if (v != "true") fail(it->second.first, "kafka.properties.enable.idempotence", "enable.idempotence=" + v + why);
+    }
+}
+
+// A route (or its canary) that answers with replies needs the reply topic this process consumes.
+void loader::check_reply_topic(const config& c, const std::vector<route_info>& infos) {
+    for (std::size_t i = 0; i < c.routes.size(); ++i) {
+        const auto& r = c.routes[i];
+        const bool replies = infos[i].mode_known &&
+                             (r.mode == mode::reply || (r.canary_percent_bp > 0 && r.canary_mode == mode::reply));
+        if (replies && c.replies.topic.empty()) {
+            fail(infos[i].node, "routes[" + std::to_string(infos[i].index) + "]",
+                 "route '" + r.name + "' answers with replies: set replies.topic (the reply topic this process consumes)");
+        }
+    }
+}
+
+}  // namespace handoff::config::detail

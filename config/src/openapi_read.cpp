@@ -1,153 +1,40 @@
-// OpenAPI 3.x -> a starting Handoff config. yaml-cpp stays inside this file.
-//
-// Shape: `reader` walks the document once into an `openapi_plan` (names, paths, suggestions);
-// `write_openapi_config` prints the plan as YAML by hand, because the output is mostly comments
-// placed next to the routes they explain, which an emitter does not lay out well. The printed
-// text is then loaded with `load_string`, so a generator bug is reported instead of written.
+// OpenAPI 3.x -> a starting Handoff config, first half: `reader` walks the document once into an
+// `openapi_plan` (names, paths, suggestions); openapi_write.cpp prints the plan. yaml-cpp stays
+// inside this file.
 #include "handoff/config/openapi.hpp"
 
+#include "openapi_text.hpp"
 #include "values.hpp"
 
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
-#include <cctype>
-#include <cerrno>
-#include <cstring>
-#include <filesystem>
-#include <fstream>
 #include <map>
 #include <set>
-#include <sstream>
 
 namespace handoff::config {
 namespace {
-
-constexpr std::size_t max_name = 64;         // the loader's route name limit
-constexpr std::size_t max_topic = 200;       // below Kafka's 249, leaving room for a suffix
-constexpr std::size_t max_service = 40;
-constexpr std::size_t comment_width = 100;
 
 // The operation keys of an OpenAPI 3.0/3.1 path item, in the order the spec lists them.
 constexpr const char* operation_keys[] = {"get", "put", "post", "delete", "options", "head", "patch", "trace"};
 
 // The loader's character classes (values.hpp): the generated config must pass its rules.
 using detail::is_alnum;
-using detail::is_alpha;
 using detail::is_digit;
 using detail::is_pchar;
 using detail::lower;
 using detail::upper;
 
-bool is_upper(char c) { return c >= 'A' && c <= 'Z'; }
+// Names and limits shared with the writer (openapi_text.hpp).
+using detail::kebab;
+using detail::max_name;
+using detail::max_service;
+using detail::max_topic;
+using detail::one_line;
+using detail::tidy;
+
 // Route and topic names share their characters: [A-Za-z0-9._-].
 bool is_name_char(char c) { return detail::is_topic_char(c); }
-
-// Collapses runs of `sep`, drops leading characters that are not alphanumeric and trailing
-// separators, and cuts to `max` characters.
-std::string tidy(std::string_view in, char sep, std::size_t max) {
-    std::string out;
-    for (char c : in) {
-        if (c == sep && (out.empty() || out.back() == sep)) continue;
-        if (out.empty() && !is_alnum(c)) continue;
-        out += c;
-    }
-    if (out.size() > max) out.resize(max);
-    while (!out.empty() && !is_alnum(out.back())) out.pop_back();
-    return out;
-}
-
-// "uploadImage" -> "upload-image", "Swagger Petstore" -> "swagger-petstore": lower-case words of
-// [a-z0-9] joined with '-', for topic names (Kafka names are case-sensitive; lower case avoids
-// two topics that differ only in case). Dots are kept ("v1.0").
-std::string kebab(std::string_view in) {
-    std::string out;
-    for (std::size_t i = 0; i < in.size(); ++i) {
-        const char c = in[i];
-        if (is_upper(c) && i > 0 && (is_alnum(in[i - 1]) && !is_upper(in[i - 1]))) out += '-';
-        if (is_alnum(c) || c == '.') {
-            out += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-        } else {
-            out += '-';
-        }
-    }
-    return tidy(out, '-', std::string::npos);
-}
-
-// A YAML double-quoted scalar: safe for any text (names, paths with '{', '${...}').
-std::string quote(std::string_view s) {
-    static const char hex[] = "0123456789ABCDEF";
-    std::string out = "\"";
-    for (char c : s) {
-        const auto u = static_cast<unsigned char>(c);
-        if (c == '"' || c == '\\') {
-            out += '\\';
-            out += c;
-        } else if (u < 0x20 || u == 0x7f) {
-            out += "\\x";
-            out += hex[u >> 4];
-            out += hex[u & 0xf];
-        } else {
-            out += c;
-        }
-    }
-    return out + "\"";
-}
-
-// Text for a comment: one line, whitespace collapsed, control characters dropped, shortened.
-std::string one_line(std::string_view s, std::size_t max = 120) {
-    std::string out;
-    for (char c : s) {
-        const auto u = static_cast<unsigned char>(c);
-        if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
-            if (!out.empty() && out.back() != ' ') out += ' ';
-        } else if (u >= 0x20 && u != 0x7f) {
-            out += c;
-        }
-    }
-    while (!out.empty() && out.back() == ' ') out.pop_back();
-    if (out.size() > max) {
-        out.resize(max - 3);
-        // Do not cut a UTF-8 sequence in half.
-        while (!out.empty() && (static_cast<unsigned char>(out.back()) & 0xC0) == 0x80) out.pop_back();
-        if (!out.empty() && static_cast<unsigned char>(out.back()) >= 0xC0) out.pop_back();
-        out += "...";
-    }
-    return out;
-}
-
-// `text` as comment lines of at most comment_width columns, each starting with `indent` + "# ".
-// Leading spaces of `text` are kept on the first line; `hang` indents continuation lines.
-std::string comment(std::string_view indent, std::string_view text, std::string_view hang = "") {
-    const std::string line_start = std::string(indent) + "# ";
-    std::string out;
-    // Leading spaces of `text` indent its first line (a list item under a paragraph).
-    std::string line = line_start + std::string(text.substr(0, std::min(text.find_first_not_of(' '), text.size())));
-    bool first_word = true;
-    // Words, with a `code span` kept whole so a wrapped line never splits it.
-    std::vector<std::string> words;
-    std::istringstream in{std::string(text)};
-    bool open = false;
-    for (std::string w; in >> w;) {
-        if (open) {
-            words.back() += " " + w;
-        } else {
-            words.push_back(w);
-        }
-        if (std::count(w.begin(), w.end(), '`') % 2 == 1) open = !open;
-    }
-    for (const auto& w : words) {
-        if (!first_word && line.size() + 1 + w.size() > comment_width) {
-            out += line + "\n";
-            line = line_start + std::string(hang);
-            first_word = true;
-        }
-        if (!first_word) line += ' ';
-        line += w;
-        first_word = false;
-    }
-    return out + line + "\n";
-}
 
 // ---- YAML access without yaml-cpp's inserting operator[] ------------------------------------
 
@@ -557,31 +444,6 @@ private:
     }
 };
 
-const char* to_string(openapi_suggestion s) {
-    switch (s) {
-        case openapi_suggestion::event: return "event";
-        case openapi_suggestion::commit: return "commit";
-        case openapi_suggestion::none: break;
-    }
-    return "forward";
-}
-
-// The header's sentence on how match paths were made.
-std::string prefix_note(const openapi_plan& plan) {
-    if (!plan.prefix.empty()) {
-        return "match.path is the document's path prefixed with '" + plan.prefix + "', the path of servers[0].url ('" +
-               one_line(plan.server_url) + "').";
-    }
-    if (plan.server_url.empty()) return "match.path is each path as the document writes it (no servers are given).";
-    if (plan.server_note.empty()) {
-        return "match.path is each path as the document writes it (servers[0].url '" + one_line(plan.server_url) +
-               "' adds no prefix).";
-    }
-    return "match.path is each path as the document writes it: the path of servers[0].url ('" + one_line(plan.server_url) +
-           "') was not added because " + plan.server_note +
-           ". If the local service serves under a prefix, add it to every match.path.";
-}
-
 }  // namespace
 
 std::string route_name_from_operation_id(std::string_view operation_id) {
@@ -673,115 +535,6 @@ openapi_plan_result plan_from_openapi(std::string_view document, const std::stri
     reader r(file);
     auto out = r.run(document);
     return out;
-}
-
-std::string write_openapi_config(const openapi_plan& plan) {
-    std::string o;
-    const std::string what = plan.title.empty() ? std::string("an OpenAPI document") : "\"" + plan.title + "\"" +
-                                                                                        (plan.api_version.empty() ? "" : " " + plan.api_version);
-    o += comment("", "Handoff config generated by `handoff routes init --openapi " + one_line(plan.file) + "` from " + what +
-                         " (OpenAPI " + one_line(plan.openapi_version) + "). A starting point: review it, then check it "
-                         "with `handoff validate --config FILE`.");
-    o += "#\n";
-    o += comment("", "Every operation is a `forward` route, so as written the sidecar is transparent: the service answers "
-                     "every call. Write operations carry a suggestion in comments; to adopt one, replace `mode: forward` "
-                     "with the commented lines under it, then check the topic and the key.");
-    o += comment("", "  event - the caller gets 202 Accepted with a correlation ID as soon as the request is queued. Suggested "
-                     "when the spec documents no response body the caller reads: only 202/204, 2xx without content, or "
-                     "no success response.", "          ");
-    o += comment("", "  commit - the caller gets a 2xx (with topic, partition and offset) only once Kafka has persisted the "
-                     "request. Suggested for a 201, a Location header, or a 2xx response with a body. It does not return "
-                     "the service's body: a caller that reads fields of that body needs `reply` or stays `forward`.",
-                 "           ");
-    o += comment("", "Topics are <service>.<literal path segments>; the key is `path:NAME` (the last path parameter, so "
-                     "one entity's events stay in order) or `correlation` where the path has none: prefer "
-                     "`body:/<id field>` or `header:<name>` there.");
-    o += comment("", "Paths: " + prefix_note(plan));
-    o += comment("", "Methods: a request to a route's path with a method the route does not list gets 405 from Handoff, "
-                     "not the service (GET routes also match HEAD); add methods such as OPTIONS to a route if the "
-                     "service answers them. Paths no route matches are forwarded.");
-    o += "\n";
-    o += "listen: {address: 0.0.0.0, port: 8080}                # where callers reach the sidecar\n";
-    o += "admin: {enabled: true, address: 127.0.0.1, port: 9901}\n";
-    o += "upstream: {host: 127.0.0.1, port: 8081}               # the service in the same pod: set its port\n";
-    o += "kafka:\n";
-    o += comment("  ", "A bootstrap list: set KAFKA_BROKERS, or write the list here. `embedded` tries Handoff with no "
-                       "broker (an in-process mock cluster, NOT durable).");
-    o += "  brokers: " + quote("${KAFKA_BROKERS:-127.0.0.1:9092}") + "\n";
-    o += "defaults: {mode: forward, ce_source: " + quote("/" + plan.service) + "}\n";
-    o += plan.routes.empty() ? "routes: []\n" : "routes:\n";
-    for (const auto& r : plan.routes) {
-        o += "\n";
-        std::string head = r.method + " " + r.openapi_path;
-        if (!r.operation_id.empty() && r.operation_id != r.name) head += " (operationId '" + one_line(r.operation_id) + "')";
-        if (!r.summary.empty()) head += ": " + r.summary;
-        if (r.deprecated) head += " [deprecated]";
-        o += comment("  ", head, "  ");
-        for (const auto& n : r.notes) o += comment("  ", "Note: " + n + ".", "  ");
-        o += "  - name: " + quote(r.name) + "\n";
-        std::string methods;
-        for (const auto& m : r.methods) methods += (methods.empty() ? "" : ", ") + m;
-        o += "    match: {methods: [" + methods + "], path: " + quote(r.path) + "}\n";
-        o += "    mode: forward\n";
-        if (r.suggestion == openapi_suggestion::none) continue;
-        std::string reason = r.reason;
-        if (!reason.empty()) reason[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(reason[0])));
-        o += comment("    ", std::string("Suggested: ") + to_string(r.suggestion) + ". " + reason + ".");
-        o += "    # mode: " + std::string(to_string(r.suggestion)) + "\n";
-        o += "    # topic: " + quote(r.topic) + "\n";
-        o += "    # key: " + quote(r.key) +
-             (r.key == "correlation" ? "   # no path parameter: prefer body:/<id field> or header:<name>" : "") + "\n";
-        if (r.success_status != 0) o += "    # success_status: " + std::to_string(r.success_status) + "\n";
-    }
-    if (!plan.skipped.empty()) {
-        o += "\n";
-        o += comment("  ", "Not converted (requests to these still reach the service, because unmatched requests are "
-                           "forwarded):");
-        for (const auto& s : plan.skipped) o += comment("  ", "  " + s.method + " " + one_line(s.openapi_path) + ": " + s.reason + ".", "    ");
-    }
-    return o;
-}
-
-openapi_init_result init_routes_from_openapi(std::string_view document, const std::string& file) {
-    openapi_init_result out;
-    auto plan = plan_from_openapi(document, file);
-    if (!plan.value) {
-        out.errors = std::move(plan.errors);
-        return out;
-    }
-    std::string yaml = write_openapi_config(*plan.value);
-    // The generated file must validate as written, with no environment variable set.
-    const auto check = load_string(yaml, file + " (generated config)", [](const std::string&) { return std::nullopt; });
-    if (!check.value || check.value->routes.size() != plan.value->routes.size()) {
-        for (auto e : check.errors) {
-            e.message = "internal error: the generated config does not validate: " + e.message;
-            out.errors.push_back(std::move(e));
-        }
-        if (out.errors.empty()) out.errors.push_back({file, 0, 0, "", "internal error: the generated config lost routes"});
-        return out;
-    }
-    out.yaml = std::move(yaml);
-    out.routes = plan.value->routes.size();
-    out.skipped = plan.value->skipped.size();
-    for (const auto& r : plan.value->routes) out.suggestions += r.suggestion != openapi_suggestion::none ? 1 : 0;
-    return out;
-}
-
-openapi_init_result init_routes_from_file(const std::string& path) {
-    openapi_init_result out;
-    std::error_code ec;
-    if (std::filesystem::is_directory(path, ec)) {
-        out.errors.push_back({path, 0, 0, "", "cannot read the file: it is a directory"});
-        return out;
-    }
-    std::ifstream in(path, std::ios::binary);
-    if (!in) {
-        out.errors.push_back({path, 0, 0, "", std::string("cannot read the file: ") + std::strerror(errno)});
-        return out;
-    }
-    std::ostringstream text;
-    text << in.rdbuf();
-    return init_routes_from_openapi(text.str(), path);
 }
 
 }  // namespace handoff::config

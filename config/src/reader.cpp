@@ -236,6 +236,24 @@ void reader::get_topic(const fields& f, std::string_view key, const std::string&
     if (check_topic(e->value, path, *v, {}, false)) out = std::move(*v);
 }
 
+void reader::get_name(const fields& f, const YAML::Node& n, const std::string& p, const char* what, std::string& out,
+                      YAML::Node& name_node) {
+    const entry* e = find(f, "name");
+    if (!e) {
+        fail(n, p, "missing required key 'name'");
+        return;
+    }
+    name_node = e->value;
+    if (auto v = scalar(e->value, p + ".name")) {
+        if (valid_name(*v)) {
+            out = std::move(*v);
+        } else {
+            fail(e->value, p + ".name",
+                 "invalid " + std::string(what) + " name '" + *v + "' (1-64 of [A-Za-z0-9._-], starting with a letter or digit)");
+        }
+    }
+}
+
 void reader::get_header_names(const fields& f, std::string_view key, const std::string& base, std::vector<std::string>& out) {
     const entry* e = find(f, key);
     if (!e) return;

@@ -66,6 +66,10 @@ public:
     void get_enum(const fields& f, std::string_view key, const std::string& base, E& out, const enum_name<E> (&table)[N]);
     // A plain topic name (no templates).
     void get_topic(const fields& f, std::string_view key, const std::string& base, std::string& out);
+    // The required `name` of the list item `n` at `p` (a route or a subscription: `what`);
+    // `name_node` gets its value node, for errors about duplicates.
+    void get_name(const fields& f, const YAML::Node& n, const std::string& p, const char* what, std::string& out,
+                  YAML::Node& name_node);
     // A list of header names, deduplicated case-insensitively, appended to `out`.
     void get_header_names(const fields& f, std::string_view key, const std::string& base, std::vector<std::string>& out);
 

@@ -38,19 +38,7 @@ bool loader::parse_route(const YAML::Node& n, const std::string& p, const config
     }
     r.line = n.Mark().line + 1;
 
-    // name
-    if (const entry* e = find(*f, "name")) {
-        info.name_node = e->value;
-        if (auto v = scalar(e->value, p + ".name")) {
-            if (valid_route_name(*v)) {
-                r.name = std::move(*v);
-            } else {
-                fail(e->value, p + ".name", "invalid route name '" + *v + "' (1-64 of [A-Za-z0-9._-], starting with a letter or digit)");
-            }
-        }
-    } else {
-        fail(n, p, "missing required key 'name'");
-    }
+    get_name(*f, n, p, "route", r.name, info.name_node);
 
     // match
     std::vector<std::string> params;
@@ -150,16 +138,7 @@ bool loader::parse_route(const YAML::Node& n, const std::string& p, const config
     get_size(*f, "max_body_bytes", p, r.max_body_bytes, max_body_limit);
 
     // headers
-    if (const entry* e = find(*f, "headers"); e && !forward) {
-        for (auto& [node, h] : list(e->value, p + ".headers")) {
-            if (!is_token(h)) {
-                fail(node, p + ".headers", "invalid header name '" + h + "'");
-            } else if (std::none_of(r.headers.begin(), r.headers.end(),
-                                    [&, &name = h](const std::string& x) { return lower(x) == lower(name); })) {
-                r.headers.push_back(h);
-            }
-        }
-    }
+    if (!forward) get_header_names(*f, "headers", p, r.headers);
     return true;
 }
 

@@ -54,18 +54,7 @@ bool loader::parse_subscription(const YAML::Node& n, const std::string& p, subsc
         return false;
     }
     s.line = n.Mark().line + 1;
-    if (const entry* e = find(*f, "name")) {
-        name_node = e->value;
-        if (auto v = scalar(e->value, p + ".name")) {
-            if (valid_route_name(*v)) {
-                s.name = std::move(*v);
-            } else {
-                fail(e->value, p + ".name", "invalid subscription name '" + *v + "' (1-64 of [A-Za-z0-9._-], starting with a letter or digit)");
-            }
-        }
-    } else {
-        fail(n, p, "missing required key 'name'");
-    }
+    get_name(*f, n, p, "subscription", s.name, name_node);
     if (const entry* e = find(*f, "topics")) {
         const auto tp = p + ".topics";
         for (auto& [node, t] : list(e->value, tp)) {

@@ -65,7 +65,7 @@ std::string upper_escapes(std::string seg) {
 
 bool is_topic_char(char c) { return is_alnum(c) || c == '.' || c == '_' || c == '-'; }
 
-bool valid_route_name(std::string_view s) {
+bool valid_name(std::string_view s) {
     if (s.empty() || s.size() > 64 || !is_alnum(s[0])) return false;
     return std::all_of(s.begin(), s.end(), [](char c) { return is_alnum(c) || c == '.' || c == '_' || c == '-'; });
 }

@@ -48,7 +48,7 @@ std::optional<std::string> literal_segment_problem(const std::string& seg);
 // "%c3%a9" -> "%C3%A9": escapes compare case-insensitively.
 std::string upper_escapes(std::string seg);
 // Route and subscription names: 1-64 of [A-Za-z0-9._-], starting with a letter or digit.
-bool valid_route_name(std::string_view s);
+bool valid_name(std::string_view s);
 // RFC 6901: "/a/b", where '~' is only ever followed by '0' or '1'.
 bool valid_json_pointer(std::string_view s);
 // An IPv4 or IPv6 literal.

@@ -7,7 +7,7 @@
 //
 // Every operation becomes a `forward` route, so the generated config is a transparent sidecar;
 // write operations carry a commented `event` or `commit` suggestion (see `suggest_mode` for the
-// rule). yaml-cpp (which reads YAML and JSON alike) stays inside openapi.cpp.
+// rule). yaml-cpp (which reads YAML and JSON alike) stays inside src/openapi_read.cpp.
 #pragma once
 
 #include "handoff/config/load.hpp"

@@ -3,6 +3,7 @@
 // responses.cpp). Not part of the public API: nothing outside proxy/src includes it.
 #pragma once
 
+#include "handoff/proxy/errors.hpp"
 #include "handoff/proxy/http_rules.hpp"
 #include "handoff/proxy/idempotency_store.hpp"
 #include "handoff/proxy/ids.hpp"
@@ -10,7 +11,6 @@
 #include "handoff/proxy/replies.hpp"
 #include "handoff/proxy/server.hpp"
 #include "handoff/proxy/status_store.hpp"
-#include "handoff/proxy/errors.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/awaitable.hpp>

@@ -40,7 +40,7 @@ using request_fingerprint = std::array<std::uint8_t, 32>;
 
 // SHA-256 over method, target, body and `taken`: the other values of the request that shape the
 // record or the answer (the header a route's key comes from, the allow-listed headers,
-// Content-Type; server.cpp lists them), each as given there (e.g. "x-tenant=eu", or "x-tenant"
+// Content-Type; dispatch.cpp lists them), each as given there (e.g. "x-tenant=eu", or "x-tenant"
 // when the header is absent). Every field is length-prefixed, so none can run into another.
 request_fingerprint fingerprint(std::string_view method, std::string_view target, std::string_view body,
                                 const std::vector<std::string>& taken = {});

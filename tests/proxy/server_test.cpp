@@ -3,25 +3,12 @@
 // in tests/integration.)
 #include "handoff/proxy/server.hpp"
 
-#include <boost/asio/connect.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/post.hpp>
-#include <boost/asio/read.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/use_awaitable.hpp>
+#include "fakes/loopback.hpp"
+
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/http/read.hpp>
-#include <boost/beast/http/string_body.hpp>
-#include <boost/beast/http/write.hpp>
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
-
-#include <condition_variable>
-#include <deque>
-#include <future>
-#include <mutex>
-#include <thread>
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -32,169 +19,33 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// A producer whose delivery reports the test decides. Thread-safe.
-class fake_producer final : public proxy::producer {
-public:
-    explicit fake_producer(asio::io_context& ioc) : ioc_(ioc) {}
+using test::closed_by_server;
+using test::fake_producer;
+using test::read_response;
+using test::roundtrip;
 
-    enum class policy { persist, fail, possibly, hold };
-    policy mode = policy::persist;
-    proxy::produce_error refuse = proxy::produce_error::ok;
+std::shared_ptr<config::config> base_config() {
+    auto cfg = std::make_shared<config::config>();
+    cfg->listen.max_header_bytes = 4096;
+    cfg->listen.max_body_bytes = 1024;
+    cfg->defaults.timeout = 300ms;
+    cfg->routes.push_back(test::make_route("read", {"GET", "HEAD"}, "/orders/{id}", config::mode::forward));
+    auto commit = test::make_route("create", {"POST"}, "/orders/{region}", config::mode::commit, "orders.{region}");
+    commit.success_status = 201;
+    commit.key = {config::key_kind::path, "region"};
+    cfg->routes.push_back(commit);
+    auto event = test::make_route("audit", {"POST"}, "/audit", config::mode::event, "audit");
+    event.max_body_bytes = 16;
+    cfg->routes.push_back(event);
+    auto keyed = test::make_route("keyed", {"POST"}, "/keyed", config::mode::event, "keyed");
+    keyed.key = {config::key_kind::header, "X-Tenant"};
+    cfg->routes.push_back(keyed);
+    return cfg;
+}
 
-    proxy::produce_error produce(proxy::kafka_record& r, proxy::delivery_handler h) override {
-        std::lock_guard lock(m_);
-        if (refuse != proxy::produce_error::ok) return refuse;
-        records.push_back(std::move(r));
-        proxy::delivery_report rep;
-        rep.partition = 0;
-        rep.offset = static_cast<std::int64_t>(records.size() - 1);
-        switch (mode) {
-            case policy::persist: rep.status = proxy::delivery_status::persisted; break;
-            case policy::fail: rep.status = proxy::delivery_status::not_persisted; rep.error = "Local_MsgTimedOut"; break;
-            case policy::possibly: rep.status = proxy::delivery_status::possibly_persisted; rep.error = "Local_MsgTimedOut"; break;
-            case policy::hold: held.emplace_back(std::move(h), rep); return proxy::produce_error::ok;
-        }
-        asio::post(ioc_, [h = std::move(h), rep] { h(rep); });
-        return proxy::produce_error::ok;
-    }
-    void release_held() {
-        std::lock_guard lock(m_);
-        for (auto& [h, rep] : held) {
-            rep.status = proxy::delivery_status::persisted;
-            asio::post(ioc_, [h = std::move(h), rep] { h(rep); });
-        }
-        held.clear();
-    }
-    // Returns once every delivery handler posted so far has run (the io_context runs one thread,
-    // so handlers run in posting order).
-    void settle() {
-        std::promise<void> done;
-        asio::post(ioc_, [&done] { done.set_value(); });
-        done.get_future().wait();
-    }
-    proxy::producer_stats stats() const override { return {}; }
-    bool ready() const override { return true; }
-    std::vector<std::string> flush(std::chrono::milliseconds) override { return {}; }
-    std::size_t count() {
-        std::lock_guard lock(m_);
-        return records.size();
-    }
-    proxy::kafka_record record(std::size_t i) {
-        std::lock_guard lock(m_);
-        return records.at(i);
-    }
-
-private:
-    asio::io_context& ioc_;
-    std::mutex m_;
-    std::deque<proxy::kafka_record> records;
-    std::vector<std::pair<proxy::delivery_handler, proxy::delivery_report>> held;
+struct harness : test::loopback_server {
+    harness() : loopback_server(base_config()) {}
 };
-
-// An upstream that echoes, refuses or times out, and remembers what it got.
-class fake_upstream final : public proxy::upstream_client {
-public:
-    proxy::upstream_error next = proxy::upstream_error::ok;
-    std::vector<http::request<http::string_body>> got;
-    std::mutex m;
-
-    asio::awaitable<proxy::upstream_result> send(http::request<http::string_body> req, std::chrono::milliseconds) override {
-        proxy::upstream_result r;
-        std::lock_guard lock(m);
-        if (next != proxy::upstream_error::ok) {
-            r.error = next;
-            co_return r;
-        }
-        r.response = http::response<http::string_body>{http::status::ok, 11};
-        r.response.set("X-Upstream", "yes");
-        r.response.set(http::field::connection, "keep-alive, X-Drop-Me");
-        r.response.set("X-Drop-Me", "1");
-        r.response.body() = std::string(req.method_string()) + " " + std::string(req.target()) + " " + req.body();
-        r.response.prepare_payload();
-        got.push_back(std::move(req));
-        co_return r;
-    }
-    std::size_t count() {
-        std::lock_guard lock(m);
-        return got.size();
-    }
-};
-
-config::route route(std::string name, std::vector<std::string> methods, std::string path, config::mode m,
-                    std::string topic = {}) {
-    config::route r;
-    r.name = std::move(name);
-    r.methods = std::move(methods);
-    r.path = std::move(path);
-    r.mode = m;
-    r.topic = std::move(topic);
-    return r;
-}
-
-struct harness {
-    asio::io_context ioc;
-    std::shared_ptr<fake_producer> kafka = std::make_shared<fake_producer>(ioc);
-    std::shared_ptr<fake_upstream> upstream = std::make_shared<fake_upstream>();
-    std::unique_ptr<proxy::server> srv;
-    std::thread thread;
-    unsigned short port = 0;
-
-    harness() {
-        auto cfg = std::make_shared<config::config>();
-        cfg->listen.address = "127.0.0.1";
-        cfg->listen.port = 0;
-        cfg->listen.max_header_bytes = 4096;
-        cfg->listen.max_body_bytes = 1024;
-        cfg->defaults.timeout = 300ms;
-        cfg->routes.push_back(route("read", {"GET", "HEAD"}, "/orders/{id}", config::mode::forward));
-        auto commit = route("create", {"POST"}, "/orders/{region}", config::mode::commit, "orders.{region}");
-        commit.success_status = 201;
-        commit.key = {config::key_kind::path, "region"};
-        cfg->routes.push_back(commit);
-        auto event = route("audit", {"POST"}, "/audit", config::mode::event, "audit");
-        event.max_body_bytes = 16;
-        cfg->routes.push_back(event);
-        auto keyed = route("keyed", {"POST"}, "/keyed", config::mode::event, "keyed");
-        keyed.key = {config::key_kind::header, "X-Tenant"};
-        cfg->routes.push_back(keyed);
-        srv = std::make_unique<proxy::server>(ioc, proxy::route_table::create(cfg), kafka, upstream);
-        srv->start();
-        port = srv->local_endpoint().port();
-        thread = std::thread([this] { ioc.run(); });
-    }
-    ~harness() {
-        ioc.stop();
-        thread.join();
-    }
-
-    tcp::socket connect() {
-        tcp::socket s(client_ioc);
-        s.connect({asio::ip::make_address("127.0.0.1"), port});
-        return s;
-    }
-    asio::io_context client_ioc;
-};
-
-http::response<http::string_body> read_response(tcp::socket& s, beast::flat_buffer& buf) {
-    http::response_parser<http::string_body> p;
-    p.skip(false);
-    http::read(s, buf, p);
-    return p.release();
-}
-
-http::response<http::string_body> roundtrip(harness& h, const std::string& raw) {
-    auto s = h.connect();
-    asio::write(s, asio::buffer(raw));
-    beast::flat_buffer buf;
-    return read_response(s, buf);
-}
-
-bool closed_by_server(tcp::socket& s) {
-    char c;
-    boost::system::error_code ec;
-    s.read_some(asio::buffer(&c, 1), ec);
-    return ec == asio::error::eof || ec == asio::error::connection_reset;
-}
 
 }  // namespace
 
@@ -281,7 +132,7 @@ TEST_CASE("forward passes the request upstream without hop-by-hop headers and re
     CHECK(res.count("X-Drop-Me") == 0);
     CHECK(res.count("X-Correlation-ID") == 1);
     REQUIRE(h.upstream->count() == 1);
-    const auto& up = h.upstream->got[0];
+    const auto up = h.upstream->request(0);
     CHECK(up.count("X-Secret") == 0);
     CHECK(up.count(http::field::connection) == 0);
     CHECK(up["X-End"] == "e");
@@ -292,9 +143,9 @@ TEST_CASE("forward passes the request upstream without hop-by-hop headers and re
 
 TEST_CASE("forward maps upstream failures to 502 and 504") {
     harness h;
-    h.upstream->next = proxy::upstream_error::refused;
+    h.upstream->script = [](const auto&, int) { return test::failure(proxy::upstream_error::refused); };
     CHECK(roundtrip(h, "GET /orders/1 HTTP/1.1\r\nHost: a\r\n\r\n").result_int() == 502);
-    h.upstream->next = proxy::upstream_error::timeout;
+    h.upstream->script = [](const auto&, int) { return test::failure(proxy::upstream_error::timeout); };
     CHECK(roundtrip(h, "GET /orders/1 HTTP/1.1\r\nHost: a\r\n\r\n").result_int() == 504);
 }
 
@@ -351,13 +202,6 @@ TEST_CASE("an invalid correlation id is refused with 400") {
     CHECK(h.kafka->count() == 0);
 }
 
-std::string header_of(const proxy::kafka_record& r, std::string_view name) {
-    for (const auto& hd : r.headers) {
-        if (hd.name == name) return hd.value;
-    }
-    return {};
-}
-
 TEST_CASE("a caller's correlation id is a label: echoed and carried, never the request's key") {
     harness h;
     const std::string raw = "POST /audit HTTP/1.1\r\nHost: a\r\nX-Correlation-ID: my-id.1\r\nContent-Length: 1\r\n\r\nx";
@@ -375,10 +219,10 @@ TEST_CASE("a caller's correlation id is a label: echoed and carried, never the r
     CHECK(a[http::field::location] == "/_handoff/requests/" + ja["request_id"].get<std::string>());
     CHECK(b[http::field::location] == "/_handoff/requests/" + jb["request_id"].get<std::string>());
     REQUIRE(h.kafka->count() == 2);
-    CHECK(header_of(h.kafka->record(0), "ce_id") == ja["request_id"]);
-    CHECK(header_of(h.kafka->record(1), "ce_id") == jb["request_id"]);
-    CHECK(header_of(h.kafka->record(0), "handoff_correlation_id") == "my-id.1");
-    CHECK(header_of(h.kafka->record(1), "handoff_correlation_id") == "my-id.1");
+    CHECK(test::header_of(h.kafka->record(0), "ce_id") == ja["request_id"]);
+    CHECK(test::header_of(h.kafka->record(1), "ce_id") == jb["request_id"]);
+    CHECK(test::header_of(h.kafka->record(0), "handoff_correlation_id") == "my-id.1");
+    CHECK(test::header_of(h.kafka->record(1), "handoff_correlation_id") == "my-id.1");
     // The label names no status entry.
     CHECK(roundtrip(h, "GET /_handoff/requests/my-id.1 HTTP/1.1\r\nHost: a\r\n\r\n").result_int() == 404);
 }
@@ -447,7 +291,7 @@ TEST_CASE("a forwarded request keeps its target byte for byte, whatever route no
     const auto res = roundtrip(h, "GET /%6Frders/%34%32;v=1?q=%6F HTTP/1.1\r\nHost: a\r\n\r\n");
     CHECK(res.result_int() == 200);
     REQUIRE(h.upstream->count() == 1);
-    CHECK(h.upstream->got[0].target() == "/%6Frders/%34%32;v=1?q=%6F");
+    CHECK(h.upstream->request(0).target() == "/%6Frders/%34%32;v=1?q=%6F");
 }
 
 TEST_CASE("a missing key header is 400 missing_key and nothing is produced") {

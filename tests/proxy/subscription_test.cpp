@@ -4,6 +4,10 @@
 
 #include "handoff/proxy/log.hpp"
 
+#include "fakes/fake_consumer.hpp"
+#include "fakes/fake_producer.hpp"
+#include "fakes/fake_upstream.hpp"
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -47,122 +51,12 @@ void run_for(asio::io_context& ioc, std::chrono::milliseconds d) {
     }
 }
 
-struct fake_consumer final : proxy::consumer {
-    proxy::consumer_listener* listener = nullptr;
-    std::set<topic_partition> assigned, paused;
-    std::map<topic_partition, std::int64_t> stored;
-    std::vector<std::pair<topic_partition, std::int64_t>> stores;
-    int resumes_of_unpaused = 0;
-    int pauses = 0, resumes = 0;
-    bool closed = false;
-
-    void start(proxy::consumer_listener& l) override { listener = &l; }
-    void pause(const std::vector<topic_partition>& ps) override {
-        for (auto& p : ps) paused.insert(p), ++pauses;
-    }
-    void resume(const std::vector<topic_partition>& ps) override {
-        for (auto& p : ps) {
-            if (!paused.erase(p)) ++resumes_of_unpaused;
-            ++resumes;
-        }
-    }
-    proxy::store_result store_offset(const topic_partition& tp, std::int64_t next) override {
-        if (!assigned.count(tp)) return proxy::store_result::not_assigned;
-        stored[tp] = next;
-        stores.emplace_back(tp, next);
-        return proxy::store_result::ok;
-    }
-    void close() override { closed = true; }
-    std::string member_id() const override { return "member-1"; }
-    std::vector<proxy::partition_lag> lag() const override { return {}; }
-
-    void assign(std::vector<topic_partition> ps) {
-        for (auto& p : ps) assigned.insert(p);
-        listener->on_assigned(ps);
-    }
-    void revoke(std::vector<topic_partition> ps) {
-        listener->on_revoked(ps, false);
-        for (auto& p : ps) assigned.erase(p);
-    }
-    std::int64_t stored_at(const topic_partition& tp) const {
-        auto it = stored.find(tp);
-        return it == stored.end() ? -1 : it->second;
-    }
-};
-
-struct call {
-    std::string target;
-    std::string body;
-    http::request<http::string_body> request;
-    steady::time_point at;
-};
-
-struct reply {
-    std::chrono::milliseconds delay{0};
-    proxy::upstream_result result;
-};
-
-reply status(int code, std::vector<std::pair<std::string, std::string>> headers = {}, std::string body = "") {
-    reply r;
-    r.result.response.result(code);
-    for (auto& [k, v] : headers) r.result.response.set(k, v);
-    r.result.response.body() = std::move(body);
-    return r;
-}
-reply failure(proxy::upstream_error e) {
-    reply r;
-    r.result.error = e;
-    return r;
-}
-
-struct fake_service final : proxy::upstream_client {
-    std::vector<call> calls;
-    std::function<reply(const http::request<http::string_body>&, int nth_for_body)> script =
-        [](const auto&, int) { return status(200); };
-    std::map<std::string, int> per_body;
-    int active = 0, max_active = 0;
-
-    asio::awaitable<proxy::upstream_result> send(http::request<http::string_body> req, std::chrono::milliseconds) override {
-        calls.push_back({std::string(req.target()), req.body(), req, steady::now()});
-        const int nth = ++per_body[req.body()];
-        auto r = script(req, nth);
-        ++active;
-        max_active = std::max(max_active, active);
-        if (r.delay.count() > 0) {
-            asio::steady_timer t(co_await asio::this_coro::executor, r.delay);
-            co_await t.async_wait(asio::use_awaitable);
-        }
-        --active;
-        co_return r.result;
-    }
-    std::vector<std::string> bodies() const {
-        std::vector<std::string> out;
-        for (auto& c : calls) out.push_back(c.body);
-        return out;
-    }
-    int count(const std::string& body) const {
-        return static_cast<int>(std::count_if(calls.begin(), calls.end(), [&](const call& c) { return c.body == body; }));
-    }
-};
-
-struct fake_producer final : proxy::producer {
-    asio::io_context& ioc;
-    std::vector<proxy::kafka_record> records;
-    proxy::delivery_status outcome = proxy::delivery_status::persisted;
-    explicit fake_producer(asio::io_context& i) : ioc(i) {}
-    proxy::produce_error produce(proxy::kafka_record& r, proxy::delivery_handler h) override {
-        records.push_back(r);
-        proxy::delivery_report rep;
-        rep.status = outcome;
-        rep.offset = static_cast<std::int64_t>(records.size() - 1);
-        if (outcome != proxy::delivery_status::persisted) rep.error = "Local: Message timed out";
-        asio::post(ioc, [h = std::move(h), rep] { h(rep); });
-        return proxy::produce_error::ok;
-    }
-    proxy::producer_stats stats() const override { return {}; }
-    bool ready() const override { return true; }
-    std::vector<std::string> flush(std::chrono::milliseconds) override { return {}; }
-};
+using test::failure;
+using test::fake_consumer;
+using test::fake_producer;
+using test::status;
+using fake_service = test::fake_upstream;
+using reply = test::scripted_reply;
 
 config::subscription base_sub() {
     config::subscription s;
@@ -492,7 +386,7 @@ TEST_CASE("one key failing three times holds back only that key; other keys flow
     CHECK(pos("m4") < last_m1);
     CHECK(e.sub->counters().retries == 3);
     CHECK(e.sub->counters().delivered == 4);
-    CHECK(e.producer->records.empty());
+    CHECK(e.producer->records().empty());
 }
 
 TEST_CASE("an offset is stored only up to the lowest unfinished record of the partition") {
@@ -532,8 +426,8 @@ TEST_CASE("a non-retryable status is dead-lettered at once and the offset stored
     e.feed(p0, 0, "A", "m1");
     REQUIRE(run_until(e.ioc, [&] { return e.consumer->stored_at(p0) == 1; }));
     CHECK(e.service->count("m1") == 1);
-    REQUIRE(e.producer->records.size() == 1);
-    const auto& d = e.producer->records[0];
+    REQUIRE(e.producer->records().size() == 1);
+    const auto d = e.producer->record(0);
     CHECK(d.topic == "orders.dlq");
     std::map<std::string, std::string> h;
     for (auto& x : d.headers) h[x.name] = x.value;
@@ -554,9 +448,10 @@ TEST_CASE("retries are exhausted into the dead-letter topic after `attempts`, ho
     e.feed(p0, 0, "A", "m1");
     REQUIRE(run_until(e.ioc, [&] { return e.consumer->stored_at(p0) == 1; }));
     CHECK(e.service->count("m1") == 3);
-    REQUIRE(e.producer->records.size() == 1);
+    REQUIRE(e.producer->records().size() == 1);
     std::map<std::string, std::string> h;
-    for (auto& x : e.producer->records[0].headers) h[x.name] = x.value;
+    const auto rec = e.producer->record(0);
+    for (const auto& x : rec.headers) h[x.name] = x.value;
     CHECK(h["handoff_dlq_attempts"] == "3");
     CHECK(h["handoff_dlq_status"] == "429");
     // Retry-After: 1 second is capped at backoff_cap (200ms), not the 5ms backoff and not 1s.
@@ -574,14 +469,14 @@ TEST_CASE("a failing dead-letter write leaves the source offset unstored and is 
     auto cfg = base_sub();
     cfg.dead_letter_topic = "orders.dlq";
     env e(cfg);
-    e.producer->outcome = proxy::delivery_status::not_persisted;
+    e.producer->mode = fake_producer::policy::fail;
     e.service->script = [](const auto&, int) { return status(400); };
     e.feed(p0, 0, "A", "m1");
     e.feed(p0, 1, "B", "m2");
     REQUIRE(run_until(e.ioc, [&] { return e.sub->counters().dead_letter_failures >= 3; }));
     CHECK(e.consumer->stored_at(p0) <= 0);
     CHECK(e.sub->counters().dead_lettered == 0);
-    e.producer->outcome = proxy::delivery_status::persisted;
+    e.producer->mode = fake_producer::policy::persist;
     REQUIRE(run_until(e.ioc, [&] { return e.consumer->stored_at(p0) == 2; }));
     CHECK(e.service->count("m1") == 1);  // the HTTP delivery is not repeated, only the write
 }
@@ -629,7 +524,7 @@ TEST_CASE("a revocation during a retry wait drops the record without a store or 
     asio::post(e.ioc, [&] { e.consumer->revoke({p0}); });
     run_for(e.ioc, 150ms);
     CHECK(e.service->calls.size() == 1);
-    CHECK(e.producer->records.empty());
+    CHECK(e.producer->records().empty());
     CHECK(e.consumer->stored_at(p0) == -1);
 }
 
@@ -653,13 +548,13 @@ TEST_CASE("the local service down opens the circuit: partitions pause, no attemp
     run_for(e.ioc, 300ms);
     const auto probes = e.service->calls.size() - first;
     CHECK(probes <= 300 / 30 + 2);  // one probe per interval (30 ms), not a retry storm
-    CHECK(e.producer->records.empty());
+    CHECK(e.producer->records().empty());
     CHECK(e.consumer->stored_at(p0) == -1);
     down = false;
     REQUIRE(run_until(e.ioc, [&] { return e.consumer->stored_at(p0) == 4; }));
     CHECK(e.consumer->paused.empty());
     CHECK(e.consumer->resumes_of_unpaused == 0);
-    CHECK(e.producer->records.empty());
+    CHECK(e.producer->records().empty());
 }
 
 TEST_CASE("replies are published with the request id before the offset is stored") {
@@ -672,8 +567,8 @@ TEST_CASE("replies are published with the request id before the offset is stored
     };
     e.feed(p0, 0, "A", "m1");
     REQUIRE(run_until(e.ioc, [&] { return e.consumer->stored_at(p0) == 1; }));
-    REQUIRE(e.producer->records.size() == 1);
-    const auto& r = e.producer->records[0];
+    REQUIRE(e.producer->records().size() == 1);
+    const auto r = e.producer->record(0);
     CHECK(r.topic == "orders.replies");
     CHECK(r.key == std::optional<std::string>("cid-m1"));
     CHECK(r.value == "{\"id\":9}");
@@ -726,7 +621,7 @@ TEST_CASE("a record naming a reply topic the subscription does not allow is dead
     CHECK(e.service->count("aimed") == 0);
     CHECK(e.service->count("fine") == 1);
     std::vector<std::string> topics;
-    for (const auto& r : e.producer->records) topics.push_back(r.topic);
+    for (const auto& r : e.producer->records()) topics.push_back(r.topic);
     std::sort(topics.begin(), topics.end());
     CHECK(topics == std::vector<std::string>{"orders.dlq", "quotes.replies.p1"});
 }
@@ -753,7 +648,7 @@ TEST_CASE("a final non-2xx answer is published as the reply, then the record is 
     CHECK(e.service->count("bad") == 1);
     CHECK(e.service->count("busy") == 3);
     std::map<std::string, std::vector<std::string>> by_topic;  // topic -> request ids, in write order
-    for (const auto& r : e.producer->records) {
+    for (const auto& r : e.producer->records()) {
         const auto h = headers_of(r);
         by_topic[r.topic].push_back(r.topic == "orders.replies" ? h.at("handoff_request_id") + ":" +
                                                                       h.at("handoff_reply_status") + ":" + r.value
@@ -765,8 +660,9 @@ TEST_CASE("a final non-2xx answer is published as the reply, then the record is 
     // The reply of each record is written before its dead letter.
     for (const std::string body : {"bad", "busy"}) {
         std::size_t reply_at = 0, dlq_at = 0;
-        for (std::size_t i = 0; i < e.producer->records.size(); ++i) {
-            const auto& r = e.producer->records[i];
+        const auto records = e.producer->records();
+        for (std::size_t i = 0; i < records.size(); ++i) {
+            const auto& r = records[i];
             if (r.topic == "orders.replies" && headers_of(r).at("handoff_request_id") == "cid-" + body) reply_at = i + 1;
             if (r.topic == "orders.dlq" && r.value == body) dlq_at = i + 1;
         }
@@ -782,8 +678,8 @@ TEST_CASE("a final non-2xx answer with no dead-letter topic is replied and the r
     e.service->script = [](const auto&, int) { return status(409, {}, "conflict"); };
     e.feed(p0, 0, "A", "m1");
     REQUIRE(run_until(e.ioc, [&] { return e.consumer->stored_at(p0) == 1; }));
-    REQUIRE(e.producer->records.size() == 1);
-    CHECK(headers_of(e.producer->records[0]).at("handoff_reply_status") == "409");
+    REQUIRE(e.producer->records().size() == 1);
+    CHECK(headers_of(e.producer->records()[0]).at("handoff_reply_status") == "409");
     CHECK(e.service->count("m1") == 1);
 }
 
@@ -794,18 +690,20 @@ TEST_CASE("a reply that cannot be written is retried retry.attempts times, then 
     cfg.retry.attempts = 3;
     env e(cfg);
     e.service->script = [](const auto&, int) { return status(200, {}, "ok"); };
-    e.producer->outcome = proxy::delivery_status::not_persisted;  // every write fails ...
+    e.producer->mode = fake_producer::policy::fail;  // every write fails ...
     e.feed(p0, 0, "A", "m1");
     REQUIRE(run_until(e.ioc, [&] {
-        return std::count_if(e.producer->records.begin(), e.producer->records.end(),
+        const auto records = e.producer->records();
+        return std::count_if(records.begin(), records.end(),
                              [](const auto& r) { return r.topic == "orders.dlq"; }) >= 1;
     }));
-    e.producer->outcome = proxy::delivery_status::persisted;  // ... until the dead letter
+    e.producer->mode = fake_producer::policy::persist;  // ... until the dead letter
     REQUIRE(run_until(e.ioc, [&] { return e.consumer->stored_at(p0) == 1; }));
-    const auto replies = std::count_if(e.producer->records.begin(), e.producer->records.end(),
+    const auto records = e.producer->records();
+    const auto replies = std::count_if(records.begin(), records.end(),
                                        [](const auto& r) { return r.topic == "orders.replies"; });
     CHECK(replies == 3);
-    const auto& dead = e.producer->records.back();
+    const auto& dead = records.back();
     CHECK(dead.topic == "orders.dlq");
     bool reason_named = false;
     for (const auto& [k, v] : headers_of(dead)) {
@@ -834,7 +732,7 @@ TEST_CASE("shutdown pauses everything, finishes in-flight deliveries, abandons r
     run_for(e.ioc, 60ms);
     CHECK(e.consumer->stored_at(p1) == 1);   // the in-flight 2xx finished and was stored
     CHECK(e.consumer->stored_at(p0) == -1);  // the retrying one was not
-    CHECK(e.producer->records.empty());      // nothing dead-lettered because of shutdown
+    CHECK(e.producer->records().empty());      // nothing dead-lettered because of shutdown
     CHECK(e.service->count("after-stop") == 0);
     CHECK(e.consumer->paused.count(p0) == 1);
     CHECK(e.consumer->paused.count(p1) == 1);

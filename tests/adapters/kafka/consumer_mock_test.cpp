@@ -10,6 +10,8 @@
 #include <handoff/proxy/log.hpp>
 #include <handoff/proxy/subscription.hpp>
 
+#include "fakes/fake_upstream.hpp"
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
@@ -42,17 +44,12 @@ bool run_until(asio::io_context& ioc, const std::function<bool()>& done, std::ch
     return done();
 }
 
-struct service final : proxy::upstream_client {
-    int status = 200;
-    int calls = 0;
-    asio::awaitable<proxy::upstream_result> send(boost::beast::http::request<boost::beast::http::string_body>,
-                                                 std::chrono::milliseconds) override {
-        ++calls;
-        proxy::upstream_result r;
-        r.response.result(status);
-        co_return r;
-    }
-};
+// The local service answers 200 unless a test scripts otherwise.
+std::shared_ptr<handoff::test::fake_upstream> make_service(int status = 200) {
+    auto svc = std::make_shared<handoff::test::fake_upstream>();
+    svc->script = [status](const auto&, int) { return handoff::test::status(status); };
+    return svc;
+}
 
 // The committed offset of `group` on topic/0, read with a separate client (no subscription).
 std::int64_t committed(const std::string& bootstrap, const std::string& group, const std::string& topic) {
@@ -128,7 +125,7 @@ TEST_CASE("a subscription consumes in its group, delivers every record and commi
     env e;
     e.cluster->create_topic("orders", 1);
     e.seed("orders", 50);
-    auto svc = std::make_shared<service>();
+    auto svc = make_service();
     const auto cfg = e.sub("orders", "g-ok");
     std::string error;
     auto strand = asio::make_strand(e.ioc);
@@ -149,8 +146,7 @@ TEST_CASE("a dead-letter write that keeps failing leaves the source offset uncom
     e.cluster->create_topic("src", 1);
     e.cluster->create_topic("src.dlq", 1);
     e.seed("src", 1);
-    auto svc = std::make_shared<service>();
-    svc->status = 400;  // dead-letter at once
+    auto svc = make_service(400);  // dead-letter at once
     // Every Produce fails (retriable) until message.timeout.ms: the write is not persisted.
     rd_kafka_resp_err_t errs[64];
     for (auto& x : errs) x = RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS;
@@ -166,7 +162,7 @@ TEST_CASE("a dead-letter write that keeps failing leaves the source offset uncom
     REQUIRE(run_until(e.ioc, [&] { return sub->counters().dead_letter_failures >= 2; }, 40s));
     CHECK(sub->counters().dead_lettered == 0);
     CHECK(sub->counters().offsets_stored == 0);
-    CHECK(svc->calls == 1);  // the delivery is not repeated, only the write
+    CHECK(svc->count() == 1);  // the delivery is not repeated, only the write
     sub->begin_stop();
     REQUIRE(run_until(e.ioc, [&] { return sub->idle(); }));
     sub->close();

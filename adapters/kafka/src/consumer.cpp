@@ -3,7 +3,7 @@
 #include "conf.hpp"
 #include "consumer_internal.hpp"
 
-#include <handoff/proxy/log.hpp>
+#include <handoff/common/log.hpp>
 
 namespace handoff::adapters::kafka {
 

@@ -4,11 +4,11 @@
 #pragma once
 
 #include <handoff/config/config.hpp>
-#include <handoff/proxy/consumer.hpp>
+#include <handoff/ports/consumer.hpp>
 
-#include <handoff/proxy/ids.hpp>
-#include <handoff/proxy/log.hpp>
-#include <handoff/proxy/reply_topic.hpp>
+#include <handoff/common/ids.hpp>
+#include <handoff/common/log.hpp>
+#include <handoff/common/reply_topic.hpp>
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>

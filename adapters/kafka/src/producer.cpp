@@ -4,7 +4,7 @@
 
 #include <handoff/adapters/kafka/stall_detector.hpp>
 
-#include <handoff/proxy/log.hpp>
+#include <handoff/common/log.hpp>
 
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/post.hpp>

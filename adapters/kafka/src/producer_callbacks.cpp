@@ -2,7 +2,7 @@
 // main queue. None of them throws.
 #include "producer_internal.hpp"
 
-#include <handoff/proxy/log.hpp>
+#include <handoff/common/log.hpp>
 
 #include <nlohmann/json.hpp>
 

@@ -3,7 +3,7 @@
 #pragma once
 
 #include <handoff/config/config.hpp>
-#include <handoff/proxy/producer.hpp>
+#include <handoff/ports/producer.hpp>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>

@@ -5,7 +5,7 @@
 #include "conf.hpp"
 #include "consumer_internal.hpp"
 
-#include <handoff/proxy/ids.hpp>
+#include <handoff/common/ids.hpp>
 
 namespace handoff::adapters::kafka {
 

@@ -1,6 +1,6 @@
 #include "handoff/proxy/admin.hpp"
 
-#include "handoff/proxy/log.hpp"
+#include "handoff/common/log.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>

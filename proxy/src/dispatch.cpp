@@ -4,7 +4,7 @@
 #include "front.hpp"
 
 #include "handoff/proxy/canary.hpp"
-#include "handoff/proxy/log.hpp"
+#include "handoff/common/log.hpp"
 
 #include <nlohmann/json.hpp>
 

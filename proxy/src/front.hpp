@@ -4,9 +4,9 @@
 #pragma once
 
 #include "handoff/proxy/errors.hpp"
-#include "handoff/proxy/http_rules.hpp"
+#include "handoff/common/http_rules.hpp"
 #include "handoff/proxy/idempotency_store.hpp"
-#include "handoff/proxy/ids.hpp"
+#include "handoff/common/ids.hpp"
 #include "handoff/proxy/record.hpp"
 #include "handoff/proxy/replies.hpp"
 #include "handoff/proxy/server.hpp"

@@ -2,7 +2,7 @@
 // a copy published as an event that the caller never waits for).
 #include "front.hpp"
 
-#include "handoff/proxy/log.hpp"
+#include "handoff/common/log.hpp"
 
 namespace handoff::proxy::front {
 

@@ -4,7 +4,7 @@
 // held requests.
 #include "front.hpp"
 
-#include "handoff/proxy/log.hpp"
+#include "handoff/common/log.hpp"
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>

@@ -1,5 +1,5 @@
-#include "handoff/proxy/producer.hpp"
-#include "handoff/proxy/upstream.hpp"
+#include "handoff/ports/producer.hpp"
+#include "handoff/ports/upstream.hpp"
 
 namespace handoff::proxy {
 

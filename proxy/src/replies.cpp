@@ -1,8 +1,8 @@
 #include "handoff/proxy/replies.hpp"
 
 #include "handoff/proxy/errors.hpp"
-#include "handoff/proxy/http_rules.hpp"
-#include "handoff/proxy/log.hpp"
+#include "handoff/common/http_rules.hpp"
+#include "handoff/common/log.hpp"
 
 #include <charconv>
 

@@ -2,7 +2,7 @@
 // drain, and the public server API (server.hpp). A session, once accepted, runs in session.cpp.
 #include "front.hpp"
 
-#include "handoff/proxy/log.hpp"
+#include "handoff/common/log.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>

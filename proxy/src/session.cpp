@@ -3,7 +3,7 @@
 // errors to answers, and the helpers that put a response on the wire.
 #include "front.hpp"
 
-#include "handoff/proxy/log.hpp"
+#include "handoff/common/log.hpp"
 
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>

@@ -1,7 +1,7 @@
 #include "handoff/proxy/subscription.hpp"
 
-#include "handoff/proxy/ids.hpp"
-#include "handoff/proxy/log.hpp"
+#include "handoff/common/ids.hpp"
+#include "handoff/common/log.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>

@@ -1,7 +1,7 @@
 #include "handoff/proxy/subscription_rules.hpp"
 
-#include "handoff/proxy/http_rules.hpp"
-#include "handoff/proxy/ids.hpp"
+#include "handoff/common/http_rules.hpp"
+#include "handoff/common/ids.hpp"
 #include "handoff/proxy/record.hpp"
 
 #include <algorithm>

@@ -4,7 +4,7 @@
 // their own thread.
 #pragma once
 
-#include "handoff/proxy/consumer.hpp"
+#include "handoff/ports/consumer.hpp"
 
 #include <cstdint>
 #include <map>

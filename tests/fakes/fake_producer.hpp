@@ -5,7 +5,7 @@
 // librdkafka's come later from its own thread. With `policy::hold` they wait for `release_held`.
 #pragma once
 
-#include "handoff/proxy/producer.hpp"
+#include "handoff/ports/producer.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>

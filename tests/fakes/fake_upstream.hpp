@@ -6,7 +6,7 @@
 // thread; `calls` itself may be read directly only when the test runs the io_context itself.
 #pragma once
 
-#include "handoff/proxy/upstream.hpp"
+#include "handoff/ports/upstream.hpp"
 
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>

@@ -2,7 +2,7 @@
 // it (header limit, chunk-extension bound, body limit) -> Handoff's own checks (framing_problem,
 // split_target, trailers) -> re-serialised the way `forward` sends it -> parsed again, which must
 // give exactly one request with the same method, target and body (TEST-CATALOGUE L-9, B-23).
-#include "handoff/proxy/http_rules.hpp"
+#include "handoff/common/http_rules.hpp"
 
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/parser.hpp>

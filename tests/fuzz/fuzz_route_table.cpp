@@ -3,7 +3,7 @@
 // Invariants: matched => a route and its params; method_not_allowed => a non-empty Allow;
 // ambiguous => a reason; normalise_path is idempotent.
 #include "handoff/config/load.hpp"
-#include "handoff/proxy/http_rules.hpp"
+#include "handoff/common/http_rules.hpp"
 #include "handoff/proxy/route_table.hpp"
 
 #include <cstddef>

@@ -1,4 +1,4 @@
-#include "handoff/proxy/http_rules.hpp"
+#include "handoff/common/http_rules.hpp"
 
 #include <doctest/doctest.h>
 #include <boost/beast/http/write.hpp>

@@ -1,4 +1,4 @@
-#include "handoff/proxy/ids.hpp"
+#include "handoff/common/ids.hpp"
 
 #include <doctest/doctest.h>
 

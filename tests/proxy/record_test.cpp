@@ -1,6 +1,6 @@
 #include "handoff/proxy/record.hpp"
 
-#include "handoff/proxy/ids.hpp"
+#include "handoff/common/ids.hpp"
 
 #include <doctest/doctest.h>
 

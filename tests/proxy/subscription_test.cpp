@@ -2,7 +2,7 @@
 // producer. Backoffs are milliseconds; every wait is a condition with a deadline.
 #include "handoff/proxy/subscription.hpp"
 
-#include "handoff/proxy/log.hpp"
+#include "handoff/common/log.hpp"
 
 #include "fakes/fake_consumer.hpp"
 #include "fakes/fake_producer.hpp"

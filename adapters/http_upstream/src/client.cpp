@@ -1,7 +1,7 @@
 #include "handoff/adapters/http_upstream/client.hpp"
 
-#include "handoff/proxy/http_rules.hpp"
-#include "handoff/proxy/log.hpp"
+#include "handoff/common/http_rules.hpp"
+#include "handoff/common/log.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>

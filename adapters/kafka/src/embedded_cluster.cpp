@@ -1,6 +1,6 @@
 #include "handoff/adapters/kafka/embedded_cluster.hpp"
 
-#include <handoff/proxy/log.hpp>
+#include <handoff/common/log.hpp>
 
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>

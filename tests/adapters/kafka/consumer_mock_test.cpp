@@ -7,7 +7,7 @@
 #include "handoff/adapters/kafka/embedded_cluster.hpp"
 #include "handoff/adapters/kafka/producer.hpp"
 
-#include <handoff/proxy/log.hpp>
+#include <handoff/common/log.hpp>
 #include <handoff/proxy/subscription.hpp>
 
 #include "fakes/fake_upstream.hpp"

@@ -2,7 +2,7 @@
 
 #include "read_back.hpp"
 
-#include <handoff/proxy/log.hpp>
+#include <handoff/common/log.hpp>
 
 #include <boost/asio/io_context.hpp>
 #include <doctest/doctest.h>

@@ -3,7 +3,7 @@
 #include "handoff/adapters/kafka/embedded_cluster.hpp"
 #include "read_back.hpp"
 
-#include <handoff/proxy/log.hpp>
+#include <handoff/common/log.hpp>
 
 #include <boost/asio/io_context.hpp>
 #include <doctest/doctest.h>

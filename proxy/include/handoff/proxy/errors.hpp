@@ -1,8 +1,8 @@
 // Every error the proxy answers with, and the one place that maps it to HTTP (STYLE 9).
 #pragma once
 
-#include "handoff/proxy/producer.hpp"
-#include "handoff/proxy/upstream.hpp"
+#include "handoff/ports/producer.hpp"
+#include "handoff/ports/upstream.hpp"
 
 #include <string>
 #include <string_view>

@@ -9,8 +9,8 @@
 
 #include "handoff/config/config.hpp"
 #include "handoff/proxy/errors.hpp"
-#include "handoff/proxy/ids.hpp"
-#include "handoff/proxy/producer.hpp"
+#include "handoff/common/ids.hpp"
+#include "handoff/ports/producer.hpp"
 #include "handoff/proxy/route_table.hpp"
 
 #include <boost/beast/http/fields.hpp>

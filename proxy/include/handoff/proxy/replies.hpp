@@ -10,7 +10,7 @@
 // content-type and handoff_reply_header_<lower-case name>.
 #pragma once
 
-#include "handoff/proxy/consumer.hpp"
+#include "handoff/ports/consumer.hpp"
 #include "handoff/proxy/idempotency_store.hpp"
 #include "handoff/proxy/metrics.hpp"
 #include "handoff/proxy/status_store.hpp"

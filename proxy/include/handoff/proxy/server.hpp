@@ -7,11 +7,11 @@
 #pragma once
 
 #include "handoff/config/config.hpp"
-#include "handoff/proxy/consumer.hpp"
+#include "handoff/ports/consumer.hpp"
 #include "handoff/proxy/metrics.hpp"
-#include "handoff/proxy/producer.hpp"
+#include "handoff/ports/producer.hpp"
 #include "handoff/proxy/route_table.hpp"
-#include "handoff/proxy/upstream.hpp"
+#include "handoff/ports/upstream.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>

@@ -28,10 +28,10 @@
 #pragma once
 
 #include "handoff/config/config.hpp"
-#include "handoff/proxy/consumer.hpp"
-#include "handoff/proxy/producer.hpp"
+#include "handoff/ports/consumer.hpp"
+#include "handoff/ports/producer.hpp"
 #include "handoff/proxy/subscription_rules.hpp"
-#include "handoff/proxy/upstream.hpp"
+#include "handoff/ports/upstream.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>

@@ -4,9 +4,9 @@
 #pragma once
 
 #include "handoff/config/config.hpp"
-#include "handoff/proxy/consumer.hpp"
-#include "handoff/proxy/producer.hpp"
-#include "handoff/proxy/upstream.hpp"
+#include "handoff/ports/consumer.hpp"
+#include "handoff/ports/producer.hpp"
+#include "handoff/ports/upstream.hpp"
 
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>

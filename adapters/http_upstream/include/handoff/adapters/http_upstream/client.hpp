@@ -8,7 +8,7 @@
 #pragma once
 
 #include "handoff/config/config.hpp"
-#include "handoff/proxy/upstream.hpp"
+#include "handoff/ports/upstream.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
 

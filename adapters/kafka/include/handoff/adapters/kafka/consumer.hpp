@@ -9,7 +9,7 @@
 #pragma once
 
 #include <handoff/config/config.hpp>
-#include <handoff/proxy/consumer.hpp>
+#include <handoff/ports/consumer.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
 

@@ -11,7 +11,7 @@
 #pragma once
 
 #include <handoff/config/config.hpp>
-#include <handoff/proxy/producer.hpp>
+#include <handoff/ports/producer.hpp>
 
 #include <boost/asio/io_context.hpp>
 

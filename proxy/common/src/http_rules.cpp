@@ -1,4 +1,4 @@
-#include "handoff/proxy/http_rules.hpp"
+#include "handoff/common/http_rules.hpp"
 
 #include <algorithm>
 #include <array>

@@ -12,7 +12,7 @@
 // resolved; the adapter commits stored offsets only (periodically, on revocation and in `close`).
 #pragma once
 
-#include "handoff/proxy/producer.hpp"
+#include "handoff/ports/producer.hpp"
 
 #include <compare>
 #include <cstdint>

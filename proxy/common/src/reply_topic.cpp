@@ -1,4 +1,4 @@
-#include "handoff/proxy/reply_topic.hpp"
+#include "handoff/common/reply_topic.hpp"
 
 namespace handoff::proxy {
 

@@ -1,4 +1,4 @@
-#include "handoff/proxy/log.hpp"
+#include "handoff/common/log.hpp"
 
 #include <unistd.h>
 

@@ -1,0 +1,52 @@
+// The producer's librdkafka configuration: Handoff's defaults, the user's properties, and the
+// durability guard (idempotence and acks=all cannot be turned off).
+#include "conf.hpp"
+#include "producer_internal.hpp"
+
+#include <cctype>
+#include <utility>
+
+namespace handoff::adapters::kafka::producer_detail {
+
+using detail::set;
+
+
+// Builds the librdkafka configuration (without callbacks/opaque, which are per generation).
+conf_ptr build_conf(const config::kafka_config& cfg, const std::string& bootstrap, std::string& error) {
+    conf_ptr conf(rd_kafka_conf_new());
+    for (const auto& [name, raw] : cfg.properties) {
+        // Same rule, spelled the same way, as the config validator (case and spaces ignored).
+        std::string value;
+        for (char ch : raw) {
+            if (ch != ' ' && ch != '\t') value.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(ch))));
+        }
+        if ((name == "enable.idempotence" && value != "true") ||
+            ((name == "acks" || name == "request.required.acks") && value != "all" && value != "-1")) {
+            error = "kafka property '" + name + "' = '" + value +
+                    "' is not allowed: Handoff requires enable.idempotence=true and acks=all";
+            return nullptr;
+        }
+    }
+    const std::pair<const char*, const char*> defaults[] = {
+        {"client.id", "handoff"},
+        {"linger.ms", "1"},
+        {"queue.buffering.max.messages", "100000"},
+        {"queue.buffering.max.kbytes", "65536"},
+        {"message.timeout.ms", "30000"},
+        // The idempotent producer's state (producer ID) is only published in statistics.
+        {"statistics.interval.ms", "1000"},
+    };
+    for (const auto& [name, value] : defaults) {
+        if (!set(conf.get(), name, value, error)) return nullptr;
+    }
+    for (const auto& [name, value] : cfg.properties) {
+        if (!set(conf.get(), name, value, error)) return nullptr;
+    }
+    if (!set(conf.get(), "bootstrap.servers", bootstrap, error) ||
+        !set(conf.get(), "enable.idempotence", "true", error) || !set(conf.get(), "acks", "all", error)) {
+        return nullptr;
+    }
+    return conf;
+}
+
+}  // namespace handoff::adapters::kafka::producer_detail

@@ -1,0 +1,289 @@
+// The reply consumer: manual assignment of every partition of `replies.topic` (no group), kept
+// up to date by a control thread that reads the topic's metadata and creates the topic if asked.
+#include "handoff/adapters/kafka/consumer.hpp"
+
+#include "conf.hpp"
+#include "consumer_internal.hpp"
+
+#include <handoff/common/ids.hpp>
+
+namespace handoff::adapters::kafka {
+
+namespace consumer_detail {
+
+void consumer_impl::control() {
+    const auto& topic = replies_->topic;
+    const auto refresh = std::chrono::milliseconds(replies_->refresh_interval.count());
+    bool started = false;           // the first assignment (at the end offsets) is done
+    bool lost = false;              // the topic vanished after start
+    bool created = false;           // this process created the topic
+    auto backoff = std::chrono::milliseconds(500);
+    std::string last_problem;       // log each distinct problem once, not at every retry
+    const auto problem = [&](log::level lvl, const std::string& msg, const std::string& reason,
+                             std::vector<std::pair<std::string, std::string>> extra = {}) {
+        if (!started) set_not_ready(reason);
+        if (reason == last_problem) return;
+        last_problem = reason;
+        nlohmann::json f{{"topic", topic}, {"reason", reason}};
+        for (auto& [k, v] : extra) f[k] = v;
+        log::write(lvl, msg, std::move(f));
+    };
+    const auto retry = [&] {
+        wait(backoff);
+        backoff = std::min<std::chrono::milliseconds>(backoff * 2, std::max(refresh, std::chrono::milliseconds(500)));
+    };
+    while (!stopping()) {
+        std::int32_t count = 0;
+        std::string error_name, error_text;
+        const auto state = read_partition_count(count, error_name, error_text);
+        if (state == topic_state::error) {
+            const auto needs = proxy::metadata_failure_needs(topic, error_name);
+            std::vector<std::pair<std::string, std::string>> extra;
+            if (!needs.empty()) extra.emplace_back("needs", needs);  // a permission, not an outage
+            problem(needs.empty() ? log::level::warn : log::level::error, "cannot read the reply topic's metadata",
+                    "cannot read the metadata of the reply topic '" + topic + "': " + error_name +
+                        (error_text.empty() ? "" : " (" + error_text + ")"),
+                    std::move(extra));
+            retry();
+            continue;
+        }
+        if (state == topic_state::missing) {
+            if (started) {
+                // No reply can arrive: traffic should go elsewhere until the topic is back.
+                const std::string reason = "the reply topic '" + topic + "' no longer exists";
+                set_not_ready(reason);
+                lost = true;
+                problem(log::level::error, "the reply topic disappeared", reason);
+                retry();
+                continue;
+            }
+            if (!replies_->create.enabled) {
+                problem(log::level::error, "reply topic missing and replies.create is off; it needs CREATE on the topic",
+                        proxy::missing_topic_reason(topic),
+                        {{"needs", "CREATE on topic '" + topic + "' (whoever creates it), or replies.create on"}});
+                retry();
+                continue;
+            }
+            if (created) {
+                // Ours, not yet in the metadata of the broker we asked: wait, do not create again.
+                set_not_ready("the reply topic '" + topic + "' was created and is not in the metadata yet");
+                wait(std::chrono::milliseconds(200));
+                continue;
+            }
+            if (!create_topic(error_name, error_text)) {
+                const auto f = proxy::describe_creation_failure(topic, error_name, error_text);
+                problem(log::level::error, "reply topic cannot be created; it needs CREATE on the topic", f.reason,
+                        {{"needs", f.needs}});
+                retry();
+                continue;
+            }
+            created = true;
+            continue;
+        }
+        if (lost) {
+            lost = false;
+            last_problem.clear();
+            set_not_ready({});
+            log::info("the reply topic exists again", {{"topic", topic}});
+        }
+        const auto add = proxy::partitions_to_add(reply_assigned_, count);
+        if (!add.empty()) {
+            if (assign(add, /*from_end=*/!started, error_name)) {
+                if (!started) {
+                    started = true;
+                    set_not_ready({});
+                }
+            } else {
+                problem(log::level::warn, "cannot assign the reply topic's partitions",
+                        "cannot start reading the reply topic '" + topic + "': " + error_name);
+                retry();
+                continue;
+            }
+        }
+        backoff = std::chrono::milliseconds(500);
+        last_problem.clear();  // a problem that comes back later is logged again
+        wait(refresh);
+    }
+}
+
+consumer_impl::topic_state consumer_impl::read_partition_count(std::int32_t& count, std::string& error_name, std::string& error_text) {
+    if (!reply_topic_) reply_topic_ = rd_kafka_topic_new(rk_, replies_->topic.c_str(), nullptr);
+    const rd_kafka_metadata_t* md = nullptr;
+    const auto err = rd_kafka_metadata(rk_, 0, reply_topic_, &md, 5000);
+    if (err) {
+        error_name = rd_kafka_err2name(err);
+        error_text = rd_kafka_err2str(err);
+        return topic_state::error;
+    }
+    topic_state out = topic_state::error;
+    error_name = "no metadata for the topic";
+    for (int i = 0; i < md->topic_cnt; ++i) {
+        const auto& t = md->topics[i];
+        if (replies_->topic != t.topic) continue;
+        if (t.err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART || t.err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_ID) {
+            out = topic_state::missing;
+        } else if (t.err && t.partition_cnt == 0) {
+            error_name = rd_kafka_err2name(t.err);
+            error_text = rd_kafka_err2str(t.err);
+        } else {
+            count = t.partition_cnt;
+            out = t.partition_cnt > 0 ? topic_state::exists : topic_state::missing;
+        }
+    }
+    rd_kafka_metadata_destroy(md);
+    return out;
+}
+
+// CreateTopics; true when created (or created meanwhile by someone else).
+bool consumer_impl::create_topic(std::string& error_name, std::string& error_text) {
+    const auto& c = replies_->create;
+    char errstr[512] = {};
+    rd_kafka_NewTopic_t* nt =
+        rd_kafka_NewTopic_new(replies_->topic.c_str(), c.partitions, c.replication_factor, errstr, sizeof errstr);
+    if (!nt) {
+        error_name = "INVALID_REQUEST";
+        error_text = errstr;
+        return false;
+    }
+    const auto retention = std::to_string(c.retention.count());
+    // segment.ms = retention: retention deletes whole closed segments only; with the default
+    // segment.ms (7 days) a quiet topic would keep its data that long.
+    rd_kafka_NewTopic_set_config(nt, "retention.ms", retention.c_str());
+    rd_kafka_NewTopic_set_config(nt, "segment.ms", retention.c_str());
+    rd_kafka_AdminOptions_t* opts = rd_kafka_AdminOptions_new(rk_, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+    rd_kafka_AdminOptions_set_request_timeout(opts, 10000, errstr, sizeof errstr);
+    rd_kafka_AdminOptions_set_operation_timeout(opts, 8000, errstr, sizeof errstr);
+    rd_kafka_queue_t* q = rd_kafka_queue_new(rk_);
+    rd_kafka_CreateTopics(rk_, &nt, 1, opts, q);
+    rd_kafka_event_t* ev = nullptr;
+    for (int i = 0; i < 60 && !ev && !stopping(); ++i) ev = rd_kafka_queue_poll(q, 250);  // 15 s at most
+    bool ok = false;
+    if (!ev) {
+        error_name = stopping() ? "_DESTROY" : "_TIMED_OUT";
+        error_text = "no answer to CreateTopics";
+    } else if (const auto eerr = rd_kafka_event_error(ev)) {
+        error_name = rd_kafka_err2name(eerr);
+        error_text = rd_kafka_event_error_string(ev);
+    } else {
+        size_t n = 0;
+        const auto* res = rd_kafka_event_CreateTopics_result(ev);
+        const rd_kafka_topic_result_t** topics = res ? rd_kafka_CreateTopics_result_topics(res, &n) : nullptr;
+        const auto terr = n > 0 ? rd_kafka_topic_result_error(topics[0]) : RD_KAFKA_RESP_ERR__FAIL;
+        if (terr == RD_KAFKA_RESP_ERR_NO_ERROR || terr == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+            ok = true;
+            log::info(terr ? "reply topic already created by another process" : "reply topic created",
+                      {{"topic", replies_->topic},
+                       {"partitions", c.partitions},
+                       {"replication_factor", c.replication_factor},
+                       {"retention_ms", c.retention.count()}});
+        } else {
+            error_name = rd_kafka_err2name(terr);
+            const char* s = n > 0 ? rd_kafka_topic_result_error_string(topics[0]) : nullptr;
+            error_text = s ? s : "";
+        }
+    }
+    if (ev) rd_kafka_event_destroy(ev);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_AdminOptions_destroy(opts);
+    rd_kafka_NewTopic_destroy(nt);
+    return ok;
+}
+
+// Adds `parts` to the assignment: from their end offsets, read now (the first assignment, before
+// readiness: a reply written after /readyz turned true is after them), or from their beginning
+// (partitions created after start hold only replies written since).
+bool consumer_impl::assign(const std::vector<std::int32_t>& parts, bool from_end, std::string& error_name) {
+    const auto& topic = replies_->topic;
+    tpl_ptr l(rd_kafka_topic_partition_list_new(static_cast<int>(parts.size())));
+    std::vector<std::pair<std::int32_t, std::int64_t>> starts;
+    for (const auto p : parts) {
+        std::int64_t low = 0, high = 0;
+        if (from_end) {
+            if (stopping()) {
+                error_name = "_DESTROY";
+                return false;
+            }
+            if (const auto err = rd_kafka_query_watermark_offsets(rk_, topic.c_str(), p, &low, &high, 5000)) {
+                error_name = std::string(rd_kafka_err2name(err)) + " reading the end offset of partition " +
+                             std::to_string(p);
+                return false;
+            }
+        }
+        rd_kafka_topic_partition_list_add(l.get(), topic.c_str(), p)->offset =
+            from_end ? high : RD_KAFKA_OFFSET_BEGINNING;
+        starts.emplace_back(p, from_end ? high : 0);
+    }
+    if (auto* e = rd_kafka_incremental_assign(rk_, l.get())) {
+        error_name = rd_kafka_error_string(e);
+        rd_kafka_error_destroy(e);
+        return false;
+    }
+    std::vector<proxy::topic_partition> list;
+    for (const auto p : parts) {
+        reply_assigned_.insert(p);
+        list.push_back({topic, p});
+    }
+    {
+        std::lock_guard lock(lag_mutex_);
+        for (const auto& tp : list) assigned_.insert_or_assign(tp, -1);
+    }
+    std::vector<std::string> where;
+    for (const auto& [p, o] : starts) {
+        where.push_back(std::to_string(p) + (from_end ? "@" + std::to_string(o) : "@beginning"));
+    }
+    log::info(from_end ? "reply topic assigned from its end offsets" : "reply topic partitions added",
+              {{"topic", topic}, {"partitions", where}});
+    asio::post(strand_, [this, alive = std::weak_ptr<int>(alive_), list = std::move(list)] {
+        if (!alive.lock() || closing_ || !listener_) return;
+        try {
+            listener_->on_assigned(list);
+        } catch (const std::exception& e) {
+            log::error("reply listener threw", {{"error", e.what()}});
+        }
+    });
+    return true;
+}
+
+}  // namespace consumer_detail
+
+using consumer_detail::consumer_impl;
+using consumer_detail::producer_only;
+using detail::set;
+namespace asio = boost::asio;
+namespace log = proxy::log;
+
+std::shared_ptr<proxy::consumer> make_reply_consumer(asio::any_io_executor strand, const config::kafka_config& kafka,
+                                                     const config::replies_config& replies, const std::string& bootstrap,
+                                                     std::string& error) {
+    rd_kafka_conf_t* conf = rd_kafka_conf_new();
+    const std::pair<std::string, std::string> defaults[] = {
+        {"client.id", "handoff-replies"},
+        {"enable.partition.eof", "false"},
+        {"fetch.wait.max.ms", "100"},
+    };
+    bool ok = true;
+    for (const auto& [n, v] : defaults) ok = ok && set(conf, n, v, error);
+    for (const auto& [n, v] : kafka.properties) {
+        if (!producer_only(n)) ok = ok && set(conf, n, v, error);
+    }
+    // librdkafka needs a group.id for a consumer instance; it is never joined (no subscribe) and
+    // nothing is committed: a fresh name per start, so no committed offset can ever apply.
+    ok = ok && set(conf, "bootstrap.servers", bootstrap, error) &&
+         set(conf, "group.id", "handoff-replies-" + proxy::make_uuid_v7(), error) &&
+         set(conf, "enable.auto.commit", "false", error) && set(conf, "enable.auto.offset.store", "false", error) &&
+         set(conf, "auto.offset.reset", "earliest", error) && set(conf, "allow.auto.create.topics", "false", error);
+    if (!ok) {
+        rd_kafka_conf_destroy(conf);
+        error = "replies: " + error;
+        return nullptr;
+    }
+    auto c = std::make_shared<consumer_impl>(strand, replies);
+    if (!c->init(conf, error)) {
+        error = "replies: " + error;
+        return nullptr;
+    }
+    log::info("kafka reply consumer created", {{"topic", replies.topic}});
+    return c;
+}
+
+}  // namespace handoff::adapters::kafka

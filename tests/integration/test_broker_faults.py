@@ -832,6 +832,9 @@ def test_p17_readiness_waits_for_the_idempotent_producer_id_and_a_producer_that_
         assert r.status in (503, 504), r   # never 2xx without a producer ID
         faults.mock.cmd("clear_request_errors InitProducerId")
         wait_until(lambda: h.admin_get("/readyz").status == 200, 30, 0.1, "/readyz 200 once the producer ID came")
+        # The probe thread polls on its own (every 50 ms, slower under ASan): wait until it has seen
+        # the 200 too before it stops.
+        wait_until(lambda: any(st == 200 for _, st in probes.ready), 15, 0.05, "the probe to record the 200")
     stalls = [x for x in h.log_lines_json() if x.get("msg", "").startswith("kafka producer made no progress")]
     assert stalls and stalls[0]["stall"] == "no_producer_id" and stalls[0]["producer_id_assigned"] is False, stalls
     assert any(x.get("msg") == "kafka idempotent producer state" and x.get("idemp_state") == "Assigned"

@@ -52,38 +52,49 @@ bool producer_only(const std::string& name) {
     return false;
 }
 
+rd_kafka_conf_t* consumer_conf(const property_list& defaults, const std::map<std::string, std::string>& shared,
+                               const std::map<std::string, std::string>& own, const property_list& fixed,
+                               std::string& error) {
+    rd_kafka_conf_t* conf = rd_kafka_conf_new();
+    bool ok = true;
+    for (const auto& [n, v] : defaults) ok = ok && detail::set(conf, n, v, error);
+    for (const auto& [n, v] : shared) {
+        if (!producer_only(n)) ok = ok && detail::set(conf, n, v, error);
+    }
+    for (const auto& [n, v] : own) ok = ok && detail::set(conf, n, v, error);
+    for (const auto& [n, v] : fixed) ok = ok && detail::set(conf, n, v, error);
+    if (!ok) {
+        rd_kafka_conf_destroy(conf);
+        return nullptr;
+    }
+    return conf;
+}
+
 }  // namespace consumer_detail
 
+using consumer_detail::consumer_conf;
 using consumer_detail::consumer_impl;
-using consumer_detail::producer_only;
-using detail::set;
 namespace asio = boost::asio;
 namespace log = proxy::log;
 
 std::shared_ptr<proxy::consumer> make_consumer(asio::any_io_executor strand, const config::kafka_config& kafka,
                                                const config::subscription& sub, const std::string& bootstrap,
                                                std::string& error) {
-    rd_kafka_conf_t* conf = rd_kafka_conf_new();
     const char* resets[] = {"earliest", "latest", "error"};
-    const std::pair<std::string, std::string> defaults[] = {
-        {"client.id", "handoff-" + sub.name},
-        {"partition.assignment.strategy", "cooperative-sticky"},
-        {"enable.partition.eof", "false"},
-    };
-    bool ok = true;
-    for (const auto& [n, v] : defaults) ok = ok && set(conf, n, v, error);
-    for (const auto& [n, v] : kafka.properties) {
-        if (!producer_only(n)) ok = ok && set(conf, n, v, error);
-    }
-    for (const auto& [n, v] : sub.properties) ok = ok && set(conf, n, v, error);
-    ok = ok && set(conf, "bootstrap.servers", bootstrap, error) && set(conf, "group.id", sub.group, error) &&
-         set(conf, "enable.auto.offset.store", "false", error) &&
-         set(conf, "auto.offset.reset", resets[static_cast<int>(sub.auto_offset_reset)], error) &&
+    rd_kafka_conf_t* conf = consumer_conf(
+        {{"client.id", "handoff-" + sub.name},
+         {"partition.assignment.strategy", "cooperative-sticky"},
+         {"enable.partition.eof", "false"}},
+        kafka.properties, sub.properties,
+        {{"bootstrap.servers", bootstrap},
+         {"group.id", sub.group},
+         {"enable.auto.offset.store", "false"},
+         {"auto.offset.reset", resets[static_cast<int>(sub.auto_offset_reset)]},
          // Stored offsets are committed by librdkafka in the background (and once more at close);
          // the config refuses the property in a subscription, kafka.properties cannot turn it off.
-         set(conf, "enable.auto.commit", "true", error);
-    if (!ok) {
-        rd_kafka_conf_destroy(conf);
+         {"enable.auto.commit", "true"}},
+        error);
+    if (!conf) {
         error = "subscription '" + sub.name + "': " + error;
         return nullptr;
     }

@@ -52,6 +52,15 @@ void on_log(const rd_kafka_t*, int level, const char* fac, const char* buf) noex
 // warn about each one).
 bool producer_only(const std::string& name);
 
+using property_list = std::vector<std::pair<std::string, std::string>>;
+
+// A consumer's configuration, in the order that decides which value wins: `defaults`, then the
+// consumer properties of kafka.properties, then `own` (a subscription's properties), then `fixed`
+// (what the mode needs to hold). Null with `error` set when librdkafka refuses one.
+rd_kafka_conf_t* consumer_conf(const property_list& defaults, const std::map<std::string, std::string>& shared,
+                               const std::map<std::string, std::string>& own, const property_list& fixed,
+                               std::string& error);
+
 class consumer_impl final : public proxy::consumer {
 public:
     consumer_impl(asio::any_io_executor strand, std::string name, std::vector<std::string> topics)

@@ -247,33 +247,26 @@ bool consumer_impl::assign(const std::vector<std::int32_t>& parts, bool from_end
 }  // namespace consumer_detail
 
 using consumer_detail::consumer_impl;
-using consumer_detail::producer_only;
-using detail::set;
+using consumer_detail::consumer_conf;
 namespace asio = boost::asio;
 namespace log = proxy::log;
 
 std::shared_ptr<proxy::consumer> make_reply_consumer(asio::any_io_executor strand, const config::kafka_config& kafka,
                                                      const config::replies_config& replies, const std::string& bootstrap,
                                                      std::string& error) {
-    rd_kafka_conf_t* conf = rd_kafka_conf_new();
-    const std::pair<std::string, std::string> defaults[] = {
-        {"client.id", "handoff-replies"},
-        {"enable.partition.eof", "false"},
-        {"fetch.wait.max.ms", "100"},
-    };
-    bool ok = true;
-    for (const auto& [n, v] : defaults) ok = ok && set(conf, n, v, error);
-    for (const auto& [n, v] : kafka.properties) {
-        if (!producer_only(n)) ok = ok && set(conf, n, v, error);
-    }
     // librdkafka needs a group.id for a consumer instance; it is never joined (no subscribe) and
     // nothing is committed: a fresh name per start, so no committed offset can ever apply.
-    ok = ok && set(conf, "bootstrap.servers", bootstrap, error) &&
-         set(conf, "group.id", "handoff-replies-" + proxy::make_uuid_v7(), error) &&
-         set(conf, "enable.auto.commit", "false", error) && set(conf, "enable.auto.offset.store", "false", error) &&
-         set(conf, "auto.offset.reset", "earliest", error) && set(conf, "allow.auto.create.topics", "false", error);
-    if (!ok) {
-        rd_kafka_conf_destroy(conf);
+    rd_kafka_conf_t* conf = consumer_conf(
+        {{"client.id", "handoff-replies"}, {"enable.partition.eof", "false"}, {"fetch.wait.max.ms", "100"}},
+        kafka.properties, {},
+        {{"bootstrap.servers", bootstrap},
+         {"group.id", "handoff-replies-" + proxy::make_uuid_v7()},
+         {"enable.auto.commit", "false"},
+         {"enable.auto.offset.store", "false"},
+         {"auto.offset.reset", "earliest"},
+         {"allow.auto.create.topics", "false"}},
+        error);
+    if (!conf) {
         error = "replies: " + error;
         return nullptr;
     }

@@ -11,14 +11,14 @@
 #include "handoff/adapters/kafka/version.hpp"
 #include "handoff/config/load.hpp"
 #include "handoff/config/openapi.hpp"
-#include "handoff/proxy/admin.hpp"
-#include "handoff/proxy/config_watcher.hpp"
+#include "handoff/proxy/ops/admin.hpp"
+#include "handoff/proxy/ops/config_watcher.hpp"
 #include "handoff/common/ids.hpp"
-#include "handoff/proxy/metrics.hpp"
+#include "handoff/proxy/ops/metrics.hpp"
 #include "handoff/common/log.hpp"
-#include "handoff/proxy/route_table.hpp"
-#include "handoff/proxy/server.hpp"
-#include "handoff/proxy/subscription.hpp"
+#include "handoff/proxy/dispatch/route_table.hpp"
+#include "handoff/proxy/server/server.hpp"
+#include "handoff/proxy/delivery/subscription.hpp"
 
 #include <CLI/CLI.hpp>
 #include <boost/asio/io_context.hpp>

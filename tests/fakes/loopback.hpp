@@ -6,8 +6,8 @@
 #include "fakes/fake_producer.hpp"
 #include "fakes/fake_upstream.hpp"
 #include "handoff/config/config.hpp"
-#include "handoff/proxy/route_table.hpp"
-#include "handoff/proxy/server.hpp"
+#include "handoff/proxy/dispatch/route_table.hpp"
+#include "handoff/proxy/server/server.hpp"
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>

@@ -4,7 +4,7 @@
 // ambiguous => a reason; normalise_path is idempotent.
 #include "handoff/config/load.hpp"
 #include "handoff/common/http_rules.hpp"
-#include "handoff/proxy/route_table.hpp"
+#include "handoff/proxy/dispatch/route_table.hpp"
 
 #include <cstddef>
 #include <cstdint>

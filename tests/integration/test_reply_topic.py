@@ -125,7 +125,7 @@ def strict(tmp_path_factory):
 
 
 def reply_headers(rid: str, status: bytes = b"200") -> list[tuple[str, bytes]]:
-    """The headers a receiving sidecar writes on a reply record (proxy/src/subscription_rules.cpp):
+    """The headers a receiving sidecar writes on a reply record (proxy/src/delivery/subscription_rules.cpp):
     the request ID it answers (the request record's ce_id), the status, the content type."""
     return [("handoff_request_id", rid.encode()), ("handoff_reply_status", status),
             ("content-type", b"text/plain")]

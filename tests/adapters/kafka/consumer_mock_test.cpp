@@ -8,7 +8,7 @@
 #include "handoff/adapters/kafka/producer.hpp"
 
 #include <handoff/common/log.hpp>
-#include <handoff/proxy/subscription.hpp>
+#include <handoff/proxy/delivery/subscription.hpp>
 
 #include "fakes/fake_upstream.hpp"
 

@@ -1,0 +1,79 @@
+// What happened to each converted request, by request ID (DESIGN §2 "Request IDs, correlation
+// IDs and status"): bounded in entries and bytes, LRU-evicted, expired after a TTL. Thread-safe:
+// written from sessions and from delivery handlers, read by GET /_handoff/requests/{id}.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include "handoff/proxy/dispatch/stored_response.hpp"
+
+#include <list>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+
+namespace handoff::proxy {
+
+struct request_status {
+    enum class state { accepted, persisted, failed, unknown, replied };
+    state current = state::accepted;
+    std::string route;
+    std::string topic;
+    std::int32_t partition = -1;
+    std::int64_t offset = -1;
+    std::string reason;  // failed/unknown: librdkafka's error name or a short explanation
+    std::shared_ptr<const stored_response> reply;  // replied: the reply's status, headers, body
+    std::chrono::system_clock::time_point updated{};
+};
+
+const char* to_string(request_status::state s) noexcept;
+
+class status_store {
+public:
+    status_store(std::size_t max_entries, std::size_t max_bytes, std::chrono::milliseconds ttl);
+
+    void put(const std::string& request_id, request_status status);
+    // Like `put`, but keeps partition and offset already known (a reply arriving after the
+    // delivery report): the state becomes `replied` with `reply`. False when the ID is unknown
+    // or expired (nothing is stored then: a reply for a request this process never saw).
+    bool put_reply(const std::string& request_id, std::shared_ptr<const stored_response> reply);
+    std::optional<request_status> get(const std::string& request_id);
+    std::size_t size() const;
+    std::size_t bytes() const;
+
+    // JSON for the status endpoint.
+    // `reply_content`: include a stored reply's headers and body (status.reply_bodies); without
+    // it a reply shows its status code only.
+    static std::string to_json(const std::string& request_id, const request_status& s, bool reply_content);
+
+private:
+    struct entry;
+    // An element of entries_: its address is stable until it is erased (rehashing moves nodes
+    // between buckets, never in memory), so the LRU list points at it instead of copying the ID,
+    // and eviction reads the oldest entry without a hash lookup.
+    using node = std::pair<const std::string, entry>;
+    struct entry {
+        request_status status;
+        std::chrono::steady_clock::time_point expires;
+        std::list<node*>::iterator lru;
+        std::size_t bytes = 0;
+    };
+    static std::size_t cost(const std::string& id, const request_status& s) noexcept;
+    // Recomputes the entry's cost and expiry and makes it the most recently written. `fresh`: the
+    // entry has no place in the LRU list yet.
+    void touch_locked(node& n, bool fresh, std::chrono::steady_clock::time_point now);
+    void evict_locked(std::chrono::steady_clock::time_point now);
+
+    const std::size_t max_entries_;
+    const std::size_t max_bytes_;
+    std::size_t bytes_ = 0;
+    const std::chrono::milliseconds ttl_;
+    mutable std::mutex mutex_;
+    std::list<node*> lru_;  // front = most recently written
+    std::unordered_map<std::string, entry> entries_;
+};
+
+}  // namespace handoff::proxy

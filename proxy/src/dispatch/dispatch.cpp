@@ -1,0 +1,245 @@
+// From a parsed request to its outcome: the answer of the sidecar's own status endpoint, the
+// answers of a failed route match, the canary choice, the Idempotency-Key gate, the call of the
+// mode handler, and the request log line.
+#include "server/front.hpp"
+
+#include "handoff/proxy/dispatch/canary.hpp"
+#include "handoff/common/log.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cctype>
+#include <vector>
+
+namespace handoff::proxy::front {
+
+namespace {
+
+// The mode a request on a canary route takes (canary.hpp). A request whose key is missing takes
+// the route's own mode (it would fail in a publishing mode; the same request always goes one way).
+config::mode choose_mode(const route_table& table, const config::route& route, const http::request<http::string_body>& req,
+                         std::string_view path, std::string_view query, const path_params& params,
+                         const request_ids& ids) {
+    if (route.key.kind == config::key_kind::none) {
+        // No record key: a request with an Idempotency-Key is placed by that key, so that its
+        // retries take the path the first attempt took; the others every n-th.
+        if (const auto it = req.find("Idempotency-Key"); it != req.end() && req.count("Idempotency-Key") == 1) {
+            if (const auto key = parse_idempotency_key(it->value())) {
+                return canary_by_key(route.name, *key, route.canary_percent_bp) ? route.canary_mode : route.mode;
+            }
+        }
+        return canary_by_sequence(table.next_sequence(route), route.canary_percent_bp) ? route.canary_mode : route.mode;
+    }
+    const auto k = extract_key(route, request_view{req.method_string(), path, query, req.base()}, req.body(), params,
+                               ids.correlation);
+    if (!k.key) return route.mode;
+    return canary_by_key(route.name, *k.key, route.canary_percent_bp) ? route.canary_mode : route.mode;
+}
+
+// What an Idempotency-Key covers besides method, target and body: the values of the request that
+// the record or the answer takes (see fingerprint()). Names lower-case; an absent header is its
+// name alone, a present one "name=value" (several fields of one name joined by newlines).
+std::vector<std::string> fingerprinted_values(const config::route& route, const http::request<http::string_body>& req) {
+    std::vector<std::string> out;
+    const auto add = [&](std::string_view name) {
+        std::string v(name);
+        std::transform(v.begin(), v.end(), v.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+        bool first = true;
+        for (const auto& f : req.base()) {
+            if (!beast::iequals(f.name_string(), name)) continue;
+            v += first ? '=' : '\n';
+            v += f.value();
+            first = false;
+        }
+        out.push_back(std::move(v));
+    };
+    add("Content-Type");
+    if (route.key.kind == config::key_kind::header) add(route.key.name);
+    for (const auto& h : route.headers) add(h);
+    return out;
+}
+
+// The modes that honour an Idempotency-Key (shadow and forward answer with the upstream's response).
+bool honours_idempotency(config::mode m) noexcept {
+    return m == config::mode::event || m == config::mode::commit || m == config::mode::reply;
+}
+
+void count_idempotency(server::state& st, const config::route& route, const char* result) {
+    st.stats->counter("handoff_idempotency_total", "Requests with an Idempotency-Key, by route and result.",
+                      {{"route", route.name}, {"result", result}})
+        .Increment();
+}
+
+// The Idempotency-Key header's own checks: 400 when it is missing on a route that requires it, or
+// malformed. Applied before a canary route chooses its mode, so every request of the route is
+// held to them, whichever path it then takes.
+std::optional<outcome> idempotency_key_problem(server::state& st, const config::route& route,
+                                               const http::request<http::string_body>& req,
+                                               const request_ids& ids) {
+    const auto it = req.find("Idempotency-Key");
+    if (it == req.end()) {
+        if (!route.idempotency_required) return std::nullopt;
+        count_idempotency(st, route, "missing");
+        return make_error(error::idempotency_key_missing, "this route requires an Idempotency-Key header", ids,
+                          req.version());
+    }
+    if (req.count("Idempotency-Key") != 1 || !parse_idempotency_key(it->value())) {
+        count_idempotency(st, route, "invalid");
+        return make_error(error::idempotency_key_invalid,
+                          "Idempotency-Key must appear once, as 1-255 visible ASCII characters (or a quoted string)",
+                          ids, req.version());
+    }
+    return std::nullopt;
+}
+
+// Idempotency-Key (idempotency_store.hpp): nullopt when the request runs (`keyed` tells whether
+// it holds a key entry), else the answer: 400 (missing when required, or malformed), 409 (the
+// first request is still running), 422 (the key came with another request), or the stored
+// response of the first request with `Idempotent-Replayed: true`.
+std::optional<outcome> idempotency_gate(server::state& st, const config::route& route,
+                                        const http::request<http::string_body>& req, const request_ids& ids,
+                                        bool& keyed) {
+    const auto count = [&](const char* result) { count_idempotency(st, route, result); };
+    if (auto problem = idempotency_key_problem(st, route, req, ids)) return problem;
+    const auto it = req.find("Idempotency-Key");
+    if (it == req.end()) return std::nullopt;
+    const auto key = parse_idempotency_key(it->value());
+    auto r = st.keys->begin(route.name, *key,
+                            fingerprint(req.method_string(), req.target(), req.body(), fingerprinted_values(route, req)),
+                            ids.request);
+    switch (r.kind) {
+        case idempotency_store::verdict::fresh:
+            keyed = true;
+            return std::nullopt;
+        case idempotency_store::verdict::in_flight: {
+            count("in_flight");
+            auto o = make_error(error::idempotency_in_flight,
+                                "a request with this Idempotency-Key is still being processed; retry later",
+                                ids, req.version());
+            o.res.set(http::field::location, status_url(r.request_id));
+            return o;
+        }
+        case idempotency_store::verdict::mismatch:
+            count("mismatch");
+            return make_error(error::idempotency_mismatch,
+                              "this Idempotency-Key was used with a different request (method, target or body)",
+                              ids, req.version());
+        case idempotency_store::verdict::replay: {
+            count("replayed");
+            outcome o;
+            o.res = from_stored(*r.response, req.version());
+            o.res.set("Idempotent-Replayed", "true");
+            return o;
+        }
+    }
+    return std::nullopt;
+}
+
+}  // namespace
+
+outcome status_endpoint(server::state& st, const config::config& cfg, const http::request<http::string_body>& req,
+                        std::string_view path, const request_ids& ids) {
+    constexpr std::string_view prefix = "/_handoff/requests/";
+    const auto id = path.starts_with(prefix) ? std::string(path.substr(prefix.size())) : std::string();
+    if (req.method() != http::verb::get && req.method() != http::verb::head) {
+        auto o = make_error(error::method_not_allowed, "the status endpoint is read-only", ids, req.version());
+        o.res.set(http::field::allow, "GET, HEAD");
+        return o;
+    }
+    if (auto s = id.empty() ? std::nullopt : st.statuses->get(id)) {
+        outcome o;
+        o.res = response{http::status::ok, req.version()};
+        o.res.set(http::field::cache_control, "no-store");
+        set_json(o.res, status_store::to_json(id, *s, cfg.status.reply_bodies));
+        return o;
+    }
+    return make_error(error::not_found, "no request with this request ID is known (unknown or expired)", ids,
+                      req.version());
+}
+
+std::optional<outcome> match_problem(const route_match& match, const http::request<http::string_body>& req,
+                                     const request_ids& ids) {
+    if (match.result == route_match::kind::ambiguous) {
+        return make_error(error::ambiguous_path, match.reason, ids, req.version());
+    }
+    if (match.result == route_match::kind::method_not_allowed) {
+        auto o = make_error(error::method_not_allowed, "this path does not accept " + std::string(req.method_string()),
+                            ids, req.version());
+        o.res.set(http::field::allow, match.allow);
+        return o;
+    }
+    return std::nullopt;
+}
+
+awaitable<outcome> answer_request(request_context& ctx, const route_table& routes, std::string_view path,
+                                  std::string_view query, config::mode& mode) {
+    const auto* route = ctx.route;
+    auto& req = ctx.req;
+    const auto& ids = ctx.ids;
+    outcome o;
+    try {
+        std::optional<outcome> gate;
+        if (route && route->canary_percent_bp > 0) {
+            if (honours_idempotency(route->mode) || honours_idempotency(route->canary_mode)) {
+                gate = idempotency_key_problem(*ctx.st, *route, req, ids);
+            }
+            if (!gate) mode = choose_mode(routes, *route, req, path, query, ctx.params, ids);
+        }
+        if (!gate && route && honours_idempotency(mode)) gate = idempotency_gate(*ctx.st, *route, req, ids, ctx.keyed);
+        if (gate) {
+            o = std::move(*gate);
+        } else {
+            switch (mode) {
+                case config::mode::forward:
+                    o = co_await handle_forward(ctx);
+                    break;
+                case config::mode::event:
+                    o = handle_event(ctx);
+                    break;
+                case config::mode::commit:
+                    o = co_await handle_commit(ctx);
+                    break;
+                case config::mode::reply:
+                    o = co_await handle_reply(ctx);
+                    break;
+                case config::mode::shadow:
+                    o = co_await handle_shadow(ctx);
+                    break;
+            }
+        }
+    } catch (const std::exception& ex) {
+        log::error("request handler failed",
+                   {{"request_id", ids.request}, {"correlation_id", ids.correlation}, {"error", ex.what()}});
+        o = make_error(error::internal, "internal error", ids, req.version());
+    }
+    if (ctx.keyed) {
+        // A request that definitely had no effect frees its key; 2xx and 504 (outcome
+        // unknown) entries are settled by the handlers, delivery reports and replies.
+        const auto status = o.res.result_int();
+        if ((status < 200 || status > 299) && status != 504) ctx.st->keys->release(ids.request);
+    }
+    co_return o;
+}
+
+void log_request(const http::request_header<>& req, const config::route* route, config::mode mode,
+                 const request_ids& ids, const outcome& o, std::chrono::steady_clock::time_point started) {
+    if (!log::enabled(log::level::info)) return;
+    const auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started).count();
+    nlohmann::json f = {{"request_id", ids.request},
+                        {"correlation_id", ids.correlation},
+                        {"method", std::string(req.method_string())},
+                        {"route", route ? route->name : std::string()},
+                        {"mode", config::to_string(mode)},
+                        {"status", o.res.result_int()},
+                        {"duration_ms", static_cast<double>(us) / 1000.0}};
+    if (!o.topic.empty()) f["topic"] = o.topic;
+    if (o.partition >= 0) {
+        f["partition"] = o.partition;
+        f["offset"] = o.offset;
+    }
+    if (!o.error_code.empty()) f["error"] = o.error_code;
+    log::write(log::level::info, "request", std::move(f));
+}
+
+}  // namespace handoff::proxy::front

@@ -1,0 +1,166 @@
+#include "handoff/proxy/dispatch/status_store.hpp"
+
+#include "handoff/proxy/modes/record.hpp"
+
+#include <boost/beast/core/detail/base64.hpp>
+#include <nlohmann/json.hpp>
+
+namespace handoff::proxy {
+
+namespace {
+
+// nlohmann::json refuses to serialise a string that is not valid UTF-8 (error 316).
+bool valid_utf8(const std::string& s) {
+    try {
+        (void)nlohmann::json(s).dump();
+        return true;
+    } catch (const nlohmann::json::type_error&) {
+        return false;
+    }
+}
+
+std::string base64(const std::string& s) {
+    namespace b64 = boost::beast::detail::base64;
+    std::string out(b64::encoded_size(s.size()), '\0');
+    out.resize(b64::encode(out.data(), s.data(), s.size()));
+    return out;
+}
+
+}  // namespace
+
+const char* to_string(request_status::state s) noexcept {
+    switch (s) {
+        case request_status::state::accepted: return "accepted";
+        case request_status::state::persisted: return "persisted";
+        case request_status::state::failed: return "failed";
+        case request_status::state::unknown: return "unknown";
+        case request_status::state::replied: return "replied";
+    }
+    return "unknown";
+}
+
+status_store::status_store(std::size_t max_entries, std::size_t max_bytes, std::chrono::milliseconds ttl)
+    : max_entries_(max_entries == 0 ? 1 : max_entries), max_bytes_(max_bytes), ttl_(ttl) {}
+
+std::size_t status_store::cost(const std::string& id, const request_status& s) noexcept {
+    std::size_t n = sizeof(entry) + 2 * id.size() + s.route.size() + s.topic.size() + s.reason.size();
+    if (s.reply) n += s.reply->bytes();
+    return n;
+}
+
+void status_store::evict_locked(std::chrono::steady_clock::time_point now) {
+    // Oldest writes sit at the back: drop expired ones, then enforce the entry and byte bounds.
+    // The newest entry is always kept, even when it alone is over the byte bound.
+    while (!lru_.empty()) {
+        node* oldest = lru_.back();
+        const bool expired = oldest->second.expires <= now;
+        const bool over = entries_.size() > max_entries_ || (bytes_ > max_bytes_ && entries_.size() > 1);
+        if (!expired && !over) break;
+        bytes_ -= oldest->second.bytes;
+        lru_.pop_back();
+        entries_.erase(entries_.find(oldest->first));
+    }
+}
+
+void status_store::touch_locked(node& n, bool fresh, std::chrono::steady_clock::time_point now) {
+    auto& e = n.second;
+    bytes_ -= e.bytes;
+    e.bytes = cost(n.first, e.status);
+    bytes_ += e.bytes;
+    e.expires = now + ttl_;
+    if (fresh) {
+        lru_.push_front(&n);
+        e.lru = lru_.begin();
+    } else {
+        lru_.splice(lru_.begin(), lru_, e.lru);  // moves the list node: no allocation
+    }
+}
+
+void status_store::put(const std::string& id, request_status status) {
+    const auto now = std::chrono::steady_clock::now();
+    status.updated = std::chrono::system_clock::now();
+    std::lock_guard lock(mutex_);
+    auto [it, fresh] = entries_.try_emplace(id);
+    if (fresh) {
+        it->second.status = std::move(status);
+    } else if (it->second.status.current == request_status::state::replied) {
+        // A reply is final: a delivery report arriving after it only adds partition and offset.
+        if (status.current == request_status::state::persisted) {
+            it->second.status.partition = status.partition;
+            it->second.status.offset = status.offset;
+        }
+    } else {
+        it->second.status = std::move(status);
+    }
+    touch_locked(*it, fresh, now);
+    evict_locked(now);
+}
+
+bool status_store::put_reply(const std::string& id, std::shared_ptr<const stored_response> reply) {
+    const auto now = std::chrono::steady_clock::now();
+    std::lock_guard lock(mutex_);
+    auto it = entries_.find(id);
+    if (it == entries_.end() || it->second.expires <= now) return false;
+    auto& s = it->second.status;
+    s.current = request_status::state::replied;
+    s.reason.clear();
+    s.reply = std::move(reply);
+    s.updated = std::chrono::system_clock::now();
+    touch_locked(*it, /*fresh=*/false, now);
+    evict_locked(now);
+    return true;
+}
+
+std::optional<request_status> status_store::get(const std::string& id) {
+    const auto now = std::chrono::steady_clock::now();
+    std::lock_guard lock(mutex_);
+    auto it = entries_.find(id);
+    if (it == entries_.end()) return std::nullopt;
+    if (it->second.expires <= now) {
+        lru_.erase(it->second.lru);
+        bytes_ -= it->second.bytes;
+        entries_.erase(it);
+        return std::nullopt;
+    }
+    return it->second.status;
+}
+
+std::size_t status_store::size() const {
+    std::lock_guard lock(mutex_);
+    return entries_.size();
+}
+
+std::size_t status_store::bytes() const {
+    std::lock_guard lock(mutex_);
+    return bytes_;
+}
+
+std::string status_store::to_json(const std::string& id, const request_status& s, bool reply_content) {
+    nlohmann::json j = {{"request_id", id},
+                        {"state", to_string(s.current)},
+                        {"route", s.route},
+                        {"topic", s.topic},
+                        {"updated_at", rfc3339_millis(s.updated)}};
+    if (s.offset >= 0) {
+        j["partition"] = s.partition;
+        j["offset"] = s.offset;
+    }
+    if (!s.reason.empty()) j["reason"] = s.reason;
+    if (s.reply && !reply_content) {
+        j["reply"] = {{"status", s.reply->status}};
+    } else if (s.reply) {
+        nlohmann::json headers = nlohmann::json::object();
+        for (const auto& [k, v] : s.reply->headers) headers[k] = v;
+        nlohmann::json reply = {{"status", s.reply->status}, {"headers", headers}};
+        // A body that is not UTF-8 text is given as base64 (JSON strings cannot carry it).
+        if (valid_utf8(s.reply->body)) {
+            reply["body"] = s.reply->body;
+        } else {
+            reply["body_base64"] = base64(s.reply->body);
+        }
+        j["reply"] = std::move(reply);
+    }
+    return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+}  // namespace handoff::proxy

@@ -1,0 +1,101 @@
+// The modes that answer with the upstream service's response: forward, and shadow (forward plus
+// a copy published as an event that the caller never waits for).
+#include "server/front.hpp"
+
+#include "handoff/common/log.hpp"
+
+namespace handoff::proxy::front {
+
+awaitable<outcome> handle_forward(const request_context& ctx) {
+    const auto& st = ctx.st;
+    const auto& cfg = ctx.cfg;
+    const auto* route = ctx.route;
+    auto& req = ctx.req;
+    const auto& ids = ctx.ids;
+    auto up = upstream_request(req);
+    // Set after the hop-by-hop pass, so a `Connection: X-Forwarded-For` cannot remove ours. In
+    // `append` mode several X-Forwarded-For fields count as one comma-separated list (RFC 9110 5.3).
+    std::string xff;
+    if (cfg.upstream.forwarded_for == config::forwarded_for::append) {
+        for (auto [it, end] = req.equal_range("X-Forwarded-For"); it != end; ++it) {
+            xff.append(it->value()).append(", ");
+        }
+    }
+    xff += ctx.client_ip;
+    up.set("X-Forwarded-For", xff);  // replaces every copied X-Forwarded-For field
+    up.set("X-Forwarded-Proto", "http");
+    up.set("X-Correlation-ID", ids.correlation);
+    const bool had_body = req.has_content_length() || req.chunked();
+    up.body() = std::move(req.body());
+    if (had_body || !up.body().empty()) up.content_length(up.body().size());
+
+    const auto timeout = (route && route->timeout.count() > 0) ? route->timeout : cfg.upstream.timeout;
+    auto result = co_await st->upstream->send(std::move(up), timeout);
+    if (result.error != upstream_error::ok) {
+        st->stats->upstream_error(to_string(result.error)).Increment();
+        co_return make_error(from_upstream_error(result.error),
+                             std::string("the upstream service: ") + to_string(result.error), ids, req.version());
+    }
+    outcome o;
+    o.res = std::move(result.response);
+    o.res.version(req.version());
+    remove_hop_by_hop(o.res);
+    o.res.set("X-Correlation-ID", ids.correlation);
+    const auto status = o.res.result_int();
+    if (status < 200 || status == 204 || status == 304) {
+        o.res.body().clear();
+        if (status != 304) o.res.erase(http::field::content_length);
+    } else if (req.method() != http::verb::head) {
+        o.res.content_length(o.res.body().size());
+    }
+    co_return o;
+}
+
+// Forwards as `forward` does and publishes a copy of the request as an event. The copy is queued
+// before the upstream call and never waited for: its failures (no key, queue full, not
+// persisted) are counted and logged, never seen by the caller.
+awaitable<outcome> handle_shadow(const request_context& ctx) {
+    const auto& st = ctx.st;
+    const auto& route = *ctx.route;
+    auto& req = ctx.req;
+    const auto& ids = ctx.ids;
+    auto stats = st->stats;
+    const auto failed = [stats, route_name = route.name, ids](const char* reason, const std::string& detail) {
+        stats->counter("handoff_shadow_failures_total", "Shadow copies that were not published, by route and reason.",
+                       {{"route", route_name}, {"reason", reason}})
+            .Increment();
+        log::warn("shadow copy not published",
+                  {{"request_id", ids.request},
+                   {"correlation_id", ids.correlation},
+                   {"route", route_name},
+                   {"reason", reason},
+                   {"detail", detail}});
+    };
+    std::string_view path, query;
+    split_target(req.target(), path, query);
+    std::string copy = req.body();  // the upstream gets the original
+    auto built = build_record(route, ctx.cfg.defaults, request_view{req.method_string(), path, query, req.base()},
+                              copy, ctx.params, ids, std::chrono::system_clock::now());
+    if (!built.record) {
+        failed("record", built.message);
+    } else {
+        const std::string topic = built.record->topic;
+        auto statuses = st->statuses;
+        statuses->put(ids.request, request_status{request_status::state::accepted, route.name, topic, -1, -1, {}, {}});
+        const auto err = st->kafka->produce(
+            *built.record, [statuses, stats, failed, request_id = ids.request, route_name = route.name, topic,
+                            topic_label = route.topic](const delivery_report& r) {
+                const char* outcome = record_delivery(*statuses, *stats, request_id, route_name, topic, topic_label, r);
+                if (r.status != delivery_status::persisted) failed(outcome, r.error);
+            });
+        if (err != produce_error::ok) {
+            stats->produce_outcome(route.topic, std::string("refused_") + to_string(err));
+            statuses->put(ids.request, request_status{request_status::state::failed, route.name, topic, -1, -1,
+                                                      std::string("refused before produce: ") + to_string(err), {}});
+            failed(to_string(err), "refused before produce");
+        }
+    }
+    co_return co_await handle_forward(ctx);
+}
+
+}  // namespace handoff::proxy::front

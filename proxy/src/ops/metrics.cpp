@@ -1,0 +1,177 @@
+#include "handoff/proxy/ops/metrics.hpp"
+
+#include <prometheus/text_serializer.h>
+
+namespace handoff::proxy {
+
+namespace {
+// Seconds; request latencies of a sidecar sit between tens of microseconds and seconds.
+const prometheus::Histogram::BucketBoundaries latency_buckets{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                                              0.025,  0.05,    0.1,    0.25,  0.5,    1,     2.5,
+                                                              5,      10,      30};
+const char* class_label(int c) {
+    static const char* names[] = {"other", "1xx", "2xx", "3xx", "4xx", "5xx"};
+    return names[c];
+}
+}  // namespace
+
+metrics::metrics()
+    : registry_(std::make_shared<prometheus::Registry>()),
+      requests_(prometheus::BuildCounter()
+                    .Name("handoff_requests_total")
+                    .Help("HTTP requests answered, by route, mode and status class")
+                    .Register(*registry_)),
+      durations_(prometheus::BuildHistogram()
+                     .Name("handoff_request_duration_seconds")
+                     .Help("Time from the request head to the response, by route and mode")
+                     .Register(*registry_)),
+      produce_(prometheus::BuildCounter()
+                   .Name("handoff_produce_total")
+                   .Help("Records handed to Kafka, by topic (template) and outcome")
+                   .Register(*registry_)),
+      delivery_(prometheus::BuildHistogram()
+                    .Name("handoff_delivery_report_seconds")
+                    .Help("Time from produce to the broker's delivery report, by topic (template)")
+                    .Register(*registry_)),
+      shed_(prometheus::BuildCounter()
+                .Name("handoff_shed_total")
+                .Help("Requests or connections refused by a bound, by reason")
+                .Register(*registry_)),
+      upstream_errors_(prometheus::BuildCounter()
+                           .Name("handoff_upstream_errors_total")
+                           .Help("Forwarded requests that failed at the upstream, by kind")
+                           .Register(*registry_)),
+      reloads_(prometheus::BuildCounter()
+                   .Name("handoff_config_reloads_total")
+                   .Help("Config reloads, by result (ok, rejected)")
+                   .Register(*registry_)),
+      undelivered_(prometheus::BuildCounter()
+                       .Name("handoff_undelivered_records_total")
+                       .Help("Accepted records still undelivered when the producer flush deadline passed")
+                       .Register(*registry_)) {
+    auto gauge = [this](const char* name, const char* help) {
+        return &prometheus::BuildGauge().Name(name).Help(help).Register(*registry_).Add({});
+    };
+    inflight_commits_ = gauge("handoff_inflight_commits", "Commit requests waiting for a delivery report");
+    connections_ = gauge("handoff_connections", "Open client connections on the main listener");
+    queue_messages_ = gauge("handoff_producer_queue_messages", "Records in the producer queue, not yet reported");
+    queue_bytes_ = gauge("handoff_producer_queue_bytes", "Bytes of record values in the producer queue");
+    status_entries_ = gauge("handoff_status_entries", "Entries in the request status store");
+    for (auto* f : {&undelivered_}) f->Add({});
+}
+
+template <class T>
+T& metrics::cached(prometheus::Family<T>& family, std::map<prometheus::Labels, T*>& cache,
+                   const prometheus::Labels& labels) {
+    std::lock_guard lock(mutex_);
+    auto it = cache.find(labels);
+    if (it != cache.end()) return *it->second;
+    T* m;
+    if constexpr (std::is_same_v<T, prometheus::Histogram>) {
+        m = &family.Add(labels, latency_buckets);
+    } else {
+        m = &family.Add(labels);
+    }
+    cache.emplace(labels, m);
+    return *m;
+}
+
+metrics::route_instruments& metrics::route(const std::string& name, config::mode mode) {
+    std::lock_guard lock(mutex_);
+    const auto key = std::make_pair(name, static_cast<int>(mode));
+    auto it = routes_.find(key);
+    if (it != routes_.end()) return it->second;
+    route_instruments r;
+    const std::string mode_name = config::to_string(mode);
+    for (int c = 1; c <= 5; ++c) {
+        r.by_class[c] = &requests_.Add({{"route", name}, {"mode", mode_name}, {"status_class", class_label(c)}});
+    }
+    r.by_class[0] = r.by_class[5];
+    r.duration = &durations_.Add({{"route", name}, {"mode", mode_name}}, latency_buckets);
+    return routes_.emplace(key, r).first->second;
+}
+
+void metrics::observe(route_instruments& r, unsigned status, double seconds) {
+    const unsigned c = status / 100;
+    r.by_class[c >= 1 && c <= 5 ? c : 0]->Increment();
+    r.duration->Observe(seconds);
+}
+
+void metrics::produce_outcome(const std::string& topic, std::string_view outcome) {
+    prometheus::Counter* c = nullptr;
+    {
+        std::lock_guard lock(mutex_);
+        auto t = topics_.find(topic);
+        if (t == topics_.end()) t = topics_.emplace(topic, topic_instruments{}).first;
+        auto o = t->second.outcomes.find(outcome);
+        if (o == t->second.outcomes.end()) {
+            o = t->second.outcomes.emplace(std::string(outcome), &produce_.Add({{"topic", topic}, {"outcome", std::string(outcome)}}))
+                    .first;
+        }
+        c = o->second;
+    }
+    c->Increment();
+}
+
+void metrics::delivery_latency(const std::string& topic, double seconds) {
+    prometheus::Histogram* h = nullptr;
+    {
+        std::lock_guard lock(mutex_);
+        auto t = topics_.find(topic);
+        if (t == topics_.end()) t = topics_.emplace(topic, topic_instruments{}).first;
+        if (!t->second.delivery) t->second.delivery = &delivery_.Add({{"topic", topic}}, latency_buckets);
+        h = t->second.delivery;
+    }
+    h->Observe(seconds);
+}
+
+prometheus::Counter& metrics::shed(std::string_view reason) {
+    return cached(shed_, shed_cache_, {{"reason", std::string(reason)}});
+}
+
+prometheus::Counter& metrics::upstream_error(std::string_view kind) {
+    return cached(upstream_errors_, upstream_cache_, {{"kind", std::string(kind)}});
+}
+
+prometheus::Counter& metrics::config_reload(std::string_view result) {
+    return cached(reloads_, reload_cache_, {{"result", std::string(result)}});
+}
+
+prometheus::Counter& metrics::undelivered() { return undelivered_.Add({}); }
+
+prometheus::Gauge& metrics::gauge(const std::string& name, const std::string& help, const prometheus::Labels& labels) {
+    std::lock_guard lock(mutex_);
+    auto it = gauge_families_.find(name);
+    if (it == gauge_families_.end()) {
+        it = gauge_families_.emplace(name, &prometheus::BuildGauge().Name(name).Help(help).Register(*registry_)).first;
+    }
+    return it->second->Add(labels);
+}
+
+prometheus::Counter& metrics::counter(const std::string& name, const std::string& help, const prometheus::Labels& labels) {
+    std::lock_guard lock(mutex_);
+    auto it = counter_families_.find(name);
+    if (it == counter_families_.end()) {
+        it = counter_families_.emplace(name, &prometheus::BuildCounter().Name(name).Help(help).Register(*registry_)).first;
+    }
+    return it->second->Add(labels);
+}
+
+void metrics::on_scrape(std::function<void()> f) {
+    std::lock_guard lock(mutex_);
+    scrape_hooks_.push_back(std::move(f));
+}
+
+std::string metrics::serialize() {
+    // One scrape at a time: hooks keep state (last exported values) between scrapes.
+    std::lock_guard scrape(scrape_mutex_);
+    std::vector<std::function<void()>> hooks;
+    {
+        std::lock_guard lock(mutex_);
+        hooks = scrape_hooks_;
+    }
+    for (auto& h : hooks) h();
+    return prometheus::TextSerializer{}.Serialize(registry_->Collect());
+}
+
+}  // namespace handoff::proxy

@@ -1,0 +1,167 @@
+// The HTTP front's private declarations, shared by the files of proxy/src that make up the
+// server (server/server.cpp, server/session.cpp, dispatch/dispatch.cpp, modes/forward.cpp, modes/produce.cpp,
+// http/responses.cpp). Not part of the public API: nothing outside proxy/src includes it.
+#pragma once
+
+#include "handoff/proxy/http/errors.hpp"
+#include "handoff/common/http_rules.hpp"
+#include "handoff/proxy/dispatch/idempotency_store.hpp"
+#include "handoff/common/ids.hpp"
+#include "handoff/proxy/modes/record.hpp"
+#include "handoff/proxy/delivery/replies.hpp"
+#include "handoff/proxy/server/server.hpp"
+#include "handoff/proxy/dispatch/status_store.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/string_body.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace handoff::proxy {
+
+namespace front {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+using tcp = asio::ip::tcp;
+using asio::awaitable;
+using asio::use_awaitable;
+constexpr auto tuple_awaitable = asio::as_tuple(use_awaitable);
+
+using response = http::response<http::string_body>;
+
+// A live connection, as seen by drain: lets `stop_accepting` close it while it is idle.
+struct session_handle {
+    explicit session_handle(asio::any_io_executor e) : ex(std::move(e)) {}
+    const asio::any_io_executor ex;       // the session's strand
+    beast::tcp_stream* stream = nullptr;  // touched only on the session's strand
+    bool idle = false;
+};
+
+}  // namespace front
+
+// Everything the server's sessions share; owned by `server` and by every session (shared_ptr), so
+// it outlives the last connection. The stores are created from the route table's config at
+// construction; listener settings need a restart to change.
+struct server::state {
+    boost::asio::io_context& ioc;
+    std::atomic<std::shared_ptr<const route_table>> routes;
+    std::shared_ptr<producer> kafka;
+    std::shared_ptr<upstream_client> upstream;
+    std::shared_ptr<metrics> stats;
+    std::shared_ptr<status_store> statuses;
+    std::shared_ptr<idempotency_store> keys;
+    std::shared_ptr<reply_registry> replies;
+    std::shared_ptr<reply_dispatcher> reply_listener;
+    config::listen_config listen;
+    std::atomic<std::size_t> inflight_commits{0};  // listener settings need a restart to change
+    std::optional<boost::asio::ip::tcp::acceptor> acceptor;
+    std::atomic<bool> draining{false};
+    std::atomic<std::size_t> buffered_bodies{0};  // bytes reserved by body_reservation
+    std::atomic<bool> closing{false};
+    std::atomic<std::size_t> connections{0};
+    std::mutex sessions_mutex;
+    std::list<std::shared_ptr<front::session_handle>> sessions;
+
+    state(boost::asio::io_context& io, std::shared_ptr<const route_table> r, std::shared_ptr<producer> p,
+          std::shared_ptr<upstream_client> u, std::shared_ptr<metrics> m);
+};
+
+namespace front {
+
+using state_ptr = std::shared_ptr<server::state>;
+
+// What a handled request produced, for the response and the request log line.
+struct outcome {
+    response res;
+    bool close = false;
+    std::string topic;
+    std::int32_t partition = -1;
+    std::int64_t offset = -1;
+    std::string error_code;
+};
+
+// One request on its way through a mode handler. Every member refers to something the session
+// loop owns for the request's iteration (or longer), so a handler must not keep the context past
+// its own completion. Build it as a named variable: GCC 12 miscompiles a braced temporary passed
+// inside a co_await expression.
+struct request_context {
+    const state_ptr& st;
+    const config::config& cfg;   // the config of the route table the request started with
+    const config::route* route;  // null only for a forwarded request that matched no route
+    http::request<http::string_body>& req;
+    const path_params& params;
+    const std::string& client_ip;
+    const request_ids& ids;
+    bool keyed = false;  // the request holds an Idempotency-Key entry (set by the gate)
+};
+
+// ---- http/responses.cpp: pure response builders----------------------------------------------
+
+void set_json(response& res, std::string body);
+outcome make_error(error e, std::string_view message, const request_ids& ids, unsigned version);
+std::string status_url(const std::string& request_id);
+// The 504 for a request whose outcome is not known yet: the body says so and points at the
+// status URL, where the final outcome appears.
+outcome outcome_unknown(std::string_view message, const request_ids& ids, const std::string& topic,
+                        unsigned version);
+// A commit route's success, from the persisted delivery report.
+outcome commit_success(int status, const request_ids& ids, const std::string& topic, const delivery_report& report,
+                       unsigned version);
+stored_response to_stored(const response& res);
+response from_stored(const stored_response& s, unsigned version);
+
+// ---- modes/forward.cpp and modes/produce.cpp: the mode handlers-----------------------------
+
+awaitable<outcome> handle_forward(const request_context& ctx);
+awaitable<outcome> handle_shadow(const request_context& ctx);
+outcome handle_event(const request_context& ctx);
+awaitable<outcome> handle_commit(const request_context& ctx);
+awaitable<outcome> handle_reply(const request_context& ctx);
+
+// What every delivery report of an accepted record leaves behind: the request's state in the
+// status store and the produce-outcome metric. Returns the outcome label.
+const char* record_delivery(status_store& statuses, metrics& stats, const std::string& request_id,
+                            const std::string& route_name, const std::string& topic, const std::string& topic_label,
+                            const delivery_report& r);
+
+// ---- dispatch/dispatch.cpp: from a parsed head to an outcome ------------------------------------------
+
+// The answer of the sidecar's own endpoint (a path under /_handoff/): the request status.
+outcome status_endpoint(server::state& st, const config::config& cfg, const http::request<http::string_body>& req,
+                        std::string_view path, const request_ids& ids);
+
+// The answer to a path that matched no route in a usable way (ambiguous, or not for this
+// method); nullopt when the request goes on (matched, or not found: forwarded).
+std::optional<outcome> match_problem(const route_match& match, const http::request<http::string_body>& req,
+                                     const request_ids& ids);
+
+// Runs a request whose body has been read: the canary choice, the Idempotency-Key gate, then
+// the handler of the mode taken. `mode` comes in as the route's (or the default) and leaves as
+// the one taken. Exceptions become a 500 here.
+awaitable<outcome> answer_request(request_context& ctx, const route_table& routes, std::string_view path,
+                                  std::string_view query, config::mode& mode);
+
+void log_request(const http::request_header<>& req, const config::route* route, config::mode mode,
+                 const request_ids& ids, const outcome& o, std::chrono::steady_clock::time_point started);
+
+// ---- server/session.cpp ----------------------------------------------------------------------------
+
+// One connection, from its accept to its close; runs on the socket's executor (its strand).
+awaitable<void> run_session(state_ptr st, tcp::socket socket);
+
+}  // namespace front
+
+}  // namespace handoff::proxy

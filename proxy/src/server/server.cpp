@@ -1,0 +1,156 @@
+// The listener: the shared state's construction, the accept loop, the session registry used by
+// drain, and the public server API (server.hpp). A session, once accepted, runs in session.cpp.
+#include "server/front.hpp"
+
+#include "handoff/common/log.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
+
+namespace handoff::proxy {
+
+using front::tuple_awaitable;
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+server::state::state(asio::io_context& io, std::shared_ptr<const route_table> r, std::shared_ptr<producer> p,
+                     std::shared_ptr<upstream_client> u, std::shared_ptr<metrics> m)
+    : ioc(io), routes(std::move(r)), kafka(std::move(p)), upstream(std::move(u)),
+      stats(m ? std::move(m) : std::make_shared<metrics>()) {
+    const auto& cfg = routes.load()->cfg();
+    listen = cfg.listen;
+    statuses = std::make_shared<status_store>(cfg.status.max_entries, cfg.status.max_bytes, cfg.status.ttl);
+    keys = std::make_shared<idempotency_store>(cfg.idempotency.max_entries, cfg.idempotency.max_bytes,
+                                               cfg.idempotency.ttl);
+    replies = std::make_shared<reply_registry>();
+    reply_listener = std::make_shared<reply_dispatcher>(replies, statuses, keys, stats);
+}
+
+namespace {
+
+asio::awaitable<void> accept_loop(front::state_ptr st) {
+    for (;;) {
+        // Accept into a socket made beforehand, on its own strand: Boost 1.81's move-accept with
+        // an executor argument and as_tuple frees the strand twice (seen under ASan, 2 threads).
+        // With one io thread every handler is already serialized: no strand (it costs a queue
+        // and a lock per handler).
+        tcp::socket socket = st->listen.threads > 1 ? tcp::socket(asio::make_strand(st->ioc))
+                                                    : tcp::socket(st->ioc.get_executor());
+        auto [ec] = co_await st->acceptor->async_accept(socket, tuple_awaitable);
+        if (ec) {
+            if (ec == asio::error::operation_aborted || !st->acceptor->is_open()) co_return;
+            log::warn("accept failed", {{"error", ec.message()}});
+            continue;
+        }
+        if (st->connections.load() >= st->listen.max_connections) {
+            // Connection cap: refuse at once rather than queue (tests/integration/test_limits.py, L-6).
+            boost::system::error_code ignored;
+            socket.close(ignored);
+            st->stats->shed("connections").Increment();
+            continue;
+        }
+        st->connections.fetch_add(1);
+        boost::system::error_code nodelay_ec;  // a client already gone must not end the accept loop
+        socket.set_option(tcp::no_delay(true), nodelay_ec);
+        auto ex = socket.get_executor();
+        asio::co_spawn(ex, front::run_session(st, std::move(socket)), [](std::exception_ptr e) {
+            if (!e) return;
+            try {
+                std::rethrow_exception(e);
+            } catch (const std::exception& ex) {
+                log::error("session failed", {{"error", ex.what()}});
+            }
+        });
+    }
+}
+
+}  // namespace
+
+server::server(asio::io_context& ioc, std::shared_ptr<const route_table> routes, std::shared_ptr<producer> producer,
+               std::shared_ptr<upstream_client> upstream, std::shared_ptr<metrics> stats)
+    : state_(std::make_shared<state>(ioc, std::move(routes), std::move(producer), std::move(upstream), std::move(stats))) {
+    std::weak_ptr<state> weak = state_;
+    state_->stats->on_scrape([weak] {
+        if (auto s = weak.lock()) {
+            s->stats->connections().Set(static_cast<double>(s->connections.load()));
+            s->stats->status_entries().Set(static_cast<double>(s->statuses->size()));
+            s->stats->gauge("handoff_status_bytes", "Bytes held by the request status store.", {})
+                .Set(static_cast<double>(s->statuses->bytes()));
+            s->stats->gauge("handoff_idempotency_entries", "Idempotency-Key entries held.", {})
+                .Set(static_cast<double>(s->keys->size()));
+            s->stats->gauge("handoff_idempotency_bytes", "Bytes held by the Idempotency-Key store.", {})
+                .Set(static_cast<double>(s->keys->bytes()));
+            s->stats->gauge("handoff_buffered_body_bytes",
+                            "Request body bytes reserved against limits.max_buffered_body_bytes.", {})
+                .Set(static_cast<double>(s->buffered_bodies.load()));
+            s->stats->gauge("handoff_reply_waiting", "Requests on reply routes waiting for their reply.", {})
+                .Set(static_cast<double>(s->replies->size()));
+            const auto ps = s->kafka->stats();
+            s->stats->producer_queue_messages().Set(static_cast<double>(ps.queued_messages));
+            s->stats->producer_queue_bytes().Set(static_cast<double>(ps.queued_bytes));
+        }
+    });
+}
+
+server::~server() = default;
+
+void server::start() {
+    const auto& l = state_->listen;
+    const tcp::endpoint ep{asio::ip::make_address(l.address), l.port};
+    state_->acceptor.emplace(state_->ioc);
+    state_->acceptor->open(ep.protocol());
+    state_->acceptor->set_option(asio::socket_base::reuse_address(true));
+    state_->acceptor->bind(ep);
+    state_->acceptor->listen(asio::socket_base::max_listen_connections);
+    asio::co_spawn(state_->ioc, accept_loop(state_), asio::detached);
+}
+
+tcp::endpoint server::local_endpoint() const { return state_->acceptor->local_endpoint(); }
+
+void server::begin_drain() { state_->draining.store(true); }
+bool server::draining() const noexcept { return state_->draining.load(); }
+
+void server::stop_accepting() {
+    state_->draining.store(true);
+    state_->closing.store(true);
+    asio::post(state_->ioc, [st = state_] {
+        if (!st->acceptor || !st->acceptor->is_open()) return;
+        // Connections the kernel already completed sit in the backlog; closing the listener now
+        // would reset them. Take them (non-blocking) and serve their request before closing.
+        boost::system::error_code ec;
+        st->acceptor->non_blocking(true, ec);
+        for (;;) {
+            tcp::socket socket(asio::make_strand(st->ioc));
+            st->acceptor->accept(socket, ec);
+            if (ec) break;
+            st->connections.fetch_add(1);
+            socket.set_option(tcp::no_delay(true), ec);
+            auto ex = socket.get_executor();
+            asio::co_spawn(ex, front::run_session(st, std::move(socket)), asio::detached);
+        }
+        st->acceptor->close(ec);
+    });
+    std::lock_guard lock(state_->sessions_mutex);
+    for (auto& h : state_->sessions) {
+        // Runs on the session's strand, where `stream` and `idle` are owned. A connection whose
+        // next request has already arrived is left to finish it.
+        asio::post(h->ex, [h] {
+            if (!h->stream || !h->idle) return;
+            boost::system::error_code ec;
+            if (h->stream->socket().available(ec) > 0 && !ec) return;
+            h->stream->cancel();
+        });
+    }
+}
+
+std::size_t server::active_connections() const noexcept { return state_->connections.load(); }
+std::size_t server::inflight_commits() const noexcept { return state_->inflight_commits.load(); }
+
+void server::swap_routes(std::shared_ptr<const route_table> routes) { state_->routes.store(std::move(routes)); }
+
+consumer_listener& server::reply_listener() noexcept { return *state_->reply_listener; }
+bool server::replies_ready() const noexcept { return state_->reply_listener->ready(); }
+
+}  // namespace handoff::proxy

@@ -1,0 +1,379 @@
+// One connection's session: the loop that reads a request, answers it and waits for the next one,
+// the request reader (head, then body, each bounded in size and time) with its mapping of read
+// errors to answers, and the helpers that put a response on the wire.
+#include "server/front.hpp"
+
+#include "handoff/common/log.hpp"
+
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+
+#include <array>
+#include <tuple>
+
+namespace handoff::proxy::front {
+
+namespace {
+
+const std::string unmatched_label = "(unmatched)";
+const std::string status_label = "(status)";
+
+using request_parser = http::request_parser<http::string_body>;
+
+bool expects_continue(const http::request_header<>& h) {
+    auto it = h.find(http::field::expect);
+    return it != h.end() && iequals(it->value(), "100-continue");
+}
+
+// A request body's share of limits.max_buffered_body_bytes, taken before the body is read and
+// given back when the request's iteration of the session loop ends (its answer written).
+class body_reservation {
+public:
+    explicit body_reservation(std::atomic<std::size_t>& total) noexcept : total_(total) {}
+    body_reservation(const body_reservation&) = delete;
+    body_reservation& operator=(const body_reservation&) = delete;
+    ~body_reservation() {
+        if (held_ > 0) total_.fetch_sub(held_);
+    }
+    bool take(std::size_t n, std::size_t limit) noexcept {
+        auto cur = total_.load();
+        do {
+            if (n > limit || cur > limit - n) return false;
+        } while (!total_.compare_exchange_weak(cur, cur + n));
+        held_ = n;
+        return true;
+    }
+
+private:
+    std::atomic<std::size_t>& total_;
+    std::size_t held_ = 0;
+};
+
+// The response as one gathered write: its head serialized into `wire` (reused per connection),
+// then the body where it is. The answer to a HEAD request is the head alone (RFC 9110 §9.3.2): its
+// Content-Length says what a GET would carry, and not one body byte follows, or the next response
+// on the connection would start inside it.
+std::array<asio::const_buffer, 2> wire_buffers(const response& res, std::string& wire, bool head_request) {
+    wire.clear();
+    if (wire.capacity() > 64 * 1024) wire.shrink_to_fit();  // after an unusually large head
+    serialize_response_head(res, wire);
+    return {asio::buffer(wire), head_request ? asio::const_buffer() : asio::buffer(res.body())};
+}
+
+// Feeds what is already buffered to the parser, without I/O: a request usually arrives whole in
+// the read that ended the idle wait, and an asynchronous read of bytes already here costs a post,
+// a deadline and a coroutine frame. `until_header`: stop once the head is parsed (the body limit
+// is set after routing). Returns the bytes consumed; `ec` is the parser's error (need_more is not
+// one: the caller then reads, as Beast's read would).
+std::size_t parse_buffered(http::request_parser<http::string_body>& parser, beast::flat_buffer& buffer,
+                           bool until_header, boost::system::error_code& ec) {
+    std::size_t used = 0;
+    ec = {};
+    while (buffer.size() > 0 && !(until_header ? parser.is_header_done() : parser.is_done())) {
+        const auto n = parser.put(buffer.data(), ec);
+        buffer.consume(n);
+        used += n;
+        if (ec == http::error::need_more) {
+            ec = {};
+            break;
+        }
+        if (ec || n == 0) break;
+    }
+    return used;
+}
+
+awaitable<void> write_and_close(beast::tcp_stream& stream, outcome o, const config::listen_config& listen,
+                                bool head_request) {
+    o.res.keep_alive(false);
+    o.res.prepare_payload();
+    stream.expires_after(listen.write_timeout);
+    std::string wire;
+    co_await asio::async_write(stream, wire_buffers(o.res, wire, head_request), tuple_awaitable);
+}
+
+// What a failed read answers, for the head and for the body alike. nullopt: the peer has gone
+// (or the listener is closing the connection); close without an answer.
+enum class read_phase { head, body };
+struct read_failure {
+    error e;
+    std::string message;
+};
+
+std::optional<read_failure> read_error_answer(const boost::system::error_code& ec, read_phase phase,
+                                              const request_parser& parser, std::size_t limit) {
+    if (phase == read_phase::head) {
+        if (ec == http::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset ||
+            ec == asio::error::operation_aborted) {
+            return std::nullopt;
+        }
+        // Beast fills in the target only once the whole request line is parsed.
+        if (ec == http::error::header_limit && parser.get().target().empty()) {
+            return read_failure{error::uri_too_long,
+                                "the request line is longer than " + std::to_string(limit) + " bytes"};
+        }
+        if (ec == http::error::header_limit) {
+            return read_failure{error::headers_too_large,
+                                "the request head is larger than " + std::to_string(limit) + " bytes"};
+        }
+        if (ec == beast::error::timeout) {
+            return read_failure{error::request_timeout, "the request head did not arrive in time"};
+        }
+        return read_failure{error::bad_request, "malformed request: " + ec.message()};
+    }
+    if (ec == asio::error::eof || ec == http::error::partial_message || ec == asio::error::connection_reset) {
+        return std::nullopt;
+    }
+    if (ec == http::error::body_limit) {
+        return read_failure{error::body_too_large,
+                            "the body is larger than this route's limit of " + std::to_string(limit) + " bytes"};
+    }
+    if (ec == beast::error::timeout) {
+        return read_failure{error::request_timeout, "the request body did not arrive in time"};
+    }
+    return read_failure{error::bad_request, "malformed request body: " + ec.message()};
+}
+
+}  // namespace
+
+awaitable<void> run_session(state_ptr st, tcp::socket socket) {
+    const auto& listen = st->listen;
+    std::string client_ip;
+    {
+        boost::system::error_code ec;
+        const auto ep = socket.remote_endpoint(ec);
+        client_ip = ec ? "unknown" : ep.address().to_string();
+    }
+    auto handle = std::make_shared<session_handle>(socket.get_executor());
+    beast::tcp_stream stream(std::move(socket));
+    // Bounded: a chunk line, a trailer or pipelined requests can never grow it past this
+    // (buffer_overflow -> 400); pipelined requests beyond it wait in the socket (TCP back-pressure).
+    beast::flat_buffer buffer(listen.max_header_bytes + 64 * 1024);
+    std::string wire;  // response heads, serialized here
+    handle->stream = &stream;
+    std::list<std::shared_ptr<session_handle>>::iterator registration;
+    {
+        std::lock_guard lock(st->sessions_mutex);
+        registration = st->sessions.insert(st->sessions.end(), handle);
+    }
+
+    std::size_t served = 0;
+    for (;;) {
+        // Idle between requests: wait for the first byte of the next one. Once the listener has
+        // stopped, a connection that was already served is closed here; one accepted from the
+        // backlog still gets its first request answered (its client sent it before we stopped).
+        if (buffer.size() == 0) {
+            if (st->closing.load() && served > 0) break;
+            handle->idle = true;
+            stream.expires_after(listen.idle_timeout);
+            auto [ec, n] = co_await stream.async_read_some(buffer.prepare(8192), tuple_awaitable);
+            handle->idle = false;
+            if (ec) break;
+            buffer.commit(n);
+        }
+        const auto started = std::chrono::steady_clock::now();
+        // RFC 9112 §2.2: empty lines before a request line are ignored (test_hostile_http.py, B-18).
+        buffer.consume(leading_empty_lines({static_cast<const char*>(buffer.data().data()), buffer.size()}));
+        // Beast 1.81 does not bound chunk extensions (test_hostile_http.py, B-7); declared before
+        // the parser, which refers to it.
+        auto chunk_ext_check = [](std::uint64_t, std::string_view ext, boost::system::error_code& ec) {
+            if (chunk_extension_too_long(ext)) ec = http::error::bad_chunk_extension;
+        };
+        http::request_parser<http::string_body> parser;
+        parser.header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(listen.max_header_bytes, UINT32_MAX)));
+        parser.on_chunk_header(chunk_ext_check);
+        // Beast would refuse a Content-Length over its default 1 MB while reading the head (as a
+        // 400); the limit is the route's, known after routing and set before the body is read.
+        parser.body_limit(boost::none);
+        // The head is usually here already, whole, from the read that ended the idle wait.
+        boost::system::error_code hec;
+        std::size_t hn = parse_buffered(parser, buffer, /*until_header=*/true, hec);
+        if (!hec && !parser.is_header_done()) {
+            stream.expires_after(listen.header_timeout);
+            auto [rec, rn] = co_await http::async_read_header(stream, buffer, parser, tuple_awaitable);
+            hec = rec;
+            hn += rn;
+        }
+        // Beast 1.81 applies header_limit to the request line and to the fields separately; the
+        // limit is for the whole head (test_limits.py, L-4): hn is what the parser consumed for this head.
+        if (!hec && hn > listen.max_header_bytes) hec = http::error::header_limit;
+        if (hec) {
+            const auto failure = read_error_answer(hec, read_phase::head, parser, listen.max_header_bytes);
+            if (!failure) break;
+            const request_ids none;  // named: a braced temporary in a co_await expression trips GCC 12
+            co_await write_and_close(stream, make_error(failure->e, failure->message, none, 11), listen, false);
+            break;
+        }
+
+        auto& req = parser.get();
+        const bool head_request = req.method() == http::verb::head;
+        const auto routes = st->routes.load();  // this request keeps the table it started with
+        const auto& cfg = routes->cfg();
+        // Every request gets its own request ID; the caller's X-Correlation-ID is only a label
+        // (set below, once the head is known to be usable).
+        request_ids ids{make_uuid_v7(), {}};
+        config::mode mode = cfg.defaults.mode;
+        const config::route* route = nullptr;
+        std::string_view path, query;
+        auto finish = [&](outcome o) -> outcome {
+            const auto& name = route ? route->name : (path.starts_with("/_handoff/") ? status_label : unmatched_label);
+            st->stats->observe(st->stats->route(name, mode), o.res.result_int(),
+                               std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+            if (cfg.log.requests) log_request(req, route, mode, ids, o, started);
+            return o;
+        };
+
+        if (req.version() != 11 && req.version() != 10) {
+            co_await write_and_close(stream, finish(make_error(error::unsupported_version, "only HTTP/1.0 and HTTP/1.1 are served", ids, 11)), listen, head_request);
+            break;
+        }
+        if (auto problem = framing_problem(req.base())) {
+            co_await write_and_close(stream, finish(make_error(error::bad_request, *problem, ids, req.version())), listen, head_request);
+            break;
+        }
+        if (!split_target(req.target(), path, query)) {
+            co_await write_and_close(stream, finish(make_error(error::bad_request, "the request target must be a path (origin-form)", ids, req.version())), listen, head_request);
+            break;
+        }
+        if (auto it = req.find("X-Correlation-ID"); it != req.end()) {
+            if (!valid_correlation_id(it->value())) {
+                // The caller's label is unusable; the error carries the request ID instead.
+                ids.correlation = ids.request;
+                auto o = make_error(error::invalid_correlation_id,
+                                    "X-Correlation-ID must be 1-128 characters of [A-Za-z0-9._:-]", ids, req.version());
+                o.close = o.close || !parser.is_done();
+                co_await write_and_close(stream, finish(std::move(o)), listen, head_request);
+                break;
+            }
+            ids.correlation = std::string(it->value());
+        } else {
+            ids.correlation = ids.request;
+        }
+
+        std::optional<outcome> early;
+        route_match match;
+        if (path.starts_with("/_handoff/")) {
+            // Reserved for the sidecar itself: never routed, never forwarded.
+            early = status_endpoint(*st, cfg, req, path, ids);
+        } else {
+            match = routes->match(req.method_string(), path);
+            early = match_problem(match, req, ids);
+            if (match.result == route_match::kind::matched) {
+                route = match.route;
+                mode = route->mode;
+            }
+        }
+        const std::size_t body_limit =
+            (route && route->max_body_bytes > 0) ? route->max_body_bytes : listen.max_body_bytes;
+        if (!early) {
+            if (auto cl = parser.content_length(); cl && *cl > body_limit) {
+                early = make_error(error::body_too_large,
+                                   "the body is larger than this route's limit of " + std::to_string(body_limit) + " bytes",
+                                   ids, req.version());
+            } else if (auto ex = req.find(http::field::expect); ex != req.end() && !expects_continue(req.base())) {
+                early = make_error(error::expectation_failed, "only Expect: 100-continue is supported", ids,
+                                   req.version());
+            }
+        }
+        if (early) {
+            // The body (if any) was not read: the connection cannot be reused.
+            if (!parser.is_done()) early->close = true;
+            auto o = finish(std::move(*early));
+            if (o.close) {
+                co_await write_and_close(stream, std::move(o), listen, head_request);
+                break;
+            }
+            o.res.keep_alive(req.keep_alive() && !st->draining.load());
+            o.res.prepare_payload();
+            stream.expires_after(listen.write_timeout);
+            auto [wec, wn] = co_await asio::async_write(stream, wire_buffers(o.res, wire, head_request), tuple_awaitable);
+            if (wec || !o.res.keep_alive()) break;
+            continue;
+        }
+
+        body_reservation body_share(st->buffered_bodies);
+        if (!parser.is_done()) {
+            // Bodies are bounded all together too (limits.max_buffered_body_bytes): each
+            // connection may hold up to its route's limit, and there may be max_connections.
+            const auto declared = parser.content_length();
+            if (!body_share.take(declared ? static_cast<std::size_t>(*declared) : body_limit,
+                                 cfg.limits.max_buffered_body_bytes)) {
+                st->stats->shed("buffered_bodies").Increment();
+                co_await write_and_close(stream,
+                                         finish(make_error(error::overloaded,
+                                                           "too many request bodies are being received; retry later",
+                                                           ids, req.version())),
+                                         listen, head_request);
+                break;
+            }
+            if (expects_continue(req.base())) {
+                http::response<http::empty_body> cont{http::status::continue_, req.version()};
+                stream.expires_after(listen.write_timeout);
+                auto [cec, cn] = co_await http::async_write(stream, cont, tuple_awaitable);
+                if (cec) break;
+            }
+            parser.body_limit(body_limit);
+            // Beast adds trailer fields to the header (next to a same-named field, not at the end):
+            // keep the head as it was, so trailers are never applied, forwarded or copied
+            // (test_hostile_http.py, B-8).
+            std::optional<http::fields> head_fields;
+            if (req.chunked()) head_fields.emplace(static_cast<const http::fields&>(req));
+            parser.eager(true);
+            boost::system::error_code bec;
+            parse_buffered(parser, buffer, /*until_header=*/false, bec);
+            if (!bec && !parser.is_done()) {
+                stream.expires_after(listen.body_timeout);
+                std::tie(bec, std::ignore) = co_await http::async_read(stream, buffer, parser, tuple_awaitable);
+            }
+            if (bec) {
+                const auto failure = read_error_answer(bec, read_phase::body, parser, body_limit);
+                if (!failure) break;
+                co_await write_and_close(stream, finish(make_error(failure->e, failure->message, ids, req.version())),
+                                         listen, head_request);
+                break;
+            }
+            // Framing, routing and authentication fields in a trailer refuse the request (400 + close).
+            if (head_fields) {
+                const bool forbidden = has_forbidden_trailer(*head_fields, req);
+                static_cast<http::fields&>(req) = std::move(*head_fields);
+                if (forbidden) {
+                    co_await write_and_close(stream, finish(make_error(error::bad_request, "a trailer carries a framing, routing or authentication field",
+                                                                       ids, req.version())), listen, head_request);
+                    break;
+                }
+            }
+        }
+
+        // Named, not braced inside the co_await: GCC 12 (see request_context).
+        request_context ctx{st, cfg, route, req, match.params, client_ip, ids};
+        outcome o = co_await answer_request(ctx, *routes, path, query, mode);
+        o = finish(std::move(o));
+        const bool keep = !o.close && req.keep_alive() && !st->draining.load() && !st->closing.load();
+        o.res.keep_alive(keep);
+        if (req.method() != http::verb::head || (mode != config::mode::forward && mode != config::mode::shadow)) {
+            if (!o.res.has_content_length() && o.res.result_int() >= 200 && o.res.result_int() != 204 &&
+                o.res.result_int() != 304) {
+                o.res.content_length(o.res.body().size());
+            }
+        }
+        stream.expires_after(listen.write_timeout);
+        auto [wec, wn] = co_await asio::async_write(stream, wire_buffers(o.res, wire, head_request), tuple_awaitable);
+        ++served;
+        if (wec || !keep) break;
+    }
+
+    boost::system::error_code ignored;
+    stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    handle->stream = nullptr;
+    {
+        std::lock_guard lock(st->sessions_mutex);
+        st->sessions.erase(registration);
+    }
+    st->connections.fetch_sub(1);
+}
+
+}  // namespace handoff::proxy::front

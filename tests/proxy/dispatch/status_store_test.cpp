@@ -1,0 +1,120 @@
+#include "handoff/proxy/dispatch/status_store.hpp"
+
+#include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
+
+#include <thread>
+
+using namespace handoff::proxy;
+using state = request_status::state;
+
+TEST_CASE("the status store returns the latest state of a request") {
+    status_store s(10, 1 << 20, std::chrono::minutes(1));
+    s.put("a", {state::accepted, "r", "t", -1, -1, {}, {}});
+    s.put("a", {state::persisted, "r", "t", 2, 40, {}, {}});
+    auto got = s.get("a");
+    REQUIRE(got);
+    CHECK(got->current == state::persisted);
+    CHECK(got->partition == 2);
+    CHECK(got->offset == 40);
+    CHECK_FALSE(s.get("b"));
+}
+
+TEST_CASE("the status store evicts the least recently written entry at its bound") {
+    status_store s(3, 1 << 20, std::chrono::minutes(1));
+    for (const char* id : {"a", "b", "c"}) s.put(id, {});
+    s.put("a", {});  // a is now the most recent
+    s.put("d", {});
+    CHECK(s.size() == 3);
+    CHECK_FALSE(s.get("b"));
+    CHECK(s.get("a"));
+    CHECK(s.get("c"));
+    CHECK(s.get("d"));
+}
+
+TEST_CASE("expired entries are not returned") {
+    status_store s(10, 1 << 20, std::chrono::milliseconds(0));
+    s.put("a", {});
+    CHECK_FALSE(s.get("a"));
+    CHECK(s.size() == 0);
+}
+
+TEST_CASE("status JSON has offsets only once persisted and a reason on failure") {
+    auto j = nlohmann::json::parse(status_store::to_json("id", {state::persisted, "r", "t", 1, 5, {}, {}}, false));
+    CHECK(j["state"] == "persisted");
+    CHECK(j["offset"] == 5);
+    auto k = nlohmann::json::parse(status_store::to_json("id", {state::failed, "r", "t", -1, -1, "Local: Message timed out", {}}, false));
+    CHECK(k["state"] == "failed");
+    CHECK_FALSE(k.contains("offset"));
+    CHECK(k["reason"] == "Local: Message timed out");
+}
+
+TEST_CASE("the status store is safe under concurrent writers and readers") {
+    status_store s(1000, 1 << 20, std::chrono::minutes(1));
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+        threads.emplace_back([&s, t] {
+            for (int i = 0; i < 5000; ++i) {
+                const auto id = std::to_string(t) + "-" + std::to_string(i % 300);
+                s.put(id, {});
+                (void)s.get(id);
+            }
+        });
+    }
+    for (auto& th : threads) th.join();
+    CHECK(s.size() <= 1000);
+}
+
+TEST_CASE("a reply makes the state replied and keeps the offset a delivery report gave") {
+    status_store s(10, 1 << 20, std::chrono::minutes(1));
+    CHECK_FALSE(s.put_reply("nobody", std::make_shared<stored_response>()));  // unknown: nothing stored
+    CHECK(s.size() == 0);
+    s.put("a", {state::persisted, "r", "t", 1, 7, {}, {}});
+    auto reply = std::make_shared<stored_response>();
+    reply->status = 201;
+    reply->headers = {{"Content-Type", "application/json"}, {"Location", "/orders/1"}};
+    reply->body = R"({"id":1})";
+    REQUIRE(s.put_reply("a", reply));
+    // A delivery report arriving after the reply does not undo it.
+    s.put("a", {state::persisted, "r", "t", 1, 7, {}, {}});
+    const auto got = s.get("a");
+    REQUIRE(got);
+    CHECK(got->current == state::replied);
+    const auto j = nlohmann::json::parse(status_store::to_json("a", *got, /*reply_content=*/true));
+    CHECK(j["state"] == "replied");
+    CHECK(j["offset"] == 7);
+    CHECK(j["reply"]["status"] == 201);
+    CHECK(j["reply"]["headers"]["Location"] == "/orders/1");
+    CHECK(j["reply"]["body"] == R"({"id":1})");
+    // status.reply_bodies false (the default): the status code only.
+    const auto bare = nlohmann::json::parse(status_store::to_json("a", *got, /*reply_content=*/false));
+    CHECK(bare["state"] == "replied");
+    CHECK(bare["reply"] == nlohmann::json{{"status", 201}});
+}
+
+TEST_CASE("a reply body that is not UTF-8 is given as base64") {
+    request_status st{state::replied, "r", "t", -1, -1, {}, {}};
+    auto reply = std::make_shared<stored_response>();
+    reply->status = 200;
+    reply->body = std::string("\xff\x00\x01", 3);
+    st.reply = reply;
+    const auto j = nlohmann::json::parse(status_store::to_json("a", st, /*reply_content=*/true));
+    CHECK_FALSE(j["reply"].contains("body"));
+    CHECK(j["reply"]["body_base64"] == "/wAB");
+}
+
+TEST_CASE("the status store is bounded in bytes: large replies push out the oldest entries") {
+    status_store s(1000, 64 * 1024, std::chrono::minutes(1));
+    for (int i = 0; i < 10; ++i) {
+        const auto id = std::string("r").append(std::to_string(i));
+        s.put(id, {});
+        auto reply = std::make_shared<stored_response>();
+        reply->status = 200;
+        reply->body.assign(20 * 1024, 'x');
+        s.put_reply(id, reply);
+        CHECK(s.bytes() <= 64 * 1024 + 21 * 1024);
+    }
+    CHECK(s.size() < 10);
+    CHECK(s.get("r9"));
+    CHECK_FALSE(s.get("r0"));
+}

@@ -3,6 +3,8 @@
 // against limits.max_buffered_body_bytes.
 #include "loader.hpp"
 
+#include "handoff/config/reload.hpp"
+
 #include <algorithm>
 
 namespace handoff::config::detail {
@@ -105,8 +107,7 @@ void loader::check_durability(const std::vector<route>& routes, const std::vecto
 void loader::check_reply_topic(const config& c, const std::vector<route_info>& infos) {
     for (std::size_t i = 0; i < c.routes.size(); ++i) {
         const auto& r = c.routes[i];
-        const bool replies = infos[i].mode_known &&
-                             (r.mode == mode::reply || (r.canary_percent_bp > 0 && r.canary_mode == mode::reply));
+        const bool replies = infos[i].mode_known && answers_with_replies(r);
         if (replies && c.replies.topic.empty()) {
             fail(infos[i].node, "routes[" + std::to_string(infos[i].index) + "]",
                  "route '" + r.name + "' answers with replies: set replies.topic (the reply topic this process consumes)");

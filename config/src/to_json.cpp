@@ -1,11 +1,10 @@
 // The config as JSON: `to_redacted_json` (admin /config) and the comparison behind
-// `sections_needing_restart`. Durations print as "5000ms", sizes as integers, enums by their
+// `sections_needing_restart` (reload.cpp). Durations print as "5000ms", sizes as integers, enums by their
 // names in values.hpp.
 #include "handoff/config/load.hpp"
 
+#include "to_json.hpp"
 #include "values.hpp"
-
-#include <nlohmann/json.hpp>
 
 #include <algorithm>
 
@@ -29,8 +28,9 @@ nlohmann::ordered_json key_json(const key_source& k) {
 }
 
 
-// The effective config as JSON; with `redact`, secret property values are "<redacted>".
-nlohmann::ordered_json config_json(const config& c, bool redact) {
+}  // namespace
+
+nlohmann::ordered_json detail::config_json(const config& c, bool redact) {
     using json = nlohmann::ordered_json;
     json j;
     j["file"] = c.file;
@@ -148,24 +148,7 @@ nlohmann::ordered_json config_json(const config& c, bool redact) {
     return j;
 }
 
-}  // namespace
 
-
-std::string to_redacted_json(const config& c) { return config_json(c, /*redact=*/true).dump(2); }
-
-std::vector<std::string> sections_needing_restart(const config& running, const config& next) {
-    // Real values, not the redacted ones: a changed password is a change.
-    const auto before = config_json(running, /*redact=*/false);
-    const auto after = config_json(next, /*redact=*/false);
-    std::vector<std::string> out;
-    for (const char* section : {"profile", "listen", "admin", "upstream", "kafka", "subscriptions", "status",
-                                "idempotency", "replies"}) {
-        const auto a = before.find(section);
-        const auto b = after.find(section);
-        const bool in_a = a != before.end(), in_b = b != after.end();
-        if (in_a != in_b || (in_a && *a != *b)) out.emplace_back(section);
-    }
-    return out;
-}
+std::string to_redacted_json(const config& c) { return detail::config_json(c, /*redact=*/true).dump(2); }
 
 }  // namespace handoff::config

@@ -10,9 +10,13 @@
 #include "handoff/adapters/kafka/producer.hpp"
 #include "handoff/adapters/kafka/version.hpp"
 #include "handoff/config/load.hpp"
+#include "handoff/config/reload.hpp"
 #include "handoff/config/openapi.hpp"
 #include "handoff/proxy/ops/admin.hpp"
 #include "handoff/proxy/ops/config_watcher.hpp"
+#include "handoff/proxy/ops/lifecycle.hpp"
+#include "handoff/proxy/ops/metrics_export.hpp"
+#include "handoff/proxy/ops/readiness.hpp"
 #include "handoff/common/ids.hpp"
 #include "handoff/proxy/ops/metrics.hpp"
 #include "handoff/common/log.hpp"
@@ -89,55 +93,6 @@ int validate(const std::string& file) {
     return 0;
 }
 
-// Drain sequence (DESIGN §5): not ready at once; stop accepting; let in-flight requests finish
-// within the drain timeout; then the caller stops the io_context and flushes the producer.
-struct lifecycle {
-    asio::io_context& ioc;
-    handoff::proxy::server& server;
-    handoff::proxy::admin_server* admin;
-    std::chrono::milliseconds drain_delay;
-    std::chrono::milliseconds drain_timeout;
-    std::function<void()> on_stop_accepting;  // stops other inputs (config watcher, subscriptions)
-    asio::steady_timer timer{ioc};
-    std::chrono::steady_clock::time_point deadline{};
-    bool started = false;
-    std::function<bool()> busy{};  // other work the io_context must keep running for (subscriptions)
-
-    void drain() {
-        if (started) return;
-        started = true;
-        // Readiness false at once; keep serving (with Connection: close) while Kubernetes
-        // removes the endpoint, then stop accepting.
-        log::info("draining", {{"connections", server.active_connections()},
-                               {"delay_ms", drain_delay.count()},
-                               {"timeout_ms", drain_timeout.count()}});
-        server.begin_drain();
-        timer.expires_after(drain_delay);
-        timer.async_wait([this](boost::system::error_code) {
-            log::info("stopped accepting", {{"connections", server.active_connections()},
-                                            {"inflight_commits", server.inflight_commits()}});
-            server.stop_accepting();
-            if (on_stop_accepting) on_stop_accepting();
-            deadline = std::chrono::steady_clock::now() + drain_timeout;
-            wait_for_connections();
-        });
-    }
-
-    void wait_for_connections() {
-        // Shutdown only: a short periodic check of the connection count, never on the hot path.
-        if ((server.active_connections() == 0 && !(busy && busy())) || std::chrono::steady_clock::now() >= deadline) {
-            if (server.active_connections() > 0) {
-                log::warn("drain timeout: closing remaining connections", {{"connections", server.active_connections()}});
-            }
-            if (admin) admin->stop();
-            ioc.stop();
-            return;
-        }
-        timer.expires_after(20ms);
-        timer.async_wait([this](boost::system::error_code) { wait_for_connections(); });
-    }
-};
-
 int run(const std::string& file) {
     auto loaded = handoff::config::load_file(file);
     if (!loaded.value) {
@@ -201,34 +156,13 @@ int run(const std::string& file) {
     // The config in force: replaced on a successful reload.
     std::atomic<std::shared_ptr<const handoff::config::config>> current{cfg};
     // reply routes: this process's own consumer of replies.topic (created below, before the
-    // io_context runs; declared here because readiness asks it).
+    // io_context runs).
     std::shared_ptr<handoff::proxy::consumer> reply_consumer;
+    handoff::proxy::readiness ready(server, producer, !cfg->replies.topic.empty());
     std::unique_ptr<handoff::proxy::admin_server> admin;
     if (cfg->admin.enabled) {
         handoff::proxy::admin_hooks hooks;
-        hooks.ready = [&server, &reply_consumer, producer,
-                       replies_configured = !cfg->replies.topic.empty()](std::string& reason) {
-            if (server.draining()) {
-                reason = "draining";
-                return false;
-            }
-            if (auto why = producer->not_ready_reason(); !why.empty()) {
-                reason = std::move(why);
-                return false;
-            }
-            if (replies_configured) {
-                if (!reply_consumer) {
-                    reason = "the reply consumer is not started yet";
-                    return false;
-                }
-                if (!reply_consumer->ready(reason)) return false;
-                if (!server.replies_ready()) {
-                    reason = "the reply topic is not assigned yet";
-                    return false;
-                }
-            }
-            return true;
-        };
+        hooks.ready = [&ready](std::string& reason) { return ready.check(reason); };
         hooks.config_json = [&current] { return handoff::config::to_redacted_json(*current.load()); };
         hooks.metrics = [stats] { return stats->serialize(); };
         admin = std::make_unique<handoff::proxy::admin_server>(ioc, cfg->admin, std::move(hooks));
@@ -256,35 +190,14 @@ int run(const std::string& file) {
             log::error("config reload rejected; keeping the running config", {{"trigger", trigger}, {"errors", messages}});
             return;
         }
-        std::shared_ptr<const handoff::config::config> fresh =
-            std::make_shared<const handoff::config::config>(std::move(*next.value));
-        const auto old = current.load();
-        const auto need_restart = handoff::config::sections_needing_restart(*old, *fresh);
-        if (!need_restart.empty()) {
-            // Keep what is in force for the sections that need a restart, so /config tells the truth.
-            auto merged = std::make_shared<handoff::config::config>(*fresh);
-            merged->profile = old->profile;
-            merged->listen = old->listen;
-            merged->admin = old->admin;
-            merged->upstream = old->upstream;
-            merged->kafka = old->kafka;
-            merged->subscriptions = old->subscriptions;
-            merged->status = old->status;
-            merged->idempotency = old->idempotency;
-            merged->replies = old->replies;
-            const bool replies_needed = std::any_of(merged->routes.begin(), merged->routes.end(), [](const auto& r) {
-                return r.mode == handoff::config::mode::reply ||
-                       (r.canary_percent_bp > 0 && r.canary_mode == handoff::config::mode::reply);
-            });
-            if (replies_needed && merged->replies.topic.empty()) {
-                stats->config_reload("rejected").Increment();
-                log::error("config reload rejected; keeping the running config",
-                           {{"trigger", trigger},
-                            {"errors", std::vector<std::string>{"reply routes need replies.topic, which takes effect only at a restart"}}});
-                return;
-            }
-            fresh = std::move(merged);
+        auto plan = handoff::config::plan_reload(*current.load(), std::move(*next.value));
+        if (!plan.in_force) {
+            stats->config_reload("rejected").Increment();
+            log::error("config reload rejected; keeping the running config", {{"trigger", trigger}, {"errors", plan.errors}});
+            return;
         }
+        const auto& fresh = plan.in_force;
+        const auto& need_restart = plan.restart_needed;
         server.swap_routes(handoff::proxy::route_table::create(fresh));
         current.store(fresh);
         log::set_level(parse_level(fresh->log.level));
@@ -328,104 +241,14 @@ int run(const std::string& file) {
             log::error("kafka reply consumer could not be created", {{"error", err}});
             return exit_config;
         }
+        ready.set_reply_consumer(reply_consumer);
         reply_consumer->start(server.reply_listener());
         log::info("consuming replies", {{"topic", cfg->replies.topic}});
     }
-    // Subscription counters are atomics in the engine; each scrape adds what changed since the last.
-    struct exported_counter {
-        prometheus::Counter* metric;
-        const std::atomic<std::uint64_t>* source;
-        std::uint64_t last = 0;
-    };
-    auto exported = std::make_shared<std::vector<exported_counter>>();
-    auto exported_gauges = std::make_shared<std::vector<std::pair<prometheus::Gauge*, const std::atomic<std::int64_t>*>>>();
-    for (const auto& sub : subscriptions) {
-        const prometheus::Labels labels{{"subscription", sub->settings().name}};
-        const auto& c = sub->counters();
-        const std::pair<const char*, const std::atomic<std::uint64_t>*> counters[] = {
-            {"received", &c.received},           {"attempts", &c.attempts},
-            {"delivered", &c.delivered},         {"retries", &c.retries},
-            {"connection_failures", &c.connection_failures}, {"dead_lettered", &c.dead_lettered},
-            {"dead_letter_failures", &c.dead_letter_failures}, {"replies", &c.replies},
-            {"reply_failures", &c.reply_failures}, {"offsets_stored", &c.offsets_stored},
-            {"abandoned", &c.abandoned},         {"dropped_headers", &c.dropped_headers},
-            {"circuit_opened", &c.circuit_opened}, {"assignments", &c.assignments}};
-        for (const auto& [what, source] : counters) {
-            exported->push_back({&stats->counter(std::string("handoff_subscription_") + what + "_total",
-                                                 std::string("Subscription ") + what, labels),
-                                 source});
-        }
-        exported_gauges->emplace_back(&stats->gauge("handoff_subscription_in_flight",
-                                                    "Deliveries, dead-letter writes and replies in progress", labels),
-                                      &c.in_flight);
-        exported_gauges->emplace_back(&stats->gauge("handoff_subscription_buffered",
-                                                    "Records received and not yet resolved", labels),
-                                      &c.buffered);
-    }
-    // Consumer lag per assigned partition (consumer::lag: high watermark - stored offset). Gauges of
-    // partitions no longer reported (revoked, or watermark not known yet) are set to 0.
-    struct exported_lag {
-        std::mutex mutex;  // scrapes may run concurrently
-        std::map<std::tuple<std::string, std::string, std::int32_t>, prometheus::Gauge*> gauges;
-    };
-    auto lag_state = std::make_shared<exported_lag>();
-    std::vector<const handoff::proxy::subscription*> lag_sources;
-    for (const auto& sub : subscriptions) lag_sources.push_back(sub.get());
-    // A raw pointer: the hook is owned by `stats` itself.
-    stats->on_scrape([lag_state, lag_sources, metrics = stats.get()] {
-        std::lock_guard lock(lag_state->mutex);
-        std::set<prometheus::Gauge*> reported;
-        for (const auto* sub : lag_sources) {
-            const auto& name = sub->settings().name;
-            for (const auto& p : sub->lag()) {
-                auto& g = lag_state->gauges[{name, p.topic, p.partition}];
-                if (!g) {
-                    g = &metrics->gauge("handoff_subscription_lag",
-                                        "Records in assigned partitions not yet processed (high watermark - stored offset)",
-                                        {{"subscription", name}, {"topic", p.topic}, {"partition", std::to_string(p.partition)}});
-                }
-                g->Set(static_cast<double>(p.lag));
-                reported.insert(g);
-            }
-        }
-        for (auto& [key, g] : lag_state->gauges) {
-            if (!reported.count(g)) g->Set(0);
-        }
-    });
-    // Producer handles re-created (adapters/kafka/README.md, "Fatal errors" and "Stalls").
-    struct exported_recreations {
-        std::mutex mutex;  // scrapes may run concurrently
-        prometheus::Counter* fatal;
-        prometheus::Counter* stalled;
-        std::uint64_t last_fatal = 0, last_stalled = 0;
-    };
-    auto recreations = std::make_shared<exported_recreations>();
-    {
-        const char* help = "Kafka producer handles re-created: after a fatal idempotent-producer error, or after no "
-                           "progress while the cluster answered (kafka.stall_timeout)";
-        recreations->fatal = &stats->counter("handoff_kafka_producer_recreations_total", help, {{"reason", "fatal"}});
-        recreations->stalled = &stats->counter("handoff_kafka_producer_recreations_total", help, {{"reason", "stalled"}});
-    }
-    stats->on_scrape([recreations, producer] {
-        const auto s = producer->stats();
-        std::lock_guard lock(recreations->mutex);
-        if (s.recreated_after_fatal > recreations->last_fatal) {
-            recreations->fatal->Increment(static_cast<double>(s.recreated_after_fatal - recreations->last_fatal));
-        }
-        if (s.recreated_after_stall > recreations->last_stalled) {
-            recreations->stalled->Increment(static_cast<double>(s.recreated_after_stall - recreations->last_stalled));
-        }
-        recreations->last_fatal = s.recreated_after_fatal;
-        recreations->last_stalled = s.recreated_after_stall;
-    });
-    stats->on_scrape([exported, exported_gauges] {
-        for (auto& e : *exported) {
-            const auto now = e.source->load();
-            if (now > e.last) e.metric->Increment(static_cast<double>(now - e.last));
-            e.last = now;
-        }
-        for (auto& [g, source] : *exported_gauges) g->Set(static_cast<double>(source->load()));
-    });
+    std::vector<const handoff::proxy::subscription*> exported;
+    for (const auto& sub : subscriptions) exported.push_back(sub.get());
+    handoff::proxy::export_subscription_metrics(*stats, std::move(exported));
+    handoff::proxy::export_producer_metrics(*stats, producer);
     asio::signal_set subscription_signals(ioc, SIGTERM, SIGINT);
     subscription_signals.async_wait([&](boost::system::error_code ec, int) {
         if (!ec) for (auto& s : subscriptions) s->begin_stop();
@@ -434,8 +257,7 @@ int run(const std::string& file) {
         return std::any_of(subscriptions.begin(), subscriptions.end(), [](const auto& s) { return !s->idle(); });
     };
 
-    lifecycle life{ioc, server, admin.get(), cfg->drain.delay, cfg->drain.timeout, [&] { watcher.stop(); }};
-    life.busy = subscriptions_busy;  // subscriptions
+    handoff::proxy::drain_sequence drain(ioc, server, admin.get(), [&] { watcher.stop(); }, subscriptions_busy);
     asio::signal_set stop_signals(ioc, SIGTERM, SIGINT);
     stop_signals.async_wait([&](boost::system::error_code ec, int sig) {
         if (ec) return;
@@ -444,9 +266,7 @@ int run(const std::string& file) {
         log::info("signal received", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"},
                                       {"producer_queued_records", producer->stats().queued_messages}});
         // The drain settings in force now (they may have been reloaded since start-up).
-        life.drain_delay = current.load()->drain.delay;
-        life.drain_timeout = current.load()->drain.timeout;
-        life.drain();
+        drain.start(current.load()->drain.delay, current.load()->drain.timeout);
     });
     asio::signal_set reload_signal(ioc, SIGHUP);
     std::function<void(boost::system::error_code, int)> on_reload = [&](boost::system::error_code ec, int) {

@@ -102,9 +102,7 @@ void reply_dispatcher::on_record(consumed_record record) {
     std::string why;
     auto reply = parse_reply(record, why);
     const auto count = [this](const char* outcome) {
-        stats_->counter("handoff_replies_total", "Reply records read from the reply topic, by outcome.",
-                        {{"outcome", outcome}})
-            .Increment();
+        stats_->reply_record(outcome).Increment();
     };
     if (!reply) {
         count("invalid");

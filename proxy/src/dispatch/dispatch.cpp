@@ -66,9 +66,7 @@ bool honours_idempotency(config::mode m) noexcept {
 }
 
 void count_idempotency(server::state& st, const config::route& route, const char* result) {
-    st.stats->counter("handoff_idempotency_total", "Requests with an Idempotency-Key, by route and result.",
-                      {{"route", route.name}, {"result", result}})
-        .Increment();
+    st.stats->idempotency(route.name, result).Increment();
 }
 
 // The Idempotency-Key header's own checks: 400 when it is missing on a route that requires it, or

@@ -61,9 +61,7 @@ awaitable<outcome> handle_shadow(const request_context& ctx) {
     const auto& ids = ctx.ids;
     auto stats = st->stats;
     const auto failed = [stats, route_name = route.name, ids](const char* reason, const std::string& detail) {
-        stats->counter("handoff_shadow_failures_total", "Shadow copies that were not published, by route and reason.",
-                       {{"route", route_name}, {"reason", reason}})
-            .Increment();
+        stats->shadow_failure(route_name, reason).Increment();
         log::warn("shadow copy not published",
                   {{"request_id", ids.request},
                    {"correlation_id", ids.correlation},

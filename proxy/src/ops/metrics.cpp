@@ -157,6 +157,71 @@ prometheus::Counter& metrics::counter(const std::string& name, const std::string
     return it->second->Add(labels);
 }
 
+prometheus::Gauge& metrics::status_bytes() {
+    return gauge("handoff_status_bytes", "Bytes held by the request status store.", {});
+}
+
+prometheus::Gauge& metrics::idempotency_entries() {
+    return gauge("handoff_idempotency_entries", "Idempotency-Key entries held.", {});
+}
+
+prometheus::Gauge& metrics::idempotency_bytes() {
+    return gauge("handoff_idempotency_bytes", "Bytes held by the Idempotency-Key store.", {});
+}
+
+prometheus::Gauge& metrics::buffered_body_bytes() {
+    return gauge("handoff_buffered_body_bytes", "Request body bytes reserved against limits.max_buffered_body_bytes.",
+                 {});
+}
+
+prometheus::Gauge& metrics::reply_waiting() {
+    return gauge("handoff_reply_waiting", "Requests on reply routes waiting for their reply.", {});
+}
+
+prometheus::Counter& metrics::idempotency(const std::string& route, std::string_view result) {
+    return counter("handoff_idempotency_total", "Requests with an Idempotency-Key, by route and result.",
+                   {{"route", route}, {"result", std::string(result)}});
+}
+
+prometheus::Counter& metrics::shadow_failure(const std::string& route, std::string_view reason) {
+    return counter("handoff_shadow_failures_total", "Shadow copies that were not published, by route and reason.",
+                   {{"route", route}, {"reason", std::string(reason)}});
+}
+
+prometheus::Counter& metrics::reply_record(std::string_view outcome) {
+    return counter("handoff_replies_total", "Reply records read from the reply topic, by outcome.",
+                   {{"outcome", std::string(outcome)}});
+}
+
+prometheus::Counter& metrics::producer_recreations(std::string_view reason) {
+    return counter("handoff_kafka_producer_recreations_total",
+                   "Kafka producer handles re-created: after a fatal idempotent-producer error, or after no "
+                   "progress while the cluster answered (kafka.stall_timeout)",
+                   {{"reason", std::string(reason)}});
+}
+
+prometheus::Counter& metrics::subscription_counter(std::string_view what, const std::string& subscription) {
+    const std::string w(what);
+    return counter("handoff_subscription_" + w + "_total", "Subscription " + w, {{"subscription", subscription}});
+}
+
+prometheus::Gauge& metrics::subscription_in_flight(const std::string& subscription) {
+    return gauge("handoff_subscription_in_flight", "Deliveries, dead-letter writes and replies in progress",
+                 {{"subscription", subscription}});
+}
+
+prometheus::Gauge& metrics::subscription_buffered(const std::string& subscription) {
+    return gauge("handoff_subscription_buffered", "Records received and not yet resolved",
+                 {{"subscription", subscription}});
+}
+
+prometheus::Gauge& metrics::subscription_lag(const std::string& subscription, const std::string& topic,
+                                             std::int32_t partition) {
+    return gauge("handoff_subscription_lag",
+                 "Records in assigned partitions not yet processed (high watermark - stored offset)",
+                 {{"subscription", subscription}, {"topic", topic}, {"partition", std::to_string(partition)}});
+}
+
 void metrics::on_scrape(std::function<void()> f) {
     std::lock_guard lock(mutex_);
     scrape_hooks_.push_back(std::move(f));

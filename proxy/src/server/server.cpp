@@ -76,16 +76,15 @@ server::server(asio::io_context& ioc, std::shared_ptr<const route_table> routes,
         if (auto s = weak.lock()) {
             s->stats->connections().Set(static_cast<double>(s->connections.load()));
             s->stats->status_entries().Set(static_cast<double>(s->statuses->size()));
-            s->stats->gauge("handoff_status_bytes", "Bytes held by the request status store.", {})
+            s->stats->status_bytes()
                 .Set(static_cast<double>(s->statuses->bytes()));
-            s->stats->gauge("handoff_idempotency_entries", "Idempotency-Key entries held.", {})
+            s->stats->idempotency_entries()
                 .Set(static_cast<double>(s->keys->size()));
-            s->stats->gauge("handoff_idempotency_bytes", "Bytes held by the Idempotency-Key store.", {})
+            s->stats->idempotency_bytes()
                 .Set(static_cast<double>(s->keys->bytes()));
-            s->stats->gauge("handoff_buffered_body_bytes",
-                            "Request body bytes reserved against limits.max_buffered_body_bytes.", {})
+            s->stats->buffered_body_bytes()
                 .Set(static_cast<double>(s->buffered_bodies.load()));
-            s->stats->gauge("handoff_reply_waiting", "Requests on reply routes waiting for their reply.", {})
+            s->stats->reply_waiting()
                 .Set(static_cast<double>(s->replies->size()));
             const auto ps = s->kafka->stats();
             s->stats->producer_queue_messages().Set(static_cast<double>(ps.queued_messages));

@@ -5,6 +5,7 @@
 #pragma once
 
 #include "handoff/config/config.hpp"
+#include "handoff/config/reload.hpp"
 
 #include <functional>
 #include <optional>
@@ -43,9 +44,6 @@ load_result load_string(std::string_view yaml, const std::string& file, env_look
 // The effective config as YAML-like JSON text with secrets replaced by "<redacted>".
 std::string to_redacted_json(const config& c);
 
-// The sections that a reload cannot apply (they are taken at start-up only) and that differ
-// between `running` and `next`, compared on real values (secrets included), in a fixed order:
-// profile, listen, admin, upstream, kafka, subscriptions, status, idempotency, replies.
-std::vector<std::string> sections_needing_restart(const config& running, const config& next);
+// sections_needing_restart and plan_reload: reload.hpp.
 
 }  // namespace handoff::config

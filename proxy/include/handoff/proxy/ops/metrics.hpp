@@ -1,4 +1,5 @@
 // Prometheus metrics (prometheus-cpp core), served as text on the admin listener's /metrics.
+// Every metric name and help text of the process is declared in metrics.cpp, nowhere else.
 //
 // Instruments are created on first use and cached; label values come only from config (route
 // names, topic templates, fixed outcome words), never from requests, so cardinality is bounded.
@@ -14,6 +15,7 @@
 #include <prometheus/registry.h>
 
 #include <array>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
@@ -52,9 +54,24 @@ public:
     prometheus::Gauge& producer_queue_bytes() { return *queue_bytes_; }
     prometheus::Gauge& status_entries() { return *status_entries_; }
 
-    // A generic gauge/counter family for other modules (subscriptions), keyed by name + labels.
-    prometheus::Gauge& gauge(const std::string& name, const std::string& help, const prometheus::Labels& labels);
-    prometheus::Counter& counter(const std::string& name, const std::string& help, const prometheus::Labels& labels);
+    // Gauges sampled at each scrape from the server's stores and bounds.
+    prometheus::Gauge& status_bytes();
+    prometheus::Gauge& idempotency_entries();
+    prometheus::Gauge& idempotency_bytes();
+    prometheus::Gauge& buffered_body_bytes();
+    prometheus::Gauge& reply_waiting();
+
+    prometheus::Counter& idempotency(const std::string& route, std::string_view result);
+    prometheus::Counter& shadow_failure(const std::string& route, std::string_view reason);
+    prometheus::Counter& reply_record(std::string_view outcome);  // records read from replies.topic
+    prometheus::Counter& producer_recreations(std::string_view reason);  // fatal | stalled
+
+    // The receiving half, by subscription name: handoff_subscription_<what>_total, where `what`
+    // names a field of subscription_counters (metrics_export.cpp lists them).
+    prometheus::Counter& subscription_counter(std::string_view what, const std::string& subscription);
+    prometheus::Gauge& subscription_in_flight(const std::string& subscription);
+    prometheus::Gauge& subscription_buffered(const std::string& subscription);
+    prometheus::Gauge& subscription_lag(const std::string& subscription, const std::string& topic, std::int32_t partition);
 
     // Runs before each scrape (to sample queue depths and the like).
     void on_scrape(std::function<void()> f);
@@ -65,6 +82,8 @@ public:
     std::shared_ptr<prometheus::Registry> registry() const { return registry_; }
 
 private:
+    prometheus::Gauge& gauge(const std::string& name, const std::string& help, const prometheus::Labels& labels);
+    prometheus::Counter& counter(const std::string& name, const std::string& help, const prometheus::Labels& labels);
     template <class T>
     T& cached(prometheus::Family<T>& family, std::map<prometheus::Labels, T*>& cache, const prometheus::Labels& labels);
 

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
 import subprocess
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -158,71 +156,6 @@ class TlsKafka:
             return (self.dir / "kafka.log").read_text(errors="replace") if self.dir else ""
         except OSError:
             return ""
-
-
-class Relay:
-    """A TCP relay in front of one broker listener that records every byte the client sends, per
-    connection, so a test can show that nothing left the client unencrypted."""
-
-    def __init__(self, target_port: int):
-        self.target_port = target_port
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
-        self.lock = threading.Lock()
-        self.streams: list[bytearray] = []   # client -> broker bytes, one per accepted connection
-        self.closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while not self.closed:
-            try:
-                client, _ = self.sock.accept()
-            except OSError:
-                return
-            stream = bytearray()
-            with self.lock:
-                self.streams.append(stream)
-            try:
-                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
-            except OSError:
-                client.close()
-                continue
-            upstream.settimeout(None)
-            threading.Thread(target=self._pump, args=(client, upstream, stream), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, None), daemon=True).start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket, record: bytearray | None):
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                if record is not None:
-                    with self.lock:
-                        record += data
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def snapshot(self) -> list[bytes]:
-        with self.lock:
-            return [bytes(s) for s in self.streams]
-
-    def close(self):
-        self.closed = True
-        try:
-            self.sock.close()
-        except OSError:
-            pass
 
 
 def tls_records_only(stream: bytes) -> str | None:

@@ -4,7 +4,7 @@ librdkafka's mock cluster (test_broker_faults.py) checks producer sequences only
 transactional producers, so a batch whose response was lost and that librdkafka retried is
 appended there a second time; a real broker drops the retry as a duplicate. What Kafka guarantees
 can only be asserted against Kafka, so this module runs the scenario on a single-node broker of
-its own, behind a relay (kafka_cut.KafkaCutter) that closes the client's connection exactly when
+its own, behind a relay (relay.KafkaCutter) that closes the client's connection exactly when
 the broker's answer to a Produce request arrives: the batch is in the log, the caller is still
 waiting, librdkafka sees *possibly persisted* and retries.
 
@@ -22,7 +22,7 @@ import pytest
 
 from conftest import (REPO_ROOT, Kafka, PrivateKafka, assert_retried_unchanged, base_config, free_port, free_port_pair,
                       in_doubt_batches, unique, wait_until)
-from kafka_cut import KafkaCutter
+from relay import KafkaCutter
 
 sys.path.insert(0, str(REPO_ROOT / "tests" / "ledger"))
 from ledger import LedgerClient, check, load, read_topics  # noqa: E402
@@ -37,7 +37,7 @@ def cut_kafka(tmp_path_factory):
     extra.write_text(f"extra.listeners=CUT://127.0.0.1:{inner}\n"
                      f"extra.advertised.listeners=CUT://127.0.0.1:{outer}\n"
                      "extra.listener.security.protocol.map=CUT:PLAINTEXT\n")
-    cutter = KafkaCutter(outer, inner)   # bound before the broker advertises its port
+    cutter = KafkaCutter(inner, listen_port=outer)   # bound before the broker advertises its port
     pk = PrivateKafka(d, free_port_pair()).start(extra=extra)
     yield pk, cutter
     cutter.close()

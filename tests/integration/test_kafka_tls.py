@@ -4,7 +4,7 @@ One Kafka broker (tests/kafka/kafka.sh with an extra-properties file, see kafka_
 listener per certificate made at test time with openssl — `good` (CA-signed, 127.0.0.1, valid now),
 `self_signed`, `mismatch` (CA-signed for wrong.example.com), `expired` (CA-signed, valid in January
 2020 only) — and a SASL_SSL listener (PLAIN). Handoff reaches each SSL listener through a recording
-TCP relay, so the test sees every byte it sends.
+TCP relay (relay.Relay, record=True), so the test sees every byte it sends.
 
 X-3: with security.protocol=ssl and ssl.ca.location=<the CA>, the good certificate is the positive
 control (ready, a commit answers 201 naming the record that is in Kafka); for the three bad ones
@@ -27,7 +27,8 @@ import time
 import pytest
 
 from conftest import Kafka, base_config, http_request, unique, wait_until
-from kafka_tls import SASL_USER, Relay, TlsKafka, tls_records_only
+from kafka_tls import SASL_USER, TlsKafka, tls_records_only
+from relay import Relay
 
 BAD_CERTS = ("self_signed", "mismatch", "expired")
 
@@ -79,7 +80,7 @@ def assert_only_tls(relay: Relay, marker: str):
 @pytest.mark.timeout_s(60)
 def test_x3_a_ca_signed_certificate_for_the_broker_address_connects_and_commits(tls_kafka, topic, upstream,
                                                                                handoff_process):
-    relay = Relay(tls_kafka.ports["good"])
+    relay = Relay(tls_kafka.ports["good"], record=True)
     try:
         h = handoff_process(tls_config(upstream.port, f"127.0.0.1:{relay.port}", str(tls_kafka.certs["ca"]), topic),
                             name="tls-good")
@@ -99,7 +100,7 @@ def test_x3_a_ca_signed_certificate_for_the_broker_address_connects_and_commits(
 @pytest.mark.parametrize("cert", BAD_CERTS)
 def test_x3_a_bad_broker_certificate_means_no_connection_not_ready_and_503_with_nothing_sent_in_clear(
         tls_kafka, topic, upstream, handoff_process, cert):
-    relay = Relay(tls_kafka.ports[cert])
+    relay = Relay(tls_kafka.ports[cert], record=True)
     try:
         h = handoff_process(tls_config(upstream.port, f"127.0.0.1:{relay.port}", str(tls_kafka.certs["ca"]), topic),
                             wait="live", name=f"tls-{cert}")

@@ -9,12 +9,11 @@ that does not create topics on its own (auto.create.topics.enable=false):
 - a reply written while the caller's connection to Kafka is down (longer than a consumer-group
   session) completes the held request once the connection is back.
 
-The caller reaches the broker through a relay (`Relay`) that the test can take down and bring back;
+The caller reaches the broker through a relay (relay.Relay) that the test can take down and bring back;
 every other client (the receiving sidecar, the test's own producer and admin client) talks to the
 broker directly. Waits are conditions with deadlines, never sleeps."""
 from __future__ import annotations
 
-import socket
 import threading
 
 import pytest
@@ -23,87 +22,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions
 
 from conftest import (Kafka, PrivateKafka, base_config, free_port, free_port_pair, hdrs, http_request, unique,
                       wait_until)
-
-
-class Relay:
-    """A TCP relay to one broker listener. `down()` closes every relayed connection and refuses
-    new ones (accepted and closed at once) until `up()`: to the client, the broker is unreachable."""
-
-    def __init__(self, listen_port: int, target_port: int):
-        self.target_port = target_port
-        self.port = listen_port
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", listen_port))
-        self.sock.listen(64)
-        self.lock = threading.Lock()
-        self.is_down = False
-        self.closed = False
-        self.conns: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def down(self):
-        with self.lock:
-            self.is_down = True
-            conns, self.conns = self.conns, []
-        for s in conns:
-            _close(s)
-
-    def up(self):
-        with self.lock:
-            self.is_down = False
-
-    def close(self):
-        self.closed = True
-        _close(self.sock)
-        self.down()
-
-    def _accept(self):
-        while not self.closed:
-            try:
-                client, _ = self.sock.accept()
-            except OSError:
-                return
-            with self.lock:
-                refuse = self.is_down
-            if refuse:
-                _close(client)
-                continue
-            try:
-                target = socket.create_connection(("127.0.0.1", self.target_port), timeout=10)
-                target.settimeout(None)
-            except OSError:
-                _close(client)
-                continue
-            with self.lock:
-                self.conns += [client, target]
-            threading.Thread(target=self._pipe, args=(client, target), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(target, client), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket):
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            _close(src)
-            _close(dst)
-
-
-def _close(s: socket.socket):
-    try:
-        s.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    try:
-        s.close()
-    except OSError:
-        pass
+from relay import Relay
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +36,7 @@ def strict(tmp_path_factory):
                      f"extra.advertised.listeners=RELAY://127.0.0.1:{outer}\n"
                      "extra.listener.security.protocol.map=RELAY:PLAINTEXT\n"
                      "auto.create.topics.enable=false\n")
-    relay = Relay(outer, inner)
+    relay = Relay(inner, listen_port=outer)   # bound before the broker advertises its port
     pk = PrivateKafka(d, free_port_pair()).start(extra=extra)
     yield pk, relay
     relay.close()

@@ -31,6 +31,7 @@ load_result loader::run(std::string_view text) {
     config c;
     c.file = file_;
     parse(root, c);
+    out.warnings = std::move(warnings_);
     if (errors_.empty()) {
         out.value = std::move(c);
     } else {

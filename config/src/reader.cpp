@@ -28,6 +28,13 @@ void reader::fail(const YAML::Node& n, std::string path, std::string message) {
     fail(n.Mark(), std::move(path), std::move(message));
 }
 
+void reader::warn(const YAML::Node& n, std::string path, std::string message) {
+    const auto m = n.Mark();
+    const bool placed = m.line >= 0;
+    warnings_.push_back({file_, placed ? m.line + 1 : 0, placed ? m.column + 1 : 0, std::move(path),
+                         std::move(message)});
+}
+
 std::optional<fields> reader::map(const YAML::Node& n, const std::string& path,
                                   std::initializer_list<std::string_view> allowed) {
     fields out;

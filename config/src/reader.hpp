@@ -40,6 +40,8 @@ public:
     // -- reporting
     void fail(const YAML::Mark& m, std::string path, std::string message);
     void fail(const YAML::Node& n, std::string path, std::string message);
+    // A setting that loads but deserves the operator's attention (a deprecated key).
+    void warn(const YAML::Node& n, std::string path, std::string message);
 
     // -- structure
     // Keys of map `n` checked against `allowed`; null counts as an empty map.
@@ -84,6 +86,7 @@ protected:
     std::string file_;
     env_lookup env_;
     std::vector<config_error> errors_;
+    std::vector<config_error> warnings_;
     std::map<std::string, YAML::Node> places_;  // YAML path -> node, for errors found after the walk
 
 private:

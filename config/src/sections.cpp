@@ -15,7 +15,13 @@ void loader::parse_listen(const YAML::Node& n, listen_config& l) {
     get_int(*f, "max_connections", p, l.max_connections, 1, 10'000'000);
     get_size(*f, "max_header_bytes", p, l.max_header_bytes);
     get_size(*f, "max_body_bytes", p, l.max_body_bytes, max_body_limit);
-    get_int(*f, "max_pipelined", p, l.max_pipelined, 1, 65536);
+    // Deprecated: requests on a connection are read and answered one at a time, so nothing is
+    // ever buffered ahead of the request being answered. Accepted (old configs keep loading), unused.
+    if (const auto* e = find(*f, "max_pipelined")) {
+        warn(e->value, p + ".max_pipelined",
+             "deprecated and ignored: requests on a connection are read and answered one at a time, in order, "
+             "so no pipelined request is ever buffered; remove the setting");
+    }
     get_duration(*f, "header_timeout", p, l.header_timeout);
     get_duration(*f, "body_timeout", p, l.body_timeout);
     get_duration(*f, "idle_timeout", p, l.idle_timeout);

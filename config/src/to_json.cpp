@@ -41,7 +41,6 @@ nlohmann::ordered_json detail::config_json(const config& c, bool redact) {
                    {"max_connections", l.max_connections},
                    {"max_header_bytes", l.max_header_bytes},
                    {"max_body_bytes", l.max_body_bytes},
-                   {"max_pipelined", l.max_pipelined},
                    {"header_timeout", ms(l.header_timeout)},
                    {"body_timeout", ms(l.body_timeout)},
                    {"idle_timeout", ms(l.idle_timeout)},

@@ -75,6 +75,14 @@ void print_errors(const std::vector<handoff::config::config_error>& errors) {
     for (const auto& e : errors) std::cerr << handoff::config::format(e) << '\n';
 }
 
+void print_warnings(const std::vector<handoff::config::config_error>& warnings) {
+    for (const auto& w : warnings) std::cerr << "warning: " << handoff::config::format(w) << '\n';
+}
+
+void log_warnings(const std::vector<handoff::config::config_error>& warnings) {
+    for (const auto& w : warnings) log::warn("config warning", {{"warning", handoff::config::format(w)}});
+}
+
 log::level parse_level(const std::string& s) {
     if (s == "debug") return log::level::debug;
     if (s == "warn") return log::level::warn;
@@ -84,6 +92,7 @@ log::level parse_level(const std::string& s) {
 
 int validate(const std::string& file) {
     auto loaded = handoff::config::load_file(file);
+    print_warnings(loaded.warnings);
     if (!loaded.value) {
         print_errors(loaded.errors);
         std::cerr << file << ": " << loaded.errors.size() << " error(s)\n";
@@ -96,6 +105,7 @@ int validate(const std::string& file) {
 int run(const std::string& file) {
     auto loaded = handoff::config::load_file(file);
     if (!loaded.value) {
+        print_warnings(loaded.warnings);
         print_errors(loaded.errors);
         return exit_config;
     }
@@ -108,6 +118,7 @@ int run(const std::string& file) {
                            {"profile", handoff::config::to_string(cfg->profile)},
                            {"routes", cfg->routes.size()},
                            {"threads", cfg->listen.threads}});
+    log_warnings(loaded.warnings);
     // The production profile refuses these at load time unless kafka.allow_insecure is set: then
     // say so loudly, once, naming each setting (config/README.md, "Profiles").
     if (cfg->profile == handoff::config::profile_kind::production && cfg->kafka.allow_insecure) {
@@ -183,6 +194,7 @@ int run(const std::string& file) {
     // requests in flight finish on the table they started with. Invalid -> keep the old one.
     auto reload = [&](const char* trigger) {
         auto next = handoff::config::load_file(file);
+        log_warnings(next.warnings);
         if (!next.value) {
             std::vector<std::string> messages;
             for (const auto& e : next.errors) messages.push_back(handoff::config::format(e));

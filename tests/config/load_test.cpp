@@ -113,6 +113,20 @@ TEST_CASE("the embedded demo config uses the embedded cluster") {
     CHECK(r.value->admin.port == 9901);
 }
 
+TEST_CASE("the deprecated listen.max_pipelined loads with a warning at its line, and no error") {
+    const auto r = load_with("listen:\n  port: 8080\n  max_pipelined: 64\n");
+    REQUIRE_OK(r);
+    REQUIRE(r.warnings.size() == 1);
+    CHECK(r.warnings[0].path == "listen.max_pipelined");
+    CHECK(r.warnings[0].line >= 2);
+    CHECK(r.warnings[0].message.find("deprecated and ignored") == 0);
+    CHECK(load_with("").warnings.empty());
+    // Any value, even one the old range refused: the setting is not read.
+    const auto odd = load_with("listen:\n  max_pipelined: 0\n");
+    REQUIRE_OK(odd);
+    CHECK(odd.warnings.size() == 1);
+}
+
 TEST_CASE("a missing file is one error without a line") {
     const auto r = load_file("/nonexistent/handoff.yaml");
     REQUIRE(r.errors.size() == 1);

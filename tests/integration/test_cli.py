@@ -68,6 +68,15 @@ def test_validate_reports_a_yaml_syntax_error_with_file_and_line(tmp_path):
     assert re.search(rf"{re.escape(str(f))}:\d+:\d+: ", out), out
 
 
+def test_validate_warns_of_the_deprecated_listen_max_pipelined_and_still_accepts_the_config(tmp_path):
+    f = tmp_path / "old.yaml"
+    f.write_text("listen:\n  port: 8080\n  max_pipelined: 64\nkafka:\n  brokers: 127.0.0.1:9092\n")
+    p = run(["validate", "--config", str(f)])
+    out = (p.stdout + p.stderr).decode(errors="replace")
+    assert p.returncode == 0, out
+    assert re.search(rf"^warning: {re.escape(str(f))}:3:\d+: listen\.max_pipelined: deprecated and ignored", out, re.M), out
+
+
 def test_validate_of_a_missing_file_exits_78(tmp_path):
     p = run(["validate", "--config", str(tmp_path / "nope.yaml")])
     assert p.returncode == EX_CONFIG, p

@@ -37,7 +37,6 @@ struct listen_config {
     std::size_t max_connections = 10000;    // accepted connections beyond this are closed at once
     std::size_t max_header_bytes = 16 * 1024;  // request line + headers; above -> 431
     std::size_t max_body_bytes = 1024 * 1024;  // default body limit; above -> 413
-    std::size_t max_pipelined = 64;         // pipelined requests buffered per connection
     millis header_timeout{10'000};          // whole request head must arrive within this
     millis body_timeout{30'000};            // whole body must arrive within this
     millis idle_timeout{60'000};            // keep-alive idle between requests

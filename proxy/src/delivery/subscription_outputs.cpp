@@ -29,45 +29,57 @@ void subscription::dead_letter(const job_ptr& j, std::string reason) {
     write_dead_letter(j);
 }
 
-void subscription::write_dead_letter(const job_ptr& j) {
-    auto rec = make_dead_letter(j->record, cfg_.dead_letter_topic, j->attempts, j->last_status, j->dead_letter_reason);
+produce_error subscription::produce_output(const job_ptr& j, kafka_record& rec,
+                                           void (subscription::*on_report)(const job_ptr&, const delivery_report&)) {
     j->active = true;
     counters_.in_flight.fetch_add(1);
-    const auto err = producer_->produce(rec, [this, j, ex = strand_, alive = std::weak_ptr<int>(alive_)](const delivery_report& rep) {
-        asio::post(ex, [this, j, rep, alive] {
-            if (!alive.lock()) return;
-            j->active = false;
-            struct release {
-                subscription_counters& c;
-                ~release() { c.in_flight.fetch_sub(1); }
-            } guard{counters_};
-            if (j->done || !state_of(*j)) return;
-            if (rep.status == delivery_status::persisted) {
-                counters_.dead_lettered.fetch_add(1, std::memory_order_relaxed);
-                log::warn("record dead-lettered", {{"subscription", cfg_.name}, {"topic", j->tp.topic},
-                                                   {"partition", j->tp.partition}, {"offset", j->record.offset},
-                                                   {"dead_letter_topic", cfg_.dead_letter_topic},
-                                                   {"attempts", j->attempts}, {"reason", j->dead_letter_reason}});
-                resolve(j);
-                return;
-            }
-            counters_.dead_letter_failures.fetch_add(1, std::memory_order_relaxed);
-            log::error("dead-letter write failed; the source offset stays unstored and the write is retried",
-                       {{"subscription", cfg_.name}, {"offset", j->record.offset}, {"error", rep.error}});
-            if (stopping_) {
-                abandon(j);
-                return;
-            }
-            schedule(j, backoff(cfg_.retry, ++j->dead_letter_writes, random()), &subscription::write_dead_letter);
+    const auto err = producer_->produce(
+        rec, [this, j, on_report, ex = strand_, alive = std::weak_ptr<int>(alive_)](const delivery_report& rep) {
+            asio::post(ex, [this, j, on_report, rep, alive] {
+                if (!alive.lock()) return;
+                j->active = false;
+                struct release {
+                    subscription_counters& c;
+                    ~release() { c.in_flight.fetch_sub(1); }
+                } guard{counters_};
+                if (j->done || !state_of(*j)) return;
+                (this->*on_report)(j, rep);
+            });
         });
-    });
     if (err != produce_error::ok) {
         j->active = false;
         counters_.in_flight.fetch_sub(1);
+    }
+    return err;
+}
+
+void subscription::write_dead_letter(const job_ptr& j) {
+    auto rec = make_dead_letter(j->record, cfg_.dead_letter_topic, j->attempts, j->last_status, j->dead_letter_reason);
+    if (const auto err = produce_output(j, rec, &subscription::on_dead_letter_report); err != produce_error::ok) {
         counters_.dead_letter_failures.fetch_add(1, std::memory_order_relaxed);
         log::error("dead-letter write refused; retrying", {{"subscription", cfg_.name}, {"error", to_string(err)}});
         schedule(j, backoff(cfg_.retry, ++j->dead_letter_writes, random()), &subscription::write_dead_letter);
     }
+}
+
+void subscription::on_dead_letter_report(const job_ptr& j, const delivery_report& rep) {
+    if (rep.status == delivery_status::persisted) {
+        counters_.dead_lettered.fetch_add(1, std::memory_order_relaxed);
+        log::warn("record dead-lettered", {{"subscription", cfg_.name}, {"topic", j->tp.topic},
+                                           {"partition", j->tp.partition}, {"offset", j->record.offset},
+                                           {"dead_letter_topic", cfg_.dead_letter_topic},
+                                           {"attempts", j->attempts}, {"reason", j->dead_letter_reason}});
+        resolve(j);
+        return;
+    }
+    counters_.dead_letter_failures.fetch_add(1, std::memory_order_relaxed);
+    log::error("dead-letter write failed; the source offset stays unstored and the write is retried",
+               {{"subscription", cfg_.name}, {"offset", j->record.offset}, {"error", rep.error}});
+    if (stopping_) {
+        abandon(j);
+        return;
+    }
+    schedule(j, backoff(cfg_.retry, ++j->dead_letter_writes, random()), &subscription::write_dead_letter);
 }
 
 // The service's last answer was final and not a success (a 4xx, or a 5xx once retries are
@@ -101,34 +113,7 @@ void subscription::after_reply(const job_ptr& j) {
 
 void subscription::write_reply(const job_ptr& j) {
     auto rec = make_reply(cfg_, j->record, j->response, options_.new_id(), std::chrono::system_clock::now());
-    j->active = true;
-    counters_.in_flight.fetch_add(1);
-    const auto err = producer_->produce(rec, [this, j, ex = strand_, alive = std::weak_ptr<int>(alive_)](const delivery_report& rep) {
-        asio::post(ex, [this, j, rep, alive] {
-            if (!alive.lock()) return;
-            j->active = false;
-            struct release {
-                subscription_counters& c;
-                ~release() { c.in_flight.fetch_sub(1); }
-            } guard{counters_};
-            if (j->done || !state_of(*j)) return;
-            if (rep.status == delivery_status::persisted) {
-                counters_.replies.fetch_add(1, std::memory_order_relaxed);
-                after_reply(j);
-                return;
-            }
-            counters_.reply_failures.fetch_add(1, std::memory_order_relaxed);
-            log::error("reply write failed; retrying", {{"subscription", cfg_.name}, {"error", rep.error}});
-            if (stopping_) {
-                abandon(j);
-                return;
-            }
-            reply_failed(j, rep.error);
-        });
-    });
-    if (err != produce_error::ok) {
-        j->active = false;
-        counters_.in_flight.fetch_sub(1);
+    if (produce_output(j, rec, &subscription::on_reply_report) != produce_error::ok) {
         counters_.reply_failures.fetch_add(1, std::memory_order_relaxed);
         if (stopping_) {
             abandon(j);
@@ -136,6 +121,21 @@ void subscription::write_reply(const job_ptr& j) {
         }
         reply_failed(j, "not accepted by the producer");
     }
+}
+
+void subscription::on_reply_report(const job_ptr& j, const delivery_report& rep) {
+    if (rep.status == delivery_status::persisted) {
+        counters_.replies.fetch_add(1, std::memory_order_relaxed);
+        after_reply(j);
+        return;
+    }
+    counters_.reply_failures.fetch_add(1, std::memory_order_relaxed);
+    log::error("reply write failed; retrying", {{"subscription", cfg_.name}, {"error", rep.error}});
+    if (stopping_) {
+        abandon(j);
+        return;
+    }
+    reply_failed(j, rep.error);
 }
 
 // A reply that cannot be written (its topic gone, not authorised) must not hold the partition

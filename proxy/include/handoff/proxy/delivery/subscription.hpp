@@ -120,10 +120,16 @@ private:
     void schedule(const job_ptr& j, std::chrono::milliseconds delay, void (subscription::*then)(const job_ptr&));
     void retry_now(const job_ptr& j);
     void dead_letter(const job_ptr& j, std::string reason);
+    // A dead letter or a reply for `j`: the job is active and in flight until the report, which
+    // reaches `on_report` on the strand unless the job or the subscription is gone by then.
+    produce_error produce_output(const job_ptr& j, kafka_record& rec,
+                                 void (subscription::*on_report)(const job_ptr&, const delivery_report&));
     void write_dead_letter(const job_ptr& j);
+    void on_dead_letter_report(const job_ptr& j, const delivery_report& rep);
     void final_answer(const job_ptr& j, boost::beast::http::response<boost::beast::http::string_body> response,
                       std::string reason);
     void write_reply(const job_ptr& j);
+    void on_reply_report(const job_ptr& j, const delivery_report& rep);
     void after_reply(const job_ptr& j);
     void reply_failed(const job_ptr& j, const std::string& error);
     void resolve(const job_ptr& j);

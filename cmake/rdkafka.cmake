@@ -1,4 +1,4 @@
-# Finds librdkafka >= 2.3 (DESIGN §8: Debian 12's 2.0.2 has idempotent-producer bugs).
+# Finds librdkafka >= 2.3 (older ones, such as Debian 12's 2.0.2, have idempotent-producer bugs).
 # Prefers the pinned build that scripts/setup.sh leaves in ${HANDOFF_CACHE}; accepts a system
 # librdkafka only when it is new enough. Defines the imported target handoff::rdkafka.
 set(HANDOFF_RDKAFKA_MIN_VERSION 2.3.0)

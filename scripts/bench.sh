@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The benchmark suite of DESIGN §7 in one command (details: tests/bench/README.md).
+# The benchmark suite in one command (what it measures and why: tests/bench/README.md).
 #
 #   scripts/bench.sh            full run, < 15 minutes on 2 cores: set-up, a Release build in
 #                               build-bench/, a Kafka broker on 127.0.0.1:19392, then every system

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Long fuzzing runs (TEST-CATALOGUE L-9), separate from CI (which replays the corpora as tests).
+# Long fuzzing runs (tests/CATALOGUE.md, L-9), separate from CI (which replays the corpora as tests).
 #
 #   scripts/fuzz.sh                      every target, 60 s each
 #   scripts/fuzz.sh http_request 3600    one target for an hour

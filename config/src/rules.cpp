@@ -9,7 +9,7 @@
 
 namespace handoff::config::detail {
 
-// The production profile (X-4 of the test catalogue): every insecure Kafka setting is an error
+// The production profile (X-4 in tests/CATALOGUE.md): every insecure Kafka setting is an error
 // at the setting (or, for a missing security.protocol, at kafka.properties / kafka), unless
 // kafka.allow_insecure is true.
 void loader::check_profile(const config& c, const entry* profile) {

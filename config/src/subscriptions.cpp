@@ -1,4 +1,4 @@
-// subscriptions: the receiving half (DESIGN §4), each entry a consumer group delivering to the
+// subscriptions: the receiving half (README, "Receiving half"), each entry a consumer group delivering to the
 // local service.
 #include "loader.hpp"
 

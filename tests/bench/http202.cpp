@@ -1,4 +1,4 @@
-// handoff_bench_http202: the HTTP limit of DESIGN §7 — a minimal Boost.Beast server that reads
+// handoff_bench_http202: the HTTP limit of the benchmark (README.md here) — a minimal Boost.Beast server that reads
 // each request (head and body) and answers `202 Accepted` with no work.
 //
 // It is shaped like Beast's awaitable example and like Handoff's own front end, so the difference

@@ -1,4 +1,4 @@
-// handoff_loadgen: an open-loop HTTP/1.1 load generator (DESIGN §7).
+// handoff_loadgen: an open-loop HTTP/1.1 load generator for the benchmark (README.md here).
 //
 // Request i is *scheduled* at start + i / rate, whatever happened to earlier requests, and its
 // latency is measured from that scheduled time, not from when it was actually written. A server

@@ -1,4 +1,4 @@
-// handoff_bench_produce: the `commit` limit of DESIGN §7 — librdkafka producing straight to the
+// handoff_bench_produce: the `commit` limit of the benchmark (README.md here) — librdkafka producing straight to the
 // broker with the settings Handoff uses (idempotent, acks=all, linger.ms=1 unless overridden),
 // latency measured per message from its scheduled produce time to its delivery report.
 //

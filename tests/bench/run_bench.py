@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Drives the benchmark suite of DESIGN §7; scripts/bench.sh is the entry point (it builds,
+"""Drives the benchmark suite (tests/bench/README.md); scripts/bench.sh is the entry point (it builds,
 starts the broker and calls this with every path it needs).
 
 For every system under test (SUT): start it pinned to --sut-cpus, read its idle RSS, warm it up,

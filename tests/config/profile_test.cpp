@@ -1,4 +1,4 @@
-// `profile: production` and kafka.allow_insecure (TEST-CATALOGUE X-4): insecure Kafka settings are
+// `profile: production` and kafka.allow_insecure (tests/CATALOGUE.md, X-4): insecure Kafka settings are
 // config errors with file, line and YAML path in production, accepted in development.
 #include "handoff/config/load.hpp"
 

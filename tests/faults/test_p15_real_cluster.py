@@ -1,4 +1,4 @@
-"""P-15 (TEST-CATALOGUE.md): commit load against a real 3-node KRaft cluster (RF 3,
+"""P-15 (tests/CATALOGUE.md): commit load against a real 3-node KRaft cluster (RF 3,
 min.insync.replicas=2) while the leader of the partitions is killed with SIGKILL every few seconds
 and restarted; afterwards the ledger checker reads the topic back: nothing acknowledged may be
 missing, every 2xx must name the record's real partition/offset, nothing may hang; unknown

@@ -1,4 +1,4 @@
-// libFuzzer target: loading a config from arbitrary YAML text (TEST-CATALOGUE L-9). Invariant:
+// libFuzzer target: loading a config from arbitrary YAML text (tests/CATALOGUE.md, L-9). Invariant:
 // a value or at least one error, never both and never neither; no crash, no exception.
 #include "handoff/config/load.hpp"
 

@@ -1,7 +1,7 @@
 // libFuzzer target: request bytes -> Beast's request_parser configured as run_session configures
 // it (header limit, chunk-extension bound, body limit) -> Handoff's own checks (framing_problem,
 // split_target, trailers) -> re-serialised the way `forward` sends it -> parsed again, which must
-// give exactly one request with the same method, target and body (TEST-CATALOGUE L-9, B-23).
+// give exactly one request with the same method, target and body (tests/CATALOGUE.md, L-9, B-23).
 #include "handoff/common/http_rules.hpp"
 
 #include <boost/beast/core/flat_buffer.hpp>

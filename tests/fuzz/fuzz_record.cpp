@@ -1,5 +1,5 @@
 // libFuzzer target: building the Kafka record (CloudEvents binary mode) from an arbitrary request
-// (TEST-CATALOGUE L-9, B-17). Input layout: 1 byte selects the route's key source, then the
+// (tests/CATALOGUE.md, L-9, B-17). Input layout: 1 byte selects the route's key source, then the
 // parts "method\npath\nquery\nName: value\n...\n\nbody". Invariants: a record, or an error with a
 // message; a record's value is the body byte for byte; only allow-listed headers are copied.
 #include "handoff/proxy/modes/record.hpp"

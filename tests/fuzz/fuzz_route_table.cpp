@@ -1,4 +1,4 @@
-// libFuzzer target: route matching on arbitrary methods and paths (TEST-CATALOGUE L-9). The table
+// libFuzzer target: route matching on arbitrary methods and paths (tests/CATALOGUE.md, L-9). The table
 // is built once from a config with literal, templated, overlapping and multi-method routes.
 // Invariants: matched => a route and its params; method_not_allowed => a non-empty Allow;
 // ambiguous => a reason; normalise_path is idempotent.

@@ -1,4 +1,4 @@
-"""Test-time TLS material and a real Kafka broker with TLS listeners (TEST-CATALOGUE X-3, X-5).
+"""Test-time TLS material and a real Kafka broker with TLS listeners (tests/CATALOGUE.md, X-3, X-5).
 
 `make_certs(dir)` writes, with the `openssl` command line only:
   * a CA (`ca.pem`), valid for a day;

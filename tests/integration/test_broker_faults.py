@@ -1,4 +1,4 @@
-"""Broker faults (TEST-CATALOGUE.md P-1..P-14, A-1) against the real handoff binary.
+"""Broker faults (tests/CATALOGUE.md, P-1..P-14, A-1) against the real handoff binary.
 
 Kafka here is librdkafka's mock cluster in a process of its own (`handoff_mockctl`, env
 HANDOFF_MOCKCTL): handoff's producer and the checker's confluent-kafka consumer talk to it over
@@ -294,7 +294,7 @@ def test_p3_persistent_not_enough_replicas_until_the_message_timeout_is_503_neve
     assert max(e.elapsed for e in entries) < 8, "answered within the route timeout"
     assert statuses(after) == {201: 20}, statuses(after)
     rep = check(entries + after, faults.read(t))
-    # The catalogue allows 0 or 1 copy of a failed record; a 503 ("not persisted") must mean 0.
+    # tests/CATALOGUE.md (P-3) allows 0 or 1 copy of a failed record; a 503 ("not persisted") must mean 0.
     assert rep.duplicates == {}, rep
     assert_checked("P-3", rep)
 

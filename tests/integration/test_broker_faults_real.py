@@ -8,7 +8,7 @@ its own, behind a relay (relay.KafkaCutter) that closes the client's connection 
 the broker's answer to a Produce request arrives: the batch is in the log, the caller is still
 waiting, librdkafka sees *possibly persisted* and retries.
 
-Pass criteria (TEST-CATALOGUE P-4): every answer is 201 only if the record is in Kafka at the
+Pass criteria (tests/CATALOGUE.md, P-4): every answer is 201 only if the record is in Kafka at the
 offset the answer names (NF2, NAL), nothing hangs, and no record is duplicated (idempotence);
 librdkafka's own debug log shows that batches were in doubt and were retried unchanged, so the
 test cannot pass without exercising the case.

@@ -1,4 +1,4 @@
-"""`handoff validate` / `handoff version` / `handoff run` on a bad config (DESIGN §5)."""
+"""`handoff validate` / `handoff version` / `handoff run` on a bad config (README, "Running it")."""
 from __future__ import annotations
 
 import os

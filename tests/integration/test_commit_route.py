@@ -1,5 +1,5 @@
 """`commit` routes: a 2xx only for a persisted record, pointing at exactly that record; an honest
-503/504 (never a 2xx) when the broker cannot be reached (DESIGN §2 "Honest status codes")."""
+503/504 (never a 2xx) when the broker cannot be reached (README, "Route modes")."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,4 @@
-"""`event` routes: 202 + correlation, and the Kafka record they produce (DESIGN §2, §3)."""
+"""`event` routes: 202 + correlation, and the Kafka record they produce (README, "Route modes", "The Kafka record")."""
 from __future__ import annotations
 
 import datetime as dt

@@ -1,5 +1,5 @@
 """`forward` routes: the legacy service sees the caller's request unchanged except for hop-by-hop
-headers and X-Forwarded-*, and its response comes back unchanged (DESIGN §2)."""
+headers and X-Forwarded-*, and its response comes back unchanged (README, "HTTP handling")."""
 from __future__ import annotations
 
 import base64

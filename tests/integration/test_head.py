@@ -1,4 +1,4 @@
-"""HEAD on every kind of answer Handoff writes itself (TEST-CATALOGUE I-7, RFC 9110 §9.3.2).
+"""HEAD on every kind of answer Handoff writes itself (tests/CATALOGUE.md, I-7; RFC 9110 §9.3.2).
 
 A HEAD answer is a head alone: a body byte after it would be read by a keep-alive client as the
 start of the next response. Each case sends HEAD and then GET on the same connection and checks

@@ -1,4 +1,4 @@
-"""Hostile HTTP/1.1 input (TEST-CATALOGUE B-1..B-24): exact bytes over a real socket.
+"""Hostile HTTP/1.1 input (tests/CATALOGUE.md, B-1..B-24): exact bytes over a real socket.
 
 Each rejected case checks the status, that the connection is closed (CC), that the legacy service
 received nothing carrying the case's tag, and that nothing was accepted for Kafka (the status

@@ -1,5 +1,5 @@
 """HTTP/1.1 on the wire: pipelining answered in order; ambiguous framing -> 400 + close, and the
-legacy service receives nothing (DESIGN §2; catalogue B-1, B-20)."""
+legacy service receives nothing (README, "HTTP handling"; tests/CATALOGUE.md, B-1, B-20)."""
 from __future__ import annotations
 
 import json

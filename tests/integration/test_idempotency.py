@@ -1,4 +1,4 @@
-"""Idempotency-Key covers what it promises (TEST-CATALOGUE I-2; issue 14, part 2).
+"""Idempotency-Key covers what it promises (tests/CATALOGUE.md, I-2; issue 14, part 2).
 
 The fingerprint a key is checked against covers everything that shapes the record or the answer:
 method, target, body, and the values taken from the request into the record (the header a route's

@@ -1,4 +1,4 @@
-"""Kafka over TLS against a real broker (TEST-CATALOGUE X-3) and secrets hygiene (X-5).
+"""Kafka over TLS against a real broker (tests/CATALOGUE.md, X-3) and secrets hygiene (X-5).
 
 One Kafka broker (tests/kafka/kafka.sh with an extra-properties file, see kafka_tls.py) serves an SSL
 listener per certificate made at test time with openssl — `good` (CA-signed, 127.0.0.1, valid now),

@@ -1,4 +1,4 @@
-"""Shutdown, native-sidecar lifecycle and admin exposure (TEST-CATALOGUE S-3, S-4, S-10, X-2, X-8).
+"""Shutdown, native-sidecar lifecycle and admin exposure (tests/CATALOGUE.md, S-3, S-4, S-10, X-2, X-8).
 
 * S-3: the kubelet's SIGTERM followed almost at once by SIGKILL (a native sidecar whose app took the
   whole grace period), under commit and event load recorded by the ledger (tests/ledger): no commit

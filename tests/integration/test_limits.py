@@ -1,4 +1,4 @@
-"""Limits and slow clients (TEST-CATALOGUE L-1..L-7), scaled down to fit CI.
+"""Limits and slow clients (tests/CATALOGUE.md, L-1..L-7), scaled down to fit CI.
 
 Every test samples the handoff process's file descriptors (/proc/PID/fd) and RSS (/proc/PID/status)
 and asserts bounds; waiting is always a polled condition with a deadline, never a blind sleep used
@@ -26,7 +26,7 @@ def fd_count(pid: int) -> int:
 
 
 class Sampler:
-    """Samples FD count and RSS of a process every 50 ms in a thread (the catalogue's resources rule)."""
+    """Samples FD count and RSS of a process every 50 ms in a thread (tests/CATALOGUE.md, "Shared harness")."""
 
     def __init__(self, pid: int):
         self.pid = pid

@@ -1,4 +1,4 @@
-"""`profile: production` and `kafka.allow_insecure` through the binary (TEST-CATALOGUE X-4).
+"""`profile: production` and `kafka.allow_insecure` through the binary (tests/CATALOGUE.md, X-4).
 
 `handoff validate` and `handoff run` refuse a production config whose Kafka connection would be
 plaintext or unverified with exit 78 and `file:line:column: path: message` on stderr (run never

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The ledger: what clients were told, checked against what Kafka holds.
 
-Two halves (TEST-CATALOGUE.md, "Shared harness"):
+Two halves (tests/CATALOGUE.md, "Shared harness"):
 
 * **Client side** (`LedgerClient`): sends requests concurrently over raw HTTP/1.1 keep-alive
   connections (one thread per connection), always with its own `X-Correlation-ID` (and an
@@ -147,7 +147,7 @@ def is_unknown(e: Entry) -> bool:
 
 
 def is_definite_failure(e: Entry) -> bool:
-    """The caller was told nothing was (or will be) persisted: 4xx, 503 (DESIGN §2)."""
+    """The caller was told nothing was (or will be) persisted: 4xx, 503 (README, "Route modes")."""
     return e.status is not None and (400 <= e.status < 500 or e.status == 503)
 
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Checks the shape of a rendered chart (helm template output) for the native-sidecar lifecycle
-(TEST-CATALOGUE S-3, S-4): chart_test.sh native-sidecar runs it.
+(tests/CATALOGUE.md, S-3, S-4): chart_test.sh native-sidecar runs it.
 
   check_native_sidecar.py RENDERED.yaml [--sidecar NAME]
 

@@ -1,6 +1,6 @@
 // The consumer adapter and a subscription against librdkafka's mock cluster: group membership,
 // offsets committed only for resolved records, and a dead-letter write that keeps failing
-// (fault injection) leaving the source offset uncommitted (TEST-CATALOGUE C-5); consumer lag()
+// (fault injection) leaving the source offset uncommitted (tests/CATALOGUE.md, C-5); consumer lag()
 // measured from the stored offset.
 #include "handoff/adapters/kafka/consumer.hpp"
 

@@ -141,7 +141,7 @@ struct log_config {
     bool requests = true;                    // one JSON line per request (at info)
 };
 
-// Shutdown on SIGTERM/SIGINT (DESIGN §5): readiness goes false at once; requests keep being
+// Shutdown on SIGTERM/SIGINT (README, "Running it": drain): readiness goes false at once; requests keep being
 // served for `delay` (Kubernetes removes the endpoint with a lag); then the listener stops and
 // in-flight requests get up to `timeout` to finish before the producer is flushed.
 struct drain_config {
@@ -167,7 +167,7 @@ struct status_config {
     bool reply_bodies = false;
 };
 
-// Idempotency-Key (DESIGN §2): completed responses remembered per route and key, in memory.
+// Idempotency-Key (README, "Idempotency-Key"): completed responses remembered per route and key, in memory.
 struct idempotency_config {
     std::size_t max_entries = 100'000;
     std::size_t max_bytes = 64 * 1024 * 1024;  // stored responses (bodies, headers)
@@ -192,7 +192,7 @@ struct replies_config {
     millis refresh_interval{10'000};            // how often the partition count is re-read
 };
 
-// The receiving half (DESIGN §4): consume topics in a group and deliver each record to the local
+// The receiving half (README, "Receiving half"): consume topics in a group and deliver each record to the local
 // service (the `upstream` section's host and port) as an HTTP request.
 enum class ordering { key, partition, none };
 enum class jitter { full, none };

@@ -4,7 +4,7 @@
 // Transfer-Encoding, a Transfer-Encoding that does not end in chunked, Transfer-Encoding on
 // HTTP/1.0, framing fields in trailers). A proxy that lets those through can be used to smuggle
 // requests past the legacy service, so they are rejected here with 400 and the connection is
-// closed (TEST-CATALOGUE B-1..B-18). Every function here is pure and safe on any input: they are
+// closed (tests/CATALOGUE.md, B-1..B-18). Every function here is pure and safe on any input: they are
 // unit tested and fuzzed (tests/fuzz) without sockets.
 #pragma once
 

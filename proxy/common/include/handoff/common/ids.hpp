@@ -6,7 +6,7 @@
 
 namespace handoff::proxy {
 
-// A request's two IDs (DESIGN §2). `request` is Handoff's own, new for every request and
+// A request's two IDs (README, "Request IDs"). `request` is Handoff's own, new for every request and
 // unpredictable: it keys everything the request leaves behind (the status URL, its Idempotency-Key
 // entry, its reply waiter) and is the record's CloudEvents `id`. `correlation` is the caller's
 // `X-Correlation-ID` (the request ID when the caller sent none): a label that is echoed, logged,
@@ -17,7 +17,7 @@ struct request_ids {
     std::string correlation;
 };
 
-// 1..128 characters of [A-Za-z0-9._:-] (DESIGN §2).
+// 1..128 characters of [A-Za-z0-9._:-] (README, "Request IDs").
 bool valid_correlation_id(std::string_view id) noexcept;
 
 // A new UUIDv7 (RFC 9562): 48-bit Unix milliseconds, version 7, and 74 random bits from OpenSSL's

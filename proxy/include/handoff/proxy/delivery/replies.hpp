@@ -1,4 +1,4 @@
-// The calling side of `reply` routes (DESIGN §2): the request record names this process's reply
+// The calling side of `reply` routes (README, "Reply routes"): the request record names this process's reply
 // topic in `handoff_reply_topic`; the receiving sidecar delivers it to its service and publishes
 // the service's response there (subscription_rules.hpp, make_reply) with the request's ID (the
 // request record's ce_id). This process consumes the reply topic with its own consumer and

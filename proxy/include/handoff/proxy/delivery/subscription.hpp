@@ -1,4 +1,4 @@
-// One subscription (DESIGN §4): consumes records through the consumer port and delivers each to
+// One subscription (README, "Receiving half"): consumes records through the consumer port and delivers each to
 // the local service through the upstream port, at least once, in order per key.
 //
 // Rules (the README "Subscriptions" section is the user-facing version):

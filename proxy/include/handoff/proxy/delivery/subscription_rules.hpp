@@ -1,4 +1,4 @@
-// The receiving half's pure logic (DESIGN §4): which outcome an HTTP attempt has, how long to
+// The receiving half's pure logic (README, "Receiving half"): which outcome an HTTP attempt has, how long to
 // wait before the next one, how the HTTP request for a record looks, what a dead-letter or reply
 // record contains, and which offset may be stored. No I/O; tested without an io_context.
 #pragma once

@@ -1,4 +1,4 @@
-// Canary routes (DESIGN §2 issue 4): a route may send `canary.percent` of its traffic to a second
+// Canary routes (README, "Shadow and canary routes"): a route may send `canary.percent` of its traffic to a second
 // mode. Pure functions; the caller supplies the key or the request's sequence number.
 //
 // With a key, the choice is a hash of (route name, key) into 10,000 buckets, so the same key

@@ -1,4 +1,4 @@
-// Idempotency-Key (DESIGN §2; IETF httpapi "The Idempotency-Key HTTP Header Field"): the first
+// Idempotency-Key (README, "Idempotency-Key"; IETF httpapi "The Idempotency-Key HTTP Header Field"): the first
 // request with a key runs; a repeat while it runs gets 409; a repeat after it completed gets the
 // stored response and produces nothing; the same key with a different request gets 422.
 //

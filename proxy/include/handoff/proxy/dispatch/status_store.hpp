@@ -1,5 +1,5 @@
-// What happened to each converted request, by request ID (DESIGN §2 "Request IDs, correlation
-// IDs and status"): bounded in entries and bytes, LRU-evicted, expired after a TTL. Thread-safe:
+// What happened to each converted request, by request ID (README, "Request IDs, correlation
+// IDs and the status endpoint"): bounded in entries and bytes, LRU-evicted, expired after a TTL. Thread-safe:
 // written from sessions and from delivery handlers, read by GET /_handoff/requests/{id}.
 #pragma once
 

@@ -1,4 +1,4 @@
-// Building the Kafka record for an `event`/`commit`/`shadow` request: pure (DESIGN §3).
+// Building the Kafka record for an `event`/`commit`/`shadow` request: pure (README, "The Kafka record").
 //
 // The record is the CloudEvents Kafka protocol binding in binary content mode: value = body byte
 // for byte; headers ce_specversion, ce_id (the request ID), ce_source, ce_type, ce_time,
@@ -41,7 +41,7 @@ struct key_result {
     std::string message;             // why the route's key source is absent
 };
 
-// The record key the route takes from the request (DESIGN §3), without building the record.
+// The record key the route takes from the request (README, "The Kafka record"), without building the record.
 key_result extract_key(const config::route& route, const request_view& request, std::string_view body,
                        const path_params& params, const std::string& correlation_id);
 

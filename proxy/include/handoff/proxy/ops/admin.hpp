@@ -1,4 +1,4 @@
-// The admin listener (DESIGN §5): /healthz, /readyz, /config, /metrics.
+// The admin listener (README, "Running it"): /healthz, /readyz, /config, /metrics.
 //
 // Bound to 127.0.0.1 by default, never the pod IP unless configured. Read-only: it has no
 // mutating endpoints. Hooks are called on the admin connection's strand and must be thread-safe.

@@ -556,7 +556,7 @@ def write_report(results: list[Result], out: Path, args, failed: list[str]) -> s
                          f"{l['p99']:,.0f} | {l['p999']:,.0f} | {l['max']:,.0f} | {run['errors']} | "
                          f"{run.get('cpu_us_per_req', 0):.1f} |")
     lines.append("")
-    lines.append("Targets (DESIGN §7):")
+    lines.append("Targets (tests/bench/README.md):")
     lines.append("")
     lines.append("| target | measured | met |")
     lines.append("|---|---|---|")

@@ -92,3 +92,10 @@ TEST_CASE("the loader refuses exactly the values the durability guard refuses") 
     CHECK(loader_refuses("enable.idempotence", "False"));
     CHECK_FALSE(loader_refuses("enable.idempotence", " true "));
 }
+
+TEST_CASE("auto_offset_reset is named as the YAML and librdkafka's auto.offset.reset spell it") {
+    // make_consumer passes to_string(offset_reset) to librdkafka: one name table, no array index.
+    CHECK(std::string(to_string(offset_reset::earliest)) == "earliest");
+    CHECK(std::string(to_string(offset_reset::latest)) == "latest");
+    CHECK(std::string(to_string(offset_reset::error)) == "error");
+}

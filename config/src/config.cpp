@@ -15,6 +15,8 @@ bool produces(mode m) noexcept { return m != mode::forward; }
 
 const char* to_string(profile_kind p) noexcept { return detail::name_of(detail::profile_names, p); }
 
+const char* to_string(offset_reset r) noexcept { return detail::name_of(detail::offset_reset_names, r); }
+
 namespace {
 
 std::string normalised(std::string s) {

@@ -1,6 +1,7 @@
 // OpenAPI 3.x -> a starting Handoff config, first half: `reader` walks the document once into an
 // `openapi_plan` (names, paths, suggestions); openapi_write.cpp prints the plan. yaml-cpp stays
 // inside this file.
+#include "handoff/config/kafka_rules.hpp"
 #include "handoff/config/openapi.hpp"
 
 #include "openapi_text.hpp"
@@ -34,7 +35,7 @@ using detail::one_line;
 using detail::tidy;
 
 // Route and topic names share their characters: [A-Za-z0-9._-].
-bool is_name_char(char c) { return detail::is_topic_char(c); }
+bool is_name_char(char c) { return is_topic_char(c); }
 
 // ---- YAML access without yaml-cpp's inserting operator[] ------------------------------------
 

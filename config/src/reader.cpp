@@ -1,5 +1,7 @@
 #include "reader.hpp"
 
+#include "handoff/config/kafka_rules.hpp"
+
 #include <algorithm>
 #include <cstdlib>
 
@@ -306,7 +308,7 @@ bool reader::check_topic(const YAML::Node& n, const std::string& p, const std::s
         fail(n, p, "topic must not be empty");
         return false;
     }
-    if (literal > 249) {
+    if (literal > max_topic_name_length) {
         fail(n, p, "topic is longer than Kafka's limit of 249 characters");
         return false;
     }

@@ -3,6 +3,7 @@
 // against limits.max_buffered_body_bytes.
 #include "loader.hpp"
 
+#include "handoff/config/kafka_rules.hpp"
 #include "handoff/config/reload.hpp"
 
 #include <algorithm>
@@ -91,15 +92,13 @@ void loader::check_durability(const std::vector<route>& routes, const std::vecto
     const std::string why = names.empty()
                                 ? ": Handoff always produces with acks=all and enable.idempotence=true"
                                 : " conflicts with route(s) " + names + ": commit routes need acks=all and enable.idempotence=true";
-    for (const char* key : {"acks", "request.required.acks"}) {
+    // The rule itself is weakened_durability (kafka_rules.hpp), which the producer asks too.
+    for (const char* key : {"acks", "request.required.acks", "enable.idempotence"}) {
         const auto it = property_nodes_.find(key);
         if (it == property_nodes_.end()) continue;
-        const std::string v = lower(std::string(trim(it->second.second)));
-        if (v != "all" && v != "-1") fail(it->second.first, std::string("kafka.properties.") + key, std::string(key) + "=" + v + why);
-    }
-    if (const auto it = property_nodes_.find("enable.idempotence"); it != property_nodes_.end()) {
-        const std::string v = lower(std::string(trim(it->second.second)));
-        if (v != "true") fail(it->second.first, "kafka.properties.enable.idempotence", "enable.idempotence=" + v + why);
+        if (const auto v = weakened_durability(key, it->second.second)) {
+            fail(it->second.first, std::string("kafka.properties.") + key, std::string(key) + "=" + *v + why);
+        }
     }
 }
 

@@ -63,8 +63,6 @@ std::string upper_escapes(std::string seg) {
     return seg;
 }
 
-bool is_topic_char(char c) { return is_alnum(c) || c == '.' || c == '_' || c == '-'; }
-
 bool valid_name(std::string_view s) {
     if (s.empty() || s.size() > 64 || !is_alnum(s[0])) return false;
     return std::all_of(s.begin(), s.end(), [](char c) { return is_alnum(c) || c == '.' || c == '_' || c == '-'; });

@@ -29,8 +29,6 @@ bool is_ident(std::string_view s);
 // RFC 3986 pchar, allowing '%' for percent-encoded octets.
 bool is_pchar(char c);
 int hex_digit(char c);
-// [A-Za-z0-9._-]: the characters of a Kafka topic name.
-bool is_topic_char(char c);
 
 // ---- strings ----------------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 // (tests/CATALOGUE.md, L-9, B-17). Input layout: 1 byte selects the route's key source, then the
 // parts "method\npath\nquery\nName: value\n...\n\nbody". Invariants: a record, or an error with a
 // message; a record's value is the body byte for byte; only allow-listed headers are copied.
+#include "handoff/config/kafka_rules.hpp"
 #include "handoff/proxy/modes/record.hpp"
 
 #include <chrono>
@@ -71,7 +72,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* bytes, std::size_t siz
         for (const auto& h : r.record->headers) {
             if (h.name == "authorization" && !(sel & 0x40)) std::abort();
         }
-        if (!proxy::valid_topic_name(r.record->topic)) std::abort();
+        if (!handoff::config::valid_topic_name(r.record->topic)) std::abort();
     } else if (r.message.empty()) {
         std::abort();
     }

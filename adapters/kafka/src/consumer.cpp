@@ -80,7 +80,6 @@ namespace log = proxy::log;
 std::shared_ptr<proxy::consumer> make_consumer(asio::any_io_executor strand, const config::kafka_config& kafka,
                                                const config::subscription& sub, const std::string& bootstrap,
                                                std::string& error) {
-    const char* resets[] = {"earliest", "latest", "error"};
     rd_kafka_conf_t* conf = consumer_conf(
         {{"client.id", "handoff-" + sub.name},
          {"partition.assignment.strategy", "cooperative-sticky"},
@@ -89,7 +88,7 @@ std::shared_ptr<proxy::consumer> make_consumer(asio::any_io_executor strand, con
         {{"bootstrap.servers", bootstrap},
          {"group.id", sub.group},
          {"enable.auto.offset.store", "false"},
-         {"auto.offset.reset", resets[static_cast<int>(sub.auto_offset_reset)]},
+         {"auto.offset.reset", config::to_string(sub.auto_offset_reset)},
          // Stored offsets are committed by librdkafka in the background (and once more at close);
          // the config refuses the property in a subscription, kafka.properties cannot turn it off.
          {"enable.auto.commit", "true"}},

@@ -5,6 +5,7 @@
 #include <handoff/adapters/kafka/stall_detector.hpp>
 
 #include <handoff/common/log.hpp>
+#include <handoff/config/kafka_rules.hpp>
 
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/post.hpp>
@@ -85,7 +86,7 @@ public:
     }
 
     proxy::produce_error produce(proxy::kafka_record& record, proxy::delivery_handler on_delivery) override {
-        if (!valid_topic_name(record.topic)) return proxy::produce_error::invalid_topic;
+        if (!config::valid_topic_name(record.topic)) return proxy::produce_error::invalid_topic;
         std::lock_guard lk(mu_);
         if (!accepting_ || !current_) return proxy::produce_error::not_ready;
         generation& g = *current_;
@@ -477,14 +478,6 @@ private:
 };
 
 }  // namespace
-
-bool valid_topic_name(std::string_view topic) noexcept {
-    if (topic.empty() || topic.size() > 249 || topic == "." || topic == "..") return false;
-    return std::all_of(topic.begin(), topic.end(), [](char c) {
-        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-               c == '_' || c == '-';
-    });
-}
 
 std::shared_ptr<proxy::producer> make_producer(boost::asio::io_context& ioc, const config::kafka_config& cfg,
                                                const std::string& bootstrap_servers, std::string& error_out) {

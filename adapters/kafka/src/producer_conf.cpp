@@ -3,7 +3,8 @@
 #include "conf.hpp"
 #include "producer_internal.hpp"
 
-#include <cctype>
+#include "handoff/config/kafka_rules.hpp"
+
 #include <utility>
 
 namespace handoff::adapters::kafka::producer_detail {
@@ -15,14 +16,9 @@ using detail::set;
 conf_ptr build_conf(const config::kafka_config& cfg, const std::string& bootstrap, std::string& error) {
     conf_ptr conf(rd_kafka_conf_new());
     for (const auto& [name, raw] : cfg.properties) {
-        // Same rule, spelled the same way, as the config validator (case and spaces ignored).
-        std::string value;
-        for (char ch : raw) {
-            if (ch != ' ' && ch != '\t') value.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(ch))));
-        }
-        if ((name == "enable.idempotence" && value != "true") ||
-            ((name == "acks" || name == "request.required.acks") && value != "all" && value != "-1")) {
-            error = "kafka property '" + name + "' = '" + value +
+        // The config loader's rule itself (config::weakened_durability): load time and start-up agree.
+        if (const auto value = config::weakened_durability(name, raw)) {
+            error = "kafka property '" + name + "' = '" + *value +
                     "' is not allowed: Handoff requires enable.idempotence=true and acks=all";
             return nullptr;
         }

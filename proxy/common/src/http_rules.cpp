@@ -242,10 +242,7 @@ std::optional<std::string> header_problem(const http::request_header<>& head) {
             if (c == '_') return "header names with '_' are refused (they alias '-' names behind some servers)";
             if (!is_tchar(c)) return "a header name is not a token";
         }
-        for (const char c : f.value()) {
-            const auto u = static_cast<unsigned char>(c);
-            if ((u < 0x20 && c != '\t') || u == 0x7f) return "a header value contains a control character";
-        }
+        if (!safe_header_value(f.value())) return "a header value contains a control character";
         if (f.name() == http::field::content_length) {
             const auto v = f.value();
             if (v.empty() || v.size() > 18) return "Content-Length must be 1 to 18 decimal digits";
@@ -259,6 +256,13 @@ std::optional<std::string> header_problem(const http::request_header<>& head) {
         }
     }
     return std::nullopt;
+}
+
+bool safe_header_value(std::string_view v) noexcept {
+    return std::none_of(v.begin(), v.end(), [](char c) {
+        const auto u = static_cast<unsigned char>(c);
+        return (u < 0x20 && c != '\t') || u == 0x7f;
+    });
 }
 
 bool is_forbidden_trailer(std::string_view name) noexcept {

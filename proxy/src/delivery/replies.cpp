@@ -12,10 +12,6 @@ namespace {
 
 constexpr std::string_view header_prefix = "handoff_reply_header_";
 
-bool safe_value(std::string_view v) noexcept {
-    return v.find_first_of(std::string_view("\r\n\0", 3)) == std::string_view::npos;
-}
-
 bool framing_or_hop(std::string_view name) noexcept {
     return is_hop_by_hop(name) || iequals(name, "content-length") || iequals(name, "transfer-encoding") ||
            iequals(name, "trailer") || iequals(name, "x-correlation-id");
@@ -32,10 +28,10 @@ std::optional<reply_record> parse_reply(const consumed_record& r, std::string& w
         } else if (h.name == "handoff_reply_status") {
             status = &h.value;
         } else if (h.name == "content-type") {
-            if (safe_value(h.value)) out.response.headers.emplace_back("Content-Type", h.value);
+            if (safe_header_value(h.value)) out.response.headers.emplace_back("Content-Type", h.value);
         } else if (h.name.starts_with(header_prefix)) {
             const std::string_view name = std::string_view(h.name).substr(header_prefix.size());
-            if (is_token(name) && !framing_or_hop(name) && !iequals(name, "content-type") && safe_value(h.value)) {
+            if (is_token(name) && !framing_or_hop(name) && !iequals(name, "content-type") && safe_header_value(h.value)) {
                 out.response.headers.emplace_back(std::string(name), h.value);
             }
         }

@@ -2,6 +2,7 @@
 
 #include "handoff/common/http_rules.hpp"
 #include "handoff/common/ids.hpp"
+#include "handoff/config/kafka_rules.hpp"
 #include "handoff/proxy/modes/record.hpp"
 
 #include <algorithm>
@@ -92,13 +93,6 @@ milliseconds retry_delay(const config::retry_policy& policy, int retry, double u
                          std::optional<milliseconds> retry_after) noexcept {
     if (retry_after) return std::min(*retry_after, std::max(policy.backoff_cap, policy.backoff_base));
     return backoff(policy, retry, unit_random);
-}
-
-bool safe_header_value(std::string_view v) noexcept {
-    return std::none_of(v.begin(), v.end(), [](char c) {
-        const auto u = static_cast<unsigned char>(c);
-        return (u < 0x20 && c != '\t') || u == 0x7f;
-    });
 }
 
 bool is_framing_header(std::string_view name) noexcept {
@@ -280,7 +274,7 @@ bool topic_matches(std::string_view pattern, std::string_view topic) noexcept {
 std::optional<std::string> reply_topic_problem(const config::subscription& sub, const consumed_record& r) {
     const auto* t = find_header(r, "handoff_reply_topic");
     if (t == nullptr) return std::nullopt;
-    if (!valid_topic_name(*t)) return "handoff_reply_topic is not a legal topic name";
+    if (!config::valid_topic_name(*t)) return "handoff_reply_topic is not a legal topic name";
     if (std::find(sub.topics.begin(), sub.topics.end(), *t) != sub.topics.end()) {
         return "handoff_reply_topic names a subscribed topic (it would loop)";
     }

@@ -1,6 +1,7 @@
 #include "handoff/proxy/modes/record.hpp"
 
 #include "handoff/common/ids.hpp"
+#include "handoff/config/kafka_rules.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -26,14 +27,6 @@ const std::string* find_param(const path_params& params, std::string_view name) 
 
 }  // namespace
 
-bool valid_topic_name(std::string_view name) noexcept {
-    if (name.empty() || name.size() > 249 || name == "." || name == "..") return false;
-    return std::all_of(name.begin(), name.end(), [](char c) {
-        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-               c == '_' || c == '-';
-    });
-}
-
 std::optional<std::string> render_topic(std::string_view tmpl, const path_params& params) {
     std::string out;
     out.reserve(tmpl.size() + 16);
@@ -50,7 +43,7 @@ std::optional<std::string> render_topic(std::string_view tmpl, const path_params
             out.push_back(tmpl[i++]);
         }
     }
-    if (!valid_topic_name(out)) return std::nullopt;
+    if (!config::valid_topic_name(out)) return std::nullopt;
     return out;
 }
 

@@ -1,6 +1,8 @@
 #include "handoff/adapters/kafka/producer.hpp"
 
 #include "handoff/adapters/kafka/embedded_cluster.hpp"
+#include "handoff/config/kafka_rules.hpp"
+#include "handoff/config/load.hpp"
 #include "read_back.hpp"
 
 #include <handoff/common/log.hpp>
@@ -228,8 +230,7 @@ TEST_CASE("an invalid topic name answers invalid_topic and the handler never run
         e.ioc.run_for(20ms);
         CHECK_FALSE(called);
     }
-    CHECK(kafka::valid_topic_name(std::string(249, 'a')));
-    CHECK(kafka::valid_topic_name("orders.eu-1_x"));
+    // The rule itself (config::valid_topic_name) is tested with the config (kafka_rules_test.cpp).
 }
 
 TEST_CASE("flush returns the correlation ids of records never delivered when the broker is down") {
@@ -285,6 +286,33 @@ TEST_CASE("make_producer rejects unknown properties and weakened durability, nam
     cfg.properties = {{"acks", "all"}, {"linger.ms", "5"}};
     CHECK(kafka::make_producer(ioc, cfg, "127.0.0.1:1", error) != nullptr);
     CHECK(error.empty());
+}
+
+TEST_CASE("the producer's durability guard and the config loader's agree on every spelling") {
+    // Both ask config::weakened_durability: what the loader refuses, start-up refuses, and the
+    // other way round (librdkafka may still refuse a spelling of its own, e.g. " all").
+    const auto loader_refuses = [](const std::string& name, const std::string& value) {
+        const auto r = handoff::config::load_string(
+            "kafka: {brokers: b, properties: {" + name + ": \"" + value +
+                "\"}}\nroutes:\n  - {name: e, match: {path: /e}, mode: event, topic: e}\n",
+            "test.yaml", [](const std::string&) { return std::nullopt; });
+        return std::any_of(r.errors.begin(), r.errors.end(),
+                           [&](const auto& e) { return e.path == "kafka.properties." + name; });
+    };
+    boost::asio::io_context ioc;
+    for (const char* name : {"acks", "request.required.acks", "enable.idempotence"}) {
+        for (const char* value : {" all", "ALL", "-1", "1", "0", "false", "False", " true ", "true", "t rue"}) {
+            INFO(name << " = '" << value << "'");
+            handoff::config::kafka_config cfg;
+            cfg.properties = {{name, value}};
+            std::string error;
+            auto p = kafka::make_producer(ioc, cfg, "127.0.0.1:1", error);
+            const bool producer_refuses = error.find("is not allowed: Handoff requires") != std::string::npos;
+            CHECK(producer_refuses == loader_refuses(name, value));
+            CHECK(producer_refuses == handoff::config::weakened_durability(name, value).has_value());
+            if (producer_refuses) CHECK(p == nullptr);
+        }
+    }
 }
 
 TEST_CASE("a record larger than message.max.bytes answers message_too_large") {

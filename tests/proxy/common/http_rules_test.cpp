@@ -135,6 +135,24 @@ TEST_CASE("header fields: count, names without underscores, values without contr
     CHECK(framing_problem(head(11, many)));
 }
 
+TEST_CASE("safe_header_value: no control character but HTAB, DEL included; obs-text is fine") {
+    CHECK(safe_header_value(""));
+    CHECK(safe_header_value("text/plain; charset=utf-8"));
+    CHECK(safe_header_value("a\tb \xe9\xff"));
+    for (int c = 0; c < 0x20; ++c) {
+        if (c == '\t') continue;
+        INFO("control byte " << c);
+        CHECK_FALSE(safe_header_value(std::string("a") + static_cast<char>(c) + "b"));
+    }
+    CHECK_FALSE(safe_header_value("a\x7f"));
+    CHECK_FALSE(safe_header_value("a\r\nSet-Cookie: x=1"));
+    CHECK_FALSE(safe_header_value(std::string("a\0b", 3)));
+    // The rule of request header values (header_problem) is this one.
+    for (const std::string v : {"a\x01", "a\x1f", "a\x7f", "a\tb"}) {
+        CHECK(framing_problem(head(11, {{"Host", "a"}, {"X-A", v}})).has_value() == !safe_header_value(v));
+    }
+}
+
 TEST_CASE("Content-Length must be plain decimal digits, never a list") {
     CHECK_FALSE(framing_problem(head(11, {{"Host", "a"}, {"Content-Length", "5"}})));
     CHECK_FALSE(framing_problem(head(11, {{"Host", "a"}, {"Content-Length", "010"}})));

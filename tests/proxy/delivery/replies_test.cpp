@@ -34,7 +34,7 @@ TEST_CASE("a reply record becomes the response: status, content type, reply head
     CHECK(got->response.headers == expected);
 }
 
-TEST_CASE("reply headers that would change framing or carry CR/LF are dropped") {
+TEST_CASE("reply headers that would change framing or carry CR/LF or another control character are dropped") {
     std::string why;
     const auto got = parse_reply(reply({{"handoff_request_id", "c1"},
                                         {"handoff_reply_status", "200"},
@@ -43,6 +43,8 @@ TEST_CASE("reply headers that would change framing or carry CR/LF are dropped") 
                                         {"handoff_reply_header_connection", "close"},
                                         {"handoff_reply_header_x-correlation-id", "spoofed"},
                                         {"handoff_reply_header_x-ok", "a\r\nSet-Cookie: x=1"},
+                                        {"handoff_reply_header_x-bell", "a\x07"},
+                                        {"handoff_reply_header_x-del", "a\x7f"},
                                         {"handoff_reply_header_bad name", "v"},
                                         {"handoff_reply_header_x-fine", "yes"}}),
                                  why);

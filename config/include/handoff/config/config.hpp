@@ -198,6 +198,9 @@ enum class ordering { key, partition, none };
 enum class jitter { full, none };
 enum class offset_reset { earliest, latest, error };
 
+// "earliest" / "latest" / "error": the YAML spelling, which is also librdkafka's auto.offset.reset.
+const char* to_string(offset_reset r) noexcept;
+
 struct retry_policy {
     int attempts = 10;                       // HTTP attempts before dead-lettering (>= 1)
     millis backoff_base{200};                // delay before retry n: base * 2^(n-1), capped

@@ -47,9 +47,15 @@ std::optional<std::string> method_problem(std::string_view method);
 std::optional<std::string> target_problem(std::string_view target);
 
 // Header fields: count, name syntax (tchar), no '_' in names (B-13: never let X_User_Id alias
-// X-User-Id behind a CGI-style server), no control characters in values, Content-Length exactly
-// 1*DIGIT (no lists), Host a valid authority.
+// X-User-Id behind a CGI-style server), no control characters in values (safe_header_value),
+// Content-Length exactly 1*DIGIT (no lists), Host a valid authority.
 std::optional<std::string> header_problem(const http::request_header<>& head);
+
+// A header value that is safe to accept or emit: no CR, LF, NUL or other control character (DEL
+// included) except HTAB; obs-text (bytes >= 0x80) is allowed. The one rule for request header
+// values (header_problem), record headers a delivery request carries (subscriptions) and the
+// headers of a reply record (replies).
+bool safe_header_value(std::string_view v) noexcept;
 
 // Fields that must never appear in a trailer (RFC 9110 §6.5.1: framing, routing, connection
 // control, authentication). A request carrying one is refused; other trailers are dropped.

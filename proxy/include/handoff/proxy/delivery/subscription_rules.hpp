@@ -47,8 +47,7 @@ std::chrono::milliseconds retry_delay(const config::retry_policy& policy, int re
                                       std::optional<std::chrono::milliseconds> retry_after) noexcept;
 
 // ---- the delivery request ---------------------------------------------------------------------
-// A header value that is safe to emit: no CR, LF, NUL or other control character except HTAB.
-bool safe_header_value(std::string_view v) noexcept;
+// Header values are emitted only when safe_header_value (handoff/common/http_rules.hpp) allows them.
 
 // Names never emitted from record headers: framing and hop-by-hop (Host, Content-Length,
 // Transfer-Encoding, Connection, Upgrade, TE, Trailer, Keep-Alive, Proxy-Connection, Expect).

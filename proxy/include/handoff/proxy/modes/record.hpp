@@ -50,11 +50,9 @@ record_result build_record(const config::route& route, const config::defaults_co
                            const request_view& request, std::string& body, const path_params& params,
                            const request_ids& ids, std::chrono::system_clock::time_point now);
 
-// Substitutes {param} placeholders; empty optional when the result is not a legal topic name.
+// Substitutes {param} placeholders; empty optional when the result is not a legal topic name
+// (config::valid_topic_name).
 std::optional<std::string> render_topic(std::string_view topic_template, const path_params& params);
-
-// Kafka's topic-name rule: 1..249 characters of [A-Za-z0-9._-], not "." or "..".
-bool valid_topic_name(std::string_view name) noexcept;
 
 // RFC 3339 UTC with millisecond precision: 2026-11-27T10:00:00.123Z
 std::string rfc3339_millis(std::chrono::system_clock::time_point t);

@@ -40,7 +40,4 @@ std::shared_ptr<proxy::producer> make_producer(boost::asio::io_context& ioc,
                                                const std::string& bootstrap_servers,
                                                std::string& error_out);
 
-// True for a legal Kafka topic name: 1..249 characters of [A-Za-z0-9._-], not "." or "..".
-bool valid_topic_name(std::string_view topic) noexcept;
-
 }  // namespace handoff::adapters::kafka

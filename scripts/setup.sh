@@ -28,7 +28,7 @@ DEB_PACKAGES=(
   libyaml-cpp-dev nlohmann-json3-dev doctest-dev libcli11-dev prometheus-cpp-dev libmimalloc-dev
   libssl-dev libsasl2-dev libzstd-dev liblz4-dev zlib1g-dev
   openjdk-17-jre-headless maven kcat wrk
-  clang libclang-rt-14-dev ccache
+  clang libclang-rt-14-dev ccache clang-format
   nginx linux-perf valgrind # the benchmark (scripts/bench.sh): nginx as forward peer and upstream; perf for --profile; callgrind for --instructions
 )
 missing=()

@@ -35,12 +35,13 @@ void check_properties(const std::map<std::string, std::string>& props, const std
     if (const auto it = props.find("security.protocol"); it != props.end()) {
         const auto v = normalised(it->second);
         if (v != "ssl" && v != "sasl_ssl") {
-            out.push_back({at("security.protocol"), "security.protocol=" + it->second +
-                                                        " is not encrypted with TLS (use SSL or SASL_SSL)"});
+            out.push_back({at("security.protocol"),
+                           "security.protocol=" + it->second + " is not encrypted with TLS (use SSL or SASL_SSL)"});
         }
     } else if (missing_protocol_counts) {
-        out.push_back({at("security.protocol"),
-                       "security.protocol is not set, which means PLAINTEXT: nothing is encrypted (set SSL or SASL_SSL)"});
+        out.push_back(
+            {at("security.protocol"),
+             "security.protocol is not set, which means PLAINTEXT: nothing is encrypted (set SSL or SASL_SSL)"});
     }
     if (const auto it = props.find("ssl.endpoint.identification.algorithm"); it != props.end()) {
         if (normalised(it->second) != "https") {
@@ -52,9 +53,9 @@ void check_properties(const std::map<std::string, std::string>& props, const std
     if (const auto it = props.find("enable.ssl.certificate.verification"); it != props.end()) {
         const auto v = normalised(it->second);
         if (v != "true" && v != "t" && v != "1") {
-            out.push_back({at("enable.ssl.certificate.verification"),
-                           "enable.ssl.certificate.verification=" + it->second +
-                               " accepts any broker certificate (leave it at true)"});
+            out.push_back(
+                {at("enable.ssl.certificate.verification"), "enable.ssl.certificate.verification=" + it->second +
+                                                                " accepts any broker certificate (leave it at true)"});
         }
     }
 }
@@ -64,8 +65,9 @@ void check_properties(const std::map<std::string, std::string>& props, const std
 std::vector<insecure_kafka_setting> insecure_kafka_settings(const config& c) {
     std::vector<insecure_kafka_setting> out;
     if (c.kafka.embedded) {
-        out.push_back({"kafka.brokers", "kafka.brokers: embedded is librdkafka's in-process mock cluster, "
-                                        "not a real Kafka: nothing is durable"});
+        out.push_back({"kafka.brokers",
+                       "kafka.brokers: embedded is librdkafka's in-process mock cluster, "
+                       "not a real Kafka: nothing is durable"});
     } else {
         check_properties(c.kafka.properties, "kafka.properties", true, out);
     }

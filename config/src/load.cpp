@@ -45,8 +45,9 @@ load_result loader::run(std::string_view text) {
 }
 
 void loader::parse(const YAML::Node& root, config& c) {
-    const auto top = map(root, "", {"profile", "listen", "admin", "upstream", "kafka", "defaults", "routing", "log", "drain",
-                                    "limits", "status", "idempotency", "replies", "routes", "subscriptions"});
+    const auto top = map(root, "",
+                         {"profile", "listen", "admin", "upstream", "kafka", "defaults", "routing", "log", "drain",
+                          "limits", "status", "idempotency", "replies", "routes", "subscriptions"});
     if (!top) return;
     const auto section = [&](std::string_view name) {
         const entry* e = find(*top, name);

@@ -52,11 +52,12 @@ private:
     void parse_routes(const YAML::Node& n, config& c);
     bool parse_route(const YAML::Node& n, const std::string& p, const config& c, route& r, route_info& info);
     void parse_canary(const YAML::Node& n, const std::string& p, route& r, const route_info& info);
-    void parse_match(const YAML::Node& n, const std::string& p, route& r, route_info& info, std::vector<std::string>& params);
-    bool check_path(const YAML::Node& n, const std::string& p, const std::string& path, std::vector<std::string>& params,
-                    std::string& shape);
-    void parse_key(const YAML::Node& n, const std::string& p, const std::string& v, const std::vector<std::string>& params,
-                   bool check_params, key_source& out);
+    void parse_match(const YAML::Node& n, const std::string& p, route& r, route_info& info,
+                     std::vector<std::string>& params);
+    bool check_path(const YAML::Node& n, const std::string& p, const std::string& path,
+                    std::vector<std::string>& params, std::string& shape);
+    void parse_key(const YAML::Node& n, const std::string& p, const std::string& v,
+                   const std::vector<std::string>& params, bool check_params, key_source& out);
 
     // subscriptions.cpp
     void parse_subscriptions(const YAML::Node& n, config& c);

@@ -91,12 +91,14 @@ YAML::Node resolve(const YAML::Node& root, YAML::Node n) {
         std::size_t start = 2;
         while (true) {
             const auto slash = r.find('/', start);
-            const std::string token = pointer_token(std::string_view(r).substr(start, slash == std::string::npos ? std::string::npos : slash - start));
+            const std::string token = pointer_token(
+                std::string_view(r).substr(start, slash == std::string::npos ? std::string::npos : slash - start));
             if (cur.IsSequence()) {
                 char* end = nullptr;
                 const unsigned long i = std::strtoul(token.c_str(), &end, 10);
                 const YAML::Node& seq = cur;
-                cur.reset((!token.empty() && *end == '\0' && i < seq.size()) ? YAML::Node(seq[i]) : YAML::Node(YAML::NodeType::Undefined));
+                cur.reset((!token.empty() && *end == '\0' && i < seq.size()) ? YAML::Node(seq[i])
+                                                                             : YAML::Node(YAML::NodeType::Undefined));
             } else {
                 cur.reset(child(cur, token));
             }
@@ -119,9 +121,9 @@ std::string param_ident(std::string_view name) {
 }
 
 struct mapped_path {
-    std::string path;                    // Handoff template (without the prefix)
-    std::string shape;                   // parameters erased, for duplicate detection
-    std::vector<std::string> params;     // Handoff parameter names, in order
+    std::string path;                 // Handoff template (without the prefix)
+    std::string shape;                // parameters erased, for duplicate detection
+    std::vector<std::string> params;  // Handoff parameter names, in order
     std::vector<std::string> notes;
 };
 
@@ -146,8 +148,10 @@ std::optional<mapped_path> map_path(const std::string& p, std::string& why) {
             }
         } else if (seg.find_first_of("{}") != std::string::npos) {
             const std::string name = seg.size() >= 2 ? seg.substr(1, seg.size() - 2) : "";
-            if (seg.front() != '{' || seg.back() != '}' || name.empty() || name.find_first_of("{}") != std::string::npos) {
-                why = "segment '" + seg + "' mixes a parameter with other text; Handoff matches a parameter as a whole segment";
+            if (seg.front() != '{' || seg.back() != '}' || name.empty() ||
+                name.find_first_of("{}") != std::string::npos) {
+                why = "segment '" + seg +
+                      "' mixes a parameter with other text; Handoff matches a parameter as a whole segment";
                 return std::nullopt;
             }
             std::string id = param_ident(name);
@@ -162,7 +166,8 @@ std::optional<mapped_path> map_path(const std::string& p, std::string& why) {
             out.path += "{" + id + "}";
             out.shape += "{}";
         } else if (const auto bad = std::find_if_not(seg.begin(), seg.end(), is_pchar); bad != seg.end()) {
-            why = std::string("character '") + *bad + "' in segment '" + seg + "' is not allowed in a Handoff path (RFC 3986 pchar)";
+            why = std::string("character '") + *bad + "' in segment '" + seg +
+                  "' is not allowed in a Handoff path (RFC 3986 pchar)";
             return std::nullopt;
         } else {
             out.path += seg;
@@ -256,7 +261,8 @@ private:
 
     void fail(const YAML::Mark& m, std::string path, std::string message) {
         const bool placed = m.line >= 0;
-        errors_.push_back({file_, placed ? m.line + 1 : 0, placed ? m.column + 1 : 0, std::move(path), std::move(message)});
+        errors_.push_back(
+            {file_, placed ? m.line + 1 : 0, placed ? m.column + 1 : 0, std::move(path), std::move(message)});
     }
 
     void read(const YAML::Node& root, openapi_plan& plan) {
@@ -270,7 +276,8 @@ private:
         }
         if (const YAML::Node sw = child(root, "swagger"); sw.IsDefined()) {
             fail(sw.Mark(), "swagger",
-                 "a Swagger " + scalar_or(sw, "2.0") + " document; routes init reads OpenAPI 3.x (convert it to OpenAPI 3 first)");
+                 "a Swagger " + scalar_or(sw, "2.0") +
+                     " document; routes init reads OpenAPI 3.x (convert it to OpenAPI 3 first)");
             return;
         }
         const YAML::Node version = child(root, "openapi");
@@ -311,9 +318,11 @@ private:
         if (operations == 0) fail(paths.Mark(), "paths", "no paths: no operation is defined under 'paths'");
     }
 
-    std::size_t read_path_item(const YAML::Node& root, const std::string& p, const YAML::Node& item, openapi_plan& plan) {
+    std::size_t read_path_item(const YAML::Node& root, const std::string& p, const YAML::Node& item,
+                               openapi_plan& plan) {
         if (!item.IsDefined() || !item.IsMap()) {
-            if (!item.IsDefined()) plan.skipped.push_back({"*", p, "the path item is an external or unresolvable $ref"});
+            if (!item.IsDefined())
+                plan.skipped.push_back({"*", p, "the path item is an external or unresolvable $ref"});
             return 0;
         }
         bool has_head = false;
@@ -323,8 +332,8 @@ private:
         }
         for (auto it = item.begin(); it != item.end(); ++it) {
             const std::string key = scalar_or(it->first);
-            if (std::find_if(std::begin(operation_keys), std::end(operation_keys), [&](const char* k) { return key == k; }) ==
-                std::end(operation_keys)) {
+            if (std::find_if(std::begin(operation_keys), std::end(operation_keys),
+                             [&](const char* k) { return key == k; }) == std::end(operation_keys)) {
                 continue;
             }
             ++count;
@@ -342,8 +351,10 @@ private:
             if (const YAML::Node s = child(holder, "servers"); s.IsDefined() && s.IsSequence() && s.size() > 0) {
                 std::string url, why;
                 prefix = server_prefix(s, url, why);
-                if (!why.empty()) notes.push_back("its own servers[0].url '" + url + "' gives no path prefix: " + why);
-                else if (prefix != plan.prefix) notes.push_back("path prefix '" + prefix + "' from its own servers[0].url");
+                if (!why.empty())
+                    notes.push_back("its own servers[0].url '" + url + "' gives no path prefix: " + why);
+                else if (prefix != plan.prefix)
+                    notes.push_back("path prefix '" + prefix + "' from its own servers[0].url");
                 break;
             }
         }
@@ -494,8 +505,9 @@ suggestion_output suggest_mode(const suggestion_input& in) {
     }
     if (success.empty()) {
         out.suggestion = openapi_suggestion::event;
-        out.reason = "no success response is documented, so the caller reads nothing but the status: "
-                     "202 Accepted at once is enough";
+        out.reason =
+            "no success response is documented, so the caller reads nothing but the status: "
+            "202 Accepted at once is enough";
         return out;
     }
     std::string code_list;
@@ -503,8 +515,9 @@ suggestion_output suggest_mode(const suggestion_input& in) {
 
     if (std::all_of(success.begin(), success.end(), [](const auto* r) { return r->code == "202"; })) {
         out.suggestion = openapi_suggestion::event;
-        out.reason = "the service already answers 202 Accepted before the work is done; Handoff's 202 carries a "
-                     "correlation ID and a status URL in place of the service's body";
+        out.reason =
+            "the service already answers 202 Accepted before the work is done; Handoff's 202 carries a "
+            "correlation ID and a status URL in place of the service's body";
         return out;
     }
     std::vector<std::string> signals;
@@ -513,8 +526,10 @@ suggestion_output suggest_mode(const suggestion_input& in) {
             out.success_status = 201;
             signals.push_back("201 Created");
         }
-        if (r->has_content) signals.push_back("a response body (" + (from_default ? std::string("default") : r->code) + ")");
-        if (r->has_location) signals.push_back("a Location header (" + (from_default ? std::string("default") : r->code) + ")");
+        if (r->has_content)
+            signals.push_back("a response body (" + (from_default ? std::string("default") : r->code) + ")");
+        if (r->has_location)
+            signals.push_back("a Location header (" + (from_default ? std::string("default") : r->code) + ")");
     }
     if (!signals.empty()) {
         std::string list;
@@ -527,7 +542,8 @@ suggestion_output suggest_mode(const suggestion_input& in) {
         return out;
     }
     out.suggestion = openapi_suggestion::event;
-    out.reason = (from_default ? std::string("the default response (no 2xx is documented) has") : "the success responses (" + code_list + ") have") +
+    out.reason = (from_default ? std::string("the default response (no 2xx is documented) has")
+                               : "the success responses (" + code_list + ") have") +
                  " no body, so the caller reads nothing but the status: 202 Accepted at once is enough";
     return out;
 }

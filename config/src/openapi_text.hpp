@@ -8,8 +8,8 @@
 
 namespace handoff::config::detail {
 
-constexpr std::size_t max_name = 64;         // the loader's route name limit
-constexpr std::size_t max_topic = 200;       // below Kafka's 249, leaving room for a suffix
+constexpr std::size_t max_name = 64;    // the loader's route name limit
+constexpr std::size_t max_topic = 200;  // below Kafka's 249, leaving room for a suffix
 constexpr std::size_t max_service = 40;
 constexpr std::size_t comment_width = 100;
 

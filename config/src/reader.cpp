@@ -22,8 +22,7 @@ reader::reader(std::string file, env_lookup env) : file_(std::move(file)), env_(
 
 void reader::fail(const YAML::Mark& m, std::string path, std::string message) {
     const bool placed = m.line >= 0;
-    errors_.push_back({file_, placed ? m.line + 1 : 0, placed ? m.column + 1 : 0, std::move(path),
-                       std::move(message)});
+    errors_.push_back({file_, placed ? m.line + 1 : 0, placed ? m.column + 1 : 0, std::move(path), std::move(message)});
 }
 
 void reader::fail(const YAML::Node& n, std::string path, std::string message) {
@@ -33,8 +32,8 @@ void reader::fail(const YAML::Node& n, std::string path, std::string message) {
 void reader::warn(const YAML::Node& n, std::string path, std::string message) {
     const auto m = n.Mark();
     const bool placed = m.line >= 0;
-    warnings_.push_back({file_, placed ? m.line + 1 : 0, placed ? m.column + 1 : 0, std::move(path),
-                         std::move(message)});
+    warnings_.push_back(
+        {file_, placed ? m.line + 1 : 0, placed ? m.column + 1 : 0, std::move(path), std::move(message)});
 }
 
 std::optional<fields> reader::map(const YAML::Node& n, const std::string& path,
@@ -64,8 +63,9 @@ std::optional<fields> reader::map(const YAML::Node& n, const std::string& path,
             continue;
         }
         if (auto prev = out.find(key); prev != out.end()) {
-            fail(k, join(path, key),
-                 "duplicate key '" + key + "' (first at line " + std::to_string(prev->second.key.Mark().line + 1) + ")");
+            fail(
+                k, join(path, key),
+                "duplicate key '" + key + "' (first at line " + std::to_string(prev->second.key.Mark().line + 1) + ")");
             continue;
         }
         out.emplace(key, entry{k, it->second});
@@ -258,19 +258,22 @@ void reader::get_name(const fields& f, const YAML::Node& n, const std::string& p
             out = std::move(*v);
         } else {
             fail(e->value, p + ".name",
-                 "invalid " + std::string(what) + " name '" + *v + "' (1-64 of [A-Za-z0-9._-], starting with a letter or digit)");
+                 "invalid " + std::string(what) + " name '" + *v +
+                     "' (1-64 of [A-Za-z0-9._-], starting with a letter or digit)");
         }
     }
 }
 
-void reader::get_header_names(const fields& f, std::string_view key, const std::string& base, std::vector<std::string>& out) {
+void reader::get_header_names(const fields& f, std::string_view key, const std::string& base,
+                              std::vector<std::string>& out) {
     const entry* e = find(f, key);
     if (!e) return;
     const auto path = join(base, key);
     for (auto& [node, h] : list(e->value, path)) {
         if (!is_token(h)) {
             fail(node, path, "invalid header name '" + h + "'");
-        } else if (std::none_of(out.begin(), out.end(), [&, &name = h](const std::string& x) { return lower(x) == lower(name); })) {
+        } else if (std::none_of(out.begin(), out.end(),
+                                [&, &name = h](const std::string& x) { return lower(x) == lower(name); })) {
             out.push_back(h);
         }
     }
@@ -297,8 +300,9 @@ bool reader::check_topic(const YAML::Node& n, const std::string& p, const std::s
             templated = true;
             i = close;
         } else if (!is_topic_char(c)) {
-            fail(n, p, std::string("invalid character '") + c + "' in topic '" + topic +
-                           "' (Kafka topic names use [A-Za-z0-9._-])");
+            fail(n, p,
+                 std::string("invalid character '") + c + "' in topic '" + topic +
+                     "' (Kafka topic names use [A-Za-z0-9._-])");
             return false;
         } else {
             ++literal;

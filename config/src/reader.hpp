@@ -45,7 +45,8 @@ public:
 
     // -- structure
     // Keys of map `n` checked against `allowed`; null counts as an empty map.
-    std::optional<fields> map(const YAML::Node& n, const std::string& path, std::initializer_list<std::string_view> allowed);
+    std::optional<fields> map(const YAML::Node& n, const std::string& path,
+                              std::initializer_list<std::string_view> allowed);
     static const entry* find(const fields& f, std::string_view key);
     // A scalar value with ${ENV} expanded; nullopt (after reporting) otherwise.
     std::optional<std::string> scalar(const YAML::Node& n, const std::string& path);
@@ -53,7 +54,8 @@ public:
     std::vector<std::pair<YAML::Node, std::string>> list(const YAML::Node& n, const std::string& path);
 
     // -- typed fields
-    void get_string(const fields& f, std::string_view key, const std::string& base, std::string& out, bool non_empty = true);
+    void get_string(const fields& f, std::string_view key, const std::string& base, std::string& out,
+                    bool non_empty = true);
     template <class T>
     void get_int(const fields& f, std::string_view key, const std::string& base, T& out, long long lo, long long hi);
     void get_port(const fields& f, std::string_view key, const std::string& base, std::uint16_t& out);
@@ -61,11 +63,13 @@ public:
     void get_size(const fields& f, std::string_view key, const std::string& base, std::size_t& out,
                   std::size_t max = std::numeric_limits<std::size_t>::max());
     // `allow_zero`: 0 (with a unit, e.g. "0s") is a valid value, as for drain.delay.
-    void get_duration(const fields& f, std::string_view key, const std::string& base, millis& out, bool allow_zero = false);
+    void get_duration(const fields& f, std::string_view key, const std::string& base, millis& out,
+                      bool allow_zero = false);
     void get_ip(const fields& f, std::string_view key, const std::string& base, std::string& out);
     // One of the names in `table` ("must be one of a, b, got 'c'" otherwise).
     template <class E, std::size_t N>
-    void get_enum(const fields& f, std::string_view key, const std::string& base, E& out, const enum_name<E> (&table)[N]);
+    void get_enum(const fields& f, std::string_view key, const std::string& base, E& out,
+                  const enum_name<E> (&table)[N]);
     // A plain topic name (no templates).
     void get_topic(const fields& f, std::string_view key, const std::string& base, std::string& out);
     // The required `name` of the list item `n` at `p` (a route or a subscription: `what`);
@@ -73,7 +77,8 @@ public:
     void get_name(const fields& f, const YAML::Node& n, const std::string& p, const char* what, std::string& out,
                   YAML::Node& name_node);
     // A list of header names, deduplicated case-insensitively, appended to `out`.
-    void get_header_names(const fields& f, std::string_view key, const std::string& base, std::vector<std::string>& out);
+    void get_header_names(const fields& f, std::string_view key, const std::string& base,
+                          std::vector<std::string>& out);
 
     // A Kafka topic name, with `{param}` placeholders; with `check_params`, each must be in `params`.
     bool check_topic(const YAML::Node& n, const std::string& p, const std::string& topic,
@@ -95,7 +100,8 @@ private:
 };
 
 template <class T>
-void reader::get_int(const fields& f, std::string_view key, const std::string& base, T& out, long long lo, long long hi) {
+void reader::get_int(const fields& f, std::string_view key, const std::string& base, T& out, long long lo,
+                     long long hi) {
     const entry* e = find(f, key);
     if (!e) return;
     const auto path = join(base, key);
@@ -107,14 +113,16 @@ void reader::get_int(const fields& f, std::string_view key, const std::string& b
     if (ec != std::errc{} || p != s.data() + s.size() || s.empty()) {
         fail(e->value, path, "integer expected, got '" + *v + "'");
     } else if (n < lo || n > hi) {
-        fail(e->value, path, "must be between " + std::to_string(lo) + " and " + std::to_string(hi) + ", got " + std::to_string(n));
+        fail(e->value, path,
+             "must be between " + std::to_string(lo) + " and " + std::to_string(hi) + ", got " + std::to_string(n));
     } else {
         out = static_cast<T>(n);
     }
 }
 
 template <class E, std::size_t N>
-void reader::get_enum(const fields& f, std::string_view key, const std::string& base, E& out, const enum_name<E> (&table)[N]) {
+void reader::get_enum(const fields& f, std::string_view key, const std::string& base, E& out,
+                      const enum_name<E> (&table)[N]) {
     const entry* e = find(f, key);
     if (!e) return;
     const auto path = join(base, key);

@@ -10,7 +10,7 @@ namespace handoff::config {
 namespace {
 
 struct startup_section {
-    const char* name;                                   // its key in the config file and in /config
+    const char* name;  // its key in the config file and in /config
     void (*keep_running)(config& next, const config& running);
 };
 

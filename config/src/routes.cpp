@@ -30,8 +30,9 @@ void loader::parse_routes(const YAML::Node& n, config& c) {
 
 // False when the item is not a map at all (nothing to cross-check).
 bool loader::parse_route(const YAML::Node& n, const std::string& p, const config& c, route& r, route_info& info) {
-    const auto f = map(n, p, {"name", "match", "mode", "topic", "key", "cloudevents", "timeout", "success_status",
-                              "max_body_bytes", "headers", "idempotency", "canary"});
+    const auto f = map(n, p,
+                       {"name", "match", "mode", "topic", "key", "cloudevents", "timeout", "success_status",
+                        "max_body_bytes", "headers", "idempotency", "canary"});
     if (!f || n.IsNull()) {
         if (n.IsNull()) fail(n, p, "map expected");
         return false;
@@ -53,7 +54,8 @@ bool loader::parse_route(const YAML::Node& n, const std::string& p, const config
         if (auto v = scalar(e->value, p + ".mode")) {
             if (const auto m = value_of(mode_names, *v)) r.mode = *m, info.mode_known = true;
             if (!info.mode_known) {
-                fail(e->value, p + ".mode", "unknown mode '" + *v + "' (expected forward, event, commit, shadow or reply)");
+                fail(e->value, p + ".mode",
+                     "unknown mode '" + *v + "' (expected forward, event, commit, shadow or reply)");
             }
         }
     } else {
@@ -62,8 +64,8 @@ bool loader::parse_route(const YAML::Node& n, const std::string& p, const config
     // canary: a second mode for a share of the traffic
     if (const entry* e = find(*f, "canary")) parse_canary(e->value, p + ".canary", r, info);
     // A forward route whose canary publishes needs everything a publishing route needs.
-    const bool forward = info.mode_known && r.mode == mode::forward &&
-                         !(r.canary_percent_bp > 0 && produces(r.canary_mode));
+    const bool forward =
+        info.mode_known && r.mode == mode::forward && !(r.canary_percent_bp > 0 && produces(r.canary_mode));
     const char* mode_name = to_string(r.mode == mode::forward ? r.canary_mode : r.mode);
 
     // keys that only Kafka-producing routes use
@@ -128,7 +130,9 @@ bool loader::parse_route(const YAML::Node& n, const std::string& p, const config
                     fail(e->value, sp, "commit routes answer 200, 201, 202 or 204, got " + std::to_string(status));
                 }
             } else if (r.mode == mode::event) {
-                if (status != 202) fail(e->value, sp, "event routes answer 202 (accepted, not yet durable), got " + std::to_string(status));
+                if (status != 202)
+                    fail(e->value, sp,
+                         "event routes answer 202 (accepted, not yet durable), got " + std::to_string(status));
             } else {
                 fail(e->key, sp, std::string("success_status is not used by ") + mode_name + " routes");
             }
@@ -151,7 +155,8 @@ void loader::parse_canary(const YAML::Node& n, const std::string& p, route& r, c
         if (auto v = scalar(e->value, p + ".mode")) {
             if (const auto m = value_of(mode_names, *v)) r.canary_mode = *m, mode_ok = true;
             if (!mode_ok) {
-                fail(e->value, p + ".mode", "unknown mode '" + *v + "' (expected forward, event, commit, shadow or reply)");
+                fail(e->value, p + ".mode",
+                     "unknown mode '" + *v + "' (expected forward, event, commit, shadow or reply)");
             } else if (info.mode_known && r.canary_mode == r.mode) {
                 fail(e->value, p + ".mode", "the canary mode must differ from the route's mode '" + *v + "'");
                 mode_ok = false;
@@ -174,13 +179,19 @@ void loader::parse_canary(const YAML::Node& n, const std::string& p, route& r, c
     std::size_t i = 0;
     bool ok = !s.empty() && s.size() <= 6;
     for (; ok && i < s.size() && s[i] != '.'; ++i) {
-        if (!is_digit(s[i])) ok = false; else whole = whole * 10 + (s[i] - '0');
+        if (!is_digit(s[i]))
+            ok = false;
+        else
+            whole = whole * 10 + (s[i] - '0');
     }
     if (ok && i < s.size()) {
         ++i;
         if (i == s.size()) ok = false;
         for (; ok && i < s.size(); ++i) {
-            if (!is_digit(s[i]) || ++frac_digits > 2) ok = false; else frac = frac * 10 + (s[i] - '0');
+            if (!is_digit(s[i]) || ++frac_digits > 2)
+                ok = false;
+            else
+                frac = frac * 10 + (s[i] - '0');
         }
     }
     if (ok && s[0] == '.') ok = false;
@@ -237,8 +248,8 @@ void loader::parse_match(const YAML::Node& n, const std::string& p, route& r, ro
     }
 }
 
-bool loader::check_path(const YAML::Node& n, const std::string& p, const std::string& path, std::vector<std::string>& params,
-                        std::string& shape) {
+bool loader::check_path(const YAML::Node& n, const std::string& p, const std::string& path,
+                        std::vector<std::string>& params, std::string& shape) {
     if (path.empty() || path[0] != '/') {
         fail(n, p, "path must start with '/', got '" + path + "'");
         return false;
@@ -258,7 +269,8 @@ bool loader::check_path(const YAML::Node& n, const std::string& p, const std::st
         } else if (seg.find_first_of("{}") != std::string::npos) {
             const std::string name = seg.substr(1, seg.size() - 2);
             if (seg.front() != '{' || seg.back() != '}' || !is_ident(name)) {
-                fail(n, p, "path segment '" + seg + "' must be a literal or exactly '{name}' (name: [A-Za-z_][A-Za-z0-9_]*)");
+                fail(n, p,
+                     "path segment '" + seg + "' must be a literal or exactly '{name}' (name: [A-Za-z_][A-Za-z0-9_]*)");
                 ok = false;
             } else if (std::find(params.begin(), params.end(), name) != params.end()) {
                 fail(n, p, "duplicate path parameter '" + name + "'");
@@ -282,8 +294,8 @@ bool loader::check_path(const YAML::Node& n, const std::string& p, const std::st
     return ok;
 }
 
-void loader::parse_key(const YAML::Node& n, const std::string& p, const std::string& v, const std::vector<std::string>& params,
-                       bool check_params, key_source& out) {
+void loader::parse_key(const YAML::Node& n, const std::string& p, const std::string& v,
+                       const std::vector<std::string>& params, bool check_params, key_source& out) {
     const auto starts = [&](std::string_view prefix) { return v.rfind(prefix, 0) == 0; };
     if (v == "correlation") {
         out = {key_kind::correlation, ""};

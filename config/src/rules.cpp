@@ -58,23 +58,24 @@ void loader::check_unique(const std::vector<route>& routes, std::vector<route_in
     }
     for (std::size_t b = 0; b < routes.size(); ++b) {
         for (std::size_t a = 0; a < b; ++a) {
-            const auto where = [&](std::size_t i) {
-                return "routes[" + std::to_string(infos[i].index) + "]";
-            };
+            const auto where = [&](std::size_t i) { return "routes[" + std::to_string(infos[i].index) + "]"; };
             if (!routes[b].name.empty() && routes[a].name == routes[b].name) {
                 fail(infos[b].name_node, where(b) + ".name",
-                     "duplicate route name '" + routes[b].name + "' (also defined at line " + std::to_string(routes[a].line) + ")");
+                     "duplicate route name '" + routes[b].name + "' (also defined at line " +
+                         std::to_string(routes[a].line) + ")");
             }
             if (!infos[a].path_valid || !infos[b].path_valid || infos[a].shape != infos[b].shape) continue;
             const auto& ma = routes[a].methods;
             const auto& mb = routes[b].methods;
-            const bool overlap = ma.empty() || mb.empty() || std::any_of(ma.begin(), ma.end(), [&](const std::string& m) {
-                                     return std::find(mb.begin(), mb.end(), m) != mb.end();
-                                 });
+            const bool overlap =
+                ma.empty() || mb.empty() || std::any_of(ma.begin(), ma.end(), [&](const std::string& m) {
+                    return std::find(mb.begin(), mb.end(), m) != mb.end();
+                });
             if (overlap) {
                 fail(infos[b].node, where(b),
-                     "duplicate route: path '" + routes[b].path + "' with overlapping methods is also defined at line " +
-                         std::to_string(routes[a].line) + " (route '" + routes[a].name + "')");
+                     "duplicate route: path '" + routes[b].path +
+                         "' with overlapping methods is also defined at line " + std::to_string(routes[a].line) +
+                         " (route '" + routes[a].name + "')");
             }
         }
     }
@@ -89,9 +90,9 @@ void loader::check_durability(const std::vector<route>& routes, const std::vecto
         if (!infos[i].mode_known || (routes[i].mode != mode::commit && routes[i].mode != mode::reply)) continue;
         names += (names.empty() ? "'" : ", '") + routes[i].name + "'";
     }
-    const std::string why = names.empty()
-                                ? ": Handoff always produces with acks=all and enable.idempotence=true"
-                                : " conflicts with route(s) " + names + ": commit routes need acks=all and enable.idempotence=true";
+    const std::string why = names.empty() ? ": Handoff always produces with acks=all and enable.idempotence=true"
+                                          : " conflicts with route(s) " + names +
+                                                ": commit routes need acks=all and enable.idempotence=true";
     // The rule itself is weakened_durability (kafka_rules.hpp), which the producer asks too.
     for (const char* key : {"acks", "request.required.acks", "enable.idempotence"}) {
         const auto it = property_nodes_.find(key);
@@ -109,7 +110,8 @@ void loader::check_reply_topic(const config& c, const std::vector<route_info>& i
         const bool replies = infos[i].mode_known && answers_with_replies(r);
         if (replies && c.replies.topic.empty()) {
             fail(infos[i].node, "routes[" + std::to_string(infos[i].index) + "]",
-                 "route '" + r.name + "' answers with replies: set replies.topic (the reply topic this process consumes)");
+                 "route '" + r.name +
+                     "' answers with replies: set replies.topic (the reply topic this process consumes)");
         }
     }
 }

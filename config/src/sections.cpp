@@ -6,8 +6,9 @@ namespace handoff::config::detail {
 
 void loader::parse_listen(const YAML::Node& n, listen_config& l) {
     const std::string p = "listen";
-    const auto f = map(n, p, {"address", "port", "threads", "max_connections", "max_header_bytes", "max_body_bytes",
-                              "max_pipelined", "header_timeout", "body_timeout", "idle_timeout", "write_timeout"});
+    const auto f = map(n, p,
+                       {"address", "port", "threads", "max_connections", "max_header_bytes", "max_body_bytes",
+                        "max_pipelined", "header_timeout", "body_timeout", "idle_timeout", "write_timeout"});
     if (!f) return;
     get_ip(*f, "address", p, l.address);
     get_port(*f, "port", p, l.port);
@@ -39,8 +40,9 @@ void loader::parse_admin(const YAML::Node& n, admin_config& a) {
 
 void loader::parse_upstream(const YAML::Node& n, upstream_config& u) {
     const std::string p = "upstream";
-    const auto f = map(n, p, {"host", "port", "max_connections", "max_idle", "connect_timeout", "timeout",
-                              "max_response_bytes", "forwarded_for"});
+    const auto f = map(n, p,
+                       {"host", "port", "max_connections", "max_idle", "connect_timeout", "timeout",
+                        "max_response_bytes", "forwarded_for"});
     if (!f) return;
     get_string(*f, "host", p, u.host);
     get_port(*f, "port", p, u.port);
@@ -166,8 +168,8 @@ void loader::parse_kafka(const YAML::Node& n, bool present, kafka_config& k) {
         return;
     }
     places_.emplace(p, n);
-    const auto f = map(n, p, {"brokers", "embedded_brokers", "flush_timeout", "stall_timeout", "properties",
-                              "allow_insecure"});
+    const auto f =
+        map(n, p, {"brokers", "embedded_brokers", "flush_timeout", "stall_timeout", "properties", "allow_insecure"});
     if (!f) return;
     get_bool(*f, "allow_insecure", p, k.allow_insecure);
     if (const entry* e = find(*f, "brokers")) {
@@ -176,7 +178,8 @@ void loader::parse_kafka(const YAML::Node& n, bool present, kafka_config& k) {
             if (trim(*v) == "embedded") {
                 k.embedded = true;
             } else if (trim(*v).empty()) {
-                fail(e->value, p + ".brokers", "must not be empty (a bootstrap list like '127.0.0.1:9092', or 'embedded')");
+                fail(e->value, p + ".brokers",
+                     "must not be empty (a bootstrap list like '127.0.0.1:9092', or 'embedded')");
             } else {
                 k.brokers = std::string(trim(*v));
             }

@@ -46,9 +46,10 @@ bool loader::check_target_path(const YAML::Node& n, const std::string& p, const 
 }
 
 bool loader::parse_subscription(const YAML::Node& n, const std::string& p, subscription& s, YAML::Node& name_node) {
-    const auto f = map(n, p, {"name", "topics", "group", "target", "ordering", "concurrency", "timeout", "retry",
-                              "dead_letter_topic", "reply_topic", "reply_topics", "reply_headers", "auto_offset_reset", "headers",
-                              "properties"});
+    const auto f =
+        map(n, p,
+            {"name", "topics", "group", "target", "ordering", "concurrency", "timeout", "retry", "dead_letter_topic",
+             "reply_topic", "reply_topics", "reply_headers", "auto_offset_reset", "headers", "properties"});
     if (!f || n.IsNull()) {
         if (n.IsNull()) fail(n, p, "map expected");
         return false;
@@ -65,7 +66,8 @@ bool loader::parse_subscription(const YAML::Node& n, const std::string& p, subsc
                 s.topics.push_back(t);
             }
         }
-        if (e->value.IsNull() || (e->value.IsSequence() && e->value.size() == 0)) fail(e->value, tp, "must not be empty");
+        if (e->value.IsNull() || (e->value.IsSequence() && e->value.size() == 0))
+            fail(e->value, tp, "must not be empty");
     } else {
         fail(n, p, "missing required key 'topics' (a list of topic names)");
     }
@@ -174,7 +176,8 @@ bool loader::parse_subscription(const YAML::Node& n, const std::string& p, subsc
                     continue;
                 }
                 if (std::find(std::begin(owned), std::end(owned), name) != std::end(owned)) {
-                    fail(it->first, pp + "." + name, "'" + name + "' is set by Handoff (use the subscription's own keys)");
+                    fail(it->first, pp + "." + name,
+                         "'" + name + "' is set by Handoff (use the subscription's own keys)");
                     continue;
                 }
                 if (auto v = scalar(it->second, pp + "." + name)) s.properties[name] = std::move(*v);

@@ -13,7 +13,6 @@ namespace {
 
 using namespace detail;  // the enum name tables, is_secret_property
 
-
 std::string ms(millis d) { return std::to_string(d.count()) + "ms"; }
 
 nlohmann::ordered_json key_json(const key_source& k) {
@@ -26,7 +25,6 @@ nlohmann::ordered_json key_json(const key_source& k) {
     }
     return nullptr;
 }
-
 
 }  // namespace
 
@@ -58,7 +56,8 @@ nlohmann::ordered_json detail::config_json(const config& c, bool redact) {
     const auto& k = c.kafka;
     json props = json::object();
     for (const auto& [name, value] : k.properties) {
-        const bool secret = std::find(k.secret_properties.begin(), k.secret_properties.end(), name) != k.secret_properties.end();
+        const bool secret =
+            std::find(k.secret_properties.begin(), k.secret_properties.end(), name) != k.secret_properties.end();
         props[name] = secret && redact ? "<redacted>" : value;
     }
     j["profile"] = name_of(profile_names, c.profile);
@@ -69,7 +68,9 @@ nlohmann::ordered_json detail::config_json(const config& c, bool redact) {
                   {"stall_timeout", ms(k.stall_timeout)},
                   {"allow_insecure", k.allow_insecure},
                   {"properties", props}};
-    j["defaults"] = {{"mode", name_of(mode_names, c.defaults.mode)}, {"timeout", ms(c.defaults.timeout)}, {"ce_source", c.defaults.ce_source}};
+    j["defaults"] = {{"mode", name_of(mode_names, c.defaults.mode)},
+                     {"timeout", ms(c.defaults.timeout)},
+                     {"ce_source", c.defaults.ce_source}};
     j["routing"] = {{"trailing_slash", name_of(trailing_slash_names, c.routing.trailing_slash)}};
     j["log"] = {{"level", c.log.level}, {"requests", c.log.requests}};
     j["drain"] = {{"delay", ms(c.drain.delay)}, {"timeout", ms(c.drain.timeout)}};
@@ -84,10 +85,11 @@ nlohmann::ordered_json detail::config_json(const config& c, bool redact) {
                         {"ttl", ms(c.idempotency.ttl)}};
     if (!c.replies.topic.empty()) {
         j["replies"] = {{"topic", c.replies.topic},
-                        {"create", {{"enabled", c.replies.create.enabled},
-                                    {"partitions", c.replies.create.partitions},
-                                    {"replication_factor", c.replies.create.replication_factor},
-                                    {"retention", ms(c.replies.create.retention)}}},
+                        {"create",
+                         {{"enabled", c.replies.create.enabled},
+                          {"partitions", c.replies.create.partitions},
+                          {"replication_factor", c.replies.create.replication_factor},
+                          {"retention", ms(c.replies.create.retention)}}},
                         {"refresh_interval", ms(c.replies.refresh_interval)}};
     }
     json routes = json::array();
@@ -119,19 +121,22 @@ nlohmann::ordered_json detail::config_json(const config& c, bool redact) {
     json subs = json::array();
     for (const auto& s : c.subscriptions) {
         json props = json::object();
-        for (const auto& [name, value] : s.properties) props[name] = redact && is_secret_property(name) ? "<redacted>" : value;
+        for (const auto& [name, value] : s.properties)
+            props[name] = redact && is_secret_property(name) ? "<redacted>" : value;
         json js = {{"name", s.name},
                    {"topics", s.topics},
                    {"group", s.group},
-                   {"target", {{"method", s.target.method.empty() ? "original" : s.target.method},
-                               {"path", s.target.path.empty() ? "original" : s.target.path}}},
+                   {"target",
+                    {{"method", s.target.method.empty() ? "original" : s.target.method},
+                     {"path", s.target.path.empty() ? "original" : s.target.path}}},
                    {"ordering", name_of(ordering_names, s.ordering)},
                    {"concurrency", s.concurrency},
                    {"timeout", ms(s.timeout)},
-                   {"retry", {{"attempts", s.retry.attempts},
-                              {"backoff_base", ms(s.retry.backoff_base)},
-                              {"backoff_cap", ms(s.retry.backoff_cap)},
-                              {"jitter", name_of(jitter_names, s.retry.jitter)}}},
+                   {"retry",
+                    {{"attempts", s.retry.attempts},
+                     {"backoff_base", ms(s.retry.backoff_base)},
+                     {"backoff_cap", ms(s.retry.backoff_cap)},
+                     {"jitter", name_of(jitter_names, s.retry.jitter)}}},
                    {"auto_offset_reset", name_of(offset_reset_names, s.auto_offset_reset)},
                    {"headers", s.headers},
                    {"properties", props},
@@ -146,7 +151,6 @@ nlohmann::ordered_json detail::config_json(const config& c, bool redact) {
     j["subscriptions"] = std::move(subs);
     return j;
 }
-
 
 std::string to_redacted_json(const config& c) { return detail::config_json(c, /*redact=*/true).dump(2); }
 

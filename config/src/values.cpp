@@ -24,9 +24,7 @@ bool is_ident(std::string_view s) {
     return std::all_of(s.begin(), s.end(), [](char c) { return is_alnum(c) || c == '_'; });
 }
 
-bool is_pchar(char c) {
-    return is_alnum(c) || (c != '\0' && std::strchr("-._~!$&'()*+,;=:@%", c) != nullptr);
-}
+bool is_pchar(char c) { return is_alnum(c) || (c != '\0' && std::strchr("-._~!$&'()*+,;=:@%", c) != nullptr); }
 
 int hex_digit(char c) {
     if (is_digit(c)) return c - '0';
@@ -44,9 +42,11 @@ std::optional<std::string> literal_segment_problem(const std::string& seg) {
         }
         const char c = static_cast<char>(hex_digit(seg[i + 1]) * 16 + hex_digit(seg[i + 2]));
         if (is_alnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
-            return "write '" + std::string(1, c) + "' rather than '" + seg.substr(i, 3) + "' (unreserved characters are matched decoded)";
+            return "write '" + std::string(1, c) + "' rather than '" + seg.substr(i, 3) +
+                   "' (unreserved characters are matched decoded)";
         }
-        if (c == '/' || c == '\\' || c == '\0') return "an encoded '/', '\\' or NUL is not allowed (requests with them are refused)";
+        if (c == '/' || c == '\\' || c == '\0')
+            return "an encoded '/', '\\' or NUL is not allowed (requests with them are refused)";
         i += 2;
     }
     return std::nullopt;
@@ -132,9 +132,14 @@ std::optional<unsigned long long> parse_size(std::string_view s) {
     unsigned long long n = 0;
     std::string_view unit;
     if (!leading_number(trim(s), n, unit)) return std::nullopt;
-    static const std::pair<std::string_view, unsigned long long> units[] = {
-        {"", 1},           {"B", 1},           {"KiB", 1ull << 10},     {"MiB", 1ull << 20},
-        {"GiB", 1ull << 30}, {"KB", 1000},     {"MB", 1000 * 1000},     {"GB", 1000 * 1000 * 1000}};
+    static const std::pair<std::string_view, unsigned long long> units[] = {{"", 1},
+                                                                            {"B", 1},
+                                                                            {"KiB", 1ull << 10},
+                                                                            {"MiB", 1ull << 20},
+                                                                            {"GiB", 1ull << 30},
+                                                                            {"KB", 1000},
+                                                                            {"MB", 1000 * 1000},
+                                                                            {"GB", 1000 * 1000 * 1000}};
     for (const auto& [name, factor] : units) {
         unsigned long long out = 0;
         if (unit == name) return multiply(n, factor, out) ? std::optional(out) : std::nullopt;

@@ -67,8 +67,11 @@ bool is_secret_property(const std::string& name);
 template <class E>
 using enum_name = std::pair<std::string_view, E>;
 
-inline constexpr enum_name<mode> mode_names[] = {
-    {"forward", mode::forward}, {"event", mode::event}, {"commit", mode::commit}, {"shadow", mode::shadow}, {"reply", mode::reply}};
+inline constexpr enum_name<mode> mode_names[] = {{"forward", mode::forward},
+                                                 {"event", mode::event},
+                                                 {"commit", mode::commit},
+                                                 {"shadow", mode::shadow},
+                                                 {"reply", mode::reply}};
 inline constexpr enum_name<profile_kind> profile_names[] = {{"development", profile_kind::development},
                                                             {"production", profile_kind::production}};
 inline constexpr enum_name<forwarded_for> forwarded_for_names[] = {{"append", forwarded_for::append},

@@ -123,11 +123,13 @@ int run(const std::string& file) {
     // say so loudly, once, naming each setting (config/README.md, "Profiles").
     if (cfg->profile == handoff::config::profile_kind::production && cfg->kafka.allow_insecure) {
         std::vector<std::string> insecure;
-        for (const auto& s : handoff::config::insecure_kafka_settings(*cfg)) insecure.push_back(s.path + ": " + s.message);
+        for (const auto& s : handoff::config::insecure_kafka_settings(*cfg))
+            insecure.push_back(s.path + ": " + s.message);
         if (!insecure.empty()) {
-            log::warn("INSECURE KAFKA CONNECTION: kafka.allow_insecure lets the production profile run with settings "
-                      "that send data unencrypted or trust an unverified broker",
-                      {{"settings", insecure}});
+            log::warn(
+                "INSECURE KAFKA CONNECTION: kafka.allow_insecure lets the production profile run with settings "
+                "that send data unencrypted or trust an unverified broker",
+                {{"settings", insecure}});
         }
     }
 
@@ -148,9 +150,10 @@ int run(const std::string& file) {
             if (!r.topic.empty() && r.topic.find('{') == std::string::npos) embedded->create_topic(r.topic, 3);
         }
         if (!cfg->replies.topic.empty()) embedded->create_topic(cfg->replies.topic, 3);
-        log::warn("EMBEDDED BROKER: librdkafka's in-process mock cluster is serving Kafka. It is NOT DURABLE: "
-                  "everything is lost when handoff exits. For trying Handoff out only.",
-                  {{"bootstrap_servers", bootstrap}});
+        log::warn(
+            "EMBEDDED BROKER: librdkafka's in-process mock cluster is serving Kafka. It is NOT DURABLE: "
+            "everything is lost when handoff exits. For trying Handoff out only.",
+            {{"bootstrap_servers", bootstrap}});
     }
 
     std::string err;
@@ -199,13 +202,15 @@ int run(const std::string& file) {
             std::vector<std::string> messages;
             for (const auto& e : next.errors) messages.push_back(handoff::config::format(e));
             stats->config_reload("rejected").Increment();
-            log::error("config reload rejected; keeping the running config", {{"trigger", trigger}, {"errors", messages}});
+            log::error("config reload rejected; keeping the running config",
+                       {{"trigger", trigger}, {"errors", messages}});
             return;
         }
         auto plan = handoff::config::plan_reload(*current.load(), std::move(*next.value));
         if (!plan.in_force) {
             stats->config_reload("rejected").Increment();
-            log::error("config reload rejected; keeping the running config", {{"trigger", trigger}, {"errors", plan.errors}});
+            log::error("config reload rejected; keeping the running config",
+                       {{"trigger", trigger}, {"errors", plan.errors}});
             return;
         }
         const auto& fresh = plan.in_force;
@@ -238,8 +243,8 @@ int run(const std::string& file) {
             log::error("kafka consumer could not be created", {{"error", err}});
             return exit_config;
         }
-        subscriptions.push_back(std::make_unique<handoff::proxy::subscription>(strand, s, cfg->upstream, consumer,
-                                                                               upstream, producer));
+        subscriptions.push_back(
+            std::make_unique<handoff::proxy::subscription>(strand, s, cfg->upstream, consumer, upstream, producer));
         subscriptions.back()->start();
     }
     // reply routes: every partition of replies.topic assigned by hand (no consumer group, nothing
@@ -247,8 +252,8 @@ int run(const std::string& file) {
     // before readiness turns true, positions kept in memory across reconnects; partitions added
     // later are read from their beginning (make_reply_consumer). Readiness waits for it.
     if (!cfg->replies.topic.empty()) {
-        reply_consumer =
-            handoff::adapters::kafka::make_reply_consumer(asio::make_strand(ioc), cfg->kafka, cfg->replies, bootstrap, err);
+        reply_consumer = handoff::adapters::kafka::make_reply_consumer(asio::make_strand(ioc), cfg->kafka, cfg->replies,
+                                                                       bootstrap, err);
         if (!reply_consumer) {
             log::error("kafka reply consumer could not be created", {{"error", err}});
             return exit_config;
@@ -263,13 +268,15 @@ int run(const std::string& file) {
     handoff::proxy::export_producer_metrics(*stats, producer);
     asio::signal_set subscription_signals(ioc, SIGTERM, SIGINT);
     subscription_signals.async_wait([&](boost::system::error_code ec, int) {
-        if (!ec) for (auto& s : subscriptions) s->begin_stop();
+        if (!ec)
+            for (auto& s : subscriptions) s->begin_stop();
     });
     const auto subscriptions_busy = [&] {
         return std::any_of(subscriptions.begin(), subscriptions.end(), [](const auto& s) { return !s->idle(); });
     };
 
-    handoff::proxy::drain_sequence drain(ioc, server, admin.get(), [&] { watcher.stop(); }, subscriptions_busy);
+    handoff::proxy::drain_sequence drain(
+        ioc, server, admin.get(), [&] { watcher.stop(); }, subscriptions_busy);
     asio::signal_set stop_signals(ioc, SIGTERM, SIGINT);
     stop_signals.async_wait([&](boost::system::error_code ec, int sig) {
         if (ec) return;
@@ -301,7 +308,8 @@ int run(const std::string& file) {
     const auto undelivered = producer->flush(cfg->kafka.flush_timeout);
     if (!undelivered.empty()) {
         stats->undelivered().Increment(static_cast<double>(undelivered.size()));
-        log::error("records not delivered before exit", {{"count", undelivered.size()}, {"correlation_ids", undelivered}});
+        log::error("records not delivered before exit",
+                   {{"count", undelivered.size()}, {"correlation_ids", undelivered}});
     }
     log::info("stopped", {{"undelivered", undelivered.size()}});
     return 0;
@@ -367,8 +375,8 @@ int main(int argc, char** argv) {
 
     try {
         if (*version_cmd) {
-            std::cout << "handoff " << version_string << " (librdkafka " << handoff::adapters::kafka::librdkafka_version()
-                      << ")\n";
+            std::cout << "handoff " << version_string << " (librdkafka "
+                      << handoff::adapters::kafka::librdkafka_version() << ")\n";
             return 0;
         }
         if (*validate_cmd) return validate(config_file);

@@ -18,18 +18,17 @@ namespace handoff::bench {
 
 class histogram {
 public:
-    static constexpr int sub_bits = 7;                       // 128 buckets per power of two
+    static constexpr int sub_bits = 7;                             // 128 buckets per power of two
     static constexpr std::uint64_t linear_limit = 2u << sub_bits;  // 256: one bucket per value below
-    static constexpr int max_shift = 42 - sub_bits - 1;      // highest power of two covered: 2^42
-    static constexpr std::size_t bucket_count =
-        linear_limit + static_cast<std::size_t>(max_shift) * (1u << sub_bits);
+    static constexpr int max_shift = 42 - sub_bits - 1;            // highest power of two covered: 2^42
+    static constexpr std::size_t bucket_count = linear_limit + static_cast<std::size_t>(max_shift) * (1u << sub_bits);
 
     // The bucket holding v. Pure; exposed for the unit test.
     static constexpr std::size_t index_of(std::uint64_t v) {
         if (v < linear_limit) return static_cast<std::size_t>(v);
         int shift = std::bit_width(v) - 1 - sub_bits;  // >= 1 here
         if (shift > max_shift) return bucket_count - 1;
-        std::uint64_t top = v >> shift;                 // in [128, 255]
+        std::uint64_t top = v >> shift;  // in [128, 255]
         return linear_limit + static_cast<std::size_t>(shift - 1) * (1u << sub_bits) +
                static_cast<std::size_t>(top - (1u << sub_bits));
     }

@@ -66,7 +66,8 @@ asio::awaitable<void> listen(tcp::acceptor& acceptor, asio::io_context& ioc, boo
     for (;;) {
         // Accept into a socket made beforehand: Boost 1.81's move-accept with an executor argument
         // and as_tuple frees the strand twice (seen with ASan), so it is not used.
-        tcp::socket socket(strands ? asio::any_io_executor(asio::make_strand(ioc)) : asio::any_io_executor(ioc.get_executor()));
+        tcp::socket socket(strands ? asio::any_io_executor(asio::make_strand(ioc))
+                                   : asio::any_io_executor(ioc.get_executor()));
         auto [ec] = co_await acceptor.async_accept(socket, tuple_awaitable);
         if (ec) {
             if (ec == asio::error::operation_aborted) co_return;
@@ -86,9 +87,12 @@ int main(int argc, char** argv) {
     int threads = 1;
     for (int i = 1; i + 1 < argc; i += 2) {
         std::string a = argv[i];
-        if (a == "--port") port = static_cast<unsigned short>(std::stoi(argv[i + 1]));
-        else if (a == "--address") address = argv[i + 1];
-        else if (a == "--threads") threads = std::max(1, std::stoi(argv[i + 1]));
+        if (a == "--port")
+            port = static_cast<unsigned short>(std::stoi(argv[i + 1]));
+        else if (a == "--address")
+            address = argv[i + 1];
+        else if (a == "--threads")
+            threads = std::max(1, std::stoi(argv[i + 1]));
         else {
             std::cerr << "usage: handoff_bench_http202 [--address A] [--port P] [--threads N]\n";
             return 2;

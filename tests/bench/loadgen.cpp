@@ -87,24 +87,39 @@ options parse(int argc, char** argv) {
             if (i + 1 >= argc) usage("missing value for " + a);
             return argv[++i];
         };
-        if (a == "--host") o.host = value();
-        else if (a == "--port") o.port = value();
-        else if (a == "--method") o.method = value();
-        else if (a == "--path") o.path = value();
-        else if (a == "--body") o.body = value();
-        else if (a == "--body-size") o.body_size = std::stoul(value());
-        else if (a == "--header") o.headers.push_back(value());
-        else if (a == "--rate") o.rate = std::stod(value());
-        else if (a == "--duration") o.duration = std::stod(value());
-        else if (a == "--warmup") o.warmup = std::stod(value());
-        else if (a == "--connections") o.connections = std::stoi(value());
-        else if (a == "--threads") o.threads = std::stoi(value());
-        else if (a == "--timeout") o.timeout = std::stod(value());
-        else if (a == "--kv") o.kv = true;
-        else usage("unknown argument " + a);
+        if (a == "--host")
+            o.host = value();
+        else if (a == "--port")
+            o.port = value();
+        else if (a == "--method")
+            o.method = value();
+        else if (a == "--path")
+            o.path = value();
+        else if (a == "--body")
+            o.body = value();
+        else if (a == "--body-size")
+            o.body_size = std::stoul(value());
+        else if (a == "--header")
+            o.headers.push_back(value());
+        else if (a == "--rate")
+            o.rate = std::stod(value());
+        else if (a == "--duration")
+            o.duration = std::stod(value());
+        else if (a == "--warmup")
+            o.warmup = std::stod(value());
+        else if (a == "--connections")
+            o.connections = std::stoi(value());
+        else if (a == "--threads")
+            o.threads = std::stoi(value());
+        else if (a == "--timeout")
+            o.timeout = std::stod(value());
+        else if (a == "--kv")
+            o.kv = true;
+        else
+            usage("unknown argument " + a);
     }
-    if (o.rate <= 0 || o.duration <= 0 || o.warmup < 0 || o.connections < 1 || o.threads < 1 ||
-        o.timeout <= 0 || o.connections < o.threads)
+    if (o.rate <= 0 || o.duration <= 0 || o.warmup < 0 || o.connections < 1 || o.threads < 1 || o.timeout <= 0 ||
+        o.connections < o.threads)
         usage("rate, duration, connections, threads and timeout must be positive (connections >= threads)");
     if (o.body.empty() && o.body_size > 0) {
         // A small JSON document padded to the requested size.
@@ -137,7 +152,12 @@ std::string build_request(const options& o) {
 struct worker {
     worker(const options& o, const std::string& req, tcp::resolver::results_type eps, clock_type::time_point first,
            clock_type::time_point measure, clock_type::time_point stop, std::chrono::nanoseconds every)
-        : opt(o), request(req), endpoints(std::move(eps)), first_due(first), measure_from(measure), end(stop),
+        : opt(o),
+          request(req),
+          endpoints(std::move(eps)),
+          first_due(first),
+          measure_from(measure),
+          end(stop),
           interval(every) {}
 
     const options& opt;
@@ -150,8 +170,8 @@ struct worker {
     asio::io_context ioc{1};
 
     std::uint64_t next = 0;
-    std::uint64_t sent = 0;           // measured requests written (or attempted)
-    std::uint64_t completed = 0;      // measured requests with a response
+    std::uint64_t sent = 0;       // measured requests written (or attempted)
+    std::uint64_t completed = 0;  // measured requests with a response
     std::map<std::string, std::uint64_t> errors;
     std::map<int, std::uint64_t> status;
     handoff::bench::histogram latency;  // nanoseconds from due time to full response
@@ -173,7 +193,8 @@ asio::awaitable<void> connection(worker& w) {
     beast::tcp_stream stream(ex);
     beast::flat_buffer buffer;
     bool connected = false;
-    const auto timeout = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::duration<double>(w.opt.timeout));
+    const auto timeout =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::duration<double>(w.opt.timeout));
 
     for (;;) {
         clock_type::time_point due;
@@ -253,8 +274,8 @@ void print(const options& o, const std::vector<std::unique_ptr<worker>>& workers
     auto us = [](std::uint64_t ns) { return static_cast<double>(ns) / 1000.0; };
     char buf[512];
     if (o.kv) {
-        std::printf("target_rate=%.1f\nachieved_rate=%.1f\nsent=%llu\ncompleted=%llu\nerrors=%llu\n", o.rate,
-                    achieved, static_cast<unsigned long long>(sent), static_cast<unsigned long long>(completed),
+        std::printf("target_rate=%.1f\nachieved_rate=%.1f\nsent=%llu\ncompleted=%llu\nerrors=%llu\n", o.rate, achieved,
+                    static_cast<unsigned long long>(sent), static_cast<unsigned long long>(completed),
                     static_cast<unsigned long long>(error_total));
         for (const auto& [k, v] : errors) std::printf("error_%s=%llu\n", k.c_str(), static_cast<unsigned long long>(v));
         for (const auto& [k, v] : status) std::printf("status_%d=%llu\n", k, static_cast<unsigned long long>(v));
@@ -306,8 +327,10 @@ int main(int argc, char** argv) {
     // from its neighbour, so the merged stream is evenly spaced at `rate`.
     const auto global_interval = std::chrono::nanoseconds(static_cast<std::int64_t>(1e9 / opt.rate));
     const auto start = clock_type::now() + 50ms;  // time for every thread to get going
-    const auto measure_from = start + std::chrono::duration_cast<clock_type::duration>(std::chrono::duration<double>(opt.warmup));
-    const auto end = measure_from + std::chrono::duration_cast<clock_type::duration>(std::chrono::duration<double>(opt.duration));
+    const auto measure_from =
+        start + std::chrono::duration_cast<clock_type::duration>(std::chrono::duration<double>(opt.warmup));
+    const auto end =
+        measure_from + std::chrono::duration_cast<clock_type::duration>(std::chrono::duration<double>(opt.duration));
 
     std::vector<std::unique_ptr<worker>> workers;
     for (int t = 0; t < opt.threads; ++t) {
@@ -315,7 +338,8 @@ int main(int argc, char** argv) {
             opt, request, endpoints, start + global_interval * t, measure_from, end,
             std::chrono::nanoseconds(static_cast<std::int64_t>(1e9 * opt.threads / opt.rate))));
         int conns = opt.connections / opt.threads + (t < opt.connections % opt.threads ? 1 : 0);
-        for (int c = 0; c < conns; ++c) asio::co_spawn(workers.back()->ioc, connection(*workers.back()), asio::detached);
+        for (int c = 0; c < conns; ++c)
+            asio::co_spawn(workers.back()->ioc, connection(*workers.back()), asio::detached);
     }
     std::vector<std::thread> threads;
     for (auto& w : workers) threads.emplace_back([&w] { w->ioc.run(); });

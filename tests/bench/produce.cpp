@@ -79,8 +79,7 @@ void on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
     auto due = static_cast<std::int64_t>(reinterpret_cast<std::intptr_t>(m->_private));
     if (due < st.measure_from_ns) return;
     auto now = now_ns();
-    if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR &&
-        rd_kafka_message_status(m) == RD_KAFKA_MSG_STATUS_PERSISTED) {
+    if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR && rd_kafka_message_status(m) == RD_KAFKA_MSG_STATUS_PERSISTED) {
         ++st.persisted;
         st.latency.record(static_cast<std::uint64_t>(now - due));
     } else {
@@ -104,13 +103,20 @@ int main(int argc, char** argv) {
     options o;
     for (int i = 1; i + 1 < argc; i += 2) {
         std::string a = argv[i], v = argv[i + 1];
-        if (a == "--brokers") o.brokers = v;
-        else if (a == "--topic") o.topic = v;
-        else if (a == "--rate") o.rate = std::stod(v);
-        else if (a == "--duration") o.duration = std::stod(v);
-        else if (a == "--warmup") o.warmup = std::stod(v);
-        else if (a == "--size") o.size = std::stoul(v);
-        else if (a == "--linger-ms") o.linger_ms = v;
+        if (a == "--brokers")
+            o.brokers = v;
+        else if (a == "--topic")
+            o.topic = v;
+        else if (a == "--rate")
+            o.rate = std::stod(v);
+        else if (a == "--duration")
+            o.duration = std::stod(v);
+        else if (a == "--warmup")
+            o.warmup = std::stod(v);
+        else if (a == "--size")
+            o.size = std::stoul(v);
+        else if (a == "--linger-ms")
+            o.linger_ms = v;
         else {
             std::cerr << "usage: handoff_bench_produce --brokers B --topic T [--rate R|0] [--duration S] [--warmup S]"
                          " [--size N] [--linger-ms MS]\n";
@@ -121,9 +127,9 @@ int main(int argc, char** argv) {
     rd_kafka_conf_t* conf = rd_kafka_conf_new();
     // The same producer settings as Handoff's adapter (adapters/kafka/src/producer.cpp).
     if (!set(conf, "bootstrap.servers", o.brokers) || !set(conf, "client.id", "handoff-bench") ||
-        !set(conf, "enable.idempotence", "true") || !set(conf, "acks", "all") ||
-        !set(conf, "linger.ms", o.linger_ms) || !set(conf, "queue.buffering.max.messages", "100000") ||
-        !set(conf, "queue.buffering.max.kbytes", "65536") || !set(conf, "message.timeout.ms", "30000"))
+        !set(conf, "enable.idempotence", "true") || !set(conf, "acks", "all") || !set(conf, "linger.ms", o.linger_ms) ||
+        !set(conf, "queue.buffering.max.messages", "100000") || !set(conf, "queue.buffering.max.kbytes", "65536") ||
+        !set(conf, "message.timeout.ms", "30000"))
         return 1;
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
     rd_kafka_conf_set_opaque(conf, &st);
@@ -179,11 +185,10 @@ int main(int argc, char** argv) {
         }
         if (cpu_start < 0 && due >= st.measure_from_ns) cpu_start = cpu_seconds();
         for (;;) {
-            auto e = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(o.topic.c_str()),
-                                       RD_KAFKA_V_VALUE(payload.data(), payload.size()),
-                                       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                       RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(static_cast<std::intptr_t>(due))),
-                                       RD_KAFKA_V_END);
+            auto e = rd_kafka_producev(
+                rk, RD_KAFKA_V_TOPIC(o.topic.c_str()), RD_KAFKA_V_VALUE(payload.data(), payload.size()),
+                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(static_cast<std::intptr_t>(due))), RD_KAFKA_V_END);
             if (e == RD_KAFKA_RESP_ERR_NO_ERROR) break;
             if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
                 std::cerr << "handoff_bench_produce: produce: " << rd_kafka_err2str(e) << '\n';
@@ -213,8 +218,7 @@ int main(int argc, char** argv) {
         static_cast<unsigned long long>(st.persisted + st.failed), static_cast<unsigned long long>(st.failed),
         static_cast<unsigned long long>(queue_full), static_cast<unsigned long long>(st.persisted),
         static_cast<unsigned long long>(st.failed), us(st.latency.quantile(0.5)), us(st.latency.quantile(0.9)),
-        us(st.latency.quantile(0.99)), us(st.latency.quantile(0.999)), us(st.latency.max()),
-        st.latency.mean() / 1000.0, st.persisted ? cpu * 1e6 / static_cast<double>(st.persisted) : 0.0, rss_idle,
-        rss_load);
+        us(st.latency.quantile(0.99)), us(st.latency.quantile(0.999)), us(st.latency.max()), st.latency.mean() / 1000.0,
+        st.persisted ? cpu * 1e6 / static_cast<double>(st.persisted) : 0.0, rss_idle, rss_load);
     return 0;
 }

@@ -37,22 +37,23 @@ TEST_CASE("a legal topic name: 1..249 of [A-Za-z0-9._-], not . or ..") {
     CHECK(valid_topic_name("..."));
     CHECK(valid_topic_name(".a"));
     CHECK(max_topic_name_length == 249);
-    for (const std::string& bad : {std::string(), std::string("."), std::string(".."), std::string("bad topic"),
-                                  std::string("orders/eu"), std::string(250, 'a'), std::string("\xc3\xbcmlaut"),
-                                  std::string("{x}"), std::string("a\0b", 3)}) {
+    for (const std::string& bad :
+         {std::string(), std::string("."), std::string(".."), std::string("bad topic"), std::string("orders/eu"),
+          std::string(250, 'a'), std::string("\xc3\xbcmlaut"), std::string("{x}"), std::string("a\0b", 3)}) {
         CHECK_FALSE(valid_topic_name(bad));
     }
 }
 
 TEST_CASE("a topic template is checked by its literal characters; its rendering by valid_topic_name") {
     const auto refused = [](const std::string& topic) {
-        return !load_string("kafka: {brokers: b}\nroutes:\n  - {name: e, match: {path: \"/e/{p}\"}, mode: event, topic: \"" +
-                                topic + "\"}\n",
-                            "test.yaml", [](const std::string&) { return std::nullopt; })
+        return !load_string(
+                    "kafka: {brokers: b}\nroutes:\n  - {name: e, match: {path: \"/e/{p}\"}, mode: event, topic: \"" +
+                        topic + "\"}\n",
+                    "test.yaml", [](const std::string&) { return std::nullopt; })
                     .errors.empty();
     };
     CHECK_FALSE(refused("orders.{p}"));
-    CHECK_FALSE(refused("{p}"));                        // "." or ".." only once rendered
+    CHECK_FALSE(refused("{p}"));                          // "." or ".." only once rendered
     CHECK_FALSE(refused(std::string(249, 'a') + "{p}"));  // the limit counts literal characters
     CHECK(refused(std::string(250, 'a') + "{p}"));
     CHECK(refused("orders/{p}"));

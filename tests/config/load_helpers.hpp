@@ -18,9 +18,9 @@ inline std::string all(const load_result& r) {
 
 }  // namespace handoff::config::testing
 
-#define REQUIRE_OK(r)                                           \
-    do {                                                        \
-        INFO(::handoff::config::testing::all(r));               \
-        REQUIRE((r).errors.empty());                            \
-        REQUIRE((r).value.has_value());                         \
+#define REQUIRE_OK(r)                             \
+    do {                                          \
+        INFO(::handoff::config::testing::all(r)); \
+        REQUIRE((r).errors.empty());              \
+        REQUIRE((r).value.has_value());           \
     } while (0)

@@ -37,11 +37,11 @@ bool has_error(const load_result& r, const std::string& path, const std::string&
     });
 }
 
-#define CHECK_ERROR(r, path, text)                 \
-    do {                                           \
-        INFO(all(r));                              \
-        CHECK(has_error((r), (path), (text)));     \
-        CHECK_FALSE((r).value.has_value());        \
+#define CHECK_ERROR(r, path, text)             \
+    do {                                       \
+        INFO(all(r));                          \
+        CHECK(has_error((r), (path), (text))); \
+        CHECK_FALSE((r).value.has_value());    \
     } while (0)
 
 std::string one_route(const std::string& body) { return "routes:\n  - " + body + "\n"; }
@@ -246,7 +246,8 @@ TEST_CASE("sizes must be positive, well-formed and body limits at most 1GiB") {
 }
 
 TEST_CASE("durations need a unit and accept ms, s, m and h") {
-    const auto ok = load_with("listen: {header_timeout: 250ms, body_timeout: 2m, idle_timeout: 1h, write_timeout: 3s}\n");
+    const auto ok =
+        load_with("listen: {header_timeout: 250ms, body_timeout: 2m, idle_timeout: 1h, write_timeout: 3s}\n");
     REQUIRE_OK(ok);
     CHECK(ok.value->listen.header_timeout == millis(250));
     CHECK(ok.value->listen.body_timeout == millis(120'000));
@@ -290,9 +291,10 @@ TEST_CASE("routing.trailing_slash is match (the default) or strict") {
 }
 
 TEST_CASE("with trailing_slash match a route path with and without the trailing slash is one path") {
-    const std::string routes = "routes:\n"
-                               "  - {name: a, match: {methods: [POST], path: /o}, mode: forward}\n"
-                               "  - {name: b, match: {methods: [POST], path: /o/}, mode: forward}\n";
+    const std::string routes =
+        "routes:\n"
+        "  - {name: a, match: {methods: [POST], path: /o}, mode: forward}\n"
+        "  - {name: b, match: {methods: [POST], path: /o/}, mode: forward}\n";
     CHECK_ERROR(load_with(routes), "routes[1]", "duplicate route");
     REQUIRE_OK(load_with("routing: {trailing_slash: strict}\n" + routes));
 }
@@ -342,14 +344,16 @@ TEST_CASE("kafka stall_timeout defaults to 60s, accepts 0 (off) and names its li
 }
 
 TEST_CASE("kafka properties become strings and bootstrap.servers is rejected") {
-    const auto r = load("kafka:\n  brokers: b:9092\n  properties: {linger.ms: 5, enable.idempotence: true, client.id: x}\n");
+    const auto r =
+        load("kafka:\n  brokers: b:9092\n  properties: {linger.ms: 5, enable.idempotence: true, client.id: x}\n");
     REQUIRE_OK(r);
     CHECK(r.value->kafka.properties.at("linger.ms") == "5");
     CHECK(r.value->kafka.properties.at("enable.idempotence") == "true");
     const auto bad = load("kafka:\n  brokers: b:9092\n  properties:\n    bootstrap.servers: x:1\n");
     CHECK_ERROR(bad, "kafka.properties.bootstrap.servers", "kafka.brokers");
     CHECK(bad.errors[0].line == 4);
-    CHECK_ERROR(load("kafka: {brokers: b, properties: {linger.ms: [1]}}\n"), "kafka.properties.linger.ms", "scalar expected");
+    CHECK_ERROR(load("kafka: {brokers: b, properties: {linger.ms: [1]}}\n"), "kafka.properties.linger.ms",
+                "scalar expected");
 }
 
 TEST_CASE("secret properties are recognised by name") {
@@ -360,8 +364,8 @@ TEST_CASE("secret properties are recognised by name") {
     REQUIRE_OK(r);
     auto secrets = r.value->kafka.secret_properties;
     std::sort(secrets.begin(), secrets.end());
-    CHECK(secrets == std::vector<std::string>{"sasl.oauthbearer.client.secret", "sasl.oauthbearer.config", "sasl.password",
-                                              "ssl.key.password", "ssl.key.pem"});
+    CHECK(secrets == std::vector<std::string>{"sasl.oauthbearer.client.secret", "sasl.oauthbearer.config",
+                                              "sasl.password", "ssl.key.password", "ssl.key.pem"});
 }
 
 TEST_CASE("commit routes with acks other than all are rejected, naming the routes") {
@@ -418,16 +422,18 @@ TEST_CASE("an unset variable without a default is an error at that scalar's line
 }
 
 TEST_CASE("malformed variable references are errors") {
-    CHECK_ERROR(load_with("upstream: {host: \"${1BAD}\"}\n"), "upstream.host", "invalid environment variable name '1BAD'");
+    CHECK_ERROR(load_with("upstream: {host: \"${1BAD}\"}\n"), "upstream.host",
+                "invalid environment variable name '1BAD'");
     CHECK_ERROR(load_with("upstream: {host: \"${HOST\"}\n"), "upstream.host", "unterminated '${'");
 }
 
 // ---- routes -------------------------------------------------------------------------------
 
 TEST_CASE("a route records its line and upper-cases its methods") {
-    const auto r = load_with("routes:\n  - name: a\n    match: {methods: [get, Post], path: /a}\n    mode: forward\n"
-                             "  - name: b\n    match: {method: put, path: /b}\n    mode: forward\n"
-                             "  - name: c\n    match: {path: /c}\n    mode: forward\n");
+    const auto r = load_with(
+        "routes:\n  - name: a\n    match: {methods: [get, Post], path: /a}\n    mode: forward\n"
+        "  - name: b\n    match: {method: put, path: /b}\n    mode: forward\n"
+        "  - name: c\n    match: {path: /c}\n    mode: forward\n");
     REQUIRE_OK(r);
     const auto& routes = r.value->routes;
     CHECK(routes[0].line == 3);
@@ -441,8 +447,8 @@ TEST_CASE("invalid HTTP methods are rejected") {
     const auto r = load_with(one_route("{name: a, match: {methods: [GET, \"G=\", \"<x>\"], path: /a}, mode: forward}"));
     CHECK_ERROR(r, "routes[0].match.methods", "invalid HTTP method 'G='");
     CHECK(has_error(r, "routes[0].match.methods", "invalid HTTP method '<x>'"));
-    CHECK_ERROR(load_with(one_route("{name: a, match: {methods: [], path: /a}, mode: forward}")), "routes[0].match.methods",
-                "must not be empty");
+    CHECK_ERROR(load_with(one_route("{name: a, match: {methods: [], path: /a}, mode: forward}")),
+                "routes[0].match.methods", "must not be empty");
     CHECK_ERROR(load_with(one_route("{name: a, match: {method: GET, methods: [GET], path: /a}, mode: forward}")),
                 "routes[0].match.method", "either");
 }
@@ -455,15 +461,18 @@ TEST_CASE("route name, match and mode are required") {
     CHECK(r.errors[0].line == 3);
     CHECK_ERROR(load_with(one_route("{name: a, match: {methods: [GET]}, mode: forward}")), "routes[0].match",
                 "missing required key 'path'");
-    CHECK_ERROR(load_with(one_route("{name: a, match: {path: /a}, mode: stream}")), "routes[0].mode", "unknown mode 'stream'");
+    CHECK_ERROR(load_with(one_route("{name: a, match: {path: /a}, mode: stream}")), "routes[0].mode",
+                "unknown mode 'stream'");
 }
 
 TEST_CASE("route names must be well-formed and unique") {
-    CHECK_ERROR(load_with(one_route("{name: -a, match: {path: /a}, mode: forward}")), "routes[0].name", "invalid route name");
+    CHECK_ERROR(load_with(one_route("{name: -a, match: {path: /a}, mode: forward}")), "routes[0].name",
+                "invalid route name");
     CHECK_ERROR(load_with(one_route("{name: " + std::string(65, 'a') + ", match: {path: /a}, mode: forward}")),
                 "routes[0].name", "invalid route name");
-    const auto r = load_with("routes:\n  - {name: a.b_c-1, match: {path: /a}, mode: forward}\n"
-                             "  - {name: a.b_c-1, match: {path: /b}, mode: forward}\n");
+    const auto r = load_with(
+        "routes:\n  - {name: a.b_c-1, match: {path: /a}, mode: forward}\n"
+        "  - {name: a.b_c-1, match: {path: /b}, mode: forward}\n");
     CHECK_ERROR(r, "routes[1].name", "duplicate route name 'a.b_c-1' (also defined at line 3)");
     REQUIRE(r.errors.size() == 1);
     CHECK(r.errors[0].line == 4);
@@ -472,8 +481,8 @@ TEST_CASE("route names must be well-formed and unique") {
 TEST_CASE("route paths must start with a slash and use literal or {param} segments") {
     CHECK_ERROR(load_with(one_route("{name: a, match: {path: \"/a/x{id}\"}, mode: forward}")), "routes[0].match.path",
                 "must be a literal or exactly '{name}'");
-    CHECK_ERROR(load_with(one_route("{name: a, match: {path: \"/a/{id}/{id}\"}, mode: forward}")), "routes[0].match.path",
-                "duplicate path parameter 'id'");
+    CHECK_ERROR(load_with(one_route("{name: a, match: {path: \"/a/{id}/{id}\"}, mode: forward}")),
+                "routes[0].match.path", "duplicate path parameter 'id'");
     CHECK_ERROR(load_with(one_route("{name: a, match: {path: \"/a//b\"}, mode: forward}")), "routes[0].match.path",
                 "empty path segment");
     CHECK_ERROR(load_with(one_route("{name: a, match: {path: \"/a?x=1\"}, mode: forward}")), "routes[0].match.path",
@@ -483,14 +492,16 @@ TEST_CASE("route paths must start with a slash and use literal or {param} segmen
 }
 
 TEST_CASE("two routes with the same path shape and overlapping methods are duplicates") {
-    const auto r = load_with("routes:\n"
-                             "  - {name: a, match: {methods: [GET, POST], path: \"/o/{id}\"}, mode: forward}\n"
-                             "  - {name: b, match: {methods: [POST], path: \"/o/{oid}\"}, mode: forward}\n");
+    const auto r = load_with(
+        "routes:\n"
+        "  - {name: a, match: {methods: [GET, POST], path: \"/o/{id}\"}, mode: forward}\n"
+        "  - {name: b, match: {methods: [POST], path: \"/o/{oid}\"}, mode: forward}\n");
     CHECK_ERROR(r, "routes[1]", "also defined at line 3");
-    REQUIRE_OK(load_with("routes:\n"
-                         "  - {name: a, match: {methods: [GET], path: \"/o/{id}\"}, mode: forward}\n"
-                         "  - {name: b, match: {methods: [POST], path: \"/o/{id}\"}, mode: forward}\n"
-                         "  - {name: c, match: {path: \"/o/new\"}, mode: forward}\n"));
+    REQUIRE_OK(
+        load_with("routes:\n"
+                  "  - {name: a, match: {methods: [GET], path: \"/o/{id}\"}, mode: forward}\n"
+                  "  - {name: b, match: {methods: [POST], path: \"/o/{id}\"}, mode: forward}\n"
+                  "  - {name: c, match: {path: \"/o/new\"}, mode: forward}\n"));
     CHECK_ERROR(load_with("routes:\n"
                           "  - {name: a, match: {methods: [GET], path: /x}, mode: forward}\n"
                           "  - {name: b, match: {path: /x}, mode: forward}\n"),
@@ -498,8 +509,10 @@ TEST_CASE("two routes with the same path shape and overlapping methods are dupli
 }
 
 TEST_CASE("topic is required for publishing modes and forbidden for forward") {
-    CHECK_ERROR(load_with(one_route("{name: a, match: {path: /a}, mode: event}")), "routes[0]", "missing required key 'topic'");
-    CHECK_ERROR(load_with(one_route("{name: a, match: {path: /a}, mode: shadow}")), "routes[0]", "missing required key 'topic'");
+    CHECK_ERROR(load_with(one_route("{name: a, match: {path: /a}, mode: event}")), "routes[0]",
+                "missing required key 'topic'");
+    CHECK_ERROR(load_with(one_route("{name: a, match: {path: /a}, mode: shadow}")), "routes[0]",
+                "missing required key 'topic'");
     CHECK_ERROR(load_with(one_route("{name: a, match: {path: /a}, mode: forward, topic: t}")), "routes[0].topic",
                 "topic is not used by forward routes");
     CHECK_ERROR(load_with(one_route("{name: a, match: {path: /a}, mode: forward, key: correlation}")), "routes[0].key",
@@ -507,7 +520,8 @@ TEST_CASE("topic is required for publishing modes and forbidden for forward") {
 }
 
 TEST_CASE("topic templates use path parameters and Kafka's topic characters") {
-    const auto ok = load_with(one_route("{name: a, match: {path: \"/o/{region}/{id}\"}, mode: event, topic: \"o.{region}-{id}_x\"}"));
+    const auto ok = load_with(
+        one_route("{name: a, match: {path: \"/o/{region}/{id}\"}, mode: event, topic: \"o.{region}-{id}_x\"}"));
     REQUIRE_OK(ok);
     CHECK(ok.value->routes[0].topic == "o.{region}-{id}_x");
     CHECK_ERROR(load_with(one_route("{name: a, match: {path: \"/o/{region}\"}, mode: event, topic: \"o.{zone}\"}")),
@@ -524,12 +538,13 @@ TEST_CASE("topic templates use path parameters and Kafka's topic characters") {
 }
 
 TEST_CASE("record keys accept path, header, body pointer and correlation forms") {
-    const auto r = load_with("routes:\n"
-                             "  - {name: a, match: {path: \"/a/{id}\"}, mode: event, topic: t, key: \"path:id\"}\n"
-                             "  - {name: b, match: {path: /b}, mode: event, topic: t, key: \"header:X-Tenant\"}\n"
-                             "  - {name: c, match: {path: /c}, mode: commit, topic: t, key: \"body:/a~1b/~0c/0\"}\n"
-                             "  - {name: d, match: {path: /d}, mode: event, topic: t, key: correlation}\n"
-                             "  - {name: e, match: {path: /e}, mode: event, topic: t}\n");
+    const auto r = load_with(
+        "routes:\n"
+        "  - {name: a, match: {path: \"/a/{id}\"}, mode: event, topic: t, key: \"path:id\"}\n"
+        "  - {name: b, match: {path: /b}, mode: event, topic: t, key: \"header:X-Tenant\"}\n"
+        "  - {name: c, match: {path: /c}, mode: commit, topic: t, key: \"body:/a~1b/~0c/0\"}\n"
+        "  - {name: d, match: {path: /d}, mode: event, topic: t, key: correlation}\n"
+        "  - {name: e, match: {path: /e}, mode: event, topic: t}\n");
     REQUIRE_OK(r);
     const auto& rs = r.value->routes;
     CHECK((rs[0].key.kind == key_kind::path && rs[0].key.name == "id"));
@@ -551,11 +566,12 @@ TEST_CASE("invalid record keys are rejected with the accepted forms") {
 }
 
 TEST_CASE("success_status depends on the mode") {
-    const auto r = load_with("routes:\n"
-                             "  - {name: a, match: {path: /a}, mode: commit, topic: t}\n"
-                             "  - {name: b, match: {path: /b}, mode: commit, topic: t, success_status: 204}\n"
-                             "  - {name: c, match: {path: /c}, mode: event, topic: t}\n"
-                             "  - {name: d, match: {path: /d}, mode: forward}\n");
+    const auto r = load_with(
+        "routes:\n"
+        "  - {name: a, match: {path: /a}, mode: commit, topic: t}\n"
+        "  - {name: b, match: {path: /b}, mode: commit, topic: t, success_status: 204}\n"
+        "  - {name: c, match: {path: /c}, mode: event, topic: t}\n"
+        "  - {name: d, match: {path: /d}, mode: forward}\n");
     REQUIRE_OK(r);
     CHECK(r.value->routes[0].success_status == 200);
     CHECK(r.value->routes[1].success_status == 204);
@@ -563,7 +579,7 @@ TEST_CASE("success_status depends on the mode") {
     CHECK(r.value->routes[3].success_status == 0);
     const auto status = [](const std::string& m, int s) {
         return load_with(one_route("{name: a, match: {path: /a}, mode: " + m + (m == "forward" ? "" : ", topic: t") +
-                               ", success_status: " + std::to_string(s) + "}"));
+                                   ", success_status: " + std::to_string(s) + "}"));
     };
     CHECK_ERROR(status("commit", 203), "routes[0].success_status", "200, 201, 202 or 204");
     CHECK_ERROR(status("event", 200), "routes[0].success_status", "event routes answer 202");
@@ -573,19 +589,21 @@ TEST_CASE("success_status depends on the mode") {
 }
 
 TEST_CASE("route headers must be header names and route timeouts positive") {
-    const auto ok = load_with(one_route("{name: a, match: {path: /a}, mode: event, topic: t, headers: [X-Tenant, x-tenant, Accept], timeout: 1500ms}"));
+    const auto ok = load_with(one_route(
+        "{name: a, match: {path: /a}, mode: event, topic: t, headers: [X-Tenant, x-tenant, Accept], timeout: 1500ms}"));
     REQUIRE_OK(ok);
     CHECK(ok.value->routes[0].headers == std::vector<std::string>{"X-Tenant", "Accept"});
     CHECK(ok.value->routes[0].timeout == millis(1500));
     CHECK_ERROR(load_with(one_route("{name: a, match: {path: /a}, mode: event, topic: t, headers: [\"X:Y\"]}")),
                 "routes[0].headers", "invalid header name 'X:Y'");
-    CHECK_ERROR(load_with(one_route("{name: a, match: {path: /a}, mode: event, topic: t, timeout: 0ms}")), "routes[0].timeout",
-                "greater than 0");
+    CHECK_ERROR(load_with(one_route("{name: a, match: {path: /a}, mode: event, topic: t, timeout: 0ms}")),
+                "routes[0].timeout", "greater than 0");
 }
 
 TEST_CASE("cloudevents attributes default the source from defaults.ce_source") {
-    const auto r = load_with("defaults: {ce_source: /svc}\n" +
-                             one_route("{name: a, match: {path: /a}, mode: event, topic: t, cloudevents: {type: x.y}}"));
+    const auto r =
+        load_with("defaults: {ce_source: /svc}\n" +
+                  one_route("{name: a, match: {path: /a}, mode: event, topic: t, cloudevents: {type: x.y}}"));
     REQUIRE_OK(r);
     CHECK(r.value->routes[0].ce_type == "x.y");
     CHECK(r.value->routes[0].ce_source == "/svc");
@@ -594,15 +612,16 @@ TEST_CASE("cloudevents attributes default the source from defaults.ce_source") {
 }
 
 TEST_CASE("a route error reports the exact line, column and path") {
-    const auto r = load_with("routes:\n"
-                             "  - name: ok\n"
-                             "    match: {path: /a}\n"
-                             "    mode: forward\n"
-                             "  - name: bad\n"
-                             "    match:\n"
-                             "      path: /b/{x}\n"
-                             "    mode: event\n"
-                             "    topic: \"b.{y}\"\n");
+    const auto r = load_with(
+        "routes:\n"
+        "  - name: ok\n"
+        "    match: {path: /a}\n"
+        "    mode: forward\n"
+        "  - name: bad\n"
+        "    match:\n"
+        "      path: /b/{x}\n"
+        "    mode: event\n"
+        "    topic: \"b.{y}\"\n");
     REQUIRE(r.errors.size() == 1);
     CHECK(format(r.errors[0]) ==
           "test.yaml:10:12: routes[1].topic: topic placeholder '{y}' is not a path parameter of this route");
@@ -611,10 +630,11 @@ TEST_CASE("a route error reports the exact line, column and path") {
 // ---- redacted JSON ------------------------------------------------------------------------
 
 TEST_CASE("the redacted JSON hides secrets and writes durations and sizes plainly") {
-    const auto r = load(
-        "kafka:\n  brokers: b:9092\n  properties: {sasl.password: hunter2, sasl.username: me, linger.ms: 5}\n" +
-            one_route("{name: a, match: {methods: [POST], path: \"/o/{r}\"}, mode: commit, topic: \"o.{r}\", key: \"path:r\", timeout: 3s}"),
-        {});
+    const auto r =
+        load("kafka:\n  brokers: b:9092\n  properties: {sasl.password: hunter2, sasl.username: me, linger.ms: 5}\n" +
+                 one_route("{name: a, match: {methods: [POST], path: \"/o/{r}\"}, mode: commit, topic: \"o.{r}\", key: "
+                           "\"path:r\", timeout: 3s}"),
+             {});
     REQUIRE_OK(r);
     const auto text = to_redacted_json(*r.value);
     CHECK(text.find("hunter2") == std::string::npos);
@@ -657,8 +677,9 @@ log: {level: warn, requests: false}
     CHECK(r.value->status.ttl.count() == 120000);
     CHECK_FALSE(r.value->log.requests);
 
-    auto bad = handoff::config::load_string("kafka: {brokers: \"b:9092\"}\ndrain: {delay: 5, timout: 1s}\nlimits: {max_inflight_commits: 0}\n",
-                                            "t.yaml", [](const std::string&) { return std::nullopt; });
+    auto bad = handoff::config::load_string(
+        "kafka: {brokers: \"b:9092\"}\ndrain: {delay: 5, timout: 1s}\nlimits: {max_inflight_commits: 0}\n", "t.yaml",
+        [](const std::string&) { return std::nullopt; });
     CHECK(bad.errors.size() == 3);
 }
 
@@ -798,7 +819,8 @@ TEST_CASE("idempotency and replies sections, and a reply route that needs replie
     const auto ok = load_with(
         "idempotency: {max_entries: 500, max_bytes: 1MiB, ttl: 1h}\n"
         "replies: {topic: replies.pod-1}\n" +
-        one_route("{name: quote, match: {path: /quotes, method: POST}, mode: reply, topic: quotes, idempotency: required}"));
+        one_route(
+            "{name: quote, match: {path: /quotes, method: POST}, mode: reply, topic: quotes, idempotency: required}"));
     REQUIRE_OK(ok);
     CHECK(ok.value->idempotency.max_entries == 500);
     CHECK(ok.value->idempotency.max_bytes == 1024 * 1024);
@@ -865,9 +887,9 @@ TEST_CASE("idempotency on a route is optional or required, and not for forward r
 }
 
 TEST_CASE("a canary sends a share of a route to a second mode") {
-    const auto ok = load_with(one_route(
-        "{name: orders, match: {path: '/orders/{id}'}, mode: forward, topic: orders, key: 'path:id', "
-        "canary: {mode: event, percent: 12.5}}"));
+    const auto ok = load_with(
+        one_route("{name: orders, match: {path: '/orders/{id}'}, mode: forward, topic: orders, key: 'path:id', "
+                  "canary: {mode: event, percent: 12.5}}"));
     REQUIRE_OK(ok);
     const auto& r = ok.value->routes[0];
     CHECK(r.mode == mode::forward);
@@ -879,16 +901,20 @@ TEST_CASE("a canary sends a share of a route to a second mode") {
     CHECK(j["routes"][0]["canary"]["percent"] == 12.5);
 
     for (const char* pct : {"0", "100", "7", "0.5", "99.99"}) {
-        REQUIRE_OK(load_with(one_route(std::string("{name: a, match: {path: /a}, mode: event, topic: t, canary: {mode: forward, percent: ") +
-                                       pct + "}}")));
+        REQUIRE_OK(load_with(one_route(
+            std::string("{name: a, match: {path: /a}, mode: event, topic: t, canary: {mode: forward, percent: ") + pct +
+            "}}")));
     }
     for (const char* pct : {"101", "-1", "1.234", "ten", ".5", "5."}) {
-        CHECK_ERROR(load_with(one_route(std::string("{name: a, match: {path: /a}, mode: event, topic: t, canary: {mode: forward, percent: '") +
-                                        pct + "'}}")),
-                    "routes[0].canary.percent", "");
+        CHECK_ERROR(
+            load_with(one_route(
+                std::string("{name: a, match: {path: /a}, mode: event, topic: t, canary: {mode: forward, percent: '") +
+                pct + "'}}")),
+            "routes[0].canary.percent", "");
     }
-    CHECK_ERROR(load_with(one_route("{name: a, match: {path: /a}, mode: event, topic: t, canary: {mode: event, percent: 5}}")),
-                "routes[0].canary.mode", "must differ");
+    CHECK_ERROR(
+        load_with(one_route("{name: a, match: {path: /a}, mode: event, topic: t, canary: {mode: event, percent: 5}}")),
+        "routes[0].canary.mode", "must differ");
     CHECK_ERROR(load_with(one_route("{name: a, match: {path: /a}, mode: event, topic: t, canary: {percent: 5}}")),
                 "routes[0].canary", "missing required key 'mode'");
     CHECK_ERROR(load_with(one_route("{name: a, match: {path: /a}, mode: event, topic: t, canary: {mode: forward}}")),
@@ -896,9 +922,12 @@ TEST_CASE("a canary sends a share of a route to a second mode") {
     // A forward route whose canary publishes needs a topic; one whose canary forwards does not take one.
     CHECK_ERROR(load_with(one_route("{name: a, match: {path: /a}, mode: forward, canary: {mode: commit, percent: 5}}")),
                 "routes[0]", "missing required key 'topic'");
-    CHECK_ERROR(load_with("replies: {topic: r}\n" + one_route("{name: a, match: {path: /a}, mode: forward, topic: t, canary: {mode: shadow, percent: 5}, success_status: 202}")),
-                "routes[0].success_status", "success_status is not used by");
-    CHECK_ERROR(load_with(one_route("{name: a, match: {path: /a}, mode: forward, topic: t, canary: {mode: reply, percent: 5}}")),
+    CHECK_ERROR(
+        load_with("replies: {topic: r}\n" + one_route("{name: a, match: {path: /a}, mode: forward, topic: t, canary: "
+                                                      "{mode: shadow, percent: 5}, success_status: 202}")),
+        "routes[0].success_status", "success_status is not used by");
+    CHECK_ERROR(load_with(one_route(
+                    "{name: a, match: {path: /a}, mode: forward, topic: t, canary: {mode: reply, percent: 5}}")),
                 "routes[0]", "set replies.topic");
 }
 
@@ -911,8 +940,9 @@ TEST_CASE("status.max_bytes bounds the status store") {
 // ---- reload ----------------------------------------------------------------------------------
 
 TEST_CASE("a reload that changes only a secret needs a restart of the kafka section, though /config looks the same") {
-    const char* yaml = "kafka:\n  brokers: k:9092\n  properties: {sasl.password: \"${P}\"}\n"
-                       "subscriptions:\n  - {name: s, topics: [a], group: g, properties: {sasl.password: \"${Q}\"}}\n";
+    const char* yaml =
+        "kafka:\n  brokers: k:9092\n  properties: {sasl.password: \"${P}\"}\n"
+        "subscriptions:\n  - {name: s, topics: [a], group: g, properties: {sasl.password: \"${Q}\"}}\n";
     const auto a = load(yaml, {{"P", "old"}, {"Q", "same"}});
     const auto b = load(yaml, {{"P", "new"}, {"Q", "same"}});
     const auto c = load(yaml, {{"P", "old"}, {"Q", "changed"}});
@@ -938,13 +968,15 @@ TEST_CASE("limits.max_buffered_body_bytes bounds every body limit") {
     r = load_with("listen: {max_body_bytes: 2MiB}\n");
     REQUIRE_OK(r);
     CHECK(r.value->limits.max_buffered_body_bytes == 64u * 1024 * 1024);
-    r = load_with("limits:\n  max_buffered_body_bytes: 2MiB\nroutes:\n"
-                  "  - {name: big, match: {path: /big}, mode: forward, max_body_bytes: 3MiB}\n");
+    r = load_with(
+        "limits:\n  max_buffered_body_bytes: 2MiB\nroutes:\n"
+        "  - {name: big, match: {path: /big}, mode: forward, max_body_bytes: 3MiB}\n");
     CHECK_ERROR(r, "limits.max_buffered_body_bytes", "route 'big'");
 }
 
 TEST_CASE("a subscription's reply_topics are topic names or patterns with '*'") {
-    auto r = load_with("subscriptions:\n  - {name: s, topics: [a], group: g, reply_topics: [\"quotes.replies.*\", exact.one]}\n");
+    auto r = load_with(
+        "subscriptions:\n  - {name: s, topics: [a], group: g, reply_topics: [\"quotes.replies.*\", exact.one]}\n");
     REQUIRE_OK(r);
     CHECK(r.value->subscriptions[0].reply_topics == std::vector<std::string>{"quotes.replies.*", "exact.one"});
     r = load_with("subscriptions:\n  - {name: s, topics: [a], group: g, reply_topics: [\"no spaces *\"]}\n");

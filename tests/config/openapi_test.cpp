@@ -30,7 +30,8 @@ openapi_plan plan_of(const std::string& doc) {
 }
 
 const openapi_route& route_named(const openapi_plan& p, const std::string& name) {
-    const auto it = std::find_if(p.routes.begin(), p.routes.end(), [&](const openapi_route& r) { return r.name == name; });
+    const auto it =
+        std::find_if(p.routes.begin(), p.routes.end(), [&](const openapi_route& r) { return r.name == name; });
     INFO("no route named " << name);
     REQUIRE(it != p.routes.end());
     return *it;
@@ -53,7 +54,8 @@ std::string adopt_suggestions(const std::string& yaml) {
     std::string out;
     for (std::size_t i = 0; i < lines.size(); ++i) {
         const std::string& l = lines[i];
-        if (l == "    mode: forward" && i + 1 < lines.size() && lines[i + 1].rfind("    # Suggested: ", 0) == 0) continue;
+        if (l == "    mode: forward" && i + 1 < lines.size() && lines[i + 1].rfind("    # Suggested: ", 0) == 0)
+            continue;
         bool uncommented = false;
         for (const char* k : {"mode: ", "topic: ", "key: ", "success_status: "}) {
             if (l.rfind(std::string("    # ") + k, 0) == 0) {
@@ -176,8 +178,9 @@ paths:
     CHECK(p.routes[1].name == "list-things-2");
     CHECK(p.routes[2].name == "get-c");
     CHECK(p.routes[3].name == "get-c-2");
-    const auto r = init_routes_from_openapi(std::string(minimal_head) + "paths:\n  /a:\n    get: {operationId: x}\n  /b:\n    get: {operationId: x}\n",
-                                            "spec.yaml");
+    const auto r = init_routes_from_openapi(
+        std::string(minimal_head) + "paths:\n  /a:\n    get: {operationId: x}\n  /b:\n    get: {operationId: x}\n",
+        "spec.yaml");
     INFO(all(r.errors));
     CHECK(r.yaml.has_value());
 }
@@ -238,17 +241,19 @@ paths:
     REQUIRE(p.routes.size() == 2);
     CHECK(p.routes[0].path == "/api/v3/pets/{id}");
     CHECK(p.routes[1].path == "/legacy/pets/{id}");  // operation-level servers win
-    CHECK(p.routes[1].topic == "orders-api.pets");    // topics use the document path only
+    CHECK(p.routes[1].topic == "orders-api.pets");   // topics use the document path only
 }
 
 TEST_CASE("an absolute servers[0].url adds no prefix and the header says why") {
-    const std::string doc = std::string(minimal_head) + "servers: [{url: 'https://api.example.com/v2'}]\npaths:\n  /x:\n    get: {}\n";
+    const std::string doc =
+        std::string(minimal_head) + "servers: [{url: 'https://api.example.com/v2'}]\npaths:\n  /x:\n    get: {}\n";
     const auto p = plan_of(doc);
     CHECK(p.prefix.empty());
     CHECK(p.routes[0].path == "/x");
     const auto r = init_routes_from_openapi(doc, "spec.yaml");
     REQUIRE(r.yaml.has_value());
-    CHECK(r.yaml->find("'https://api.example.com/v2') was not added because it is an absolute URL") != std::string::npos);
+    CHECK(r.yaml->find("'https://api.example.com/v2') was not added because it is an absolute URL") !=
+          std::string::npos);
 }
 
 TEST_CASE("a GET route also matches HEAD unless the path defines its own head operation") {
@@ -328,8 +333,9 @@ components:
     CHECK(create.suggestion == openapi_suggestion::commit);
     CHECK(create.success_status == 201);
     CHECK(route_named(p, "cancelOrder").suggestion == openapi_suggestion::event);
-    const auto r = init_routes_from_openapi(std::string(minimal_head) + "paths:\n  /o:\n    post:\n      responses: {'201': {description: c}}\n",
-                                            "spec.yaml");
+    const auto r = init_routes_from_openapi(
+        std::string(minimal_head) + "paths:\n  /o:\n    post:\n      responses: {'201': {description: c}}\n",
+        "spec.yaml");
     REQUIRE(r.yaml.has_value());
     CHECK(r.yaml->find("    # success_status: 201\n") != std::string::npos);
 }
@@ -355,9 +361,11 @@ paths:
 // ---- errors --------------------------------------------------------------------------------
 
 TEST_CASE("a document that is not OpenAPI 3.x is refused with a message naming the file") {
-    CHECK(refusal("swagger: '2.0'\ninfo: {title: t, version: '1'}\npaths: {/a: {get: {}}}\n").find("spec.yaml:1:") == 0);
+    CHECK(refusal("swagger: '2.0'\ninfo: {title: t, version: '1'}\npaths: {/a: {get: {}}}\n").find("spec.yaml:1:") ==
+          0);
     CHECK(refusal("swagger: '2.0'\npaths: {}\n").find("a Swagger 2.0 document") != std::string::npos);
-    CHECK(refusal("info: {title: t}\npaths: {/a: {get: {}}}\n").find("'openapi' field is missing") != std::string::npos);
+    CHECK(refusal("info: {title: t}\npaths: {/a: {get: {}}}\n").find("'openapi' field is missing") !=
+          std::string::npos);
     CHECK(refusal("openapi: 2.0.0\npaths: {/a: {get: {}}}\n").find("openapi is '2.0.0'") != std::string::npos);
     CHECK(refusal("- just\n- a list\n").find("a map is expected") != std::string::npos);
     CHECK(refusal("").rfind("spec.yaml: the document is empty", 0) == 0);
@@ -374,7 +382,8 @@ TEST_CASE("text that is neither YAML nor JSON is refused with the parser's line"
 TEST_CASE("a document without paths or operations is refused") {
     CHECK(refusal(std::string(minimal_head)).find("no paths") != std::string::npos);
     CHECK(refusal(std::string(minimal_head) + "paths: {}\n").find("no paths") != std::string::npos);
-    CHECK(refusal(std::string(minimal_head) + "paths:\n  /a: {parameters: []}\n").find("no operation") != std::string::npos);
+    CHECK(refusal(std::string(minimal_head) + "paths:\n  /a: {parameters: []}\n").find("no operation") !=
+          std::string::npos);
 }
 
 TEST_CASE("an unreadable file is one error naming it") {

@@ -15,14 +15,16 @@ using namespace handoff::config;
 namespace {
 
 load_result load(const std::string& yaml) {
-    return load_string(yaml, "prod.yaml", [](const std::string&) -> std::optional<std::string> { return std::nullopt; });
+    return load_string(yaml, "prod.yaml",
+                       [](const std::string&) -> std::optional<std::string> { return std::nullopt; });
 }
 
 using testing::all;
 
 // The one error at `path`, or nullptr (with every error printed on failure).
 const config_error* error_at(const load_result& r, const std::string& path) {
-    const auto it = std::find_if(r.errors.begin(), r.errors.end(), [&](const config_error& e) { return e.path == path; });
+    const auto it =
+        std::find_if(r.errors.begin(), r.errors.end(), [&](const config_error& e) { return e.path == path; });
     return it == r.errors.end() ? nullptr : &*it;
 }
 
@@ -43,9 +45,11 @@ TEST_CASE("the profile defaults to development, where plaintext Kafka still load
 
 TEST_CASE("production with SSL or SASL_SSL and verification left on loads") {
     for (const char* proto : {"SSL", "ssl", "SASL_SSL", " sasl_ssl "}) {
-        const auto r = load(std::string("profile: production\nkafka:\n  brokers: \"k:9093\"\n  properties: {security.protocol: '") +
-                            proto + "', ssl.endpoint.identification.algorithm: HTTPS, "
-                                    "enable.ssl.certificate.verification: 'true'}\n");
+        const auto r = load(
+            std::string("profile: production\nkafka:\n  brokers: \"k:9093\"\n  properties: {security.protocol: '") +
+            proto +
+            "', ssl.endpoint.identification.algorithm: HTTPS, "
+            "enable.ssl.certificate.verification: 'true'}\n");
         REQUIRE_OK(r);
         CHECK(r.value->profile == profile_kind::production);
         CHECK(insecure_kafka_settings(*r.value).empty());
@@ -53,7 +57,8 @@ TEST_CASE("production with SSL or SASL_SSL and verification left on loads") {
 }
 
 TEST_CASE("production without security.protocol is plaintext: an error at kafka.properties, naming the profile line") {
-    const auto r = load("routes: []\nprofile: production\nkafka:\n  brokers: \"k:9092\"\n  properties:\n    linger.ms: 5\n");
+    const auto r =
+        load("routes: []\nprofile: production\nkafka:\n  brokers: \"k:9092\"\n  properties:\n    linger.ms: 5\n");
     INFO(all(r));
     REQUIRE(r.errors.size() == 1);
     const auto& e = r.errors[0];
@@ -74,7 +79,8 @@ TEST_CASE("production without any kafka.properties points at the kafka section")
     CHECK(e->line == 3);  // the kafka map starts on its first key's line
 }
 
-TEST_CASE("production refuses plaintext, sasl_plaintext, no hostname check and no certificate check, each at its line") {
+TEST_CASE(
+    "production refuses plaintext, sasl_plaintext, no hostname check and no certificate check, each at its line") {
     const auto r = load(
         "profile: production\n"
         "kafka:\n"
@@ -135,8 +141,9 @@ TEST_CASE("production checks what a subscription's consumer properties set, with
 }
 
 TEST_CASE("kafka.allow_insecure lets production load, and the settings stay listed for the start-up warning") {
-    const auto r = load("profile: production\nkafka:\n  brokers: k\n  allow_insecure: true\n"
-                        "  properties: {ssl.endpoint.identification.algorithm: none}\n");
+    const auto r = load(
+        "profile: production\nkafka:\n  brokers: k\n  allow_insecure: true\n"
+        "  properties: {ssl.endpoint.identification.algorithm: none}\n");
     REQUIRE_OK(r);
     CHECK(r.value->kafka.allow_insecure);
     const auto found = insecure_kafka_settings(*r.value);

@@ -25,7 +25,6 @@
 
 namespace handoff::test {
 
-
 inline config::route make_route(std::string name, std::vector<std::string> methods, std::string path, config::mode m,
                                 std::string topic = {}) {
     config::route r;
@@ -69,8 +68,8 @@ struct loopback_server {
     }
 };
 
-inline boost::beast::http::response<boost::beast::http::string_body> read_response(
-    boost::asio::ip::tcp::socket& s, boost::beast::flat_buffer& buf) {
+inline boost::beast::http::response<boost::beast::http::string_body> read_response(boost::asio::ip::tcp::socket& s,
+                                                                                   boost::beast::flat_buffer& buf) {
     boost::beast::http::response_parser<boost::beast::http::string_body> p;
     p.skip(false);
     boost::beast::http::read(s, buf, p);
@@ -79,7 +78,7 @@ inline boost::beast::http::response<boost::beast::http::string_body> read_respon
 
 // Sends `raw` on a new connection and reads one response.
 inline boost::beast::http::response<boost::beast::http::string_body> roundtrip(loopback_server& h,
-                                                                             const std::string& raw) {
+                                                                               const std::string& raw) {
     auto s = h.connect();
     boost::asio::write(s, boost::asio::buffer(raw));
     boost::beast::flat_buffer buf;

@@ -51,9 +51,9 @@ struct api_name {
 
 // The ApiKeys a fault scenario is likely to need (Kafka protocol numbers).
 constexpr api_name apis[] = {
-    {"Produce", 0},        {"Fetch", 1},          {"ListOffsets", 2},     {"Metadata", 3},
-    {"OffsetCommit", 8},   {"OffsetFetch", 9},    {"FindCoordinator", 10}, {"JoinGroup", 11},
-    {"Heartbeat", 12},     {"LeaveGroup", 13},    {"SyncGroup", 14},      {"ApiVersions", 18},
+    {"Produce", 0},         {"Fetch", 1},       {"ListOffsets", 2},      {"Metadata", 3},
+    {"OffsetCommit", 8},    {"OffsetFetch", 9}, {"FindCoordinator", 10}, {"JoinGroup", 11},
+    {"Heartbeat", 12},      {"LeaveGroup", 13}, {"SyncGroup", 14},       {"ApiVersions", 18},
     {"InitProducerId", 22},
 };
 
@@ -144,7 +144,8 @@ private:
         auto parts = parse_long(a[2]);
         auto rf = a.size() == 4 ? parse_long(a[3]) : std::optional<long>(std::min(3, brokers_));
         if (!parts || !rf || *parts < 1 || *rf < 1) return "error bad number";
-        return result(rd_kafka_mock_topic_create(cluster_, a[1].c_str(), static_cast<int>(*parts), static_cast<int>(*rf)));
+        return result(
+            rd_kafka_mock_topic_create(cluster_, a[1].c_str(), static_cast<int>(*parts), static_cast<int>(*rf)));
     }
 
     std::string push_request_errors(const std::vector<std::string>& a) {
@@ -203,7 +204,7 @@ private:
             auto e = parse_err(a[i]);
             if (!e) return "error unknown error '" + a[i] + "'";
             auto r = rd_kafka_mock_partition_push_request_errors(cluster_, a[1].c_str(), static_cast<int32_t>(*part),
-                                                                  *api, 1, *e);
+                                                                 *api, 1, *e);
             if (r != RD_KAFKA_RESP_ERR_NO_ERROR) return result(r);
         }
         return "ok";

@@ -40,7 +40,8 @@ const route_table_holder* holder() {
             for (const auto& e : loaded.errors) std::fprintf(stderr, "%s\n", config::format(e).c_str());
             std::abort();
         }
-        return route_table_holder{proxy::route_table::create(std::make_shared<const config::config>(std::move(*loaded.value)))};
+        return route_table_holder{
+            proxy::route_table::create(std::make_shared<const config::config>(std::move(*loaded.value)))};
     }();
     return &h;
 }

@@ -142,8 +142,7 @@ private:
     connection_ptr take_idle();
     void release(connection_ptr keep) noexcept;
     asio::awaitable<std::pair<upstream_error, connection_ptr>> connect(steady::time_point deadline);
-    asio::awaitable<exchange_result> exchange(connection& c, const request& req,
-                                              steady::time_point deadline);
+    asio::awaitable<exchange_result> exchange(connection& c, const request& req, steady::time_point deadline);
 
     asio::any_io_executor ex_;
     const config::upstream_config cfg_;
@@ -151,9 +150,9 @@ private:
     std::optional<tcp::endpoint> endpoint_;  // set when cfg_.host is a numeric address
 
     std::mutex mutex_;
-    std::size_t in_use_ = 0;                          // leased slots (connecting or exchanging)
-    std::vector<connection_ptr> idle_;                // LIFO: the most recently used first
-    std::deque<std::shared_ptr<waiter>> waiters_;     // FIFO
+    std::size_t in_use_ = 0;                       // leased slots (connecting or exchanging)
+    std::vector<connection_ptr> idle_;             // LIFO: the most recently used first
+    std::deque<std::shared_ptr<waiter>> waiters_;  // FIFO
 };
 
 asio::awaitable<upstream_error> pool::acquire_slot(steady::time_point deadline) {
@@ -270,8 +269,7 @@ asio::awaitable<std::pair<upstream_error, connection_ptr>> pool::connect(steady:
     co_return std::pair{upstream_error::ok, std::move(c)};
 }
 
-asio::awaitable<exchange_result> pool::exchange(connection& c, const request& req,
-                                                steady::time_point deadline) {
+asio::awaitable<exchange_result> pool::exchange(connection& c, const request& req, steady::time_point deadline) {
     exchange_result r;
     c.expires_at(deadline);
     boost::system::error_code wec;
@@ -299,9 +297,12 @@ asio::awaitable<exchange_result> pool::exchange(connection& c, const request& re
         auto [ec, n] = co_await http::async_read(c, buf, p, use_tuple);
         r.response_started = r.response_started || p.got_some() || buf.size() > 0;
         if (ec) {
-            if (ec == beast::error::timeout) r.error = upstream_error::timeout;
-            else if (!r.response_started) r.error = upstream_error::refused;  // EOF/reset, no byte
-            else r.error = upstream_error::bad_response;  // unparsable, truncated or oversized
+            if (ec == beast::error::timeout)
+                r.error = upstream_error::timeout;
+            else if (!r.response_started)
+                r.error = upstream_error::refused;  // EOF/reset, no byte
+            else
+                r.error = upstream_error::bad_response;  // unparsable, truncated or oversized
             co_return r;
         }
         const unsigned status = p.get().result_int();
@@ -337,8 +338,7 @@ asio::awaitable<upstream_result> pool::send(request req, std::chrono::millisecon
     // it. Only then is one retry on a fresh connection safe, and only for idempotent methods: the
     // server may have received and acted on the request before closing, and repeating a POST or
     // PATCH could apply it twice, so those surface as `refused` and the caller decides.
-    if (r.error == upstream_error::refused && !r.response_started && reused &&
-        is_idempotent(req.method())) {
+    if (r.error == upstream_error::refused && !r.response_started && reused && is_idempotent(req.method())) {
         log::debug("upstream keep-alive connection was stale; retrying on a fresh connection",
                    {{"method", std::string(req.method_string())}});
         c.reset();
@@ -356,8 +356,7 @@ asio::awaitable<upstream_result> pool::send(request req, std::chrono::millisecon
 }
 
 // Free coroutine holding the pool by value: a `send` in flight keeps the pool alive.
-asio::awaitable<upstream_result> send_on(std::shared_ptr<pool> p, request req,
-                                         std::chrono::milliseconds timeout) {
+asio::awaitable<upstream_result> send_on(std::shared_ptr<pool> p, request req, std::chrono::milliseconds timeout) {
     try {
         co_return co_await p->send(std::move(req), timeout);
     } catch (const boost::system::system_error& e) {

@@ -25,27 +25,42 @@ std::vector<proxy::topic_partition> from_list(const rd_kafka_topic_partition_lis
 
 void on_log(const rd_kafka_t*, int level, const char* fac, const char* buf) noexcept {
     try {
-        const auto l = level <= 2 ? log::level::error
+        const auto l = level <= 2   ? log::level::error
                        : level <= 4 ? log::level::warn
                        : level <= 6 ? log::level::info
                                     : log::level::debug;
         if (!log::enabled(l)) return;
         log::write(l, "librdkafka", {{"facility", fac ? fac : ""}, {"detail", buf ? buf : ""}, {"client", "consumer"}});
-    } catch (...) {
-    }
+    } catch (...) {}
 }
 
 // Producer-only properties from kafka.properties are not applied to consumers (librdkafka would
 // warn about each one).
 bool producer_only(const std::string& name) {
-    static const char* names[] = {"acks", "request.required.acks", "enable.idempotence", "linger.ms",
-                                  "queue.buffering.max.ms", "queue.buffering.max.messages",
-                                  "queue.buffering.max.kbytes", "message.timeout.ms", "delivery.timeout.ms",
-                                  "batch.num.messages", "batch.size", "compression.codec", "compression.type",
-                                  "message.send.max.retries", "retries", "max.in.flight.requests.per.connection",
-                                  "max.in.flight", "transactional.id", "transaction.timeout.ms",
-                                  "enable.gapless.guarantee", "sticky.partitioning.linger.ms", "partitioner",
-                                  "request.timeout.ms", "message.copy.max.bytes"};
+    static const char* names[] = {"acks",
+                                  "request.required.acks",
+                                  "enable.idempotence",
+                                  "linger.ms",
+                                  "queue.buffering.max.ms",
+                                  "queue.buffering.max.messages",
+                                  "queue.buffering.max.kbytes",
+                                  "message.timeout.ms",
+                                  "delivery.timeout.ms",
+                                  "batch.num.messages",
+                                  "batch.size",
+                                  "compression.codec",
+                                  "compression.type",
+                                  "message.send.max.retries",
+                                  "retries",
+                                  "max.in.flight.requests.per.connection",
+                                  "max.in.flight",
+                                  "transactional.id",
+                                  "transaction.timeout.ms",
+                                  "enable.gapless.guarantee",
+                                  "sticky.partitioning.linger.ms",
+                                  "partitioner",
+                                  "request.timeout.ms",
+                                  "message.copy.max.bytes"};
     for (const char* n : names) {
         if (name == n) return true;
     }
@@ -80,19 +95,19 @@ namespace log = proxy::log;
 std::shared_ptr<proxy::consumer> make_consumer(asio::any_io_executor strand, const config::kafka_config& kafka,
                                                const config::subscription& sub, const std::string& bootstrap,
                                                std::string& error) {
-    rd_kafka_conf_t* conf = consumer_conf(
-        {{"client.id", "handoff-" + sub.name},
-         {"partition.assignment.strategy", "cooperative-sticky"},
-         {"enable.partition.eof", "false"}},
-        kafka.properties, sub.properties,
-        {{"bootstrap.servers", bootstrap},
-         {"group.id", sub.group},
-         {"enable.auto.offset.store", "false"},
-         {"auto.offset.reset", config::to_string(sub.auto_offset_reset)},
-         // Stored offsets are committed by librdkafka in the background (and once more at close);
-         // the config refuses the property in a subscription, kafka.properties cannot turn it off.
-         {"enable.auto.commit", "true"}},
-        error);
+    rd_kafka_conf_t* conf =
+        consumer_conf({{"client.id", "handoff-" + sub.name},
+                       {"partition.assignment.strategy", "cooperative-sticky"},
+                       {"enable.partition.eof", "false"}},
+                      kafka.properties, sub.properties,
+                      {{"bootstrap.servers", bootstrap},
+                       {"group.id", sub.group},
+                       {"enable.auto.offset.store", "false"},
+                       {"auto.offset.reset", config::to_string(sub.auto_offset_reset)},
+                       // Stored offsets are committed by librdkafka in the background (and once more at close);
+                       // the config refuses the property in a subscription, kafka.properties cannot turn it off.
+                       {"enable.auto.commit", "true"}},
+                      error);
     if (!conf) {
         error = "subscription '" + sub.name + "': " + error;
         return nullptr;

@@ -38,7 +38,6 @@ namespace asio = boost::asio;
 namespace log = proxy::log;
 using namespace std::chrono_literals;
 
-
 struct tpl_deleter {
     void operator()(rd_kafka_topic_partition_list_t* l) const noexcept { rd_kafka_topic_partition_list_destroy(l); }
 };
@@ -68,7 +67,11 @@ public:
 
     // The reply consumer: manual assignment of every partition of `replies.topic` (no group).
     consumer_impl(asio::any_io_executor strand, config::replies_config replies)
-        : strand_(strand), wake_(strand), keepalive_(strand), name_("replies"), topics_({replies.topic}),
+        : strand_(strand),
+          wake_(strand),
+          keepalive_(strand),
+          name_("replies"),
+          topics_({replies.topic}),
           replies_(std::move(replies)) {
         not_ready_ = "reading the metadata of the reply topic '" + replies_->topic + "'";
     }
@@ -110,7 +113,8 @@ public:
             control_ = std::thread([this] { control(); });
         } else {
             tpl_ptr topics(rd_kafka_topic_partition_list_new(static_cast<int>(topics_.size())));
-            for (const auto& t : topics_) rd_kafka_topic_partition_list_add(topics.get(), t.c_str(), RD_KAFKA_PARTITION_UA);
+            for (const auto& t : topics_)
+                rd_kafka_topic_partition_list_add(topics.get(), t.c_str(), RD_KAFKA_PARTITION_UA);
             if (const auto err = rd_kafka_subscribe(rk_, topics.get())) {
                 log::error("kafka subscribe failed", {{"subscription", name_}, {"error", rd_kafka_err2str(err)}});
             }
@@ -149,8 +153,10 @@ public:
             if (auto it = assigned_.find(tp); it != assigned_.end()) it->second = next;
             return proxy::store_result::ok;
         }
-        if (err == RD_KAFKA_RESP_ERR__STATE || perr == RD_KAFKA_RESP_ERR__STATE) return proxy::store_result::not_assigned;
-        log::warn("kafka offsets_store failed", {{"subscription", name_}, {"error", rd_kafka_err2name(err ? err : perr)}});
+        if (err == RD_KAFKA_RESP_ERR__STATE || perr == RD_KAFKA_RESP_ERR__STATE)
+            return proxy::store_result::not_assigned;
+        log::warn("kafka offsets_store failed",
+                  {{"subscription", name_}, {"error", rd_kafka_err2name(err ? err : perr)}});
         return proxy::store_result::failed;
     }
 
@@ -187,7 +193,8 @@ public:
         // consumer has no group and commits nothing.
         const auto err = replies_ ? RD_KAFKA_RESP_ERR_NO_ERROR : rd_kafka_commit(rk_, nullptr, 0);
         if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET) {
-            log::warn("kafka offset commit on close failed", {{"subscription", name_}, {"error", rd_kafka_err2name(err)}});
+            log::warn("kafka offset commit on close failed",
+                      {{"subscription", name_}, {"error", rd_kafka_err2name(err)}});
         }
         // Leaves the group; the revocation callback runs here, on this thread.
         if (const auto cerr = rd_kafka_consumer_close(rk_)) {
@@ -273,14 +280,14 @@ private:
 
     void arm() {
         if (closing_) return;
-        wake_.async_wait(asio::posix::stream_descriptor::wait_read, [this, alive = std::weak_ptr<int>(alive_)](boost::system::error_code ec) {
-            if (ec || !alive.lock() || closing_) return;
-            std::uint64_t count = 0;
-            while (::read(wake_.native_handle(), &count, sizeof count) > 0) {
-            }
-            serve();
-            arm();
-        });
+        wake_.async_wait(asio::posix::stream_descriptor::wait_read,
+                         [this, alive = std::weak_ptr<int>(alive_)](boost::system::error_code ec) {
+                             if (ec || !alive.lock() || closing_) return;
+                             std::uint64_t count = 0;
+                             while (::read(wake_.native_handle(), &count, sizeof count) > 0) {}
+                             serve();
+                             arm();
+                         });
     }
 
     // Not the hot path: only guarantees a poll call at least every 500 ms (max.poll.interval.ms,
@@ -316,7 +323,8 @@ private:
             if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) return;
             const bool fatal = m->err == RD_KAFKA_RESP_ERR__FATAL;
             log::write(fatal ? log::level::error : log::level::warn, "kafka consumer error",
-                       {{"subscription", name_}, {"error", rd_kafka_err2name(m->err)},
+                       {{"subscription", name_},
+                        {"error", rd_kafka_err2name(m->err)},
                         {"reason", rd_kafka_message_errstr(m)}});
             return;
         }
@@ -331,7 +339,8 @@ private:
             const char* name = nullptr;
             const void* value = nullptr;
             size_t size = 0;
-            for (size_t i = 0; rd_kafka_header_get_all(hdrs, i, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR; ++i) {
+            for (size_t i = 0; rd_kafka_header_get_all(hdrs, i, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR;
+                 ++i) {
                 r.headers.push_back({name, value ? std::string(static_cast<const char*>(value), size) : std::string()});
             }
         }
@@ -349,8 +358,7 @@ private:
             self->rebalance(rk, err, parts);
         } catch (const std::exception& e) {
             log::error("kafka rebalance handling threw", {{"error", e.what()}});
-        } catch (...) {
-        }
+        } catch (...) {}
     }
 
     void rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* parts) {
@@ -366,7 +374,8 @@ private:
                 }
             }
             if (e) {
-                log::error("kafka incremental assign failed", {{"subscription", name_}, {"error", rd_kafka_error_string(e)}});
+                log::error("kafka incremental assign failed",
+                           {{"subscription", name_}, {"error", rd_kafka_error_string(e)}});
                 rd_kafka_error_destroy(e);
             }
             for (const auto& p : list) paused_.erase(p);  // a fresh assignment starts fetching
@@ -390,7 +399,8 @@ private:
         }
         if (cooperative) {
             if (auto* e = rd_kafka_incremental_unassign(rk, parts)) {
-                log::error("kafka incremental unassign failed", {{"subscription", name_}, {"error", rd_kafka_error_string(e)}});
+                log::error("kafka incremental unassign failed",
+                           {{"subscription", name_}, {"error", rd_kafka_error_string(e)}});
                 rd_kafka_error_destroy(e);
             }
         } else {
@@ -419,10 +429,10 @@ private:
     std::mutex control_mutex_;
     std::condition_variable control_cv_;
     bool stop_control_ = false;
-    rd_kafka_topic_t* reply_topic_ = nullptr;     // control thread (and close, after joining it)
-    std::set<std::int32_t> reply_assigned_;       // control thread
+    rd_kafka_topic_t* reply_topic_ = nullptr;  // control thread (and close, after joining it)
+    std::set<std::int32_t> reply_assigned_;    // control thread
     mutable std::mutex ready_mutex_;
-    std::string not_ready_;                       // empty: ready
+    std::string not_ready_;  // empty: ready
     std::shared_ptr<int> alive_ = std::make_shared<int>(0);
 };
 

@@ -14,9 +14,9 @@ void on_log(const rd_kafka_t*, int level, const char* fac, const char* buf) noex
     try {
         const auto l = level <= 4 ? proxy::log::level::warn : proxy::log::level::debug;
         if (proxy::log::enabled(l))
-            proxy::log::write(l, "librdkafka (embedded cluster)", {{"facility", fac ? fac : ""}, {"detail", buf ? buf : ""}});
-    } catch (...) {
-    }
+            proxy::log::write(l, "librdkafka (embedded cluster)",
+                              {{"facility", fac ? fac : ""}, {"detail", buf ? buf : ""}});
+    } catch (...) {}
 }
 
 }  // namespace
@@ -29,8 +29,7 @@ std::unique_ptr<embedded_cluster> embedded_cluster::start(int brokers, std::stri
     char errstr[512] = {};
     rd_kafka_conf_t* conf = rd_kafka_conf_new();
     // The handle only hosts the mock cluster's thread; it never connects anywhere.
-    if (rd_kafka_conf_set(conf, "client.id", "handoff-embedded", errstr, sizeof errstr) !=
-        RD_KAFKA_CONF_OK) {
+    if (rd_kafka_conf_set(conf, "client.id", "handoff-embedded", errstr, sizeof errstr) != RD_KAFKA_CONF_OK) {
         rd_kafka_conf_destroy(conf);
         error = errstr;
         return nullptr;
@@ -59,9 +58,7 @@ embedded_cluster::~embedded_cluster() {
     rd_kafka_destroy(rk_);
 }
 
-std::string embedded_cluster::bootstraps() const {
-    return rd_kafka_mock_cluster_bootstraps(cluster_);
-}
+std::string embedded_cluster::bootstraps() const { return rd_kafka_mock_cluster_bootstraps(cluster_); }
 
 bool embedded_cluster::create_topic(const std::string& topic, int partitions) {
     // Replication factor 1: the mock cluster does not replicate anyway.

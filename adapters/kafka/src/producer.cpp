@@ -37,8 +37,7 @@ using namespace std::chrono_literals;
 
 using namespace producer_detail;
 
-class producer_impl final : public kafka_producer,
-                            public fatal_listener {
+class producer_impl final : public kafka_producer, public fatal_listener {
 public:
     // `stall_window`: kafka.stall_timeout (0: off). `pid_known`: statistics are on, so the
     // producer ID can be known (statistics.interval.ms=0 set by the user turns the PID check off).
@@ -72,8 +71,7 @@ public:
             if (g->destroyed) continue;
             drain(*g, steady::now() + 30s, /*collect=*/false);
             if (g->pending > 0) {
-                proxy::log::error("kafka producer destroyed with unreported records",
-                                  {{"records", g->pending.load()}});
+                proxy::log::error("kafka producer destroyed with unreported records", {{"records", g->pending.load()}});
             }
             g->destroy_handle();
         }
@@ -99,8 +97,8 @@ public:
         if (!msg->record.headers.empty()) {
             headers = rd_kafka_headers_new(msg->record.headers.size());
             for (const auto& h : msg->record.headers) {
-                rd_kafka_header_add(headers, h.name.data(), static_cast<ssize_t>(h.name.size()),
-                                    h.value.data(), static_cast<ssize_t>(h.value.size()));
+                rd_kafka_header_add(headers, h.name.data(), static_cast<ssize_t>(h.name.size()), h.value.data(),
+                                    static_cast<ssize_t>(h.value.size()));
             }
         }
         const auto& key = msg->record.key;
@@ -110,17 +108,16 @@ public:
         g.stats->in_flight.fetch_add(1, std::memory_order_relaxed);
         g.stats->bytes.fetch_add(msg->bytes, std::memory_order_relaxed);
         const rd_kafka_resp_err_t err = rd_kafka_producev(
-            g.rk, RD_KAFKA_V_TOPIC(msg->record.topic.c_str()),
-            RD_KAFKA_V_PARTITION(RD_KAFKA_PARTITION_UA), RD_KAFKA_V_MSGFLAGS(0),
-            RD_KAFKA_V_VALUE((msg->record.value.data()), (msg->record.value.size())),
-            RD_KAFKA_V_KEY((key ? key->data() : nullptr), (key ? key->size() : 0)),
-            RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_OPAQUE(msg.get()), RD_KAFKA_V_END);
+            g.rk, RD_KAFKA_V_TOPIC(msg->record.topic.c_str()), RD_KAFKA_V_PARTITION(RD_KAFKA_PARTITION_UA),
+            RD_KAFKA_V_MSGFLAGS(0), RD_KAFKA_V_VALUE((msg->record.value.data()), (msg->record.value.size())),
+            RD_KAFKA_V_KEY((key ? key->data() : nullptr), (key ? key->size() : 0)), RD_KAFKA_V_HEADERS(headers),
+            RD_KAFKA_V_OPAQUE(msg.get()), RD_KAFKA_V_END);
         if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
             g.stats->bytes.fetch_sub(msg->bytes, std::memory_order_relaxed);
             g.stats->in_flight.fetch_sub(1, std::memory_order_relaxed);
             g.pending.fetch_sub(1, std::memory_order_acq_rel);
             if (headers != nullptr) rd_kafka_headers_destroy(headers);  // not taken on failure
-            record = std::move(msg->record);                              // contract: unchanged
+            record = std::move(msg->record);                            // contract: unchanged
             const auto mapped = map_produce_error(err);
             if (mapped != proxy::produce_error::queue_full) {
                 proxy::log::debug("kafka produce refused",
@@ -308,8 +305,7 @@ private:
     static void on_wake(std::shared_ptr<generation> g, boost::system::error_code ec) {
         if (ec || g->retired || g->destroyed) return;
         std::uint64_t count = 0;
-        while (::read(g->wake.native_handle(), &count, sizeof count) > 0) {
-        }
+        while (::read(g->wake.native_handle(), &count, sizeof count) > 0) {}
         // Bounded so a flood of reports cannot starve the io_context; the rest is re-posted
         // because librdkafka only re-signals the fd after the queue was served empty.
         const bool drained = g->serve(1024);
@@ -323,8 +319,8 @@ private:
                 }
                 owner->on_fatal(g);
             } else {
-                rd_kafka_purge(g->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT |
-                                          RD_KAFKA_PURGE_F_NON_BLOCKING);
+                rd_kafka_purge(g->rk,
+                               RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT | RD_KAFKA_PURGE_F_NON_BLOCKING);
             }
         }
         if (g->retiring && g->pending == 0) {
@@ -395,7 +391,7 @@ private:
         arm(g);
         cv_.notify_all();  // fetch metadata for the new handle now
         proxy::log::info(after_stall ? "kafka producer re-created after a stall"
-                                               : "kafka producer re-created after fatal error");
+                                     : "kafka producer re-created after fatal error");
     }
 
     std::vector<std::shared_ptr<generation>> take_generations() {
@@ -431,10 +427,11 @@ private:
                 }
             }
             if (g) {
-                const stall_observation o{.pending = static_cast<std::uint64_t>(std::max<std::int64_t>(g->pending.load(), 0)),
-                                          .persisted = g->persisted.load(),
-                                          .reachable = ok,
-                                          .pid_assigned = !pid_known_ || g->pid_assigned.load()};
+                const stall_observation o{
+                    .pending = static_cast<std::uint64_t>(std::max<std::int64_t>(g->pending.load(), 0)),
+                    .persisted = g->persisted.load(),
+                    .reachable = ok,
+                    .pid_assigned = !pid_known_ || g->pid_assigned.load()};
                 const auto verdict = detector.observe(steady::now(), o);
                 if (verdict != stall_verdict::progressing) {
                     detector.reset();
@@ -453,21 +450,21 @@ private:
     }
 
     asio::io_context& ioc_;
-    conf_ptr conf_;                                  // template for every generation
+    conf_ptr conf_;  // template for every generation
     const std::chrono::milliseconds stall_window_;
     const bool pid_known_;
     std::shared_ptr<counters> counters_ = std::make_shared<counters>();
     std::weak_ptr<producer_impl> self_;
 
-    mutable std::mutex mu_;                          // guards everything below
+    mutable std::mutex mu_;  // guards everything below
     std::condition_variable cv_;
-    std::shared_ptr<generation> current_;            // nullptr while re-creating
+    std::shared_ptr<generation> current_;  // nullptr while re-creating
     std::vector<std::shared_ptr<generation>> retiring_;
     std::vector<std::thread> destroyers_;
     bool accepting_ = true;
     bool stopping_ = false;
     bool fatal_ = false;
-    bool last_retired_stalled_ = false;              // what the next re-creation follows (for its log line)
+    bool last_retired_stalled_ = false;  // what the next re-creation follows (for its log line)
     std::atomic<bool> fatal_flag_{false};
     std::atomic<bool> metadata_ok_{false};
     std::thread metadata_thread_;
@@ -488,8 +485,8 @@ std::shared_ptr<proxy::producer> make_producer(boost::asio::io_context& ioc, con
     const bool pid_known = stats_prop == cfg.properties.end() || stats_prop->second != "0";
     auto p = std::make_shared<producer_impl>(ioc, std::move(conf), cfg.stall_timeout, pid_known);
     if (!p->start(p, error_out)) return nullptr;
-    proxy::log::info("kafka producer started", {{"bootstrap_servers", bootstrap_servers},
-                                                {"librdkafka", rd_kafka_version_str()}});
+    proxy::log::info("kafka producer started",
+                     {{"bootstrap_servers", bootstrap_servers}, {"librdkafka", rd_kafka_version_str()}});
     return p;
 }
 

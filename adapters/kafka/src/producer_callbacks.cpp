@@ -11,7 +11,6 @@
 
 namespace handoff::adapters::kafka::producer_detail {
 
-
 proxy::produce_error map_produce_error(rd_kafka_resp_err_t err) noexcept {
     switch (err) {
         case RD_KAFKA_RESP_ERR__QUEUE_FULL: return proxy::produce_error::queue_full;
@@ -40,8 +39,7 @@ proxy::delivery_report make_report(const rd_kafka_message_t* m) noexcept {
     r.partition = m->partition;
     try {
         r.error = m->err ? rd_kafka_err2name(m->err) : "not_persisted";
-    } catch (...) {
-    }
+    } catch (...) {}
     return r;
 }
 
@@ -57,8 +55,7 @@ void on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) noexcep
             std::lock_guard lk(g->purged_mu);
             g->purged.push_back(msg->record.correlation_id);
         }
-    } catch (...) {
-    }
+    } catch (...) {}
     const proxy::delivery_report report = make_report(m);
     if (report.status == proxy::delivery_status::persisted) g->persisted.fetch_add(1, std::memory_order_relaxed);
     g->stats->bytes.fetch_sub(msg->bytes, std::memory_order_relaxed);
@@ -103,8 +100,7 @@ void on_error(rd_kafka_t* rk, int err, const char* reason, void* opaque) noexcep
                                  {"reason", reason ? reason : ""}};
         if (held_back > 0) fields["repeated"] = held_back;
         proxy::log::warn("kafka client error", std::move(fields));
-    } catch (...) {
-    }
+    } catch (...) {}
 }
 
 // stats_cb: served by rd_kafka_poll like delivery reports (statistics.interval.ms). Only the
@@ -121,14 +117,15 @@ int on_stats(rd_kafka_t*, char* json, size_t len, void* opaque) noexcept {
         const auto close = open == std::string_view::npos ? open : s.find('}', open);
         if (close == std::string_view::npos) return 0;
         const auto eos = nlohmann::json::parse(s.substr(open, close - open + 1));
-        const bool assigned = eos.value("idemp_state", std::string()) == "Assigned" && eos.value("producer_id", -1) >= 0;
+        const bool assigned =
+            eos.value("idemp_state", std::string()) == "Assigned" && eos.value("producer_id", -1) >= 0;
         if (g->pid_assigned.exchange(assigned) != assigned) {
-            proxy::log::info("kafka idempotent producer state", {{"idemp_state", eos.value("idemp_state", std::string())},
-                                                                  {"producer_id", eos.value("producer_id", -1)},
-                                                                  {"producer_epoch", eos.value("producer_epoch", -1)}});
+            proxy::log::info("kafka idempotent producer state",
+                             {{"idemp_state", eos.value("idemp_state", std::string())},
+                              {"producer_id", eos.value("producer_id", -1)},
+                              {"producer_epoch", eos.value("producer_epoch", -1)}});
         }
-    } catch (...) {
-    }
+    } catch (...) {}
     return 0;  // librdkafka frees `json`
 }
 
@@ -137,14 +134,13 @@ void on_log(const rd_kafka_t*, int level, const char* fac, const char* buf) noex
     try {
         // librdkafka logs broker connection failures at LOG_ERR (3); they are transient and
         // retried, so they are warnings here. Fatal errors are logged by on_error.
-        const auto l = level <= 2 ? proxy::log::level::error
+        const auto l = level <= 2   ? proxy::log::level::error
                        : level <= 4 ? proxy::log::level::warn
                        : level <= 6 ? proxy::log::level::info
                                     : proxy::log::level::debug;
         if (!proxy::log::enabled(l)) return;
         proxy::log::write(l, "librdkafka", {{"facility", fac ? fac : ""}, {"detail", buf ? buf : ""}});
-    } catch (...) {
-    }
+    } catch (...) {}
 }
 
 }  // namespace handoff::adapters::kafka::producer_detail

@@ -11,7 +11,6 @@ namespace handoff::adapters::kafka::producer_detail {
 
 using detail::set;
 
-
 // Builds the librdkafka configuration (without callbacks/opaque, which are per generation).
 conf_ptr build_conf(const config::kafka_config& cfg, const std::string& bootstrap, std::string& error) {
     conf_ptr conf(rd_kafka_conf_new());

@@ -22,7 +22,6 @@ namespace handoff::adapters::kafka::producer_detail {
 
 namespace asio = boost::asio;
 
-
 // Counters shared by the producer and all its handles; outlive both (held by every generation).
 struct counters {
     std::atomic<std::uint64_t> in_flight{0};
@@ -63,21 +62,21 @@ struct generation {
     rd_kafka_t* rk = nullptr;
     rd_kafka_queue_t* main_queue = nullptr;
     asio::strand<asio::io_context::executor_type> strand;
-    asio::posix::stream_descriptor wake;       // owns the eventfd until released
+    asio::posix::stream_descriptor wake;  // owns the eventfd until released
     std::shared_ptr<counters> stats;
     std::weak_ptr<fatal_listener> owner;
-    std::atomic<std::int64_t> pending{0};      // accepted, handler not yet run
-    std::atomic<std::uint64_t> persisted{0};   // reports with status persisted (stall detection)
-    std::atomic<bool> pid_assigned{false};     // statistics: eos.idemp_state == "Assigned"
-    std::atomic<bool> fatal{false};            // set by error_cb (ERR__FATAL)
-    bool fatal_handled = false;                // strand only: retirement started (fatal or stall)
-    bool retired = false;                      // strand only: retire() ran; the fd is released
+    std::atomic<std::int64_t> pending{0};     // accepted, handler not yet run
+    std::atomic<std::uint64_t> persisted{0};  // reports with status persisted (stall detection)
+    std::atomic<bool> pid_assigned{false};    // statistics: eos.idemp_state == "Assigned"
+    std::atomic<bool> fatal{false};           // set by error_cb (ERR__FATAL)
+    bool fatal_handled = false;               // strand only: retirement started (fatal or stall)
+    bool retired = false;                     // strand only: retire() ran; the fd is released
     std::atomic<bool> retiring{false};
     std::atomic<bool> destroyed{false};
-    std::atomic<bool> collect_purged{false};   // flush: remember purged correlation IDs
+    std::atomic<bool> collect_purged{false};  // flush: remember purged correlation IDs
     std::mutex purged_mu;
     std::vector<std::string> purged;
-    std::mutex handle_mu;                      // metadata thread vs. destruction
+    std::mutex handle_mu;  // metadata thread vs. destruction
 
     // Serves the main queue (delivery reports, errors) from the calling thread.
     // Returns false when it stopped at `budget` with events possibly left.

@@ -14,11 +14,11 @@ namespace consumer_detail {
 void consumer_impl::control() {
     const auto& topic = replies_->topic;
     const auto refresh = std::chrono::milliseconds(replies_->refresh_interval.count());
-    bool started = false;           // the first assignment (at the end offsets) is done
-    bool lost = false;              // the topic vanished after start
-    bool created = false;           // this process created the topic
+    bool started = false;  // the first assignment (at the end offsets) is done
+    bool lost = false;     // the topic vanished after start
+    bool created = false;  // this process created the topic
     auto backoff = std::chrono::milliseconds(500);
-    std::string last_problem;       // log each distinct problem once, not at every retry
+    std::string last_problem;  // log each distinct problem once, not at every retry
     const auto problem = [&](log::level lvl, const std::string& msg, const std::string& reason,
                              std::vector<std::pair<std::string, std::string>> extra = {}) {
         if (!started) set_not_ready(reason);
@@ -58,7 +58,8 @@ void consumer_impl::control() {
                 continue;
             }
             if (!replies_->create.enabled) {
-                problem(log::level::error, "reply topic missing and replies.create is off; it needs CREATE on the topic",
+                problem(log::level::error,
+                        "reply topic missing and replies.create is off; it needs CREATE on the topic",
                         proxy::missing_topic_reason(topic),
                         {{"needs", "CREATE on topic '" + topic + "' (whoever creates it), or replies.create on"}});
                 retry();
@@ -106,7 +107,8 @@ void consumer_impl::control() {
     }
 }
 
-consumer_impl::topic_state consumer_impl::read_partition_count(std::int32_t& count, std::string& error_name, std::string& error_text) {
+consumer_impl::topic_state consumer_impl::read_partition_count(std::int32_t& count, std::string& error_name,
+                                                               std::string& error_text) {
     if (!reply_topic_) reply_topic_ = rd_kafka_topic_new(rk_, replies_->topic.c_str(), nullptr);
     const rd_kafka_metadata_t* md = nullptr;
     const auto err = rd_kafka_metadata(rk_, 0, reply_topic_, &md, 5000);
@@ -204,8 +206,8 @@ bool consumer_impl::assign(const std::vector<std::int32_t>& parts, bool from_end
                 return false;
             }
             if (const auto err = rd_kafka_query_watermark_offsets(rk_, topic.c_str(), p, &low, &high, 5000)) {
-                error_name = std::string(rd_kafka_err2name(err)) + " reading the end offset of partition " +
-                             std::to_string(p);
+                error_name =
+                    std::string(rd_kafka_err2name(err)) + " reading the end offset of partition " + std::to_string(p);
                 return false;
             }
         }
@@ -246,14 +248,14 @@ bool consumer_impl::assign(const std::vector<std::int32_t>& parts, bool from_end
 
 }  // namespace consumer_detail
 
-using consumer_detail::consumer_impl;
 using consumer_detail::consumer_conf;
+using consumer_detail::consumer_impl;
 namespace asio = boost::asio;
 namespace log = proxy::log;
 
 std::shared_ptr<proxy::consumer> make_reply_consumer(asio::any_io_executor strand, const config::kafka_config& kafka,
-                                                     const config::replies_config& replies, const std::string& bootstrap,
-                                                     std::string& error) {
+                                                     const config::replies_config& replies,
+                                                     const std::string& bootstrap, std::string& error) {
     // librdkafka needs a group.id for a consumer instance; it is never joined (no subscribe) and
     // nothing is committed: a fresh name per start, so no committed offset can ever apply.
     rd_kafka_conf_t* conf = consumer_conf(

@@ -20,7 +20,8 @@ void for_each_token(std::string_view list, F&& f) {
     std::size_t start = 0;
     while (start <= list.size()) {
         const auto comma = list.find(',', start);
-        const auto token = trim(list.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start));
+        const auto token =
+            trim(list.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start));
         if (!token.empty()) f(token);
         if (comma == std::string_view::npos) break;
         start = comma + 1;
@@ -28,13 +29,16 @@ void for_each_token(std::string_view list, F&& f) {
 }
 
 constexpr std::array<std::string_view, 9> hop_by_hop = {
-    "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
-    "proxy-authorization", "proxy-authenticate"};
+    "connection", "keep-alive",          "proxy-connection",  "te", "trailer", "transfer-encoding",
+    "upgrade",    "proxy-authorization", "proxy-authenticate"};
 
 // Beyond hop-by-hop: framing, routing, request modifiers and authentication (RFC 9110 §6.5.1).
-constexpr std::array<std::string_view, 11> forbidden_trailers = {
-    "content-length", "host", "expect", "range", "authorization", "cookie", "content-type",
-    "content-encoding", "x-correlation-id", "x-forwarded-for", "idempotency-key"};
+constexpr std::array<std::string_view, 11> forbidden_trailers = {"content-length",   "host",
+                                                                 "expect",           "range",
+                                                                 "authorization",    "cookie",
+                                                                 "content-type",     "content-encoding",
+                                                                 "x-correlation-id", "x-forwarded-for",
+                                                                 "idempotency-key"};
 
 constexpr std::array<bool, 256> tchar_table = [] {
     std::array<bool, 256> t{};
@@ -51,11 +55,26 @@ bool is_tchar(char c) noexcept { return tchar_table[static_cast<unsigned char>(c
 bool is_authority_char(char c) noexcept {
     if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
     switch (c) {
-        case '-': case '.': case '_': case '~': case '%': case '!': case '$': case '&': case '\'': case '(':
-        case ')': case '*': case '+': case ',': case ';': case '=': case ':': case '[': case ']':
-            return true;
-        default:
-            return false;
+        case '-':
+        case '.':
+        case '_':
+        case '~':
+        case '%':
+        case '!':
+        case '$':
+        case '&':
+        case '\'':
+        case '(':
+        case ')':
+        case '*':
+        case '+':
+        case ',':
+        case ';':
+        case '=':
+        case ':':
+        case '[':
+        case ']': return true;
+        default: return false;
     }
 }
 
@@ -122,12 +141,9 @@ bool is_hop_by_hop_field(http::field f, std::string_view name) noexcept {
         case http::field::transfer_encoding:
         case http::field::upgrade:
         case http::field::proxy_authorization:
-        case http::field::proxy_authenticate:
-            return true;
-        case http::field::unknown:
-            return is_hop_by_hop(name);
-        default:
-            return false;
+        case http::field::proxy_authenticate: return true;
+        case http::field::unknown: return is_hop_by_hop(name);
+        default: return false;
     }
 }
 
@@ -173,7 +189,8 @@ std::optional<std::string> framing_problem(const http::request_header<>& head) {
 
 std::optional<std::string> method_problem(std::string_view method) {
     if (method.empty()) return "the method is empty";
-    if (method.size() > max_method_bytes) return "the method is longer than " + std::to_string(max_method_bytes) + " bytes";
+    if (method.size() > max_method_bytes)
+        return "the method is longer than " + std::to_string(max_method_bytes) + " bytes";
     for (const char c : method) {
         if (!is_tchar(c)) return "the method is not a token";
         if (c >= 'a' && c <= 'z') return "methods are case-sensitive; lowercase methods are not served";
@@ -205,7 +222,8 @@ std::optional<std::string> target_problem(std::string_view target) {
         if (seg.empty() && slash != std::string_view::npos) return "the path has an empty segment ('//')";
         if (seg.find('%') == std::string_view::npos) {
             // Raw visible ASCII (checked above): only dot segments are left to refuse.
-            if (seg == "." || seg == "..") return "dot segments ('.', '..', raw or encoded) are not allowed in the path";
+            if (seg == "." || seg == "..")
+                return "dot segments ('.', '..', raw or encoded) are not allowed in the path";
             if (slash == std::string_view::npos) break;
             start = slash + 1;
             continue;
@@ -224,7 +242,8 @@ std::optional<std::string> target_problem(std::string_view target) {
                 decoded.push_back(seg[i]);
             }
         }
-        if (decoded == "." || decoded == "..") return "dot segments ('.', '..', raw or encoded) are not allowed in the path";
+        if (decoded == "." || decoded == "..")
+            return "dot segments ('.', '..', raw or encoded) are not allowed in the path";
         if (!valid_utf8(decoded)) return "the decoded path is not valid UTF-8 (overlong forms included)";
         if (slash == std::string_view::npos) break;
         start = slash + 1;
@@ -322,9 +341,7 @@ bool split_target(std::string_view target, std::string_view& path, std::string_v
     return true;
 }
 
-bool is_token(std::string_view s) noexcept {
-    return !s.empty() && std::all_of(s.begin(), s.end(), is_tchar);
-}
+bool is_token(std::string_view s) noexcept { return !s.empty() && std::all_of(s.begin(), s.end(), is_tchar); }
 
 http::request<http::string_body> upstream_request(const http::request<http::string_body>& req) {
     http::request<http::string_body> up{req.method(), req.target(), 11};
@@ -344,8 +361,8 @@ namespace {
 
 // "HTTP/1.1" for version 11: the digits of Beast's version number.
 void append_version(std::string& out, unsigned v) {
-    const char version[8] = {'H', 'T', 'T', 'P', '/', static_cast<char>('0' + v / 10 % 10), '.',
-                             static_cast<char>('0' + v % 10)};
+    const char version[8] = {
+        'H', 'T', 'T', 'P', '/', static_cast<char>('0' + v / 10 % 10), '.', static_cast<char>('0' + v % 10)};
     out.append(version, sizeof version);
 }
 

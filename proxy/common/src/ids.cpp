@@ -70,8 +70,8 @@ bool all_zero(std::string_view s) noexcept {
 bool valid_correlation_id(std::string_view id) noexcept {
     if (id.empty() || id.size() > 128) return false;
     for (char c : id) {
-        const bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                        c == '.' || c == '_' || c == ':' || c == '-';
+        const bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
+                        c == '_' || c == ':' || c == '-';
         if (!ok) return false;
     }
     return true;
@@ -79,8 +79,8 @@ bool valid_correlation_id(std::string_view id) noexcept {
 
 std::string make_uuid_v7() {
     using namespace std::chrono;
-    const auto ms = static_cast<std::uint64_t>(
-        duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count());
+    const auto ms =
+        static_cast<std::uint64_t>(duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count());
     const unsigned char* bytes = csprng_bytes(10);
     std::uint64_t r1 = 0, r2 = 0;
     for (int i = 0; i < 2; ++i) r1 = (r1 << 8) | bytes[i];

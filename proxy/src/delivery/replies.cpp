@@ -31,7 +31,8 @@ std::optional<reply_record> parse_reply(const consumed_record& r, std::string& w
             if (safe_header_value(h.value)) out.response.headers.emplace_back("Content-Type", h.value);
         } else if (h.name.starts_with(header_prefix)) {
             const std::string_view name = std::string_view(h.name).substr(header_prefix.size());
-            if (is_token(name) && !framing_or_hop(name) && !iequals(name, "content-type") && safe_header_value(h.value)) {
+            if (is_token(name) && !framing_or_hop(name) && !iequals(name, "content-type") &&
+                safe_header_value(h.value)) {
                 out.response.headers.emplace_back(std::string(name), h.value);
             }
         }
@@ -82,7 +83,10 @@ std::size_t reply_registry::size() const {
 
 reply_dispatcher::reply_dispatcher(std::shared_ptr<reply_registry> registry, std::shared_ptr<status_store> statuses,
                                    std::shared_ptr<idempotency_store> keys, std::shared_ptr<metrics> stats)
-    : registry_(std::move(registry)), statuses_(std::move(statuses)), keys_(std::move(keys)), stats_(std::move(stats)) {}
+    : registry_(std::move(registry)),
+      statuses_(std::move(statuses)),
+      keys_(std::move(keys)),
+      stats_(std::move(stats)) {}
 
 void reply_dispatcher::on_assigned(const std::vector<topic_partition>& partitions) {
     log::info("reply topic assigned", {{"partitions", partitions.size()}});
@@ -97,15 +101,12 @@ void reply_dispatcher::on_revoked(const std::vector<topic_partition>&, bool lost
 void reply_dispatcher::on_record(consumed_record record) {
     std::string why;
     auto reply = parse_reply(record, why);
-    const auto count = [this](const char* outcome) {
-        stats_->reply_record(outcome).Increment();
-    };
+    const auto count = [this](const char* outcome) { stats_->reply_record(outcome).Increment(); };
     if (!reply) {
         count("invalid");
-        log::warn("reply record ignored", {{"topic", record.topic},
-                                           {"partition", record.partition},
-                                           {"offset", record.offset},
-                                           {"reason", why}});
+        log::warn(
+            "reply record ignored",
+            {{"topic", record.topic}, {"partition", record.partition}, {"offset", record.offset}, {"reason", why}});
         // A request waiting for it gets 502 bad_reply at once rather than its route timeout. Its
         // Idempotency-Key is not settled for good: a usable reply that comes later replaces it.
         const std::string* id = nullptr;

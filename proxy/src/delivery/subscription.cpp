@@ -52,7 +52,8 @@ void subscription::start() {
         if (started_) return;
         started_ = true;
         consumer_->start(*this);
-        log::info("subscription started", {{"subscription", cfg_.name}, {"topics", cfg_.topics}, {"group", cfg_.group}});
+        log::info("subscription started",
+                  {{"subscription", cfg_.name}, {"topics", cfg_.topics}, {"group", cfg_.group}});
     });
 }
 
@@ -70,9 +71,9 @@ void subscription::begin_stop() {
         }
         ready_.clear();
         parked_.clear();
-        log::info("subscription stopping", {{"subscription", cfg_.name},
-                                            {"in_flight", counters_.in_flight.load()},
-                                            {"abandoned_unstarted", dropped}});
+        log::info(
+            "subscription stopping",
+            {{"subscription", cfg_.name}, {"in_flight", counters_.in_flight.load()}, {"abandoned_unstarted", dropped}});
     });
 }
 
@@ -217,8 +218,10 @@ asio::awaitable<void> subscription::attempt(job_ptr j) {
         --http_in_flight_;
         j->active = false;
         j->last_error = built.problem;
-        if (state_of(*j) && !j->done && !stopping_) dead_letter(j, "invalid target: " + built.problem);
-        else if (!j->done) abandon(j);
+        if (state_of(*j) && !j->done && !stopping_)
+            dead_letter(j, "invalid target: " + built.problem);
+        else if (!j->done)
+            abandon(j);
         counters_.in_flight.fetch_sub(1);
         pump();
         co_return;
@@ -359,7 +362,8 @@ void subscription::open_circuit() {
 void subscription::close_circuit() {
     circuit_open_ = false;
     consecutive_connection_failures_ = 0;
-    log::info("local service reachable again: resuming the subscription (circuit closed)", {{"subscription", cfg_.name}});
+    log::info("local service reachable again: resuming the subscription (circuit closed)",
+              {{"subscription", cfg_.name}});
     // Parked records go first, in the order they failed.
     for (auto it = parked_.rbegin(); it != parked_.rend(); ++it) ready_.push_front(*it);
     parked_.clear();
@@ -410,8 +414,10 @@ void subscription::resolve(const job_ptr& j) {
                            {{"subscription", cfg_.name}, {"topic", j->tp.topic}, {"partition", j->tp.partition}});
                 break;
             case store_result::failed:
-                log::warn("offset store failed", {{"subscription", cfg_.name}, {"topic", j->tp.topic},
-                                                  {"partition", j->tp.partition}, {"offset", *next}});
+                log::warn("offset store failed", {{"subscription", cfg_.name},
+                                                  {"topic", j->tp.topic},
+                                                  {"partition", j->tp.partition},
+                                                  {"offset", *next}});
                 break;
         }
     }

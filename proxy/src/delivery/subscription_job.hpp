@@ -26,19 +26,19 @@ struct subscription::job {
     int last_status = 0;
     std::string last_error;
     std::string dead_letter_reason;
-    http::response<http::string_body> response;  // kept for the reply
-    bool dead_letter_after_reply = false;        // a final non-2xx answer: replied, then dead-lettered
-    std::shared_ptr<boost::asio::steady_timer> timer;   // while waiting for a retry
-    bool active = false;                   // an HTTP attempt or a produce is in progress
-    bool done = false;                     // resolved or abandoned: nothing more happens
+    http::response<http::string_body> response;        // kept for the reply
+    bool dead_letter_after_reply = false;              // a final non-2xx answer: replied, then dead-lettered
+    std::shared_ptr<boost::asio::steady_timer> timer;  // while waiting for a retry
+    bool active = false;                               // an HTTP attempt or a produce is in progress
+    bool done = false;                                 // resolved or abandoned: nothing more happens
 };
 
 struct subscription::partition_state {
     std::uint64_t epoch = 0;
     offset_tracker offsets;
-    std::map<std::int64_t, job_ptr> jobs;                 // unresolved, by offset
-    std::map<std::string, std::deque<job_ptr>> keys;      // per ordering key; the head is active
-    bool paused = false;                                  // paused by us
+    std::map<std::int64_t, job_ptr> jobs;             // unresolved, by offset
+    std::map<std::string, std::deque<job_ptr>> keys;  // per ordering key; the head is active
+    bool paused = false;                              // paused by us
 };
 
 }  // namespace handoff::proxy

@@ -20,8 +20,11 @@ void subscription::dead_letter(const job_ptr& j, std::string reason) {
     if (cfg_.dead_letter_topic.empty()) {
         // No dead-letter topic: the record keeps being retried at the cap, holding its key.
         log::error("record cannot be delivered and there is no dead_letter_topic; retrying",
-                   {{"subscription", cfg_.name}, {"topic", j->tp.topic}, {"partition", j->tp.partition},
-                    {"offset", j->record.offset}, {"reason", j->dead_letter_reason}});
+                   {{"subscription", cfg_.name},
+                    {"topic", j->tp.topic},
+                    {"partition", j->tp.partition},
+                    {"offset", j->record.offset},
+                    {"reason", j->dead_letter_reason}});
         counters_.retries.fetch_add(1, std::memory_order_relaxed);
         schedule(j, std::max(cfg_.retry.backoff_cap, cfg_.retry.backoff_base), &subscription::retry_now);
         return;
@@ -65,10 +68,13 @@ void subscription::write_dead_letter(const job_ptr& j) {
 void subscription::on_dead_letter_report(const job_ptr& j, const delivery_report& rep) {
     if (rep.status == delivery_status::persisted) {
         counters_.dead_lettered.fetch_add(1, std::memory_order_relaxed);
-        log::warn("record dead-lettered", {{"subscription", cfg_.name}, {"topic", j->tp.topic},
-                                           {"partition", j->tp.partition}, {"offset", j->record.offset},
+        log::warn("record dead-lettered", {{"subscription", cfg_.name},
+                                           {"topic", j->tp.topic},
+                                           {"partition", j->tp.partition},
+                                           {"offset", j->record.offset},
                                            {"dead_letter_topic", cfg_.dead_letter_topic},
-                                           {"attempts", j->attempts}, {"reason", j->dead_letter_reason}});
+                                           {"attempts", j->attempts},
+                                           {"reason", j->dead_letter_reason}});
         resolve(j);
         return;
     }
@@ -103,8 +109,10 @@ void subscription::after_reply(const job_ptr& j) {
         resolve(j);
     } else if (cfg_.dead_letter_topic.empty()) {
         log::warn("final non-2xx answer replied; no dead_letter_topic", {{"subscription", cfg_.name},
-                  {"topic", j->tp.topic}, {"partition", j->tp.partition}, {"offset", j->record.offset},
-                  {"reason", j->dead_letter_reason}});
+                                                                         {"topic", j->tp.topic},
+                                                                         {"partition", j->tp.partition},
+                                                                         {"offset", j->record.offset},
+                                                                         {"reason", j->dead_letter_reason}});
         resolve(j);
     } else {
         write_dead_letter(j);

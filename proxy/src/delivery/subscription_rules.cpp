@@ -72,7 +72,8 @@ std::optional<milliseconds> parse_retry_after(std::string_view v, std::chrono::s
     if (std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; })) {
         unsigned long long secs = 0;
         const auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), secs);
-        if (ec == std::errc::result_out_of_range) return milliseconds(std::numeric_limits<milliseconds::rep>::max() / 2);
+        if (ec == std::errc::result_out_of_range)
+            return milliseconds(std::numeric_limits<milliseconds::rep>::max() / 2);
         if (ec != std::errc{} || p != v.data() + v.size()) return std::nullopt;
         secs = std::min<unsigned long long>(secs, 100ull * 365 * 24 * 3600);
         return milliseconds(static_cast<milliseconds::rep>(secs) * 1000);
@@ -96,9 +97,9 @@ milliseconds retry_delay(const config::retry_policy& policy, int retry, double u
 }
 
 bool is_framing_header(std::string_view name) noexcept {
-    static constexpr std::string_view names[] = {"host",    "content-length", "transfer-encoding", "connection",
-                                                 "upgrade", "te",             "trailer",           "keep-alive",
-                                                 "proxy-connection", "expect"};
+    static constexpr std::string_view names[] = {
+        "host", "content-length", "transfer-encoding", "connection",       "upgrade",
+        "te",   "trailer",        "keep-alive",        "proxy-connection", "expect"};
     return std::any_of(std::begin(names), std::end(names), [&](std::string_view n) { return iequals(n, name); });
 }
 
@@ -117,7 +118,8 @@ bool safe_origin_path(std::string_view path) noexcept {
 }
 
 bool safe_query(std::string_view q) noexcept {
-    if (q.size() > 8192 || !std::all_of(q.begin(), q.end(), [](char c) { return c == '/' || c == '?' || is_pchar(c); })) {
+    if (q.size() > 8192 ||
+        !std::all_of(q.begin(), q.end(), [](char c) { return c == '/' || c == '?' || is_pchar(c); })) {
         return false;
     }
     try {
@@ -155,7 +157,8 @@ delivery_request build_delivery_request(const config::subscription& sub, const c
         } else if (!sub.target.fallback_path.empty()) {
             target = sub.target.fallback_path;
         } else {
-            out.problem = p ? "unsafe handoff_path header (not an origin-form path)" : "no handoff_path header and no fallback_path";
+            out.problem = p ? "unsafe handoff_path header (not an origin-form path)"
+                            : "no handoff_path header and no fallback_path";
             return out;
         }
     }
@@ -183,7 +186,9 @@ delivery_request build_delivery_request(const config::subscription& sub, const c
         const std::string n = lower(h.name);
         if (n.size() > 3 && n.compare(0, 3, "ce_") == 0) {
             const std::string attr = n.substr(3);
-            if (attr.size() > 20 || !std::all_of(attr.begin(), attr.end(), [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }) ||
+            if (attr.size() > 20 ||
+                !std::all_of(attr.begin(), attr.end(),
+                             [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }) ||
                 !safe_header_value(h.value) || req.find("ce-" + attr) != req.end()) {
                 ++out.dropped_headers;
                 continue;
@@ -192,8 +197,10 @@ delivery_request build_delivery_request(const config::subscription& sub, const c
         }
     }
     if (const auto* ct = find_header(r, "content-type")) {
-        if (safe_header_value(*ct)) req.set(http::field::content_type, *ct);
-        else ++out.dropped_headers;
+        if (safe_header_value(*ct))
+            req.set(http::field::content_type, *ct);
+        else
+            ++out.dropped_headers;
     }
     // The caller's label when the record carries a usable one, else the request ID.
     if (const auto* label = find_header(r, "handoff_correlation_id"); label && valid_correlation_id(*label)) {

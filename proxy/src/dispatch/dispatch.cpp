@@ -18,9 +18,9 @@ namespace {
 
 // The mode a request on a canary route takes (canary.hpp). A request whose key is missing takes
 // the route's own mode (it would fail in a publishing mode; the same request always goes one way).
-config::mode choose_mode(const route_table& table, const config::route& route, const http::request<http::string_body>& req,
-                         std::string_view path, std::string_view query, const path_params& params,
-                         const request_ids& ids) {
+config::mode choose_mode(const route_table& table, const config::route& route,
+                         const http::request<http::string_body>& req, std::string_view path, std::string_view query,
+                         const path_params& params, const request_ids& ids) {
     if (route.key.kind == config::key_kind::none) {
         // No record key: a request with an Idempotency-Key is placed by that key, so that its
         // retries take the path the first attempt took; the others every n-th.
@@ -44,7 +44,8 @@ std::vector<std::string> fingerprinted_values(const config::route& route, const 
     std::vector<std::string> out;
     const auto add = [&](std::string_view name) {
         std::string v(name);
-        std::transform(v.begin(), v.end(), v.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+        std::transform(v.begin(), v.end(), v.begin(),
+                       [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
         bool first = true;
         for (const auto& f : req.base()) {
             if (!beast::iequals(f.name_string(), name)) continue;
@@ -73,8 +74,7 @@ void count_idempotency(server::state& st, const config::route& route, const char
 // malformed. Applied before a canary route chooses its mode, so every request of the route is
 // held to them, whichever path it then takes.
 std::optional<outcome> idempotency_key_problem(server::state& st, const config::route& route,
-                                               const http::request<http::string_body>& req,
-                                               const request_ids& ids) {
+                                               const http::request<http::string_body>& req, const request_ids& ids) {
     const auto it = req.find("Idempotency-Key");
     if (it == req.end()) {
         if (!route.idempotency_required) return std::nullopt;
@@ -103,26 +103,24 @@ std::optional<outcome> idempotency_gate(server::state& st, const config::route& 
     const auto it = req.find("Idempotency-Key");
     if (it == req.end()) return std::nullopt;
     const auto key = parse_idempotency_key(it->value());
-    auto r = st.keys->begin(route.name, *key,
-                            fingerprint(req.method_string(), req.target(), req.body(), fingerprinted_values(route, req)),
-                            ids.request);
+    auto r = st.keys->begin(
+        route.name, *key, fingerprint(req.method_string(), req.target(), req.body(), fingerprinted_values(route, req)),
+        ids.request);
     switch (r.kind) {
-        case idempotency_store::verdict::fresh:
-            keyed = true;
-            return std::nullopt;
+        case idempotency_store::verdict::fresh: keyed = true; return std::nullopt;
         case idempotency_store::verdict::in_flight: {
             count("in_flight");
             auto o = make_error(error::idempotency_in_flight,
-                                "a request with this Idempotency-Key is still being processed; retry later",
-                                ids, req.version());
+                                "a request with this Idempotency-Key is still being processed; retry later", ids,
+                                req.version());
             o.res.set(http::field::location, status_url(r.request_id));
             return o;
         }
         case idempotency_store::verdict::mismatch:
             count("mismatch");
             return make_error(error::idempotency_mismatch,
-                              "this Idempotency-Key was used with a different request (method, target or body)",
-                              ids, req.version());
+                              "this Idempotency-Key was used with a different request (method, target or body)", ids,
+                              req.version());
         case idempotency_store::verdict::replay: {
             count("replayed");
             outcome o;
@@ -189,21 +187,11 @@ awaitable<outcome> answer_request(request_context& ctx, const route_table& route
             o = std::move(*gate);
         } else {
             switch (mode) {
-                case config::mode::forward:
-                    o = co_await handle_forward(ctx);
-                    break;
-                case config::mode::event:
-                    o = handle_event(ctx);
-                    break;
-                case config::mode::commit:
-                    o = co_await handle_commit(ctx);
-                    break;
-                case config::mode::reply:
-                    o = co_await handle_reply(ctx);
-                    break;
-                case config::mode::shadow:
-                    o = co_await handle_shadow(ctx);
-                    break;
+                case config::mode::forward: o = co_await handle_forward(ctx); break;
+                case config::mode::event: o = handle_event(ctx); break;
+                case config::mode::commit: o = co_await handle_commit(ctx); break;
+                case config::mode::reply: o = co_await handle_reply(ctx); break;
+                case config::mode::shadow: o = co_await handle_shadow(ctx); break;
             }
         }
     } catch (const std::exception& ex) {
@@ -223,7 +211,8 @@ awaitable<outcome> answer_request(request_context& ctx, const route_table& route
 void log_request(const http::request_header<>& req, const config::route* route, config::mode mode,
                  const request_ids& ids, const outcome& o, std::chrono::steady_clock::time_point started) {
     if (!log::enabled(log::level::info)) return;
-    const auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started).count();
+    const auto us =
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started).count();
     nlohmann::json f = {{"request_id", ids.request},
                         {"correlation_id", ids.correlation},
                         {"method", std::string(req.method_string())},

@@ -23,7 +23,8 @@ request_fingerprint fingerprint(std::string_view method, std::string_view target
     request_fingerprint out{};
     std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
     unsigned int len = 0;
-    if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) throw std::runtime_error("SHA-256 unavailable");
+    if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1)
+        throw std::runtime_error("SHA-256 unavailable");
     add_field(ctx.get(), method);
     add_field(ctx.get(), target);
     add_field(ctx.get(), body);
@@ -84,8 +85,7 @@ void idempotency_store::evict_locked(std::chrono::steady_clock::time_point now) 
 }
 
 idempotency_store::begin_result idempotency_store::begin(const std::string& scope, const std::string& key,
-                                                         const request_fingerprint& fp,
-                                                         const std::string& request_id) {
+                                                         const request_fingerprint& fp, const std::string& request_id) {
     const auto now = std::chrono::steady_clock::now();
     std::string id;
     id.reserve(scope.size() + 1 + key.size());

@@ -34,7 +34,8 @@ char upper_hex(char c) noexcept { return (c >= 'a' && c <= 'f') ? static_cast<ch
 
 bool equals_folded(std::string_view a, std::string_view b) noexcept {
     const auto fold = [](char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; };
-    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [&](char x, char y) { return fold(x) == fold(y); });
+    return a.size() == b.size() &&
+           std::equal(a.begin(), a.end(), b.begin(), [&](char x, char y) { return fold(x) == fold(y); });
 }
 
 // In a normalised path: a ';' in a segment, raw or encoded (escapes are uppercase there).
@@ -168,7 +169,8 @@ std::vector<std::string_view> route_table::split(std::string_view normalised) co
     return parts;
 }
 
-route_match route_table::find(std::string_view method, const std::vector<std::string_view>& parts, bool fold_case) const {
+route_match route_table::find(std::string_view method, const std::vector<std::string_view>& parts,
+                              bool fold_case) const {
     route_match out;
     std::vector<std::string> allow;
     for (const auto& e : entries_) {
@@ -227,7 +229,8 @@ route_match route_table::match(std::string_view method, std::string_view path) c
         if (near.result == route_match::kind::matched && is_converted(*near.route)) {
             return ambiguous(
                 "the path has path parameters (';') and without them it is the path of a route that publishes events; "
-                "servers disagree on ';' (Tomcat strips it, others do not), so the request is refused rather than forwarded");
+                "servers disagree on ';' (Tomcat strips it, others do not), so the request is refused rather than "
+                "forwarded");
         }
     }
     const auto parts = split(norm);

@@ -25,8 +25,7 @@ outcome make_error(error e, std::string_view message, const request_ids& ids, un
 
 std::string status_url(const std::string& request_id) { return "/_handoff/requests/" + request_id; }
 
-outcome outcome_unknown(std::string_view message, const request_ids& ids, const std::string& topic,
-                        unsigned version) {
+outcome outcome_unknown(std::string_view message, const request_ids& ids, const std::string& topic, unsigned version) {
     outcome o = make_error(error::outcome_unknown, message, ids, version);
     set_json(o.res, nlohmann::json{{"error", describe(error::outcome_unknown).code},
                                    {"message", message},

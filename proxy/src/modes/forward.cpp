@@ -62,18 +62,17 @@ awaitable<outcome> handle_shadow(const request_context& ctx) {
     auto stats = st->stats;
     const auto failed = [stats, route_name = route.name, ids](const char* reason, const std::string& detail) {
         stats->shadow_failure(route_name, reason).Increment();
-        log::warn("shadow copy not published",
-                  {{"request_id", ids.request},
-                   {"correlation_id", ids.correlation},
-                   {"route", route_name},
-                   {"reason", reason},
-                   {"detail", detail}});
+        log::warn("shadow copy not published", {{"request_id", ids.request},
+                                                {"correlation_id", ids.correlation},
+                                                {"route", route_name},
+                                                {"reason", reason},
+                                                {"detail", detail}});
     };
     std::string_view path, query;
     split_target(req.target(), path, query);
     std::string copy = req.body();  // the upstream gets the original
-    auto built = build_record(route, ctx.cfg.defaults, request_view{req.method_string(), path, query, req.base()},
-                              copy, ctx.params, ids, std::chrono::system_clock::now());
+    auto built = build_record(route, ctx.cfg.defaults, request_view{req.method_string(), path, query, req.base()}, copy,
+                              ctx.params, ids, std::chrono::system_clock::now());
     if (!built.record) {
         failed("record", built.message);
     } else {
@@ -88,8 +87,13 @@ awaitable<outcome> handle_shadow(const request_context& ctx) {
             });
         if (err != produce_error::ok) {
             stats->produce_outcome(route.topic, std::string("refused_") + to_string(err));
-            statuses->put(ids.request, request_status{request_status::state::failed, route.name, topic, -1, -1,
-                                                      std::string("refused before produce: ") + to_string(err), {}});
+            statuses->put(ids.request, request_status{request_status::state::failed,
+                                                      route.name,
+                                                      topic,
+                                                      -1,
+                                                      -1,
+                                                      std::string("refused before produce: ") + to_string(err),
+                                                      {}});
             failed(to_string(err), "refused before produce");
         }
     }

@@ -123,8 +123,13 @@ struct produce_context {
     void refused(produce_error err) const {
         stats->produce_outcome(topic_label, std::string("refused_") + to_string(err));
         if (err == produce_error::queue_full) stats->shed("producer_queue_full").Increment();
-        statuses->put(ids.request, request_status{request_status::state::failed, route_name, topic, -1, -1,
-                                                  std::string("refused before produce: ") + to_string(err), {}});
+        statuses->put(ids.request, request_status{request_status::state::failed,
+                                                  route_name,
+                                                  topic,
+                                                  -1,
+                                                  -1,
+                                                  std::string("refused before produce: ") + to_string(err),
+                                                  {}});
     }
 
     void failed(std::string reason) const {
@@ -277,12 +282,12 @@ awaitable<outcome> handle_reply(const request_context& rc) {
         o.res.set("X-Correlation-ID", ids.correlation);
     } else if (wait->failure) {
         o = make_error(error::delivery_failed,
-                       "the broker did not persist the request (" + wait->failure->error + "); safe to retry",
-                       ids, version);
+                       "the broker did not persist the request (" + wait->failure->error + "); safe to retry", ids,
+                       version);
         o.topic = ctx->topic;
     } else {
-        o = outcome_unknown("no reply within the route timeout; the request may or may not have been processed",
-                            ids, ctx->topic, version);
+        o = outcome_unknown("no reply within the route timeout; the request may or may not have been processed", ids,
+                            ctx->topic, version);
         if (ctx->keys) ctx->keys->complete(ids.request, to_stored(o.res), /*final=*/false);  // a late reply replaces it
     }
     co_return o;
@@ -331,11 +336,11 @@ awaitable<outcome> handle_commit(const request_context& rc) {
     if (report->status != delivery_status::persisted) {
         const auto e = from_delivery_status(report->status);
         if (e == error::outcome_unknown) {
-            co_return outcome_unknown("the broker may have persisted the record (" + report->error + ")",
-                                      ids, ctx->topic, version);
+            co_return outcome_unknown("the broker may have persisted the record (" + report->error + ")", ids,
+                                      ctx->topic, version);
         }
-        auto o = make_error(e, "the broker did not persist the record (" + report->error + "); safe to retry",
-                            ids, version);
+        auto o =
+            make_error(e, "the broker did not persist the record (" + report->error + "); safe to retry", ids, version);
         o.topic = ctx->topic;
         co_return o;
     }

@@ -125,9 +125,9 @@ key_result extract_key(const config::route& route, const request_view& req, std:
     return out;
 }
 
-record_result build_record(const config::route& route, const config::defaults_config& defaults,
-                           const request_view& req, std::string& body, const path_params& params,
-                           const request_ids& ids, std::chrono::system_clock::time_point now) {
+record_result build_record(const config::route& route, const config::defaults_config& defaults, const request_view& req,
+                           std::string& body, const path_params& params, const request_ids& ids,
+                           std::chrono::system_clock::time_point now) {
     record_result out;
     kafka_record rec;
 

@@ -37,24 +37,24 @@ struct config_watcher::state : std::enable_shared_from_this<config_watcher::stat
     }
 
     void arm() {
-        fd.async_wait(asio::posix::stream_descriptor::wait_read, [self = shared_from_this()](boost::system::error_code ec) {
-            if (ec || self->stopped) return;
-            char buf[4096];
-            while (::read(self->fd.native_handle(), buf, sizeof buf) > 0) {
-            }
-            // Several events arrive for one update (a symlink swap is create + rename + delete):
-            // settle for a moment, then compare the content once.
-            self->debounce.expires_after(std::chrono::milliseconds(150));
-            self->debounce.async_wait([self](boost::system::error_code tec) {
-                if (tec || self->stopped) return;
-                auto now = read(self->file);
-                if (now && now != self->last_content) {
-                    self->last_content = std::move(now);
-                    self->on_change();
-                }
-            });
-            self->arm();
-        });
+        fd.async_wait(asio::posix::stream_descriptor::wait_read,
+                      [self = shared_from_this()](boost::system::error_code ec) {
+                          if (ec || self->stopped) return;
+                          char buf[4096];
+                          while (::read(self->fd.native_handle(), buf, sizeof buf) > 0) {}
+                          // Several events arrive for one update (a symlink swap is create + rename + delete):
+                          // settle for a moment, then compare the content once.
+                          self->debounce.expires_after(std::chrono::milliseconds(150));
+                          self->debounce.async_wait([self](boost::system::error_code tec) {
+                              if (tec || self->stopped) return;
+                              auto now = read(self->file);
+                              if (now && now != self->last_content) {
+                                  self->last_content = std::move(now);
+                                  self->on_change();
+                              }
+                          });
+                          self->arm();
+                      });
     }
 };
 

@@ -20,14 +20,14 @@ drain_sequence::drain_sequence(boost::asio::io_context& ioc, server& front, admi
 void drain_sequence::start(std::chrono::milliseconds delay, std::chrono::milliseconds timeout) {
     if (started_) return;
     started_ = true;
-    log::info("draining", {{"connections", server_.active_connections()},
-                           {"delay_ms", delay.count()},
-                           {"timeout_ms", timeout.count()}});
+    log::info(
+        "draining",
+        {{"connections", server_.active_connections()}, {"delay_ms", delay.count()}, {"timeout_ms", timeout.count()}});
     server_.begin_drain();
     timer_.expires_after(delay);
     timer_.async_wait([this, timeout](boost::system::error_code) {
-        log::info("stopped accepting", {{"connections", server_.active_connections()},
-                                        {"inflight_commits", server_.inflight_commits()}});
+        log::info("stopped accepting",
+                  {{"connections", server_.active_connections()}, {"inflight_commits", server_.inflight_commits()}});
         server_.stop_accepting();
         if (on_stop_accepting_) on_stop_accepting_();
         deadline_ = std::chrono::steady_clock::now() + timeout;

@@ -6,9 +6,8 @@ namespace handoff::proxy {
 
 namespace {
 // Seconds; request latencies of a sidecar sit between tens of microseconds and seconds.
-const prometheus::Histogram::BucketBoundaries latency_buckets{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
-                                                              0.025,  0.05,    0.1,    0.25,  0.5,    1,     2.5,
-                                                              5,      10,      30};
+const prometheus::Histogram::BucketBoundaries latency_buckets{
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
 const char* class_label(int c) {
     static const char* names[] = {"other", "1xx", "2xx", "3xx", "4xx", "5xx"};
     return names[c];
@@ -105,7 +104,8 @@ void metrics::produce_outcome(const std::string& topic, std::string_view outcome
         if (t == topics_.end()) t = topics_.emplace(topic, topic_instruments{}).first;
         auto o = t->second.outcomes.find(outcome);
         if (o == t->second.outcomes.end()) {
-            o = t->second.outcomes.emplace(std::string(outcome), &produce_.Add({{"topic", topic}, {"outcome", std::string(outcome)}}))
+            o = t->second.outcomes
+                    .emplace(std::string(outcome), &produce_.Add({{"topic", topic}, {"outcome", std::string(outcome)}}))
                     .first;
         }
         c = o->second;
@@ -148,11 +148,13 @@ prometheus::Gauge& metrics::gauge(const std::string& name, const std::string& he
     return it->second->Add(labels);
 }
 
-prometheus::Counter& metrics::counter(const std::string& name, const std::string& help, const prometheus::Labels& labels) {
+prometheus::Counter& metrics::counter(const std::string& name, const std::string& help,
+                                      const prometheus::Labels& labels) {
     std::lock_guard lock(mutex_);
     auto it = counter_families_.find(name);
     if (it == counter_families_.end()) {
-        it = counter_families_.emplace(name, &prometheus::BuildCounter().Name(name).Help(help).Register(*registry_)).first;
+        it = counter_families_.emplace(name, &prometheus::BuildCounter().Name(name).Help(help).Register(*registry_))
+                 .first;
     }
     return it->second->Add(labels);
 }

@@ -115,8 +115,7 @@ outcome make_error(error e, std::string_view message, const request_ids& ids, un
 std::string status_url(const std::string& request_id);
 // The 504 for a request whose outcome is not known yet: the body says so and points at the
 // status URL, where the final outcome appears.
-outcome outcome_unknown(std::string_view message, const request_ids& ids, const std::string& topic,
-                        unsigned version);
+outcome outcome_unknown(std::string_view message, const request_ids& ids, const std::string& topic, unsigned version);
 // A commit route's success, from the persisted delivery report.
 outcome commit_success(int status, const request_ids& ids, const std::string& topic, const delivery_report& report,
                        unsigned version);

@@ -17,7 +17,10 @@ using tcp = asio::ip::tcp;
 
 server::state::state(asio::io_context& io, std::shared_ptr<const route_table> r, std::shared_ptr<producer> p,
                      std::shared_ptr<upstream_client> u, std::shared_ptr<metrics> m)
-    : ioc(io), routes(std::move(r)), kafka(std::move(p)), upstream(std::move(u)),
+    : ioc(io),
+      routes(std::move(r)),
+      kafka(std::move(p)),
+      upstream(std::move(u)),
       stats(m ? std::move(m) : std::make_shared<metrics>()) {
     const auto& cfg = routes.load()->cfg();
     listen = cfg.listen;
@@ -36,8 +39,8 @@ asio::awaitable<void> accept_loop(front::state_ptr st) {
         // an executor argument and as_tuple frees the strand twice (seen under ASan, 2 threads).
         // With one io thread every handler is already serialized: no strand (it costs a queue
         // and a lock per handler).
-        tcp::socket socket = st->listen.threads > 1 ? tcp::socket(asio::make_strand(st->ioc))
-                                                    : tcp::socket(st->ioc.get_executor());
+        tcp::socket socket =
+            st->listen.threads > 1 ? tcp::socket(asio::make_strand(st->ioc)) : tcp::socket(st->ioc.get_executor());
         auto [ec] = co_await st->acceptor->async_accept(socket, tuple_awaitable);
         if (ec) {
             if (ec == asio::error::operation_aborted || !st->acceptor->is_open()) co_return;
@@ -70,22 +73,18 @@ asio::awaitable<void> accept_loop(front::state_ptr st) {
 
 server::server(asio::io_context& ioc, std::shared_ptr<const route_table> routes, std::shared_ptr<producer> producer,
                std::shared_ptr<upstream_client> upstream, std::shared_ptr<metrics> stats)
-    : state_(std::make_shared<state>(ioc, std::move(routes), std::move(producer), std::move(upstream), std::move(stats))) {
+    : state_(
+          std::make_shared<state>(ioc, std::move(routes), std::move(producer), std::move(upstream), std::move(stats))) {
     std::weak_ptr<state> weak = state_;
     state_->stats->on_scrape([weak] {
         if (auto s = weak.lock()) {
             s->stats->connections().Set(static_cast<double>(s->connections.load()));
             s->stats->status_entries().Set(static_cast<double>(s->statuses->size()));
-            s->stats->status_bytes()
-                .Set(static_cast<double>(s->statuses->bytes()));
-            s->stats->idempotency_entries()
-                .Set(static_cast<double>(s->keys->size()));
-            s->stats->idempotency_bytes()
-                .Set(static_cast<double>(s->keys->bytes()));
-            s->stats->buffered_body_bytes()
-                .Set(static_cast<double>(s->buffered_bodies.load()));
-            s->stats->reply_waiting()
-                .Set(static_cast<double>(s->replies->size()));
+            s->stats->status_bytes().Set(static_cast<double>(s->statuses->bytes()));
+            s->stats->idempotency_entries().Set(static_cast<double>(s->keys->size()));
+            s->stats->idempotency_bytes().Set(static_cast<double>(s->keys->bytes()));
+            s->stats->buffered_body_bytes().Set(static_cast<double>(s->buffered_bodies.load()));
+            s->stats->reply_waiting().Set(static_cast<double>(s->replies->size()));
             const auto ps = s->kafka->stats();
             s->stats->producer_queue_messages().Set(static_cast<double>(ps.queued_messages));
             s->stats->producer_queue_bytes().Set(static_cast<double>(ps.queued_bytes));

@@ -228,15 +228,23 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
         };
 
         if (req.version() != 11 && req.version() != 10) {
-            co_await write_and_close(stream, finish(make_error(error::unsupported_version, "only HTTP/1.0 and HTTP/1.1 are served", ids, 11)), listen, head_request);
+            co_await write_and_close(
+                stream,
+                finish(make_error(error::unsupported_version, "only HTTP/1.0 and HTTP/1.1 are served", ids, 11)),
+                listen, head_request);
             break;
         }
         if (auto problem = framing_problem(req.base())) {
-            co_await write_and_close(stream, finish(make_error(error::bad_request, *problem, ids, req.version())), listen, head_request);
+            co_await write_and_close(stream, finish(make_error(error::bad_request, *problem, ids, req.version())),
+                                     listen, head_request);
             break;
         }
         if (!split_target(req.target(), path, query)) {
-            co_await write_and_close(stream, finish(make_error(error::bad_request, "the request target must be a path (origin-form)", ids, req.version())), listen, head_request);
+            co_await write_and_close(
+                stream,
+                finish(make_error(error::bad_request, "the request target must be a path (origin-form)", ids,
+                                  req.version())),
+                listen, head_request);
             break;
         }
         if (auto it = req.find("X-Correlation-ID"); it != req.end()) {
@@ -271,12 +279,13 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
             (route && route->max_body_bytes > 0) ? route->max_body_bytes : listen.max_body_bytes;
         if (!early) {
             if (auto cl = parser.content_length(); cl && *cl > body_limit) {
-                early = make_error(error::body_too_large,
-                                   "the body is larger than this route's limit of " + std::to_string(body_limit) + " bytes",
-                                   ids, req.version());
+                early =
+                    make_error(error::body_too_large,
+                               "the body is larger than this route's limit of " + std::to_string(body_limit) + " bytes",
+                               ids, req.version());
             } else if (auto ex = req.find(http::field::expect); ex != req.end() && !expects_continue(req.base())) {
-                early = make_error(error::expectation_failed, "only Expect: 100-continue is supported", ids,
-                                   req.version());
+                early =
+                    make_error(error::expectation_failed, "only Expect: 100-continue is supported", ids, req.version());
             }
         }
         if (early) {
@@ -290,7 +299,8 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
             o.res.keep_alive(req.keep_alive() && !st->draining.load());
             o.res.prepare_payload();
             stream.expires_after(listen.write_timeout);
-            auto [wec, wn] = co_await asio::async_write(stream, wire_buffers(o.res, wire, head_request), tuple_awaitable);
+            auto [wec, wn] =
+                co_await asio::async_write(stream, wire_buffers(o.res, wire, head_request), tuple_awaitable);
             if (wec || !o.res.keep_alive()) break;
             continue;
         }
@@ -303,11 +313,11 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
             if (!body_share.take(declared ? static_cast<std::size_t>(*declared) : body_limit,
                                  cfg.limits.max_buffered_body_bytes)) {
                 st->stats->shed("buffered_bodies").Increment();
-                co_await write_and_close(stream,
-                                         finish(make_error(error::overloaded,
-                                                           "too many request bodies are being received; retry later",
-                                                           ids, req.version())),
-                                         listen, head_request);
+                co_await write_and_close(
+                    stream,
+                    finish(make_error(error::overloaded, "too many request bodies are being received; retry later", ids,
+                                      req.version())),
+                    listen, head_request);
                 break;
             }
             if (expects_continue(req.base())) {
@@ -341,8 +351,12 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
                 const bool forbidden = has_forbidden_trailer(*head_fields, req);
                 static_cast<http::fields&>(req) = std::move(*head_fields);
                 if (forbidden) {
-                    co_await write_and_close(stream, finish(make_error(error::bad_request, "a trailer carries a framing, routing or authentication field",
-                                                                       ids, req.version())), listen, head_request);
+                    co_await write_and_close(
+                        stream,
+                        finish(make_error(error::bad_request,
+                                          "a trailer carries a framing, routing or authentication field", ids,
+                                          req.version())),
+                        listen, head_request);
                     break;
                 }
             }

@@ -222,8 +222,8 @@ http::request<http::string_body> make_request(http::verb method, std::string tar
 }
 
 // Runs one send to completion on a single-threaded io_context.
-upstream_result send_now(asio::io_context& ioc, proxy::upstream_client& client,
-                         http::request<http::string_body> req, std::chrono::milliseconds timeout = 5s) {
+upstream_result send_now(asio::io_context& ioc, proxy::upstream_client& client, http::request<http::string_body> req,
+                         std::chrono::milliseconds timeout = 5s) {
     auto f = asio::co_spawn(ioc, client.send(std::move(req), timeout), asio::use_future);
     ioc.restart();
     ioc.run();
@@ -502,7 +502,8 @@ TEST_CASE("100 concurrent sends from a two-thread io_context are all answered co
         auto one = [](std::shared_ptr<proxy::upstream_client> c, int i,
                       std::atomic<int>& matched) -> asio::awaitable<upstream_error> {
             const std::string body = "request-" + std::to_string(i);
-            auto r = co_await c->send(make_request(i % 2 ? http::verb::post : http::verb::put, "/c/" + std::to_string(i), body), 5s);
+            auto r = co_await c->send(
+                make_request(i % 2 ? http::verb::post : http::verb::put, "/c/" + std::to_string(i), body), 5s);
             if (r.error == upstream_error::ok && r.response.body() == body &&
                 r.response["X-Request-Target"] == "/c/" + std::to_string(i))
                 ++matched;

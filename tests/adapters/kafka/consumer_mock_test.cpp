@@ -100,8 +100,8 @@ struct env {
             r.value = "v" + std::to_string(i);
             r.headers = {{"ce_id", "id-" + std::to_string(i)}, {"handoff_method", "POST"}, {"handoff_path", "/in"}};
             REQUIRE(producer->produce(r, [&](const proxy::delivery_report& rep) {
-                        if (rep.status == proxy::delivery_status::persisted) ++persisted;
-                    }) == proxy::produce_error::ok);
+                if (rep.status == proxy::delivery_status::persisted) ++persisted;
+            }) == proxy::produce_error::ok);
         }
         REQUIRE(run_until(ioc, [&] { return persisted == n; }));
     }
@@ -141,7 +141,8 @@ TEST_CASE("a subscription consumes in its group, delivers every record and commi
     CHECK(committed(e.cluster->bootstraps(), "g-ok", "orders") == 50);
 }
 
-TEST_CASE("a dead-letter write that keeps failing leaves the source offset uncommitted; once it succeeds it is committed") {
+TEST_CASE(
+    "a dead-letter write that keeps failing leaves the source offset uncommitted; once it succeeds it is committed") {
     env e;
     e.cluster->create_topic("src", 1);
     e.cluster->create_topic("src.dlq", 1);
@@ -159,7 +160,8 @@ TEST_CASE("a dead-letter write that keeps failing leaves the source offset uncom
     REQUIRE_MESSAGE(consumer, error);
     auto sub = std::make_unique<proxy::subscription>(strand, cfg, config::upstream_config{}, consumer, svc, e.producer);
     sub->start();
-    REQUIRE(run_until(e.ioc, [&] { return sub->counters().dead_letter_failures >= 2; }, 40s));
+    REQUIRE(run_until(
+        e.ioc, [&] { return sub->counters().dead_letter_failures >= 2; }, 40s));
     CHECK(sub->counters().dead_lettered == 0);
     CHECK(sub->counters().offsets_stored == 0);
     CHECK(svc->count() == 1);  // the delivery is not repeated, only the write
@@ -174,7 +176,8 @@ TEST_CASE("a dead-letter write that keeps failing leaves the source offset uncom
     REQUIRE_MESSAGE(consumer2, error);
     proxy::subscription sub2(strand, cfg, config::upstream_config{}, consumer2, svc, e.producer);
     sub2.start();
-    REQUIRE(run_until(e.ioc, [&] { return sub2.counters().dead_lettered == 1 && sub2.counters().offsets_stored > 0; }, 40s));
+    REQUIRE(run_until(
+        e.ioc, [&] { return sub2.counters().dead_lettered == 1 && sub2.counters().offsets_stored > 0; }, 40s));
     sub2.begin_stop();
     REQUIRE(run_until(e.ioc, [&] { return sub2.idle(); }));
     sub2.close();
@@ -217,7 +220,8 @@ TEST_CASE("lag() reports high watermark - stored offset per assigned partition, 
     proxy::store_result stored = proxy::store_result::failed;
     asio::post(strand, [&] { stored = consumer->store_offset({"lagged", 0}, k); });
     REQUIRE(run_until(e.ioc, [&] { return stored == proxy::store_result::ok; }));
-    REQUIRE(run_until(e.ioc, [&] { return lag_of_partition0() == n - k; }, 10s));
+    REQUIRE(run_until(
+        e.ioc, [&] { return lag_of_partition0() == n - k; }, 10s));
     const auto lags = consumer->lag();
     REQUIRE(lags.size() == 1);
     CHECK(lags[0].lag == n - k);

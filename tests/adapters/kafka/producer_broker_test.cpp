@@ -58,8 +58,7 @@ TEST_CASE("100 records to a real broker are all persisted with increasing offset
     };
     REQUIRE(run_until([&] { return producer->ready(); }, 30s));
 
-    const std::string topic =
-        "handoff-broker-test-" + std::to_string(steady::now().time_since_epoch().count());
+    const std::string topic = "handoff-broker-test-" + std::to_string(steady::now().time_since_epoch().count());
     constexpr int n = 100;
     std::vector<proxy::delivery_report> reports;
     std::map<std::int32_t, std::vector<std::int64_t>> offsets_in_report_order;

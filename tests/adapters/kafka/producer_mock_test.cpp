@@ -75,7 +75,8 @@ proxy::kafka_record make_record(std::string topic, std::string value, std::strin
 
 }  // namespace
 
-TEST_CASE("a produced record gets a persisted report with partition and offset, once, on the io_context, never inline") {
+TEST_CASE(
+    "a produced record gets a persisted report with partition and offset, once, on the io_context, never inline") {
     env e;
     auto rec = make_record("orders", "hello");
     int calls = 0;
@@ -87,7 +88,7 @@ TEST_CASE("a produced record gets a persisted report with partition and offset, 
         got = r;
     });
     REQUIRE(err == proxy::produce_error::ok);
-    CHECK(calls == 0);  // never inline from produce
+    CHECK(calls == 0);         // never inline from produce
     CHECK(rec.value.empty());  // moved from on ok
     REQUIRE(run_until(e.ioc, [&] { return calls > 0; }));
     CHECK(on_io_thread);
@@ -110,8 +111,10 @@ TEST_CASE("key, binary value and headers round-trip through the mock cluster") {
     rec.headers = {{"ce_id", "cid-1"}, {"bin", std::string("\0\xff", 2)}, {"empty", ""}};
     proxy::delivery_report got;
     bool done = false;
-    REQUIRE(e.producer->produce(rec, [&](const proxy::delivery_report& r) { got = r; done = true; }) ==
-            proxy::produce_error::ok);
+    REQUIRE(e.producer->produce(rec, [&](const proxy::delivery_report& r) {
+        got = r;
+        done = true;
+    }) == proxy::produce_error::ok);
     REQUIRE(run_until(e.ioc, [&] { return done; }));
     REQUIRE(got.status == proxy::delivery_status::persisted);
 
@@ -172,9 +175,12 @@ TEST_CASE("persistent produce errors until message timeout are never reported as
     auto rec = make_record("orders", "doomed");
     bool done = false;
     proxy::delivery_report got;
-    REQUIRE(e.producer->produce(rec, [&](const proxy::delivery_report& r) { got = r; done = true; }) ==
-            proxy::produce_error::ok);
-    REQUIRE(run_until(e.ioc, [&] { return done; }, 15s));
+    REQUIRE(e.producer->produce(rec, [&](const proxy::delivery_report& r) {
+        got = r;
+        done = true;
+    }) == proxy::produce_error::ok);
+    REQUIRE(run_until(
+        e.ioc, [&] { return done; }, 15s));
     CHECK(got.status != proxy::delivery_status::persisted);
     CHECK_FALSE(got.error.empty());
     MESSAGE("status=" << static_cast<int>(got.status) << " error=" << got.error);
@@ -190,7 +196,8 @@ TEST_CASE("a fatal error reports every pending record as not persisted and the p
     int calls = 0;
     int persisted = 0;
     for (int i = 0; i < n; ++i) {
-        auto rec = make_record("orders", std::string("v").append(std::to_string(i)), std::string("cid-").append(std::to_string(i)));
+        auto rec = make_record("orders", std::string("v").append(std::to_string(i)),
+                               std::string("cid-").append(std::to_string(i)));
         REQUIRE(e.producer->produce(rec, [&](const proxy::delivery_report& r) {
             ++calls;
             if (r.status == proxy::delivery_status::persisted) ++persisted;
@@ -205,13 +212,19 @@ TEST_CASE("a fatal error reports every pending record as not persisted and the p
     e.broker_up();
     bool delivered = false;
     proxy::delivery_report got;
-    REQUIRE(run_until(e.ioc, [&] {
-        if (delivered) return true;
-        auto rec = make_record("orders", "after");
-        auto err = e.producer->produce(rec, [&](const proxy::delivery_report& r) { got = r; delivered = true; });
-        if (err != proxy::produce_error::ok) CHECK(err == proxy::produce_error::not_ready);
-        return false;
-    }, 30s));
+    REQUIRE(run_until(
+        e.ioc,
+        [&] {
+            if (delivered) return true;
+            auto rec = make_record("orders", "after");
+            auto err = e.producer->produce(rec, [&](const proxy::delivery_report& r) {
+                got = r;
+                delivered = true;
+            });
+            if (err != proxy::produce_error::ok) CHECK(err == proxy::produce_error::not_ready);
+            return false;
+        },
+        30s));
     CHECK(got.status == proxy::delivery_status::persisted);
     CHECK(calls == n);
     CHECK_FALSE(e.producer->stats().fatal);
@@ -292,10 +305,10 @@ TEST_CASE("the producer's durability guard and the config loader's agree on ever
     // Both ask config::weakened_durability: what the loader refuses, start-up refuses, and the
     // other way round (librdkafka may still refuse a spelling of its own, e.g. " all").
     const auto loader_refuses = [](const std::string& name, const std::string& value) {
-        const auto r = handoff::config::load_string(
-            "kafka: {brokers: b, properties: {" + name + ": \"" + value +
-                "\"}}\nroutes:\n  - {name: e, match: {path: /e}, mode: event, topic: e}\n",
-            "test.yaml", [](const std::string&) { return std::nullopt; });
+        const auto r =
+            handoff::config::load_string("kafka: {brokers: b, properties: {" + name + ": \"" + value +
+                                             "\"}}\nroutes:\n  - {name: e, match: {path: /e}, mode: event, topic: e}\n",
+                                         "test.yaml", [](const std::string&) { return std::nullopt; });
         return std::any_of(r.errors.begin(), r.errors.end(),
                            [&](const auto& e) { return e.path == "kafka.properties." + name; });
     };

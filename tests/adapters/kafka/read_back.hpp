@@ -21,8 +21,8 @@ struct read_record {
 
 // Reads from the beginning of every partition of `topic` until `count` records arrived or the
 // deadline passed; returns what it got.
-inline std::vector<read_record> read_back(const std::string& bootstrap, const std::string& topic,
-                                          std::size_t count, std::chrono::milliseconds within) {
+inline std::vector<read_record> read_back(const std::string& bootstrap, const std::string& topic, std::size_t count,
+                                          std::chrono::milliseconds within) {
     std::vector<read_record> out;
     char errstr[512];
     rd_kafka_conf_t* conf = rd_kafka_conf_new();
@@ -63,7 +63,8 @@ inline std::vector<read_record> read_back(const std::string& bootstrap, const st
                 const char* name;
                 const void* val;
                 size_t size;
-                for (size_t i = 0; rd_kafka_header_get_all(hdrs, i, &name, &val, &size) == RD_KAFKA_RESP_ERR_NO_ERROR; ++i)
+                for (size_t i = 0; rd_kafka_header_get_all(hdrs, i, &name, &val, &size) == RD_KAFKA_RESP_ERR_NO_ERROR;
+                     ++i)
                     r.headers.emplace_back(name, std::string(static_cast<const char*>(val), size));
             }
             out.push_back(std::move(r));

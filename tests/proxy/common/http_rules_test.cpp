@@ -29,7 +29,8 @@ TEST_CASE("a Transfer-Encoding other than exactly chunked is rejected") {
     CHECK(framing_problem(head(11, {{"Host", "a"}, {"Transfer-Encoding", "gzip"}})));
     CHECK(framing_problem(head(11, {{"Host", "a"}, {"Transfer-Encoding", "chunked, gzip"}})));
     CHECK(framing_problem(head(11, {{"Host", "a"}, {"Transfer-Encoding", "identity"}})));
-    CHECK(framing_problem(head(11, {{"Host", "a"}, {"Transfer-Encoding", "chunked"}, {"Transfer-Encoding", "chunked"}})));
+    CHECK(
+        framing_problem(head(11, {{"Host", "a"}, {"Transfer-Encoding", "chunked"}, {"Transfer-Encoding", "chunked"}})));
     CHECK_FALSE(framing_problem(head(11, {{"Host", "a"}, {"Transfer-Encoding", "Chunked "}})));
 }
 
@@ -201,9 +202,9 @@ TEST_CASE("the decoded path must be valid UTF-8, overlong forms included") {
     CHECK_FALSE(target_problem("/%F0%9F%98%80"));
     CHECK(target_problem("/a/%c0%ae%c0%ae/b"));  // overlong '..'
     CHECK(target_problem("/a/%ff"));
-    CHECK(target_problem("/a/%ed%a0%80"));       // a surrogate
-    CHECK(target_problem("/a/%C3"));             // truncated
-    CHECK(target_problem("/a/%f4%90%80%80"));    // above U+10FFFF
+    CHECK(target_problem("/a/%ed%a0%80"));     // a surrogate
+    CHECK(target_problem("/a/%C3"));           // truncated
+    CHECK(target_problem("/a/%f4%90%80%80"));  // above U+10FFFF
 }
 
 TEST_CASE("a forbidden trailer is found even when Beast inserted it next to a same-named header") {

@@ -105,7 +105,9 @@ struct env {
         r.value = std::move(value);
         r.headers = std::move(headers);
         if (r.headers.empty()) {
-            r.headers = {{"ce_id", "cid-" + r.value}, {"ce_specversion", "1.0"}, {"handoff_method", "POST"},
+            r.headers = {{"ce_id", "cid-" + r.value},
+                         {"ce_specversion", "1.0"},
+                         {"handoff_method", "POST"},
                          {"handoff_path", "/orders"}};
         }
         asio::post(sub_strand(), [this, r = std::move(r)]() mutable { consumer->listener->on_record(std::move(r)); });
@@ -193,8 +195,8 @@ TEST_CASE("Retry-After is honoured as seconds or an HTTP date and capped at back
     p.backoff_base = 200ms;
     p.backoff_cap = 5s;
     p.jitter = config::jitter::full;
-    CHECK(proxy::retry_delay(p, 1, 0.0, 3000ms) == 3000ms);   // not jittered
-    CHECK(proxy::retry_delay(p, 1, 0.0, 3600s) == 5s);        // capped
+    CHECK(proxy::retry_delay(p, 1, 0.0, 3000ms) == 3000ms);  // not jittered
+    CHECK(proxy::retry_delay(p, 1, 0.0, 3600s) == 5s);       // capped
     CHECK(proxy::retry_delay(p, 2, 0.5, std::nullopt) == 200ms);
 }
 
@@ -260,9 +262,9 @@ TEST_CASE("the delivery request's X-Correlation-ID is the caller's label; ce-id 
     CHECK((*out.request)["X-Correlation-ID"] == "order-flow.42");
     // A label that is not a valid correlation ID is not sent; the request ID stands in.
     const auto bad = record_with({{"ce_id", "rid-8"},
-                                   {"handoff_correlation_id", "bad label\r\n"},
-                                   {"handoff_method", "POST"},
-                                   {"handoff_path", "/orders"}});
+                                  {"handoff_correlation_id", "bad label\r\n"},
+                                  {"handoff_method", "POST"},
+                                  {"handoff_path", "/orders"}});
     auto out2 = proxy::build_delivery_request(base_sub(), local(), bad);
     REQUIRE(out2.request);
     CHECK((*out2.request)["X-Correlation-ID"] == "rid-8");
@@ -311,10 +313,29 @@ TEST_CASE("only origin-form paths from the record are used; otherwise the fallba
     CHECK(proxy::safe_origin_path("/orders/7"));
     CHECK(proxy::safe_origin_path("/a%20b/c@d:e/"));
     // The front's rules: encoded dots, separators and NUL, malformed escapes, empty segments.
-    for (std::string_view bad : {"", "orders", "//evil.example/x", "http://169.254.169.254/", "/a b", "/a\r\nb",
-                                 "/a/../admin", "/..", "/./x", "/a?b", "/a#b", "/a\\b", "\t/a", "/a%2fb",
-                                 "/%2e%2e/admin", "/a/%2E%2e", "/a/.%2e/b", "/a%5cb", "/a%00b", "/a%zz", "/a%2",
-                                 "/a//b", "/%c0%ae%c0%ae/x"}) {
+    for (std::string_view bad : {"",
+                                 "orders",
+                                 "//evil.example/x",
+                                 "http://169.254.169.254/",
+                                 "/a b",
+                                 "/a\r\nb",
+                                 "/a/../admin",
+                                 "/..",
+                                 "/./x",
+                                 "/a?b",
+                                 "/a#b",
+                                 "/a\\b",
+                                 "\t/a",
+                                 "/a%2fb",
+                                 "/%2e%2e/admin",
+                                 "/a/%2E%2e",
+                                 "/a/.%2e/b",
+                                 "/a%5cb",
+                                 "/a%00b",
+                                 "/a%zz",
+                                 "/a%2",
+                                 "/a//b",
+                                 "/%c0%ae%c0%ae/x"}) {
         INFO(bad);
         CHECK_FALSE(proxy::safe_origin_path(bad));
     }
@@ -333,13 +354,14 @@ TEST_CASE("only origin-form paths from the record are used; otherwise the fallba
     CHECK(out.request->target() == "/inbox");
     CHECK(out.request->method() == http::verb::post);  // no handoff_method
     CHECK((*out.request)[http::field::host] == "127.0.0.1:8081");
-    out = proxy::build_delivery_request(sub, local(),
-                                        record_with({{"handoff_path", "/ok"}, {"handoff_query", "a=1 HTTP/1.1\r\nHost: x"}}));
+    out = proxy::build_delivery_request(
+        sub, local(), record_with({{"handoff_path", "/ok"}, {"handoff_query", "a=1 HTTP/1.1\r\nHost: x"}}));
     REQUIRE(out.request);
     CHECK(out.request->target() == "/ok");  // unsafe query dropped
     sub.target.path = "/fixed";
     sub.target.method = "PATCH";
-    out = proxy::build_delivery_request(sub, local(), record_with({{"handoff_path", "/x"}, {"handoff_method", "DELETE"}}));
+    out = proxy::build_delivery_request(sub, local(),
+                                        record_with({{"handoff_path", "/x"}, {"handoff_method", "DELETE"}}));
     REQUIRE(out.request);
     CHECK(out.request->target() == "/fixed");
     CHECK(out.request->method() == http::verb::patch);
@@ -370,7 +392,9 @@ TEST_CASE("a dead-letter record keeps key, value and headers and adds where it c
 
 TEST_CASE("one key failing three times holds back only that key; other keys flow; order per key is kept") {
     env e;
-    e.service->script = [](const auto& req, int nth) { return req.body() == "m1" && nth <= 3 ? status(503) : status(200); };
+    e.service->script = [](const auto& req, int nth) {
+        return req.body() == "m1" && nth <= 3 ? status(503) : status(200);
+    };
     e.feed(p0, 0, "A", "m1");
     e.feed(p0, 1, "A", "m2");
     e.feed(p0, 2, "B", "m3");
@@ -381,8 +405,8 @@ TEST_CASE("one key failing three times holds back only that key; other keys flow
     CHECK(e.service->count("m2") == 1);
     const auto pos = [&](const std::string& x) { return std::find(b.begin(), b.end(), x) - b.begin(); };
     const auto last_m1 = std::find(b.rbegin(), b.rend(), "m1").base() - b.begin() - 1;
-    CHECK(pos("m2") > last_m1);          // m2 only after m1 resolved
-    CHECK(pos("m3") < last_m1);          // m3 did not wait
+    CHECK(pos("m2") > last_m1);  // m2 only after m1 resolved
+    CHECK(pos("m3") < last_m1);  // m3 did not wait
     CHECK(pos("m4") < last_m1);
     CHECK(e.sub->counters().retries == 3);
     CHECK(e.sub->counters().delivered == 4);
@@ -411,7 +435,8 @@ TEST_CASE("at most `concurrency` deliveries are in flight") {
     cfg.ordering = config::ordering::none;
     env e(cfg);
     e.service->script = [](const auto&, int) { return reply{5ms, status(200).result}; };
-    for (int i = 0; i < 30; ++i) e.feed(i % 2 ? p1 : p0, i / 2, std::to_string(i), std::string("v").append(std::to_string(i)));
+    for (int i = 0; i < 30; ++i)
+        e.feed(i % 2 ? p1 : p0, i / 2, std::to_string(i), std::string("v").append(std::to_string(i)));
     REQUIRE(run_until(e.ioc, [&] { return e.sub->counters().delivered == 30; }));
     CHECK(e.service->max_active == 3);
     CHECK(e.consumer->stored_at(p0) == 15);
@@ -456,7 +481,9 @@ TEST_CASE("retries are exhausted into the dead-letter topic after `attempts`, ho
     CHECK(h["handoff_dlq_status"] == "429");
     // Retry-After: 1 second is capped at backoff_cap (200ms), not the 5ms backoff and not 1s.
     env f(cfg);
-    f.service->script = [](const auto&, int nth) { return nth == 1 ? status(503, {{"Retry-After", "1"}}) : status(200); };
+    f.service->script = [](const auto&, int nth) {
+        return nth == 1 ? status(503, {{"Retry-After", "1"}}) : status(200);
+    };
     f.feed(p0, 0, "A", "m1");
     REQUIRE(run_until(f.ioc, [&] { return f.consumer->stored_at(p0) == 1; }));
     REQUIRE(f.service->calls.size() == 2);
@@ -563,7 +590,8 @@ TEST_CASE("replies are published with the request id before the offset is stored
     cfg.reply_headers = {"Location"};
     env e(cfg);
     e.service->script = [](const auto&, int) {
-        return status(201, {{"Location", "/orders/9"}, {"Content-Type", "application/json"}, {"X-Secret", "s"}}, "{\"id\":9}");
+        return status(201, {{"Location", "/orders/9"}, {"Content-Type", "application/json"}, {"X-Secret", "s"}},
+                      "{\"id\":9}");
     };
     e.feed(p0, 0, "A", "m1");
     REQUIRE(run_until(e.ioc, [&] { return e.consumer->stored_at(p0) == 1; }));
@@ -597,7 +625,7 @@ TEST_CASE("a record may name only the reply topics its subscription allows") {
         return record_with({{"ce_id", "c"}, {"handoff_path", "/q"}, {"handoff_reply_topic", std::move(topic)}});
     };
     CHECK_FALSE(proxy::reply_topic_problem(sub, record_with({{"ce_id", "c"}})));  // names none
-    CHECK(proxy::reply_topic_problem(sub, naming("quotes.replies.pod-1")));        // default: none allowed
+    CHECK(proxy::reply_topic_problem(sub, naming("quotes.replies.pod-1")));       // default: none allowed
     sub.reply_topics = {"quotes.replies.*"};
     CHECK_FALSE(proxy::reply_topic_problem(sub, naming("quotes.replies.pod-1")));
     CHECK(proxy::reply_topic_problem(sub, naming("payments.commands"))->find("not among") != std::string::npos);
@@ -615,7 +643,8 @@ TEST_CASE("a record naming a reply topic the subscription does not allow is dead
     cfg.reply_topics = {"quotes.replies.*"};
     env e(cfg);
     e.service->script = [](const auto&, int) { return status(200, {}, "done"); };
-    e.feed(p0, 0, "A", "aimed", {{"ce_id", "c1"}, {"handoff_path", "/q"}, {"handoff_reply_topic", "payments.commands"}});
+    e.feed(p0, 0, "A", "aimed",
+           {{"ce_id", "c1"}, {"handoff_path", "/q"}, {"handoff_reply_topic", "payments.commands"}});
     e.feed(p0, 1, "B", "fine", {{"ce_id", "c2"}, {"handoff_path", "/q"}, {"handoff_reply_topic", "quotes.replies.p1"}});
     REQUIRE(run_until(e.ioc, [&] { return e.consumer->stored_at(p0) == 2; }));
     CHECK(e.service->count("aimed") == 0);
@@ -639,11 +668,12 @@ TEST_CASE("a final non-2xx answer is published as the reply, then the record is 
     cfg.retry.attempts = 3;
     env e(cfg);
     e.service->script = [](const auto& req, int) {
-        if (req.body() == "bad") return status(404, {{"Content-Type", "application/json"}}, R"({"error":"no such order"})");
+        if (req.body() == "bad")
+            return status(404, {{"Content-Type", "application/json"}}, R"({"error":"no such order"})");
         return status(503, {}, "busy");
     };
-    e.feed(p0, 0, "A", "bad");    // 4xx: final at once
-    e.feed(p1, 0, "B", "busy");   // 5xx: final once the retries are exhausted
+    e.feed(p0, 0, "A", "bad");   // 4xx: final at once
+    e.feed(p1, 0, "B", "busy");  // 5xx: final once the retries are exhausted
     REQUIRE(run_until(e.ioc, [&] { return e.consumer->stored_at(p0) == 1 && e.consumer->stored_at(p1) == 1; }));
     CHECK(e.service->count("bad") == 1);
     CHECK(e.service->count("busy") == 3);
@@ -663,7 +693,8 @@ TEST_CASE("a final non-2xx answer is published as the reply, then the record is 
         const auto records = e.producer->records();
         for (std::size_t i = 0; i < records.size(); ++i) {
             const auto& r = records[i];
-            if (r.topic == "orders.replies" && headers_of(r).at("handoff_request_id") == "cid-" + body) reply_at = i + 1;
+            if (r.topic == "orders.replies" && headers_of(r).at("handoff_request_id") == "cid-" + body)
+                reply_at = i + 1;
             if (r.topic == "orders.dlq" && r.value == body) dlq_at = i + 1;
         }
         CHECK(reply_at > 0);
@@ -694,20 +725,21 @@ TEST_CASE("a reply that cannot be written is retried retry.attempts times, then 
     e.feed(p0, 0, "A", "m1");
     REQUIRE(run_until(e.ioc, [&] {
         const auto records = e.producer->records();
-        return std::count_if(records.begin(), records.end(),
-                             [](const auto& r) { return r.topic == "orders.dlq"; }) >= 1;
+        return std::count_if(records.begin(), records.end(), [](const auto& r) { return r.topic == "orders.dlq"; }) >=
+               1;
     }));
     e.producer->mode = fake_producer::policy::persist;  // ... until the dead letter
     REQUIRE(run_until(e.ioc, [&] { return e.consumer->stored_at(p0) == 1; }));
     const auto records = e.producer->records();
-    const auto replies = std::count_if(records.begin(), records.end(),
-                                       [](const auto& r) { return r.topic == "orders.replies"; });
+    const auto replies =
+        std::count_if(records.begin(), records.end(), [](const auto& r) { return r.topic == "orders.replies"; });
     CHECK(replies == 3);
     const auto& dead = records.back();
     CHECK(dead.topic == "orders.dlq");
     bool reason_named = false;
     for (const auto& [k, v] : headers_of(dead)) {
-        if (v.find("the reply could not be written to orders.replies after 3 attempts") != std::string::npos) reason_named = true;
+        if (v.find("the reply could not be written to orders.replies after 3 attempts") != std::string::npos)
+            reason_named = true;
     }
     CHECK(reason_named);
     CHECK(e.service->count("m1") == 1);
@@ -732,7 +764,7 @@ TEST_CASE("shutdown pauses everything, finishes in-flight deliveries, abandons r
     run_for(e.ioc, 60ms);
     CHECK(e.consumer->stored_at(p1) == 1);   // the in-flight 2xx finished and was stored
     CHECK(e.consumer->stored_at(p0) == -1);  // the retrying one was not
-    CHECK(e.producer->records().empty());      // nothing dead-lettered because of shutdown
+    CHECK(e.producer->records().empty());    // nothing dead-lettered because of shutdown
     CHECK(e.service->count("after-stop") == 0);
     CHECK(e.consumer->paused.count(p0) == 1);
     CHECK(e.consumer->paused.count(p1) == 1);
@@ -757,6 +789,7 @@ TEST_CASE("a partition whose buffer is full is paused, polling goes on, and it i
     CHECK(e.consumer->resumes_of_unpaused == 0);
     const auto b = e.service->bodies();
     std::vector<std::string> firsts;
-    for (auto& x : b) if (firsts.empty() || firsts.back() != x) firsts.push_back(x);
+    for (auto& x : b)
+        if (firsts.empty() || firsts.back() != x) firsts.push_back(x);
     CHECK(firsts == std::vector<std::string>{"m0", "m1", "m2", "m3", "m4", "m5"});
 }

@@ -52,7 +52,7 @@ TEST_CASE("fingerprints cover the values taken into the record: a header key, al
     CHECK(fp({"content-type=application/json", "x-tenant=eu"}) != fp({"content-type=application/json", "x-tenant=us"}));
     CHECK(fp({"content-type=application/json", "x-tenant=eu"}) != fp({"content-type=text/plain", "x-tenant=eu"}));
     CHECK(fp({"content-type", "x-tenant="}) != fp({"content-type", "x-tenant"}));  // empty vs absent
-    CHECK(fp({"x-a=b", "x-c"}) != fp({"x-a", "=bx-c"}));                              // no running together
+    CHECK(fp({"x-a=b", "x-c"}) != fp({"x-a", "=bx-c"}));                           // no running together
     CHECK(fp({}) == fingerprint("POST", "/a", "x"));
 }
 
@@ -119,9 +119,9 @@ TEST_CASE("a late release or completion of a request never touches a later reque
     // Both name the first request's ID, so the retry keeps its key in flight: no third attempt runs.
     idempotency_store s(100, 1 << 20, std::chrono::minutes(1));
     s.begin("r", "k", fp_a, "req-1");
-    s.release("req-1");                                             // the report: not persisted
+    s.release("req-1");                                              // the report: not persisted
     CHECK(s.begin("r", "k", fp_a, "req-2").kind == verdict::fresh);  // the retry runs
-    s.release("req-1");                                             // the first session's own release
+    s.release("req-1");                                              // the first session's own release
     s.complete("req-1", answer(201, "stale"), true);
     const auto third = s.begin("r", "k", fp_a, "req-3");
     CHECK(third.kind == verdict::in_flight);

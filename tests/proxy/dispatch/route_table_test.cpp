@@ -17,8 +17,9 @@ handoff::config::route make_route(std::string name, std::vector<std::string> met
     return r;
 }
 
-std::shared_ptr<const route_table> table(std::vector<handoff::config::route> routes,
-                                         handoff::config::trailing_slash slash = handoff::config::trailing_slash::match) {
+std::shared_ptr<const route_table> table(
+    std::vector<handoff::config::route> routes,
+    handoff::config::trailing_slash slash = handoff::config::trailing_slash::match) {
     auto cfg = std::make_shared<handoff::config::config>();
     cfg->routes = std::move(routes);
     cfg->routing.trailing_slash = slash;
@@ -45,8 +46,8 @@ TEST_CASE("an exact path beats a template whatever the order in the file") {
 }
 
 TEST_CASE("a literal earlier in the path is more specific than one later") {
-    auto t = table({make_route("a", {}, "/{tenant}/orders", mode::forward),
-                    make_route("b", {}, "/admin/{what}", mode::forward)});
+    auto t = table(
+        {make_route("a", {}, "/{tenant}/orders", mode::forward), make_route("b", {}, "/admin/{what}", mode::forward)});
     CHECK(t->match("GET", "/admin/orders").route->name == "b");
     CHECK(t->match("GET", "/acme/orders").route->name == "a");
 }
@@ -121,7 +122,7 @@ TEST_CASE("normalise_path decodes escaped unreserved characters and uppercases t
     CHECK(normalise_path("/a%2fb%3b") == "/a%2Fb%3B");  // reserved characters stay encoded
     CHECK(normalise_path("/a%2") == "/a%2");            // malformed: left as it is
     CHECK(normalise_path("/a%zz%") == "/a%zz%");
-    CHECK(normalise_path("/a%2541") == "/a%2541");      // decoded once: "%25" is '%', not unreserved
+    CHECK(normalise_path("/a%2541") == "/a%2541");  // decoded once: "%25" is '%', not unreserved
 }
 
 TEST_CASE("a percent-encoded spelling of a route's path is served by that route, hex in either case") {

@@ -43,7 +43,8 @@ TEST_CASE("status JSON has offsets only once persisted and a reason on failure")
     auto j = nlohmann::json::parse(status_store::to_json("id", {state::persisted, "r", "t", 1, 5, {}, {}}, false));
     CHECK(j["state"] == "persisted");
     CHECK(j["offset"] == 5);
-    auto k = nlohmann::json::parse(status_store::to_json("id", {state::failed, "r", "t", -1, -1, "Local: Message timed out", {}}, false));
+    auto k = nlohmann::json::parse(
+        status_store::to_json("id", {state::failed, "r", "t", -1, -1, "Local: Message timed out", {}}, false));
     CHECK(k["state"] == "failed");
     CHECK_FALSE(k.contains("offset"));
     CHECK(k["reason"] == "Local: Message timed out");

@@ -21,8 +21,8 @@ using test::roundtrip;
 namespace {
 
 std::string post(const std::string& target, const std::string& body, const std::string& extra_headers = "") {
-    return "POST " + target + " HTTP/1.1\r\nHost: a\r\n" + extra_headers + "Content-Length: " +
-           std::to_string(body.size()) + "\r\n\r\n" + body;
+    return "POST " + target + " HTTP/1.1\r\nHost: a\r\n" + extra_headers +
+           "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
 }
 
 std::string status_url_of(const proxy::kafka_record& r) { return "/_handoff/requests/" + test::header_of(r, "ce_id"); }
@@ -118,7 +118,8 @@ TEST_CASE("a retry with the same Idempotency-Key on a keyless canary route takes
     test::loopback_server h(canary_config(5'000));
     int by_canary = 0, by_route = 0;
     for (int i = 0; i < 12; ++i) {
-        const auto raw = post("/pay", "body-" + std::to_string(i), "Idempotency-Key: key-" + std::to_string(i) + "\r\n");
+        const auto raw =
+            post("/pay", "body-" + std::to_string(i), "Idempotency-Key: key-" + std::to_string(i) + "\r\n");
         const auto first = roundtrip(h, raw);
         const auto retry = roundtrip(h, raw);
         CAPTURE(i);
@@ -155,7 +156,8 @@ std::shared_ptr<config::config> reply_config(std::chrono::milliseconds timeout) 
 
 }  // namespace
 
-TEST_CASE("a reply delivered through the server's reply listener completes the held request with the service's answer") {
+TEST_CASE(
+    "a reply delivered through the server's reply listener completes the held request with the service's answer") {
     test::loopback_server h(reply_config(10s));
     auto s = h.connect();
     asio::write(s, asio::buffer(post("/ask", "what?", "X-Correlation-ID: q-1\r\n")));

@@ -94,10 +94,13 @@ TEST_CASE("commit answers 504 with outcome unknown for a possibly persisted reco
     CHECK(nlohmann::json::parse(res.body())["outcome"] == "unknown");
 }
 
-TEST_CASE("commit route answers 504 with outcome unknown when no delivery report arrives in time, and a late report only updates the status") {
+TEST_CASE(
+    "commit route answers 504 with outcome unknown when no delivery report arrives in time, and a late report only "
+    "updates the status") {
     harness h;
     h.kafka->mode = fake_producer::policy::hold;
-    auto res = roundtrip(h, "POST /orders/eu HTTP/1.1\r\nHost: a\r\nX-Correlation-ID: late-1\r\nContent-Length: 2\r\n\r\n{}");
+    auto res =
+        roundtrip(h, "POST /orders/eu HTTP/1.1\r\nHost: a\r\nX-Correlation-ID: late-1\r\nContent-Length: 2\r\n\r\n{}");
     CHECK(res.result_int() == 504);
     auto j = nlohmann::json::parse(res.body());
     CHECK(j["outcome"] == "unknown");
@@ -124,8 +127,9 @@ TEST_CASE("a full producer queue gives 503 with Retry-After and never 202") {
 
 TEST_CASE("forward passes the request upstream without hop-by-hop headers and returns its response") {
     harness h;
-    auto res = roundtrip(h, "GET /orders/7?q=1 HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, X-Secret\r\nX-Secret: s\r\n"
-                            "X-End: e\r\nX-Forwarded-For: 10.0.0.1\r\n\r\n");
+    auto res = roundtrip(h,
+                         "GET /orders/7?q=1 HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, X-Secret\r\nX-Secret: s\r\n"
+                         "X-End: e\r\nX-Forwarded-For: 10.0.0.1\r\n\r\n");
     CHECK(res.result_int() == 200);
     CHECK(res.body() == "GET /orders/7?q=1 ");
     CHECK(res["X-Upstream"] == "yes");
@@ -177,8 +181,9 @@ TEST_CASE("a declared body over the route limit gets 413 before anything is prod
 
 TEST_CASE("a chunked body over the limit is cut off with 413") {
     harness h;
-    auto res = roundtrip(h, "POST /audit HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
-                            "10\r\n0123456789abcdef\r\n5\r\n01234\r\n0\r\n\r\n");
+    auto res = roundtrip(h,
+                         "POST /audit HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                         "10\r\n0123456789abcdef\r\n5\r\n01234\r\n0\r\n\r\n");
     CHECK(res.result_int() == 413);
     CHECK(h.kafka->count() == 0);
 }
@@ -186,8 +191,9 @@ TEST_CASE("a chunked body over the limit is cut off with 413") {
 TEST_CASE("Content-Length with Transfer-Encoding gets 400, the connection closes and nothing is forwarded") {
     harness h;
     auto s = h.connect();
-    asio::write(s, asio::buffer(std::string("POST /orders/1 HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n"
-                                            "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /orders/2 HTTP/1.1\r\nHost: a\r\n\r\n")));
+    asio::write(s, asio::buffer(std::string(
+                       "POST /orders/1 HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n"
+                       "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /orders/2 HTTP/1.1\r\nHost: a\r\n\r\n")));
     beast::flat_buffer buf;
     CHECK(read_response(s, buf).result_int() == 400);
     CHECK(closed_by_server(s));
@@ -196,7 +202,8 @@ TEST_CASE("Content-Length with Transfer-Encoding gets 400, the connection closes
 
 TEST_CASE("an invalid correlation id is refused with 400") {
     harness h;
-    auto res = roundtrip(h, "POST /audit HTTP/1.1\r\nHost: a\r\nX-Correlation-ID: bad id!\r\nContent-Length: 1\r\n\r\nx");
+    auto res =
+        roundtrip(h, "POST /audit HTTP/1.1\r\nHost: a\r\nX-Correlation-ID: bad id!\r\nContent-Length: 1\r\n\r\nx");
     CHECK(res.result_int() == 400);
     CHECK(nlohmann::json::parse(res.body())["error"] == "invalid_correlation_id");
     CHECK(h.kafka->count() == 0);
@@ -204,7 +211,8 @@ TEST_CASE("an invalid correlation id is refused with 400") {
 
 TEST_CASE("a caller's correlation id is a label: echoed and carried, never the request's key") {
     harness h;
-    const std::string raw = "POST /audit HTTP/1.1\r\nHost: a\r\nX-Correlation-ID: my-id.1\r\nContent-Length: 1\r\n\r\nx";
+    const std::string raw =
+        "POST /audit HTTP/1.1\r\nHost: a\r\nX-Correlation-ID: my-id.1\r\nContent-Length: 1\r\n\r\nx";
     auto a = roundtrip(h, raw);
     auto b = roundtrip(h, raw);
     REQUIRE(a.result_int() == 202);
@@ -234,8 +242,8 @@ TEST_CASE("two commits that share a correlation id keep their own Idempotency-Ke
     harness h;
     h.kafka->mode = fake_producer::policy::hold;
     const auto commit = [&](const std::string& key) {
-        return roundtrip(h, "POST /orders/eu HTTP/1.1\r\nHost: a\r\nX-Correlation-ID: shared\r\nIdempotency-Key: " + key +
-                                "\r\nContent-Length: 2\r\n\r\n{}");
+        return roundtrip(h, "POST /orders/eu HTTP/1.1\r\nHost: a\r\nX-Correlation-ID: shared\r\nIdempotency-Key: " +
+                                key + "\r\nContent-Length: 2\r\n\r\n{}");
     };
     REQUIRE(commit("key-a").result_int() == 504);
     REQUIRE(commit("key-b").result_int() == 504);
@@ -267,7 +275,9 @@ TEST_CASE("a percent-encoded or slashed spelling of an event route's path is ser
     CHECK(h.upstream->count() == 0);
 }
 
-TEST_CASE("a path-parameter or letter-case spelling of an event route's path is 400 ambiguous_path, the connection stays usable") {
+TEST_CASE(
+    "a path-parameter or letter-case spelling of an event route's path is 400 ambiguous_path, the connection stays "
+    "usable") {
     harness h;
     auto s = h.connect();
     asio::write(s, asio::buffer(std::string("POST /audit;x HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n"

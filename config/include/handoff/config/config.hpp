@@ -33,19 +33,19 @@ const char* to_string(profile_kind p) noexcept;
 struct listen_config {
     std::string address = "0.0.0.0";
     std::uint16_t port = 8080;
-    int threads = 1;                        // io_context threads
-    std::size_t max_connections = 10000;    // accepted connections beyond this are closed at once
+    int threads = 1;                           // io_context threads
+    std::size_t max_connections = 10000;       // accepted connections beyond this are closed at once
     std::size_t max_header_bytes = 16 * 1024;  // request line + headers; above -> 431
     std::size_t max_body_bytes = 1024 * 1024;  // default body limit; above -> 413
-    millis header_timeout{10'000};          // whole request head must arrive within this
-    millis body_timeout{30'000};            // whole body must arrive within this
-    millis idle_timeout{60'000};            // keep-alive idle between requests
-    millis write_timeout{30'000};           // writing one response
+    millis header_timeout{10'000};             // whole request head must arrive within this
+    millis body_timeout{30'000};               // whole body must arrive within this
+    millis idle_timeout{60'000};               // keep-alive idle between requests
+    millis write_timeout{30'000};              // writing one response
 };
 
 struct admin_config {
     bool enabled = true;
-    std::string address = "127.0.0.1";      // never the pod IP unless configured
+    std::string address = "127.0.0.1";  // never the pod IP unless configured
     std::uint16_t port = 9901;
 };
 
@@ -57,10 +57,10 @@ enum class forwarded_for { append, replace };
 struct upstream_config {
     std::string host = "127.0.0.1";
     std::uint16_t port = 8081;
-    std::size_t max_connections = 64;       // pool bound; callers beyond wait up to connect_timeout
-    std::size_t max_idle = 16;              // idle keep-alive connections kept
+    std::size_t max_connections = 64;  // pool bound; callers beyond wait up to connect_timeout
+    std::size_t max_idle = 16;         // idle keep-alive connections kept
     millis connect_timeout{2'000};
-    millis timeout{30'000};                 // default per-request upstream timeout
+    millis timeout{30'000};  // default per-request upstream timeout
     std::size_t max_response_bytes = 16 * 1024 * 1024;
     enum forwarded_for forwarded_for = forwarded_for::append;
 };
@@ -69,13 +69,13 @@ struct kafka_config {
     // Comma-separated bootstrap list, or empty when `embedded` is true ("brokers: embedded").
     std::string brokers;
     bool embedded = false;
-    int embedded_brokers = 1;               // mock cluster size for `embedded`
+    int embedded_brokers = 1;  // mock cluster size for `embedded`
     // librdkafka properties passed through verbatim after ${ENV} expansion (TLS, SASL, tuning).
     std::map<std::string, std::string> properties;
     // Names of `properties` whose values are secrets (redacted in /config and logs). Filled by
     // the loader from well-known names (sasl.password, ssl.key.password, ...).
     std::vector<std::string> secret_properties;
-    millis flush_timeout{10'000};           // on shutdown
+    millis flush_timeout{10'000};  // on shutdown
     // No progress while the cluster answers (records pending and nothing persisted, or no
     // idempotent producer ID) for this long: the producer handle is re-created as after a fatal
     // error (adapters/kafka/README.md, "Stalls"). 0 turns the check off.
@@ -89,22 +89,22 @@ enum class key_kind { none, path, header, body, correlation };
 
 struct key_source {
     key_kind kind = key_kind::none;
-    std::string name;                        // path parameter, header name, or JSON pointer
+    std::string name;  // path parameter, header name, or JSON pointer
 };
 
 struct route {
     std::string name;
-    std::vector<std::string> methods;        // upper-case; empty means any method
-    std::string path;                        // "/orders/{id}"; exact segments and {param}
+    std::vector<std::string> methods;  // upper-case; empty means any method
+    std::string path;                  // "/orders/{id}"; exact segments and {param}
     config::mode mode = mode::forward;
-    std::string topic;                       // may contain {param} placeholders
-    key_source key;                          // absent: no key (Kafka partitioner spreads records)
-    std::string ce_type;                     // default "<METHOD> <path template>"-derived
-    std::string ce_source;                   // default defaults.ce_source
-    millis timeout{0};                       // 0 -> defaults.timeout
-    int success_status = 0;                  // commit: 200/201/204 (default 200); event: 202
-    std::size_t max_body_bytes = 0;          // 0 -> listen.max_body_bytes
-    std::vector<std::string> headers;        // allow-list copied into events (case-insensitive)
+    std::string topic;                 // may contain {param} placeholders
+    key_source key;                    // absent: no key (Kafka partitioner spreads records)
+    std::string ce_type;               // default "<METHOD> <path template>"-derived
+    std::string ce_source;             // default defaults.ce_source
+    millis timeout{0};                 // 0 -> defaults.timeout
+    int success_status = 0;            // commit: 200/201/204 (default 200); event: 202
+    std::size_t max_body_bytes = 0;    // 0 -> listen.max_body_bytes
+    std::vector<std::string> headers;  // allow-list copied into events (case-insensitive)
     // Idempotency-Key on event/commit/reply routes: honoured when sent; `required` -> 400 without.
     bool idempotency_required = false;
     // Canary: `canary_percent_bp` basis points (0-10000) of the traffic take `canary_mode` instead
@@ -112,14 +112,14 @@ struct route {
     // the same path), else by an even spread over requests. 0 = no canary.
     config::mode canary_mode = mode::forward;
     int canary_percent_bp = 0;
-    int line = 0;                            // where the route was defined
+    int line = 0;  // where the route was defined
 };
 
 // True for the modes that publish a record (event, commit, shadow, reply).
 bool produces(mode m) noexcept;
 
 struct defaults_config {
-    config::mode mode = mode::forward;       // for requests no route matches
+    config::mode mode = mode::forward;  // for requests no route matches
     millis timeout{5'000};
     std::string ce_source = "/handoff";
 };
@@ -137,8 +137,8 @@ struct routing_config {
 };
 
 struct log_config {
-    std::string level = "info";              // debug | info | warn | error
-    bool requests = true;                    // one JSON line per request (at info)
+    std::string level = "info";  // debug | info | warn | error
+    bool requests = true;        // one JSON line per request (at info)
 };
 
 // Shutdown on SIGTERM/SIGINT (README, "Running it": drain): readiness goes false at once; requests keep being
@@ -176,10 +176,10 @@ struct idempotency_config {
 
 // How the reply topic is created when it does not exist (Admin API CreateTopics, at start).
 struct reply_topic_creation {
-    bool enabled = true;                        // false: a missing topic keeps /readyz at 503
+    bool enabled = true;  // false: a missing topic keeps /readyz at 503
     int partitions = 1;
-    int replication_factor = -1;                // -1: the broker's default.replication.factor
-    millis retention{3'600'000};                // retention.ms (and segment.ms) of the new topic
+    int replication_factor = -1;  // -1: the broker's default.replication.factor
+    millis retention{3'600'000};  // retention.ms (and segment.ms) of the new topic
 };
 
 // The reply topic this process consumes for `reply` routes: every partition assigned by hand (no
@@ -187,9 +187,9 @@ struct reply_topic_creation {
 // partitions added later are read from their beginning. Every reply for a request it holds
 // completes it.
 struct replies_config {
-    std::string topic;                          // empty: no reply routes allowed
+    std::string topic;  // empty: no reply routes allowed
     reply_topic_creation create;
-    millis refresh_interval{10'000};            // how often the partition count is re-read
+    millis refresh_interval{10'000};  // how often the partition count is re-read
 };
 
 // The receiving half (README, "Receiving half"): consume topics in a group and deliver each record to the local
@@ -202,16 +202,16 @@ enum class offset_reset { earliest, latest, error };
 const char* to_string(offset_reset r) noexcept;
 
 struct retry_policy {
-    int attempts = 10;                       // HTTP attempts before dead-lettering (>= 1)
-    millis backoff_base{200};                // delay before retry n: base * 2^(n-1), capped
+    int attempts = 10;         // HTTP attempts before dead-lettering (>= 1)
+    millis backoff_base{200};  // delay before retry n: base * 2^(n-1), capped
     millis backoff_cap{30'000};
-    config::jitter jitter = jitter::full;    // full: uniform in [0, delay]
+    config::jitter jitter = jitter::full;  // full: uniform in [0, delay]
 };
 
 struct subscription_target {
-    std::string method;                      // empty = "original" (handoff_method header, else POST)
-    std::string path;                        // empty = "original" (handoff_path + handoff_query)
-    std::string fallback_path;               // used when the original path is missing or unsafe
+    std::string method;         // empty = "original" (handoff_method header, else POST)
+    std::string path;           // empty = "original" (handoff_path + handoff_query)
+    std::string fallback_path;  // used when the original path is missing or unsafe
 };
 
 struct subscription {
@@ -220,24 +220,24 @@ struct subscription {
     std::string group;
     subscription_target target;
     config::ordering ordering = ordering::key;
-    std::size_t concurrency = 16;            // deliveries in flight at once
-    millis timeout{10'000};                  // one HTTP attempt
+    std::size_t concurrency = 16;  // deliveries in flight at once
+    millis timeout{10'000};        // one HTTP attempt
     retry_policy retry;
-    std::string dead_letter_topic;           // empty: exhausted/poison records are retried forever
-    std::string reply_topic;                 // empty: responses are not published
+    std::string dead_letter_topic;  // empty: exhausted/poison records are retried forever
+    std::string reply_topic;        // empty: responses are not published
     // The topics a record's handoff_reply_topic header may name (a `reply` route's caller): exact
     // names, or patterns with '*' for any run of topic characters (e.g. "quotes.replies.*").
     // Empty: none. A record naming another topic is dead-lettered, not delivered.
     std::vector<std::string> reply_topics;
     std::vector<std::string> reply_headers;  // response headers copied into replies
     offset_reset auto_offset_reset = offset_reset::earliest;
-    std::vector<std::string> headers;        // record headers passed on as HTTP headers
+    std::vector<std::string> headers;               // record headers passed on as HTTP headers
     std::map<std::string, std::string> properties;  // librdkafka consumer properties (override kafka.properties)
     int line = 0;
 };
 
 struct config {
-    std::string file;                        // the file it was loaded from
+    std::string file;  // the file it was loaded from
     profile_kind profile = profile_kind::development;
     listen_config listen;
     admin_config admin;

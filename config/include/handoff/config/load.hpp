@@ -27,9 +27,9 @@ struct config_error {
 std::string format(const config_error& e);
 
 struct load_result {
-    std::optional<config> value;             // set only when errors is empty
+    std::optional<config> value;  // set only when errors is empty
     std::vector<config_error> errors;
-    std::vector<config_error> warnings;      // deprecated settings; the config loads all the same
+    std::vector<config_error> warnings;  // deprecated settings; the config loads all the same
 };
 
 // Looks up an environment variable for ${NAME} expansion; returns nullopt when unset.

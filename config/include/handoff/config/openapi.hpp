@@ -24,21 +24,21 @@ enum class openapi_suggestion { none, event, commit };
 
 // One OpenAPI operation as a Handoff route.
 struct openapi_route {
-    std::string name;                 // unique, valid route name (operationId, or method + path)
-    std::string operation_id;         // as written in the document; empty when absent
-    std::string method;               // upper-case, as the operation's key ("POST")
-    std::vector<std::string> methods; // what the route matches: method, plus HEAD for a GET
-                                      // whose path item defines no head operation
-    std::string openapi_path;         // the key under `paths` ("/pet/{petId}")
-    std::string path;                 // the Handoff match path: server prefix + mapped template
-    std::string summary;              // one line, possibly shortened
+    std::string name;                  // unique, valid route name (operationId, or method + path)
+    std::string operation_id;          // as written in the document; empty when absent
+    std::string method;                // upper-case, as the operation's key ("POST")
+    std::vector<std::string> methods;  // what the route matches: method, plus HEAD for a GET
+                                       // whose path item defines no head operation
+    std::string openapi_path;          // the key under `paths` ("/pet/{petId}")
+    std::string path;                  // the Handoff match path: server prefix + mapped template
+    std::string summary;               // one line, possibly shortened
     bool deprecated = false;
     openapi_suggestion suggestion = openapi_suggestion::none;
-    std::string reason;               // why this suggestion (or why none), one sentence
-    std::string topic;                // suggested topic (event/commit only)
-    std::string key;                  // suggested key: "path:NAME" or "correlation"
-    int success_status = 0;           // commit only: 201 when the spec documents 201, else 0 (200)
-    std::vector<std::string> notes;   // e.g. a renamed path parameter
+    std::string reason;              // why this suggestion (or why none), one sentence
+    std::string topic;               // suggested topic (event/commit only)
+    std::string key;                 // suggested key: "path:NAME" or "correlation"
+    int success_status = 0;          // commit only: 201 when the spec documents 201, else 0 (200)
+    std::vector<std::string> notes;  // e.g. a renamed path parameter
 };
 
 // An operation that cannot be written as a Handoff route (requests to it are still forwarded,
@@ -50,21 +50,21 @@ struct openapi_skipped {
 };
 
 struct openapi_plan {
-    std::string file;                 // the document's name, for the header comment
-    std::string openapi_version;      // "3.0.0"
+    std::string file;             // the document's name, for the header comment
+    std::string openapi_version;  // "3.0.0"
     std::string title;
     std::string api_version;
-    std::string server_url;           // the document-level servers[0].url as written, or empty
-    std::string prefix;               // path prefix taken from a relative servers[0].url ("" or "/api/v3")
-    std::string server_note;          // why servers[0].url gave no prefix ("" when it did, or none)
-    std::string service;              // slug of the title: topic prefix and ce_source ("swagger-petstore")
+    std::string server_url;   // the document-level servers[0].url as written, or empty
+    std::string prefix;       // path prefix taken from a relative servers[0].url ("" or "/api/v3")
+    std::string server_note;  // why servers[0].url gave no prefix ("" when it did, or none)
+    std::string service;      // slug of the title: topic prefix and ce_source ("swagger-petstore")
     std::vector<openapi_route> routes;
     std::vector<openapi_skipped> skipped;
 };
 
 struct openapi_plan_result {
-    std::optional<openapi_plan> value;    // set only when errors is empty
-    std::vector<config_error> errors;     // `file` names the document; format() prints them
+    std::optional<openapi_plan> value;  // set only when errors is empty
+    std::vector<config_error> errors;   // `file` names the document; format() prints them
 };
 
 // Reads an OpenAPI 3.x document (YAML or JSON) into a plan. Errors: text that is not YAML/JSON,
@@ -87,10 +87,10 @@ openapi_plan_result plan_from_openapi(std::string_view document, const std::stri
 std::string write_openapi_config(const openapi_plan& plan);
 
 struct openapi_init_result {
-    std::optional<std::string> yaml;      // set only when errors is empty
+    std::optional<std::string> yaml;  // set only when errors is empty
     std::vector<config_error> errors;
-    std::size_t routes = 0;               // counts from the plan, for a summary line
-    std::size_t suggestions = 0;          // routes with an event/commit suggestion
+    std::size_t routes = 0;       // counts from the plan, for a summary line
+    std::size_t suggestions = 0;  // routes with an event/commit suggestion
     std::size_t skipped = 0;
 };
 
@@ -111,9 +111,9 @@ openapi_init_result init_routes_from_file(const std::string& path);
 // A write whose success responses are all 202 gets `event` even with a body: the service already
 // answers before the work is done. `responses` are the operation's, with $refs resolved.
 struct suggestion_input {
-    std::string method;                   // upper-case
+    std::string method;  // upper-case
     struct response {
-        std::string code;                 // "201", "2XX", "default"
+        std::string code;  // "201", "2XX", "default"
         bool has_content = false;
         bool has_location = false;
     };

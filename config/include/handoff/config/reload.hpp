@@ -20,7 +20,7 @@ std::vector<std::string> sections_needing_restart(const config& running, const c
 bool answers_with_replies(const route& r) noexcept;
 
 struct reload_plan {
-    std::shared_ptr<const config> in_force;  // the config to run with; null when rejected
+    std::shared_ptr<const config> in_force;   // the config to run with; null when rejected
     std::vector<std::string> restart_needed;  // sections changed in the file, not applied
     std::vector<std::string> errors;          // why the reload is rejected
 };

@@ -22,10 +22,18 @@ bool enabled(level l) noexcept;
 // Writes one JSON line: time (RFC 3339, UTC, microseconds), level, msg, then `fields`.
 void write(level l, std::string_view msg, nlohmann::json fields = nlohmann::json::object());
 
-inline void debug(std::string_view msg, nlohmann::json f = nlohmann::json::object()) { if (enabled(level::debug)) write(level::debug, msg, std::move(f)); }
-inline void info(std::string_view msg, nlohmann::json f = nlohmann::json::object()) { if (enabled(level::info)) write(level::info, msg, std::move(f)); }
-inline void warn(std::string_view msg, nlohmann::json f = nlohmann::json::object()) { if (enabled(level::warn)) write(level::warn, msg, std::move(f)); }
-inline void error(std::string_view msg, nlohmann::json f = nlohmann::json::object()) { write(level::error, msg, std::move(f)); }
+inline void debug(std::string_view msg, nlohmann::json f = nlohmann::json::object()) {
+    if (enabled(level::debug)) write(level::debug, msg, std::move(f));
+}
+inline void info(std::string_view msg, nlohmann::json f = nlohmann::json::object()) {
+    if (enabled(level::info)) write(level::info, msg, std::move(f));
+}
+inline void warn(std::string_view msg, nlohmann::json f = nlohmann::json::object()) {
+    if (enabled(level::warn)) write(level::warn, msg, std::move(f));
+}
+inline void error(std::string_view msg, nlohmann::json f = nlohmann::json::object()) {
+    write(level::error, msg, std::move(f));
+}
 
 // Holds back repeats of one kind of line, for errors a library reports in a loop (librdkafka says
 // "all brokers down" every ~50 ms while Kafka is away). The first line for a key is written; later

@@ -53,29 +53,29 @@ namespace handoff::proxy {
 // Exposed for metrics (another issue) and tests. Monotonic unless noted.
 struct subscription_counters {
     std::atomic<std::uint64_t> received{0};
-    std::atomic<std::uint64_t> attempts{0};           // HTTP attempts started
-    std::atomic<std::uint64_t> delivered{0};          // 2xx
-    std::atomic<std::uint64_t> retries{0};            // counted retries scheduled
+    std::atomic<std::uint64_t> attempts{0};   // HTTP attempts started
+    std::atomic<std::uint64_t> delivered{0};  // 2xx
+    std::atomic<std::uint64_t> retries{0};    // counted retries scheduled
     std::atomic<std::uint64_t> connection_failures{0};
-    std::atomic<std::uint64_t> dead_lettered{0};      // dead-letter writes persisted
+    std::atomic<std::uint64_t> dead_lettered{0};  // dead-letter writes persisted
     std::atomic<std::uint64_t> dead_letter_failures{0};
-    std::atomic<std::uint64_t> replies{0};            // replies persisted
+    std::atomic<std::uint64_t> replies{0};  // replies persisted
     std::atomic<std::uint64_t> reply_failures{0};
     std::atomic<std::uint64_t> offsets_stored{0};
-    std::atomic<std::uint64_t> abandoned{0};          // dropped by revocation or shutdown, not stored
-    std::atomic<std::uint64_t> dropped_headers{0};    // unsafe record headers not emitted
+    std::atomic<std::uint64_t> abandoned{0};        // dropped by revocation or shutdown, not stored
+    std::atomic<std::uint64_t> dropped_headers{0};  // unsafe record headers not emitted
     std::atomic<std::uint64_t> circuit_opened{0};
-    std::atomic<std::uint64_t> assignments{0};        // assignment callbacks
-    std::atomic<std::int64_t> in_flight{0};           // gauge: HTTP attempts + produces in progress
-    std::atomic<std::int64_t> buffered{0};            // gauge: records received, not resolved
+    std::atomic<std::uint64_t> assignments{0};  // assignment callbacks
+    std::atomic<std::int64_t> in_flight{0};     // gauge: HTTP attempts + produces in progress
+    std::atomic<std::int64_t> buffered{0};      // gauge: records received, not resolved
 };
 
 struct subscription_options {
     std::size_t partition_buffer = 1000;
     int circuit_threshold = 5;
     std::chrono::milliseconds probe_interval{2000};
-    std::function<double()> random;                   // [0,1); default: a seeded mt19937_64
-    std::function<std::string()> new_id;              // reply ce_id; default make_uuid_v7
+    std::function<double()> random;       // [0,1); default: a seeded mt19937_64
+    std::function<std::string()> new_id;  // reply ce_id; default make_uuid_v7
 };
 
 class subscription final : public consumer_listener {
@@ -153,7 +153,7 @@ private:
     // strand only
     std::map<topic_partition, std::unique_ptr<partition_state>> partitions_;
     std::deque<job_ptr> ready_;
-    std::deque<job_ptr> parked_;          // connection failures while the circuit is open
+    std::deque<job_ptr> parked_;  // connection failures while the circuit is open
     std::size_t http_in_flight_ = 0;
     std::uint64_t next_epoch_ = 1;
     int consecutive_connection_failures_ = 0;

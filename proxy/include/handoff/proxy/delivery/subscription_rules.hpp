@@ -63,7 +63,7 @@ bool safe_query(std::string_view query) noexcept;
 
 struct delivery_request {
     std::optional<boost::beast::http::request<boost::beast::http::string_body>> request;
-    std::string problem;         // why there is no request (dead-letter reason)
+    std::string problem;              // why there is no request (dead-letter reason)
     std::size_t dropped_headers = 0;  // record headers refused (unsafe value or forbidden name)
 };
 

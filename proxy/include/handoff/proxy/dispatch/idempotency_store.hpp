@@ -87,8 +87,8 @@ private:
     const std::chrono::milliseconds ttl_;
     mutable std::mutex mutex_;
     std::size_t bytes_ = 0;
-    std::list<std::string> lru_;                                   // front = most recently used
-    std::unordered_map<std::string, entry> entries_;               // scope + '\n' + key
+    std::list<std::string> lru_;                               // front = most recently used
+    std::unordered_map<std::string, entry> entries_;           // scope + '\n' + key
     std::unordered_map<std::string, std::string> by_request_;  // request id -> entries_ key
 };
 

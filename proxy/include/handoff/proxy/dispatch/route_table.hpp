@@ -40,8 +40,8 @@ struct route_match {
     kind result = kind::not_found;
     const config::route* route = nullptr;  // set when matched; owned by the route_table's config
     path_params params;
-    std::string allow;                     // "GET, POST" when method_not_allowed
-    std::string reason;                    // why, when ambiguous (for the 400's message)
+    std::string allow;   // "GET, POST" when method_not_allowed
+    std::string reason;  // why, when ambiguous (for the 400's message)
 };
 
 class route_table {
@@ -66,7 +66,7 @@ private:
     struct entry {
         const config::route* route = nullptr;
         std::vector<segment> segments;  // literals normalised (normalise_path)
-        std::string specificity;  // 'L' for literal, 'P' for param, per segment; sorts literals first
+        std::string specificity;        // 'L' for literal, 'P' for param, per segment; sorts literals first
     };
 
     explicit route_table(std::shared_ptr<const config::config> cfg);
@@ -77,7 +77,7 @@ private:
     std::vector<std::string_view> split(std::string_view normalised) const;
 
     std::shared_ptr<const config::config> cfg_;
-    std::vector<entry> entries_;  // most specific first
+    std::vector<entry> entries_;                               // most specific first
     std::unique_ptr<std::atomic<std::uint64_t>[]> sequences_;  // per route, by index in cfg_->routes
 };
 

@@ -24,7 +24,7 @@ struct request_status {
     std::string topic;
     std::int32_t partition = -1;
     std::int64_t offset = -1;
-    std::string reason;  // failed/unknown: librdkafka's error name or a short explanation
+    std::string reason;                            // failed/unknown: librdkafka's error name or a short explanation
     std::shared_ptr<const stored_response> reply;  // replied: the reply's status, headers, body
     std::chrono::system_clock::time_point updated{};
 };

@@ -3,8 +3,9 @@
 // The record is the CloudEvents Kafka protocol binding in binary content mode: value = body byte
 // for byte; headers ce_specversion, ce_id (the request ID), ce_source, ce_type, ce_time,
 // content-type; W3C traceparent (created when absent or invalid), tracestate and baggage;
-// handoff_correlation_id (the caller's label), handoff_method, handoff_path, handoff_query; allow-listed request headers under their lower-case names.
-// Authorization, Cookie and Proxy-Authorization are copied only when the route names them.
+// handoff_correlation_id (the caller's label), handoff_method, handoff_path, handoff_query; allow-listed request
+// headers under their lower-case names. Authorization, Cookie and Proxy-Authorization are copied only when the route
+// names them.
 #pragma once
 
 #include "handoff/config/config.hpp"

@@ -43,10 +43,10 @@ public:
     void produce_outcome(const std::string& topic, std::string_view outcome);
     void delivery_latency(const std::string& topic, double seconds);
 
-    prometheus::Counter& shed(std::string_view reason);          // 503s from bounds
-    prometheus::Counter& upstream_error(std::string_view kind);  // forward failures
-    prometheus::Counter& config_reload(std::string_view result); // ok | rejected
-    prometheus::Counter& undelivered();                          // not flushed at shutdown
+    prometheus::Counter& shed(std::string_view reason);           // 503s from bounds
+    prometheus::Counter& upstream_error(std::string_view kind);   // forward failures
+    prometheus::Counter& config_reload(std::string_view result);  // ok | rejected
+    prometheus::Counter& undelivered();                           // not flushed at shutdown
 
     prometheus::Gauge& inflight_commits() { return *inflight_commits_; }
     prometheus::Gauge& connections() { return *connections_; }
@@ -63,7 +63,7 @@ public:
 
     prometheus::Counter& idempotency(const std::string& route, std::string_view result);
     prometheus::Counter& shadow_failure(const std::string& route, std::string_view reason);
-    prometheus::Counter& reply_record(std::string_view outcome);  // records read from replies.topic
+    prometheus::Counter& reply_record(std::string_view outcome);         // records read from replies.topic
     prometheus::Counter& producer_recreations(std::string_view reason);  // fatal | stalled
 
     // The receiving half, by subscription name: handoff_subscription_<what>_total, where `what`
@@ -71,7 +71,8 @@ public:
     prometheus::Counter& subscription_counter(std::string_view what, const std::string& subscription);
     prometheus::Gauge& subscription_in_flight(const std::string& subscription);
     prometheus::Gauge& subscription_buffered(const std::string& subscription);
-    prometheus::Gauge& subscription_lag(const std::string& subscription, const std::string& topic, std::int32_t partition);
+    prometheus::Gauge& subscription_lag(const std::string& subscription, const std::string& topic,
+                                        std::int32_t partition);
 
     // Runs before each scrape (to sample queue depths and the like).
     void on_scrape(std::function<void()> f);
@@ -88,7 +89,7 @@ private:
     T& cached(prometheus::Family<T>& family, std::map<prometheus::Labels, T*>& cache, const prometheus::Labels& labels);
 
     std::shared_ptr<prometheus::Registry> registry_;
-    std::mutex mutex_;  // guards the caches and scrape hooks; never held on the request path once cached
+    std::mutex mutex_;         // guards the caches and scrape hooks; never held on the request path once cached
     std::mutex scrape_mutex_;  // serialises scrapes
     prometheus::Family<prometheus::Counter>& requests_;
     prometheus::Family<prometheus::Histogram>& durations_;

@@ -24,9 +24,8 @@ namespace handoff::proxy {
 class server {
 public:
     // `stats` may be null (a private registry is used then).
-    server(boost::asio::io_context& ioc, std::shared_ptr<const route_table> routes,
-           std::shared_ptr<producer> producer, std::shared_ptr<upstream_client> upstream,
-           std::shared_ptr<metrics> stats = nullptr);
+    server(boost::asio::io_context& ioc, std::shared_ptr<const route_table> routes, std::shared_ptr<producer> producer,
+           std::shared_ptr<upstream_client> upstream, std::shared_ptr<metrics> stats = nullptr);
     ~server();
     server(const server&) = delete;
     server& operator=(const server&) = delete;

@@ -32,14 +32,14 @@ struct consumed_record {
     std::string topic;
     std::int32_t partition = -1;
     std::int64_t offset = -1;
-    std::optional<std::string> key;          // nullopt for a null key
+    std::optional<std::string> key;  // nullopt for a null key
     std::string value;
-    std::vector<record_header> headers;      // in record order; names as written
+    std::vector<record_header> headers;  // in record order; names as written
 };
 
 enum class store_result {
     ok,
-    not_assigned,   // the partition is no longer assigned (librdkafka ERR__STATE): nothing stored
+    not_assigned,  // the partition is no longer assigned (librdkafka ERR__STATE): nothing stored
     failed,
 };
 

@@ -24,9 +24,9 @@ struct record_header {
 struct kafka_record {
     std::string topic;
     std::optional<std::string> key;
-    std::string value;                     // the request body, byte for byte
+    std::string value;  // the request body, byte for byte
     std::vector<record_header> headers;
-    std::string correlation_id;            // the caller's label, for logs of undelivered records; not sent
+    std::string correlation_id;  // the caller's label, for logs of undelivered records; not sent
 };
 
 // librdkafka's message status, mapped: the only status that may ever justify a 2xx is
@@ -37,17 +37,17 @@ struct delivery_report {
     delivery_status status = delivery_status::not_persisted;
     std::int32_t partition = -1;
     std::int64_t offset = -1;
-    std::string error;                     // empty on success; librdkafka error name otherwise
+    std::string error;  // empty on success; librdkafka error name otherwise
 };
 
 // Why a record was refused before it was queued. Nothing was produced in any of these cases.
 enum class produce_error {
     ok = 0,
-    queue_full,          // producer queue (messages or bytes) at its bound -> 503 Retry-After
-    message_too_large,   // larger than message.max.bytes -> 413
-    invalid_topic,       // not a legal topic name -> 400
-    unknown_topic,       // topic known not to exist -> 503 (definite)
-    not_ready,           // producer fatal / being re-created / shutting down -> 503
+    queue_full,         // producer queue (messages or bytes) at its bound -> 503 Retry-After
+    message_too_large,  // larger than message.max.bytes -> 413
+    invalid_topic,      // not a legal topic name -> 400
+    unknown_topic,      // topic known not to exist -> 503 (definite)
+    not_ready,          // producer fatal / being re-created / shutting down -> 503
 };
 
 const char* to_string(produce_error e) noexcept;
@@ -55,10 +55,10 @@ const char* to_string(produce_error e) noexcept;
 using delivery_handler = std::function<void(const delivery_report&)>;
 
 struct producer_stats {
-    std::uint64_t queued_messages = 0;     // in librdkafka's queues, not yet reported
+    std::uint64_t queued_messages = 0;  // in librdkafka's queues, not yet reported
     std::uint64_t queued_bytes = 0;
-    std::uint64_t in_flight_handlers = 0;  // accepted records whose handler has not run
-    bool fatal = false;                    // a fatal error or a stall happened; being re-created
+    std::uint64_t in_flight_handlers = 0;     // accepted records whose handler has not run
+    bool fatal = false;                       // a fatal error or a stall happened; being re-created
     std::uint64_t recreated_after_fatal = 0;  // handles re-created after a fatal error, since start
     std::uint64_t recreated_after_stall = 0;  // ... after no progress while the cluster answered
 };

@@ -36,8 +36,7 @@ public:
     rd_kafka_mock_cluster_t* handle() const noexcept { return cluster_; }
 
 private:
-    embedded_cluster(rd_kafka_t* rk, rd_kafka_mock_cluster_t* cluster) noexcept
-        : rk_(rk), cluster_(cluster) {}
+    embedded_cluster(rd_kafka_t* rk, rd_kafka_mock_cluster_t* cluster) noexcept : rk_(rk), cluster_(cluster) {}
     rd_kafka_t* rk_;
     rd_kafka_mock_cluster_t* cluster_;
 };

@@ -35,9 +35,7 @@ public:
 // message.timeout.ms=30000) and then `cfg.properties`. Returns nullptr and sets `error_out`
 // (naming the property) when librdkafka rejects a property or the handle cannot be created.
 // `ioc` must outlive the producer.
-std::shared_ptr<proxy::producer> make_producer(boost::asio::io_context& ioc,
-                                               const config::kafka_config& cfg,
-                                               const std::string& bootstrap_servers,
-                                               std::string& error_out);
+std::shared_ptr<proxy::producer> make_producer(boost::asio::io_context& ioc, const config::kafka_config& cfg,
+                                               const std::string& bootstrap_servers, std::string& error_out);
 
 }  // namespace handoff::adapters::kafka

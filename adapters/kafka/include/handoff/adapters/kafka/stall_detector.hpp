@@ -16,9 +16,9 @@ struct stall_observation {
 };
 
 enum class stall_verdict {
-    progressing,      // nothing to do
-    no_deliveries,    // records pending, cluster answering, nothing persisted for the window
-    no_producer_id,   // cluster answering, still no producer ID after the window
+    progressing,     // nothing to do
+    no_deliveries,   // records pending, cluster answering, nothing persisted for the window
+    no_producer_id,  // cluster answering, still no producer ID after the window
 };
 
 inline const char* to_string(stall_verdict v) noexcept;
@@ -61,7 +61,7 @@ public:
 private:
     std::chrono::milliseconds window_;
     std::uint64_t persisted_ = 0;
-    bool waiting_records_ = false;            // the condition held at the previous observation
+    bool waiting_records_ = false;  // the condition held at the previous observation
     bool waiting_pid_ = false;
     clock::time_point records_since_{};
     clock::time_point pid_since_{};

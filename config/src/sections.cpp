@@ -47,6 +47,9 @@ void loader::parse_upstream(const YAML::Node& n, upstream_config& u) {
     get_string(*f, "host", p, u.host);
     get_port(*f, "port", p, u.port);
     get_int(*f, "max_connections", p, u.max_connections, 1, 1'000'000);
+    // Unset, every connection the pool opened may stay open: closing connections that the next
+    // burst opens again costs the service an accept and a close per request.
+    u.max_idle = u.max_connections;
     get_int(*f, "max_idle", p, u.max_idle, 0, 1'000'000);
     get_duration(*f, "connect_timeout", p, u.connect_timeout);
     get_duration(*f, "timeout", p, u.timeout);

@@ -127,6 +127,18 @@ TEST_CASE("the deprecated listen.max_pipelined loads with a warning at its line,
     CHECK(odd.warnings.size() == 1);
 }
 
+TEST_CASE("upstream.max_idle follows max_connections unless set") {
+    const auto d = load_with("");
+    REQUIRE_OK(d);
+    CHECK(d.value->upstream.max_idle == d.value->upstream.max_connections);
+    const auto big = load_with("upstream:\n  max_connections: 512\n");
+    REQUIRE_OK(big);
+    CHECK(big.value->upstream.max_idle == 512);
+    const auto set = load_with("upstream:\n  max_connections: 512\n  max_idle: 8\n");
+    REQUIRE_OK(set);
+    CHECK(set.value->upstream.max_idle == 8);
+}
+
 TEST_CASE("a missing file is one error without a line") {
     const auto r = load_file("/nonexistent/handoff.yaml");
     REQUIRE(r.errors.size() == 1);

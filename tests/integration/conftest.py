@@ -397,6 +397,7 @@ class Script:
     body: bytes = b""
     delay: float = 0.0
     action: str = "respond"  # or "close": drop the connection without answering
+    gate: threading.Barrier | None = None  # every request waits here until `parties` are in
 
 
 class Upstream:
@@ -406,6 +407,7 @@ class Upstream:
         self.lock = threading.Lock()
         self.server: ThreadingHTTPServer | None = None
         self.port = 0
+        self.connections = 0  # TCP connections accepted so far
 
     def script(self, path: str, **kw):
         with self.lock:
@@ -430,6 +432,11 @@ class Upstream:
 
             def log_message(self, *a):
                 pass
+
+            def setup(self):
+                super().setup()
+                with up.lock:
+                    up.connections += 1
 
             def _read_body(self) -> bytes:
                 te = (self.headers.get("Transfer-Encoding") or "").lower()
@@ -460,6 +467,8 @@ class Upstream:
                         "method": req.method, "path": req.path, "query": req.query,
                         "headers": req.headers, "body_b64": base64.b64encode(body).decode(),
                     }).encode())
+                if sc.gate is not None:
+                    sc.gate.wait(timeout=20)
                 if sc.delay:
                     time.sleep(sc.delay)
                 if sc.action == "close":

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
+import urllib.request
 
 import pytest
 
@@ -203,6 +205,40 @@ def test_keep_alive_serves_several_forwarded_requests_on_one_connection(proxy, u
 
 
 @pytest.mark.timeout_s(30)
+def test_a_burst_reuses_the_upstream_connections_of_the_burst_before(proxy, upstream):
+    """The pool keeps what it opened (upstream.max_idle defaults to max_connections): a second burst
+    of 40 concurrent requests opens no new upstream connection. With the old default of 16 idle
+    connections, 24 of every 40 were closed after each burst and opened again by the next."""
+    n = 40
+
+    def burst() -> list[int]:
+        upstream.script("/burst", status=200, body=b"ok", gate=threading.Barrier(n))
+        statuses: list[int] = []
+        lock = threading.Lock()
+
+        def one():
+            with urllib.request.urlopen(urllib.request.Request(f"{proxy.base_url}/burst"), timeout=30) as r:
+                with lock:
+                    statuses.append(r.status)
+
+        threads = [threading.Thread(target=one) for _ in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=40)
+        return statuses
+
+    before = upstream.connections
+    assert burst() == [200] * n  # the gate opens only when all 40 are at the upstream at once
+    # 40 at once need 40 connections: new ones, or idle ones left by earlier tests on this proxy.
+    opened = upstream.connections - before
+    assert 0 < opened <= n
+    assert burst() == [200] * n
+    assert upstream.connections - before == opened, (
+        f"the second burst opened {upstream.connections - before - opened} new upstream connections: "
+        "idle connections were closed between the bursts")
+
+
 def test_an_upstream_slower_than_its_timeout_is_504_upstream_timeout(proxy, upstream):
     path = f"/slow/{unique('slow')}"
     upstream.script(path, delay=5.0, body=b"too late")

@@ -1,6 +1,10 @@
 #include "handoff/common/log.hpp"
 
+#include "handoff/common/http_rules.hpp"
+
 #include <unistd.h>
+
+#include <algorithm>
 
 #include <atomic>
 #include <chrono>
@@ -19,6 +23,66 @@ const char* name(level l) noexcept {
         case level::error: return "error";
     }
     return "info";
+}
+
+// "2026-12-06T01:23:45" for the second `secs`, formatted once a second per thread.
+std::string_view second_prefix(std::int64_t secs) {
+    thread_local std::int64_t cached = -1;
+    thread_local char buf[96];  // room for any int the compiler imagines; 19 bytes are used
+    if (secs != cached) {
+        const std::time_t t = static_cast<std::time_t>(secs);
+        std::tm tm{};
+        gmtime_r(&t, &tm);
+        std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                      tm.tm_hour, tm.tm_min, tm.tm_sec);
+        cached = secs;
+    }
+    return {buf, 19};
+}
+
+// Appends `v` (0 <= v < 10^digits) with leading zeros.
+void append_padded(std::string& out, std::int64_t v, int digits) {
+    char buf[20];
+    for (int i = digits - 1; i >= 0; --i) {
+        buf[i] = static_cast<char>('0' + v % 10);
+        v /= 10;
+    }
+    out.append(buf, static_cast<std::size_t>(digits));
+}
+
+void append_int(std::string& out, std::int64_t v) {
+    char buf[24];
+    char* end = buf + sizeof buf;
+    char* p = end;
+    const bool negative = v < 0;
+    auto u = negative ? 0 - static_cast<std::uint64_t>(v) : static_cast<std::uint64_t>(v);
+    do {
+        *--p = static_cast<char>('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    if (negative) *--p = '-';
+    out.append(p, static_cast<std::size_t>(end - p));
+}
+
+void write_all(const std::string& text) {
+    // One write() per line keeps lines whole when several threads log at once.
+    const char* p = text.data();
+    std::size_t left = text.size();
+    while (left > 0) {
+        const ssize_t n = ::write(STDOUT_FILENO, p, left);
+        if (n <= 0) break;
+        p += n;
+        left -= static_cast<std::size_t>(n);
+    }
+}
+
+std::string& line_buffer() {
+    thread_local std::string buf = [] {
+        std::string s;
+        s.reserve(1024);
+        return s;
+    }();
+    return buf;
 }
 
 std::string now_rfc3339() {
@@ -50,15 +114,68 @@ void write(level l, std::string_view msg, nlohmann::json fields) {
     // Invalid UTF-8 from untrusted input must not throw here: replace it.
     std::string text = line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     text.push_back('\n');
-    // One write() per line keeps lines whole when several threads log at once.
-    const char* p = text.data();
-    std::size_t left = text.size();
-    while (left > 0) {
-        const ssize_t n = ::write(STDOUT_FILENO, p, left);
-        if (n <= 0) break;
-        p += n;
-        left -= static_cast<std::size_t>(n);
+    write_all(text);
+}
+
+line::line(level l, std::string_view msg) : out_(line_buffer()) {
+    using namespace std::chrono;
+    const auto now = duration_cast<microseconds>(system_clock::now().time_since_epoch()).count();
+    out_.clear();
+    out_ += "{\"time\":\"";
+    out_ += second_prefix(now / 1'000'000);
+    out_ += '.';
+    append_padded(out_, now % 1'000'000, 6);
+    out_ += "Z\",\"level\":\"";
+    out_ += name(l);
+    out_ += "\",\"msg\":";
+    append_json_string(out_, msg);
+}
+
+line& line::str(std::string_view key, std::string_view value) {
+    out_ += ",\"";
+    out_ += key;
+    out_ += "\":";
+    const bool ascii =
+        std::all_of(value.begin(), value.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
+    if (ascii) {
+        append_json_string(out_, value);
+    } else {
+        // Rare: let the JSON library validate the UTF-8 (and replace what is invalid).
+        out_ += nlohmann::json(std::string(value)).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     }
+    return *this;
+}
+
+line& line::num(std::string_view key, std::int64_t value) {
+    out_ += ",\"";
+    out_ += key;
+    out_ += "\":";
+    append_int(out_, value);
+    return *this;
+}
+
+line& line::millis(std::string_view key, std::int64_t micros) {
+    out_ += ",\"";
+    out_ += key;
+    out_ += "\":";
+    if (micros < 0) {
+        out_ += '-';
+        micros = -micros;
+    }
+    append_int(out_, micros / 1000);
+    out_ += '.';
+    append_padded(out_, micros % 1000, 3);
+    return *this;
+}
+
+std::string_view line::end() {
+    out_ += "}\n";
+    return out_;
+}
+
+void line::write() {
+    end();
+    write_all(out_);
 }
 
 bool throttle::admit(long key, std::uint64_t& held_back, clock::time_point now) {

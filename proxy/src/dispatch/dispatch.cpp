@@ -213,20 +213,19 @@ void log_request(const http::request_header<>& req, const config::route* route, 
     if (!log::enabled(log::level::info)) return;
     const auto us =
         std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started).count();
-    nlohmann::json f = {{"request_id", ids.request},
-                        {"correlation_id", ids.correlation},
-                        {"method", std::string(req.method_string())},
-                        {"route", route ? route->name : std::string()},
-                        {"mode", config::to_string(mode)},
-                        {"status", o.res.result_int()},
-                        {"duration_ms", static_cast<double>(us) / 1000.0}};
-    if (!o.topic.empty()) f["topic"] = o.topic;
-    if (o.partition >= 0) {
-        f["partition"] = o.partition;
-        f["offset"] = o.offset;
-    }
-    if (!o.error_code.empty()) f["error"] = o.error_code;
-    log::write(log::level::info, "request", std::move(f));
+    // Built in place (log::line): this line is written for every request.
+    log::line line(log::level::info, "request");
+    line.str("request_id", ids.request)
+        .str("correlation_id", ids.correlation)
+        .str("method", {req.method_string().data(), req.method_string().size()})
+        .str("route", route ? std::string_view(route->name) : std::string_view())
+        .str("mode", config::to_string(mode))
+        .num("status", o.res.result_int())
+        .millis("duration_ms", us);
+    if (!o.topic.empty()) line.str("topic", o.topic);
+    if (o.partition >= 0) line.num("partition", o.partition).num("offset", o.offset);
+    if (!o.error_code.empty()) line.str("error", o.error_code);
+    line.write();
 }
 
 }  // namespace handoff::proxy::front

@@ -279,6 +279,24 @@ TEST_CASE("append_json_string escapes like a JSON serializer") {
     CHECK(nlohmann::json::parse(out).get<std::string>() == "a\"b\\c\nd\x01\x1f\t/é");
 }
 
+TEST_CASE("append_json_string: every byte at every offset of 8-byte words round-trips through a JSON parser") {
+    // The scan skips 8 clean bytes at a time: put each byte value at each position of a word, in
+    // strings of several lengths, next to clean bytes on both sides.
+    for (int b = 0; b < 0x80; ++b) {
+        for (std::size_t len : {1u, 7u, 8u, 9u, 16u, 23u}) {
+            for (std::size_t at = 0; at < len; ++at) {
+                std::string in(len, 'x');
+                in[at] = static_cast<char>(b);
+                std::string out;
+                append_json_string(out, in);
+                INFO("byte " << b << " at " << at << " of " << len);
+                REQUIRE(nlohmann::json::parse(out).get<std::string>() == in);
+                CHECK(out == nlohmann::json(in).dump());
+            }
+        }
+    }
+}
+
 TEST_CASE("serialize_request_head and the body are exactly what Beast's serializer writes") {
     http::request<http::string_body> req{http::verb::post, "/orders/17?x=1", 11};
     req.set(http::field::host, "127.0.0.1:8081");

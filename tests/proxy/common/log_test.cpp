@@ -1,6 +1,10 @@
 #include <handoff/common/log.hpp>
 
 #include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
+
+#include <regex>
+#include <string>
 
 using handoff::proxy::log::throttle;
 using namespace std::chrono_literals;
@@ -24,4 +28,47 @@ TEST_CASE("throttle: the first line of a key is written, repeats within the inte
     CHECK(held == 1);
     CHECK(t.admit(7, held, t0 + 31s));
     CHECK(held == 0);
+}
+
+TEST_CASE("log::line: time, level and msg first, then the fields in order, as one JSON line") {
+    using handoff::proxy::log::level;
+    handoff::proxy::log::line l(level::info, "request");
+    l.str("request_id", "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b")
+        .str("route", "orders")
+        .num("status", 202)
+        .num("offset", -1)
+        .millis("duration_ms", 1234567)
+        .millis("tiny_ms", 7);
+    const std::string text(l.end());
+    REQUIRE(text.size() > 2);
+    CHECK(text.back() == '\n');
+    CHECK(text.find('\n') == text.size() - 1);
+    const auto j = nlohmann::ordered_json::parse(text);
+    std::vector<std::string> keys;
+    for (const auto& [k, v] : j.items()) keys.push_back(k);
+    CHECK(keys == std::vector<std::string>{"time", "level", "msg", "request_id", "route", "status", "offset",
+                                           "duration_ms", "tiny_ms"});
+    CHECK(std::regex_match(j["time"].get<std::string>(), std::regex(R"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z)")));
+    CHECK(j["level"] == "info");
+    CHECK(j["msg"] == "request");
+    CHECK(j["status"] == 202);
+    CHECK(j["offset"] == -1);
+    CHECK(j["duration_ms"].get<double>() == doctest::Approx(1234.567));
+    CHECK(text.find("\"tiny_ms\":0.007") != std::string::npos);
+}
+
+TEST_CASE("log::line: hostile string values stay one valid JSON line; invalid UTF-8 is replaced") {
+    using handoff::proxy::log::level;
+    const std::string hostile = std::string("a\"b\\c\nd\re\x01f\x7f") + "\xff\xfe" + "\xc3\xa9";
+    handoff::proxy::log::line l(level::warn, "msg \"quoted\"\n");
+    l.str("value", hostile).str("empty", "");
+    const std::string text(l.end());
+    CHECK(text.find('\n') == text.size() - 1);
+    const auto j = nlohmann::json::parse(text);
+    CHECK(j["msg"] == "msg \"quoted\"\n");
+    CHECK(j["empty"] == "");
+    const auto v = j["value"].get<std::string>();
+    CHECK(v.rfind("a\"b\\c\nd\re\x01f\x7f", 0) == 0);
+    CHECK(v.find("\xef\xbf\xbd") != std::string::npos);  // U+FFFD for the invalid bytes
+    CHECK(v.substr(v.size() - 2) == "\xc3\xa9");         // valid UTF-8 kept
 }

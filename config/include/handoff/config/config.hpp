@@ -58,7 +58,7 @@ struct upstream_config {
     std::string host = "127.0.0.1";
     std::uint16_t port = 8081;
     std::size_t max_connections = 64;  // pool bound; callers beyond wait up to connect_timeout
-    std::size_t max_idle = 16;         // idle keep-alive connections kept
+    std::size_t max_idle = 64;         // idle keep-alive connections kept; unset: max_connections
     millis connect_timeout{2'000};
     millis timeout{30'000};  // default per-request upstream timeout
     std::size_t max_response_bytes = 16 * 1024 * 1024;

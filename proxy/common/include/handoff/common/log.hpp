@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdint>
 #include <mutex>
+#include <string>
 #include <string_view>
 #include <unordered_map>
 
@@ -34,6 +35,29 @@ inline void warn(std::string_view msg, nlohmann::json f = nlohmann::json::object
 inline void error(std::string_view msg, nlohmann::json f = nlohmann::json::object()) {
     write(level::error, msg, std::move(f));
 }
+
+// A line built in place, for what is logged once per request: no JSON document, and no allocation
+// once the thread's buffer has grown. `time`, `level` and `msg` come first, then the fields in the
+// order they are added. Keys must be literals of ours (written as they are); string values are
+// escaped, and invalid UTF-8 in them is replaced by U+FFFD as in `write`. One per thread at a time.
+class line {
+public:
+    line(level l, std::string_view msg);
+    line(const line&) = delete;
+    line& operator=(const line&) = delete;
+
+    line& str(std::string_view key, std::string_view value);
+    line& num(std::string_view key, std::int64_t value);
+    // A duration in microseconds, written in milliseconds with three decimals ("12.345").
+    line& millis(std::string_view key, std::int64_t micros);
+    // Ends the line ("}\n") and returns it, valid until the thread's next line (for tests).
+    std::string_view end();
+    // Ends the line and writes it with one write call.
+    void write();
+
+private:
+    std::string& out_;
+};
 
 // Holds back repeats of one kind of line, for errors a library reports in a loop (librdkafka says
 // "all brokers down" every ~50 ms while Kafka is away). The first line for a key is written; later

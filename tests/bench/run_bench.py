@@ -307,15 +307,15 @@ class Bench:
             rates.append(int(peak * self.plan.rate_fraction_of_peak))
         return sorted(set(rates))
 
-    def measure_http(self, res: Result, proc: Proc, port: int, path: str | Request,
+    def measure_http(self, res: Result, proc: Proc, port: int, target: str | Request,
                      warmup: float | None = None) -> None:
         time.sleep(0.5 if self.plan.smoke else 1.0)
         res.rss_idle_kb = status_kb(proc.pid, "VmRSS")
         warm = warmup if warmup is not None else self.plan.peak_warmup
         if warm > 0:
-            self.wrk(port, path, warm, self.plan.wrk_connections)
+            self.wrk(port, target, warm, self.plan.wrk_connections)
         c0 = cpu_seconds(proc.pid)
-        w = self.wrk(port, path, self.plan.peak_duration, self.plan.wrk_connections)
+        w = self.wrk(port, target, self.plan.peak_duration, self.plan.wrk_connections)
         c1 = cpu_seconds(proc.pid)
         res.peak_rps = w["rps"]
         res.peak_errors = w["errors"] + w["non2xx"]
@@ -324,7 +324,7 @@ class Bench:
         for rate in self.fixed_rates(res.peak_rps):
             time.sleep(0.3)
             c0 = cpu_seconds(proc.pid)
-            run = self.loadgen(port, path, rate)
+            run = self.loadgen(port, target, rate)
             c1 = cpu_seconds(proc.pid)
             total = run["completed"] * (1 + self.plan.warmup / self.plan.duration)
             run["cpu_us_per_req"] = (c1 - c0) * 1e6 / total if total else 0.0

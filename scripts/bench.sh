@@ -23,10 +23,16 @@
 #   BENCH_RESULTS    output folder (default tests/bench/results, git-ignored)
 #   BENCH_BUILD_DIR  build folder (default build-bench)
 #   SKIP_BUILD=1     no set-up and no build: HANDOFF_BIN and BENCH_TOOLS_DIR name the binaries
+#                    (nor the Dapr build: the Dapr stage runs only if daprd is already built)
+#   BENCH_DAPR=0     do not build the Dapr peer (tests/bench/fetch_dapr.sh: ~20 min and ~1 GB the
+#                    first time, nothing after); its stage is then skipped unless daprd exists
+#   STRIMZI_BRIDGE_HOME  a Strimzi Kafka Bridge built by tests/bench/build_strimzi_bridge.sh (its
+#                    source is not in the registries): measured when set, skipped otherwise
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 HANDOFF_CACHE="${HANDOFF_CACHE:-/var/cache/handoff}"
 PEER_VERSION="4.22.0"   # Apache Camel, fetched by tests/bench/fetch_peer.sh (called by setup.sh)
+DAPR_VERSION="1.16.0"   # daprd, built from the Go module proxy by tests/bench/fetch_dapr.sh (below)
 
 mode=full
 case "${1:-}" in
@@ -46,6 +52,10 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
   cmake -S "$ROOT" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS=-g >/dev/null
   cmake --build "$BUILD_DIR" -j"$(nproc)" --target handoff handoff_loadgen handoff_bench_http202 handoff_bench_produce
   HANDOFF_BIN="$BUILD_DIR/proxy/exe/handoff"
+  if [ "${BENCH_DAPR:-1}" != 0 ] && [ "$mode" != profile ] && [ "$mode" != instructions ]; then
+    # Not in setup.sh: a first build takes ~20 minutes. A failure only skips the Dapr stage.
+    "$ROOT/tests/bench/fetch_dapr.sh" "$DAPR_VERSION" || log "fetch_dapr.sh failed: the Dapr stage will be skipped"
+  fi
   BENCH_TOOLS_DIR="$BUILD_DIR/tests/bench"
   log "set-up and build took $((SECONDS - started))s"
 fi
@@ -78,7 +88,8 @@ fi
 RESULTS="${BENCH_RESULTS:-$ROOT/tests/bench/results}"
 args=(--out "$RESULTS" --handoff "$HANDOFF_BIN" --tools "$BENCH_TOOLS_DIR" --brokers "$BROKERS"
       --sut-cpus "$SUT_CPUS" --load-cpus "$LOAD_CPUS"
-      --peer-libs "$HANDOFF_CACHE/camel-peer-$PEER_VERSION/libs")
+      --peer-libs "$HANDOFF_CACHE/camel-peer-$PEER_VERSION/libs"
+      --dapr-bin "$HANDOFF_CACHE/peers/daprd-$DAPR_VERSION" --strimzi-home "${STRIMZI_BRIDGE_HOME:-}")
 case "$mode" in
   smoke) args+=(--smoke) ;;
   profile) args+=(--profile event) ;;

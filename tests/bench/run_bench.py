@@ -64,6 +64,16 @@ def body() -> str:
     return b + '"}'
 
 
+@dataclass(frozen=True)
+class Request:
+    """What one benchmark request is: wrk and handoff_loadgen send `body` to `path` with this
+    Content-Type. Handoff, the limits and Camel take the bare 100-byte JSON body; a peer with its
+    own API (Dapr's publish, the Strimzi bridge's records envelope) gets its own."""
+    path: str
+    body: str
+    content_type: str = "application/json"
+
+
 # --- /proc ------------------------------------------------------------------------------------
 def proc_tree(pid: int) -> list[int]:
     """pid and all its descendants (nginx master + workers, a shell's child, ...)."""
@@ -146,7 +156,8 @@ def wait_port(port: int, proc: Proc, timeout: float = 30) -> None:
     raise RuntimeError(f"{proc.name}: port {port} not open after {timeout}s")
 
 
-def wait_post_ok(port: int, path: str, data: str, proc: Proc, timeout: float = 90) -> None:
+def wait_post_ok(port: int, path: str, data: str, proc: Proc, timeout: float = 90,
+                 content_type: str = "application/json") -> None:
     """Until a POST is answered 2xx: a JVM opens its port before its routes are in place."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -154,7 +165,7 @@ def wait_post_ok(port: int, path: str, data: str, proc: Proc, timeout: float = 9
             raise RuntimeError(f"{proc.name} exited during start-up (see its log)")
         try:
             req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data.encode(), method="POST",
-                                         headers={"Content-Type": "application/json"})
+                                         headers={"Content-Type": content_type})
             with urllib.request.urlopen(req, timeout=5) as r:
                 if 200 <= r.status < 300:
                     return
@@ -225,10 +236,25 @@ class Bench:
         self.body = body()
         self.results: list[Result] = []
         self.procs: list[Proc] = []
-        lua = self.tmp / "post.lua"
-        lua.write_text('wrk.method = "POST"\nwrk.body = \'%s\'\nwrk.headers["Content-Type"] = "application/json"\n'
-                       % self.body)
-        self.lua = lua
+        self._lua: dict[tuple[str, str], Path] = {}
+
+    def request(self, target: str | Request) -> Request:
+        """A bare path means the default request: POST of the 100-byte JSON body."""
+        return target if isinstance(target, Request) else Request(target, self.body)
+
+    def lua(self, req: Request) -> Path:
+        """wrk's script posting this request's body and Content-Type (one file per distinct pair)."""
+        key = (req.body, req.content_type)
+        if key not in self._lua:
+            for level in range(10):  # a Lua long string whose closing bracket is not in the body
+                close = "]" + "=" * level + "]"
+                if close not in req.body:
+                    break
+            path = self.tmp / f"post-{len(self._lua)}.lua"
+            path.write_text(f'wrk.method = "POST"\nwrk.body = [{"=" * level}[{req.body}]{"=" * level}]\n'
+                            f'wrk.headers["Content-Type"] = "{req.content_type}"\n')
+            self._lua[key] = path
+        return self._lua[key]
 
     def pin(self, cpus: str, argv: list[str]) -> list[str]:
         return ["taskset", "-c", cpus, *argv]
@@ -250,9 +276,10 @@ class Bench:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     # --- load ---------------------------------------------------------------------------------
-    def wrk(self, port: int, path: str, seconds: float, connections: int) -> dict:
+    def wrk(self, port: int, target: str | Request, seconds: float, connections: int) -> dict:
+        req = self.request(target)
         argv = self.pin(self.a.load_cpus, ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s",
-                                           "-s", str(self.lua), f"http://127.0.0.1:{port}{path}"])
+                                           "-s", str(self.lua(req)), f"http://127.0.0.1:{port}{req.path}"])
         out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60).stdout
         def num(pattern: str) -> float:
             m = re.search(pattern, out)
@@ -261,10 +288,12 @@ class Bench:
         return {"rps": num(r"Requests/sec:\s+([\d.]+)"), "requests": int(num(r"(\d+) requests in")),
                 "non2xx": int(num(r"Non-2xx or 3xx responses: (\d+)")), "errors": errors, "raw": out}
 
-    def loadgen(self, port: int, path: str, rate: float) -> dict:
+    def loadgen(self, port: int, target: str | Request, rate: float) -> dict:
+        req = self.request(target)
         conns = int(min(512, max(16, rate / 100)))
         argv = self.pin(self.a.load_cpus, [str(Path(self.a.tools) / "handoff_loadgen"), "--port", str(port),
-                                           "--path", path, "--body", self.body, "--rate", str(rate),
+                                           "--path", req.path, "--body", req.body,
+                                           "--header", f"Content-Type: {req.content_type}", "--rate", str(rate),
                                            "--duration", str(self.plan.duration), "--warmup", str(self.plan.warmup),
                                            "--connections", str(conns), "--timeout", "10"])
         r = subprocess.run(argv, capture_output=True, text=True, timeout=self.plan.duration + self.plan.warmup + 60)
@@ -278,14 +307,15 @@ class Bench:
             rates.append(int(peak * self.plan.rate_fraction_of_peak))
         return sorted(set(rates))
 
-    def measure_http(self, res: Result, proc: Proc, port: int, path: str, warmup: float | None = None) -> None:
+    def measure_http(self, res: Result, proc: Proc, port: int, target: str | Request,
+                     warmup: float | None = None) -> None:
         time.sleep(0.5 if self.plan.smoke else 1.0)
         res.rss_idle_kb = status_kb(proc.pid, "VmRSS")
         warm = warmup if warmup is not None else self.plan.peak_warmup
         if warm > 0:
-            self.wrk(port, path, warm, self.plan.wrk_connections)
+            self.wrk(port, target, warm, self.plan.wrk_connections)
         c0 = cpu_seconds(proc.pid)
-        w = self.wrk(port, path, self.plan.peak_duration, self.plan.wrk_connections)
+        w = self.wrk(port, target, self.plan.peak_duration, self.plan.wrk_connections)
         c1 = cpu_seconds(proc.pid)
         res.peak_rps = w["rps"]
         res.peak_errors = w["errors"] + w["non2xx"]
@@ -294,7 +324,7 @@ class Bench:
         for rate in self.fixed_rates(res.peak_rps):
             time.sleep(0.3)
             c0 = cpu_seconds(proc.pid)
-            run = self.loadgen(port, path, rate)
+            run = self.loadgen(port, target, rate)
             c1 = cpu_seconds(proc.pid)
             total = run["completed"] * (1 + self.plan.warmup / self.plan.duration)
             run["cpu_us_per_req"] = (c1 - c0) * 1e6 / total if total else 0.0
@@ -455,6 +485,115 @@ routes:
             self.stop(p)
         self.results.append(res)
 
+    def bench_dapr(self) -> None:
+        """The Dapr sidecar (daprd, built by tests/bench/fetch_dapr.sh) with its Kafka pub/sub
+        component: POST /v1.0/publish/<component>/<topic> is answered 204 only after sarama's
+        SyncProducer got the broker's acknowledgement (RequiredAcks = WaitForAll, hard-coded for the
+        component's producer: it has no metadata field for acks)."""
+        name = "dapr-http-kafka"
+        res = Result(name, "peer", "Dapr sidecar daprd, Kafka pub/sub (sarama sync producer, acks=all), Go")
+        daprd = Path(self.a.dapr_bin) if self.a.dapr_bin else None
+        if not daprd or not os.access(daprd, os.X_OK):
+            res.skipped = (f"no daprd at {daprd}" if daprd else "no --dapr-bin") + \
+                " (tests/bench/fetch_dapr.sh builds it; scripts/bench.sh calls it)"
+            log(f"{name}: skipped: {res.skipped}")
+            self.results.append(res)
+            return
+        d = self.tmp / "dapr"
+        (d / "components").mkdir(parents=True, exist_ok=True)
+        (d / "components" / "kafka.yaml").write_text(f"""apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: bench-kafka
+spec:
+  type: pubsub.kafka
+  version: v1
+  metadata:
+    - {{name: brokers, value: "{self.a.brokers}"}}
+    - {{name: authType, value: "none"}}
+    - {{name: consumerGroup, value: "bench-dapr"}}
+    - {{name: clientId, value: "bench-dapr"}}
+    - {{name: disableTls, value: "true"}}
+""")
+        # Standalone mode would announce the sidecar with mDNS (multicast on the machine's network
+        # interfaces); the kubernetes resolver does nothing until a service invocation, never made here.
+        (d / "config.yaml").write_text("""apiVersion: dapr.io/v1alpha1
+kind: Configuration
+metadata:
+  name: bench
+spec:
+  nameResolution:
+    component: kubernetes
+  tracing:
+    samplingRate: "0"
+""")
+        http, grpc, internal, metrics = free_port(), free_port(), free_port(), free_port()
+        argv = [str(daprd), "--mode", "standalone", "--app-id", "bench", "--log-level", "warn",
+                "--dapr-listen-addresses", "127.0.0.1", "--dapr-http-port", str(http), "--dapr-grpc-port", str(grpc),
+                "--dapr-internal-grpc-port", str(internal), "--dapr-internal-grpc-listen-address", "127.0.0.1",
+                "--metrics-port", str(metrics), "--metrics-listen-address", "127.0.0.1",
+                "--resources-path", str(d / "components"), "--config", str(d / "config.yaml")]
+        # No --placement-host-address / --scheduler-host-address: without them daprd runs with no
+        # actors and no scheduler, and waits for neither.
+        p = self.start(name, argv, self.a.sut_cpus)  # Go sizes GOMAXPROCS from the CPU affinity
+        req = Request("/v1.0/publish/bench-kafka/bench.dapr", self.body)
+        try:
+            wait_post_ok(http, req.path, req.body, p, content_type=req.content_type)
+            self.measure_http(res, p, http, req)
+        finally:
+            self.stop(p)
+        self.results.append(res)
+
+    def bench_strimzi(self) -> None:
+        """The Strimzi Kafka Bridge, when STRIMZI_BRIDGE_HOME (--strimzi-home) names a built one (the
+        recipe: tests/bench/README.md). POST /topics/<t> with a records envelope is answered 200
+        after the producer's send completed; acks=all and idempotence set here (the shipped
+        config has acks=1)."""
+        name = "strimzi-bridge"
+        res = Result(name, "peer", "Strimzi Kafka Bridge (Vert.x HTTP → Kafka producer, acks=all, idempotent), JVM")
+        home = Path(self.a.strimzi_home) if self.a.strimzi_home else None
+        if not home or not list((home / "libs").glob("io.strimzi.kafka-bridge-*.jar")):
+            res.skipped = ("STRIMZI_BRIDGE_HOME not set (the bridge is not in the registries; build recipe in "
+                           "tests/bench/README.md)" if not home else f"no built bridge in {home}/libs")
+            log(f"{name}: skipped: {res.skipped}")
+            self.results.append(res)
+            return
+        d = self.tmp / "strimzi"
+        d.mkdir(exist_ok=True)
+        port, mgmt = free_port(), free_port()
+        cfg = d / "application.properties"
+        cfg.write_text(f"""bridge.id=bench
+kafka.bootstrap.servers={self.a.brokers}
+kafka.producer.acks=all
+kafka.producer.enable.idempotence=true
+kafka.producer.linger.ms={self.a.linger_ms}
+http.host=127.0.0.1
+http.port={port}
+http.management.port={mgmt}
+http.cors.enabled=false
+http.consumer.enabled=false
+http.producer.enabled=true
+""")
+        log4j = d / "log4j2.properties"
+        log4j.write_text("name = BridgeConfig\nappender.console.type = Console\nappender.console.name = STDOUT\n"
+                         "appender.console.layout.type = PatternLayout\n"
+                         "appender.console.layout.pattern = %d %-5p [%t] %c{1}:%L - %m%n\n"
+                         "rootLogger.level = WARN\nrootLogger.appenderRefs = console\n"
+                         "rootLogger.appenderRef.console.ref = STDOUT\n")
+        java = shutil.which("java") or "java"
+        p = self.start(name, [java, "-Xms64m", "-Xmx512m", f"-Dlog4j2.configurationFile=file:{log4j}",
+                              f"-Dvertx.cacheDirBase={d}/vertx-cache", "-cp", f"{home}/libs/*",
+                              "io.strimzi.kafka.bridge.Application", f"--config-file={cfg}"],
+                       self.a.sut_cpus)
+        req = Request("/topics/bench.strimzi", '{"records":[{"value":%s}]}' % self.body,
+                      "application/vnd.kafka.json.v2+json")
+        try:
+            wait_post_ok(port, req.path, req.body, p, content_type=req.content_type)
+            self.measure_http(res, p, port, req, warmup=self.plan.jvm_warmup)
+        finally:
+            self.stop(p)
+        self.results.append(res)
+
     def run(self) -> int:
         if self.plan.broker_warmup > 0:
             log(f"--- broker warm-up: direct produce at 20,000/s for {self.plan.broker_warmup:.0f} s")
@@ -466,7 +605,8 @@ routes:
                 stages.append((f"handoff {route} t{threads}",
                                lambda route=route, threads=threads: self.bench_handoff(route, threads, up_port)))
         stages += [("nginx", lambda: self.bench_nginx_forward(up_port)), ("direct produce", self.bench_direct_produce),
-                   ("peer", self.bench_peer)]
+                   ("peer camel", self.bench_peer), ("peer dapr", self.bench_dapr),
+                   ("peer strimzi", self.bench_strimzi)]
         failed = []
         for label, fn in stages:
             log(f"--- {label}")
@@ -585,10 +725,12 @@ def write_report(results: list[Result], out: Path, args, failed: list[str]) -> s
             lines.append(f"| `commit` adds < 50 µs p50 over the direct produce (at {rate}/s) | {d:+.0f} µs "
                          f"({a['latency_us']['p50']:.0f} vs {b['latency_us']['p50']:.0f}{hop}) | "
                          f"{'yes' if d < 50 else 'no'} |")
-    pe = R.get("camel-http-kafka")
-    if cm and pe and not pe.skipped and per_core(pe):
-        x = per_core(cm) / per_core(pe)
-        lines.append(f"| `commit` ≥ 5× the HTTP→Kafka peer per core (acks=all both) | {x:.1f}× | {'yes' if x >= 5 else 'no'} |")
+    for peer in ("camel-http-kafka", "dapr-http-kafka", "strimzi-bridge"):
+        pe = R.get(peer)
+        if cm and pe and not pe.skipped and per_core(pe):
+            x = per_core(cm) / per_core(pe)
+            lines.append(f"| `commit` ≥ 5× the HTTP→Kafka peer `{peer}` per core (acks=all both) | {x:.1f}× | "
+                         f"{'yes' if x >= 5 else 'no'} |")
     if ev:
         lines.append(f"| idle RSS < 15 MB | {ev.rss_idle_kb / 1024:.1f} MB | {'yes' if ev.rss_idle_kb < 15 * 1024 else 'no'} |")
     if failed:
@@ -641,6 +783,9 @@ def main() -> int:
     ap.add_argument("--nginx", default=shutil.which("nginx") or "/usr/sbin/nginx")
     ap.add_argument("--peer-libs", default="")
     ap.add_argument("--peer-template", default=str(Path(__file__).with_name("peer_routes.yaml")))
+    ap.add_argument("--dapr-bin", default="", help="daprd built by tests/bench/fetch_dapr.sh (stage skipped if absent)")
+    ap.add_argument("--strimzi-home", default=os.environ.get("STRIMZI_BRIDGE_HOME", ""),
+                    help="a built Strimzi Kafka Bridge (its libs/ folder); stage skipped if absent")
     ap.add_argument("--linger-ms", default="1")
     ap.add_argument("--profile", default="", help="instead of the suite: perf record this route (event)")
     ap.add_argument("--instructions", action="store_true",

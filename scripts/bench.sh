@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The benchmark suite in one command (what it measures and why: tests/bench/README.md).
 #
-#   scripts/bench.sh            full run, < 15 minutes on 2 cores: set-up, a Release build in
-#                               build-bench/, a Kafka broker on 127.0.0.1:19392, then every system
+#   scripts/bench.sh            full run, < 20 minutes on 2 cores: set-up, a Release build in
+#                               build-bench/ (and one on io_uring in build-bench-uring/, see
+#                               BENCH_IO_URING), a Kafka broker on 127.0.0.1:19392, then every system
 #                               measured in one go; prints the Markdown table and writes
 #                               tests/bench/results/{table.md,results.json,latency.png,logs/}
 #   scripts/bench.sh --smoke    the same stages at tiny rates for a second each: checks only that
@@ -22,6 +23,12 @@
 #   BENCH_BROKERS    use this broker instead of starting one (ctest passes the test broker)
 #   BENCH_RESULTS    output folder (default tests/bench/results, git-ignored)
 #   BENCH_BUILD_DIR  build folder (default build-bench)
+#   BENCH_IO_URING   1: also build Handoff with Asio's io_uring backend (-DHANDOFF_IO_URING=ON) in
+#                    $BENCH_BUILD_DIR-uring and measure its event, commit and forward routes
+#                    (threads 1) against the epoll build ("io_uring vs epoll" in the report).
+#                    Default 1 for the full run, 0 for --smoke; never for --profile and
+#                    --instructions (valgrind 3.19 stalls the io_uring build: tests/bench/README.md)
+#   HANDOFF_IO_URING_BIN  with SKIP_BUILD=1: the io_uring binary (no io_uring stages without it)
 #   SKIP_BUILD=1     no set-up and no build: HANDOFF_BIN and BENCH_TOOLS_DIR name the binaries
 #                    (nor the Dapr build: the Dapr stage runs only if daprd is already built)
 #   BENCH_DAPR=0     do not build the Dapr peer (tests/bench/fetch_dapr.sh: ~20 min and ~1 GB the
@@ -43,6 +50,11 @@ case "${1:-}" in
   *) echo "usage: scripts/bench.sh [--smoke | --profile | --instructions]" >&2; exit 2 ;;
 esac
 log() { printf '[bench] %s\n' "$*" >&2; }
+case "$mode" in
+  full) io_uring="${BENCH_IO_URING:-1}" ;;
+  smoke) io_uring="${BENCH_IO_URING:-0}" ;;
+  *) io_uring=0 ;;
+esac
 started=$SECONDS
 
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
@@ -52,6 +64,13 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
   cmake -S "$ROOT" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS=-g >/dev/null
   cmake --build "$BUILD_DIR" -j"$(nproc)" --target handoff handoff_loadgen handoff_bench_http202 handoff_bench_produce
   HANDOFF_BIN="$BUILD_DIR/proxy/exe/handoff"
+  if [ "$io_uring" = 1 ]; then
+    # The same Release build with Asio's io_uring backend (every socket, timer and descriptor).
+    cmake -S "$ROOT" -B "$BUILD_DIR-uring" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS=-g \
+      -DHANDOFF_IO_URING=ON -DHANDOFF_TESTS=OFF >/dev/null
+    cmake --build "$BUILD_DIR-uring" -j"$(nproc)" --target handoff
+    HANDOFF_IO_URING_BIN="$BUILD_DIR-uring/proxy/exe/handoff"
+  fi
   if [ "${BENCH_DAPR:-1}" != 0 ] && [ "$mode" != profile ] && [ "$mode" != instructions ]; then
     # Not in setup.sh: a first build takes ~20 minutes. A failure only skips the Dapr stage.
     "$ROOT/tests/bench/fetch_dapr.sh" "$DAPR_VERSION" || log "fetch_dapr.sh failed: the Dapr stage will be skipped"
@@ -90,6 +109,9 @@ args=(--out "$RESULTS" --handoff "$HANDOFF_BIN" --tools "$BENCH_TOOLS_DIR" --bro
       --sut-cpus "$SUT_CPUS" --load-cpus "$LOAD_CPUS"
       --peer-libs "$HANDOFF_CACHE/camel-peer-$PEER_VERSION/libs"
       --dapr-bin "$HANDOFF_CACHE/peers/daprd-$DAPR_VERSION" --strimzi-home "${STRIMZI_BRIDGE_HOME:-}")
+if [ "$io_uring" = 1 ] && [ -n "${HANDOFF_IO_URING_BIN:-}" ]; then
+  args+=(--handoff-io-uring "$HANDOFF_IO_URING_BIN")
+fi
 case "$mode" in
   smoke) args+=(--smoke) ;;
   profile) args+=(--profile event) ;;

@@ -27,6 +27,7 @@ DEB_PACKAGES=(
   libboost1.81-dev libboost-url1.81-dev
   libyaml-cpp-dev nlohmann-json3-dev doctest-dev libcli11-dev prometheus-cpp-dev libmimalloc-dev
   libssl-dev libsasl2-dev libzstd-dev liblz4-dev zlib1g-dev
+  liburing-dev # the io_uring build (-DHANDOFF_IO_URING=ON; scripts/bench.sh compares it with epoll)
   openjdk-17-jre-headless maven kcat wrk
   clang libclang-rt-14-dev ccache clang-format
   nginx linux-perf valgrind # the benchmark (scripts/bench.sh): nginx as forward peer and upstream; perf for --profile; callgrind for --instructions

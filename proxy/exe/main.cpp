@@ -71,6 +71,18 @@ std::string allocator_name() {
 #endif
 }
 
+// The Asio backend this binary was built with (HANDOFF_IO_URING in CMakeLists.txt), for
+// `handoff version` and the start-up log line.
+constexpr const char* io_backend() {
+#if defined(BOOST_ASIO_HAS_IO_URING_AS_DEFAULT)
+    return "io_uring";
+#elif defined(BOOST_ASIO_HAS_EPOLL)
+    return "epoll";
+#else
+    return "select";
+#endif
+}
+
 void print_errors(const std::vector<handoff::config::config_error>& errors) {
     for (const auto& e : errors) std::cerr << handoff::config::format(e) << '\n';
 }
@@ -114,6 +126,7 @@ int run(const std::string& file) {
     log::info("starting", {{"version", version_string},
                            {"librdkafka", handoff::adapters::kafka::librdkafka_version()},
                            {"allocator", allocator_name()},
+                           {"io", io_backend()},
                            {"config", file},
                            {"profile", handoff::config::to_string(cfg->profile)},
                            {"routes", cfg->routes.size()},
@@ -376,7 +389,7 @@ int main(int argc, char** argv) {
     try {
         if (*version_cmd) {
             std::cout << "handoff " << version_string << " (librdkafka "
-                      << handoff::adapters::kafka::librdkafka_version() << ")\n";
+                      << handoff::adapters::kafka::librdkafka_version() << ", asio " << io_backend() << ")\n";
             return 0;
         }
         if (*validate_cmd) return validate(config_file);

@@ -437,11 +437,16 @@ routes:
             self.stop(p)
         self.results.append(res)
 
-    def bench_handoff(self, route: str, threads: int, upstream: int) -> None:
-        res = Result(f"handoff-{route}-t{threads}", route, f"Handoff `{route}` route, listen.threads {threads}")
+    def bench_handoff(self, route: str, threads: int, upstream: int, io: str = "epoll") -> None:
+        """`io` "io_uring": the binary built with -DHANDOFF_IO_URING=ON (--handoff-io-uring), same
+        config and load, its result named ...-io_uring and compared with the epoll stage."""
+        suffix = "" if io == "epoll" else f"-{io}"
+        res = Result(f"handoff-{route}-t{threads}{suffix}", route,
+                     f"Handoff `{route}` route, listen.threads {threads}, asio {io}")
+        binary = self.a.handoff if io == "epoll" else self.a.handoff_io_uring
         port, admin = free_port(), free_port()
         cfg = self.handoff_config(threads, port, admin, upstream)
-        p = self.start(res.name, [self.a.handoff, "run", "--config", str(cfg)], self.a.sut_cpus)
+        p = self.start(res.name, [binary, "run", "--config", str(cfg)], self.a.sut_cpus)
         try:
             wait_http(f"http://127.0.0.1:{admin}/readyz", p)
             self.measure_http(res, p, port, f"/{route}")
@@ -637,6 +642,11 @@ http.producer.enabled=true
             for route in ("event", "commit", "forward"):
                 stages.append((f"handoff {route} t{threads}",
                                lambda route=route, threads=threads: self.bench_handoff(route, threads, up_port)))
+        if self.a.handoff_io_uring:
+            # The io_uring build on the same routes, right after the epoll ones (same broker state).
+            for route in ("event", "commit", "forward"):
+                stages.append((f"handoff {route} t1 io_uring",
+                               lambda route=route: self.bench_handoff(route, 1, up_port, "io_uring")))
         stages += [("nginx", lambda: self.bench_nginx_forward(up_port)), ("direct produce", self.bench_direct_produce),
                    ("peer camel", self.bench_peer), ("peer dapr", self.bench_dapr),
                    ("peer strimzi", self.bench_strimzi)]
@@ -707,7 +717,9 @@ def write_report(results: list[Result], out: Path, args, failed: list[str]) -> s
     lines.append("|---|---:|---:|---:|---:|---:|---:|---|---:|")
     base_for = {"handoff-event-t1": "beast-202-t1", "handoff-event-t2": "beast-202-t2",
                 "handoff-forward-t1": "nginx-proxy_pass", "handoff-forward-t2": "nginx-proxy_pass",
-                "handoff-commit-t1": "camel-http-kafka", "handoff-commit-t2": "camel-http-kafka"}
+                "handoff-commit-t1": "camel-http-kafka", "handoff-commit-t2": "camel-http-kafka",
+                # the io_uring build against the epoll build of the same route
+                **{f"handoff-{route}-t1-io_uring": f"handoff-{route}-t1" for route in ("event", "commit", "forward")}}
     for r in results:
         if r.skipped:
             lines.append(f"| {r.name} | skipped: {r.skipped} | | | | | | | |")
@@ -779,6 +791,7 @@ def write_report(results: list[Result], out: Path, args, failed: list[str]) -> s
                          f"{'yes' if x >= 5 else 'no'} |")
     if ev:
         lines.append(f"| idle RSS < 15 MB | {ev.rss_idle_kb / 1024:.1f} MB | {'yes' if ev.rss_idle_kb < 15 * 1024 else 'no'} |")
+    lines += io_uring_vs_epoll(R)
     if failed:
         lines.append("")
         lines.append("Failed stages: " + "; ".join(failed))
@@ -787,6 +800,27 @@ def write_report(results: list[Result], out: Path, args, failed: list[str]) -> s
     (out / "results.json").write_text(json.dumps([r.__dict__ for r in results], indent=1))
     plot(results, out / "latency.png")
     return table
+
+
+def io_uring_vs_epoll(R: dict[str, Result]) -> list[str]:
+    """The io_uring build against the epoll build, route by route (threads 1): which is faster."""
+    rows = []
+    for route in ("event", "commit", "forward"):
+        ep, ur = R.get(f"handoff-{route}-t1"), R.get(f"handoff-{route}-t1-io_uring")
+        if not ep or not ur or ep.skipped or ur.skipped:
+            continue
+        a, b = run_at(ep, 5000) or run_at(ep, 100), run_at(ur, 5000) or run_at(ur, 100)
+        p50 = (f"{b['latency_us']['p50']:.0f} vs {a['latency_us']['p50']:.0f} (at {a['target_rate']:.0f}/s)"
+               if a and b else "—")
+        rows.append(f"| {route} | {ur.peak_rps:,.0f} vs {ep.peak_rps:,.0f} | {fmt_ratio(ur.peak_rps, ep.peak_rps)} | "
+                    f"{per_core(ur):,.0f} vs {per_core(ep):,.0f} | {fmt_ratio(per_core(ur), per_core(ep))} | {p50} |")
+    if not rows:
+        return []
+    return ["", "io_uring vs epoll (the same Handoff built with -DHANDOFF_IO_URING=ON, threads 1; ratio > 1: "
+            "io_uring is better):", "",
+            "| route | peak req/s io_uring vs epoll | ratio | req/s per core io_uring vs epoll | ratio (per core) | "
+            "p50 µs io_uring vs epoll |",
+            "|---|---:|---:|---:|---:|---:|", *rows]
 
 
 def plot(results: list[Result], path: Path) -> None:
@@ -822,6 +856,9 @@ def main() -> int:
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--out", required=True)
     ap.add_argument("--handoff", required=True)
+    ap.add_argument("--handoff-io-uring", default="",
+                    help="handoff built with -DHANDOFF_IO_URING=ON: adds the ...-t1-io_uring stages, "
+                         "compared with the epoll build (not used by --instructions)")
     ap.add_argument("--tools", required=True, help="directory of handoff_loadgen & co")
     ap.add_argument("--brokers", required=True)
     ap.add_argument("--sut-cpus", default="0")
@@ -884,6 +921,9 @@ def instructions(b: Bench, seconds: float = 10.0) -> int:
     rows = []
     systems = [("beast-202-t1", "limit", "/event"), ("handoff-event-t1", "event", "/event"),
                ("handoff-commit-t1", "commit", "/commit"), ("handoff-forward-t1", "forward", "/forward")]
+    # No io_uring rows: under valgrind 3.19 the io_uring build stalls (one request took 114 s and
+    # librdkafka's produce requests timed out; a thread blocked in io_uring_enter apparently holds
+    # valgrind's lock), and callgrind would not count the kernel's io_uring work anyway.
     for name, kind, path in systems:
         port, admin = free_port(), free_port()
         if kind == "limit":

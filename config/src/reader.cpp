@@ -20,9 +20,13 @@ reader::reader(std::string file, env_lookup env) : file_(std::move(file)), env_(
     }
 }
 
-void reader::fail(const YAML::Mark& m, std::string path, std::string message) {
+config_error reader::at(const YAML::Mark& m, std::string path, std::string message) const {
     const bool placed = m.line >= 0;
-    errors_.push_back({file_, placed ? m.line + 1 : 0, placed ? m.column + 1 : 0, std::move(path), std::move(message)});
+    return {file_, placed ? m.line + 1 : 0, placed ? m.column + 1 : 0, std::move(path), std::move(message)};
+}
+
+void reader::fail(const YAML::Mark& m, std::string path, std::string message) {
+    errors_.push_back(at(m, std::move(path), std::move(message)));
 }
 
 void reader::fail(const YAML::Node& n, std::string path, std::string message) {
@@ -30,10 +34,7 @@ void reader::fail(const YAML::Node& n, std::string path, std::string message) {
 }
 
 void reader::warn(const YAML::Node& n, std::string path, std::string message) {
-    const auto m = n.Mark();
-    const bool placed = m.line >= 0;
-    warnings_.push_back(
-        {file_, placed ? m.line + 1 : 0, placed ? m.column + 1 : 0, std::move(path), std::move(message)});
+    warnings_.push_back(at(n.Mark(), std::move(path), std::move(message)));
 }
 
 std::optional<fields> reader::map(const YAML::Node& n, const std::string& path,

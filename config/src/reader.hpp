@@ -38,6 +38,8 @@ public:
     reader(std::string file, env_lookup env);
 
     // -- reporting
+    // An error or warning placed at `m` (line and column 1-based; 0 when the mark has no place).
+    config_error at(const YAML::Mark& m, std::string path, std::string message) const;
     void fail(const YAML::Mark& m, std::string path, std::string message);
     void fail(const YAML::Node& n, std::string path, std::string message);
     // A setting that loads but deserves the operator's attention (a deprecated key).

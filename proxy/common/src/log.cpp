@@ -85,18 +85,20 @@ std::string& line_buffer() {
     return buf;
 }
 
-std::string now_rfc3339() {
+// Appends the current time, RFC 3339 UTC with microseconds ("2026-12-06T01:23:45.123456Z").
+void append_now(std::string& out) {
     using namespace std::chrono;
-    const auto now = system_clock::now();
-    const auto secs = time_point_cast<seconds>(now);
-    const auto micros = duration_cast<microseconds>(now - secs).count();
-    const std::time_t t = system_clock::to_time_t(secs);
-    std::tm tm{};
-    gmtime_r(&t, &tm);
-    char buf[96];
-    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%06lldZ", tm.tm_year + 1900, tm.tm_mon + 1,
-                  tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<long long>(micros));
-    return buf;
+    const auto now = duration_cast<microseconds>(system_clock::now().time_since_epoch()).count();
+    out += second_prefix(now / 1'000'000);
+    out += '.';
+    append_padded(out, now % 1'000'000, 6);
+    out += 'Z';
+}
+
+std::string now_rfc3339() {
+    std::string out;
+    append_now(out);
+    return out;
 }
 }  // namespace
 
@@ -118,14 +120,10 @@ void write(level l, std::string_view msg, nlohmann::json fields) {
 }
 
 line::line(level l, std::string_view msg) : out_(line_buffer()) {
-    using namespace std::chrono;
-    const auto now = duration_cast<microseconds>(system_clock::now().time_since_epoch()).count();
     out_.clear();
     out_ += "{\"time\":\"";
-    out_ += second_prefix(now / 1'000'000);
-    out_ += '.';
-    append_padded(out_, now % 1'000'000, 6);
-    out_ += "Z\",\"level\":\"";
+    append_now(out_);
+    out_ += "\",\"level\":\"";
     out_ += name(l);
     out_ += "\",\"msg\":";
     append_json_string(out_, msg);

@@ -4,7 +4,6 @@
 #include "handoff/proxy/ops/metrics.hpp"
 
 #include <map>
-#include <mutex>
 #include <set>
 #include <string>
 #include <tuple>
@@ -38,8 +37,8 @@ struct exported_counter {
     std::uint64_t last = 0;
 };
 
+// Touched only by the scrape hook (scrapes are serialised: metrics::on_scrape).
 struct exported_subscriptions {
-    std::mutex mutex;  // scrapes are serialised by metrics, but keep the state safe on its own
     std::vector<exported_counter> counters;
     std::vector<std::pair<prometheus::Gauge*, const std::atomic<std::int64_t>*>> gauges;
     std::vector<const subscription*> sources;
@@ -62,7 +61,6 @@ void export_subscription_metrics(metrics& stats, std::vector<const subscription*
     state->sources = std::move(subscriptions);
     // A raw pointer: the hook is owned by `stats` itself.
     stats.on_scrape([state, m = &stats] {
-        std::lock_guard lock(state->mutex);
         for (auto& e : state->counters) {
             const auto now = e.source->load();
             if (now > e.last) e.metric->Increment(static_cast<double>(now - e.last));
@@ -86,8 +84,7 @@ void export_subscription_metrics(metrics& stats, std::vector<const subscription*
 }
 
 void export_producer_metrics(metrics& stats, std::shared_ptr<const producer> kafka) {
-    struct exported {
-        std::mutex mutex;
+    struct exported {  // touched only by the scrape hook
         prometheus::Counter* fatal;
         prometheus::Counter* stalled;
         std::uint64_t last_fatal = 0, last_stalled = 0;
@@ -97,7 +94,6 @@ void export_producer_metrics(metrics& stats, std::shared_ptr<const producer> kaf
     state->stalled = &stats.producer_recreations("stalled");
     stats.on_scrape([state, kafka = std::move(kafka)] {
         const auto s = kafka->stats();
-        std::lock_guard lock(state->mutex);
         if (s.recreated_after_fatal > state->last_fatal) {
             state->fatal->Increment(static_cast<double>(s.recreated_after_fatal - state->last_fatal));
         }

@@ -74,7 +74,8 @@ public:
     prometheus::Gauge& subscription_lag(const std::string& subscription, const std::string& topic,
                                         std::int32_t partition);
 
-    // Runs before each scrape (to sample queue depths and the like).
+    // Runs before each scrape (to sample queue depths and the like). Scrapes are serialised
+    // (serialize holds a lock across the hooks), so a hook's own state needs no lock.
     void on_scrape(std::function<void()> f);
 
     // Prometheus text exposition format 0.0.4.

@@ -79,10 +79,13 @@ awaitable<outcome> handle_shadow(const request_context& ctx) {
         const std::string topic = built.record->topic;
         auto statuses = st->statuses;
         statuses->put(ids.request, request_status{request_status::state::accepted, route.name, topic, -1, -1, {}, {}});
+        const auto* counters = ctx.topic_metrics ? ctx.topic_metrics : &stats->topic(route.topic);
         const auto err = st->kafka->produce(
-            *built.record, [statuses, stats, failed, request_id = ids.request, route_name = route.name, topic,
-                            topic_label = route.topic](const delivery_report& r) {
-                const char* outcome = record_delivery(*statuses, *stats, request_id, route_name, topic, topic_label, r);
+            *built.record, [statuses, stats, counters, failed, request_id = ids.request, route_name = route.name, topic,
+                            produced = std::chrono::steady_clock::now()](const delivery_report& r) {
+                const char* outcome = record_delivery(*statuses, *counters, request_id, route_name, topic, r);
+                counters->delivery->observe(
+                    std::chrono::duration<double>(std::chrono::steady_clock::now() - produced).count());
                 if (r.status != delivery_status::persisted) failed(outcome, r.error);
             });
         if (err != produce_error::ok) {

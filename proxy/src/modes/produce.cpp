@@ -12,22 +12,25 @@
 
 namespace handoff::proxy::front {
 
-const char* record_delivery(status_store& statuses, metrics& stats, const std::string& request_id,
-                            const std::string& route_name, const std::string& topic, const std::string& topic_label,
+const char* record_delivery(status_store& statuses, const metrics::topic_instruments& counters,
+                            const std::string& request_id, const std::string& route_name, const std::string& topic,
                             const delivery_report& r) {
     request_status s{request_status::state::persisted, route_name, topic, r.partition, r.offset, {}, {}};
     const char* outcome = "persisted";
+    prometheus::Counter* counter = counters.persisted;
     if (r.status == delivery_status::not_persisted) {
         s.current = request_status::state::failed;
         s.reason = r.error;
         outcome = "not_persisted";
+        counter = counters.not_persisted;
     } else if (r.status == delivery_status::possibly_persisted) {
         s.current = request_status::state::unknown;
         s.reason = "possibly persisted: " + r.error;
         outcome = "possibly_persisted";
+        counter = counters.possibly_persisted;
     }
     statuses.put(request_id, std::move(s));
-    stats.produce_outcome(topic_label, outcome);
+    counter->Increment();
     return outcome;
 }
 
@@ -94,12 +97,13 @@ struct produce_context {
     request_ids ids;
     std::string route_name;
     std::string topic;
-    std::string topic_label;  // the route's topic template
+    std::string topic_label;                               // the route's topic template
+    const metrics::topic_instruments* counters = nullptr;  // topic_label's
     std::chrono::steady_clock::time_point produced = std::chrono::steady_clock::now();
 
     // Runs on the producer's io thread for every accepted record, whatever the caller got.
     void on_report(const delivery_report& r) const {
-        record_delivery(*statuses, *stats, ids.request, route_name, topic, topic_label, r);
+        record_delivery(*statuses, *counters, ids.request, route_name, topic, r);
         if (keys) {
             // Idempotency-Key: a definite failure frees the key (a retry may run again); a commit
             // is settled by its report, whatever its caller was told meanwhile.
@@ -115,8 +119,7 @@ struct produce_context {
                                true);
             }
         }
-        stats->delivery_latency(topic_label,
-                                std::chrono::duration<double>(std::chrono::steady_clock::now() - produced).count());
+        counters->delivery->observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - produced).count());
     }
 
     // The producer refused the record before producing it.
@@ -173,6 +176,7 @@ prepared_record prepare_record(const request_context& rc, config::mode mode) {
     ctx->route_name = route.name;
     ctx->topic = built.record->topic;
     ctx->topic_label = route.topic;
+    ctx->counters = rc.topic_metrics ? rc.topic_metrics : &st->stats->topic(route.topic);
     ctx->statuses->put(ids.request,
                        request_status{request_status::state::accepted, route.name, ctx->topic, -1, -1, {}, {}});
     out.record = std::move(built.record);

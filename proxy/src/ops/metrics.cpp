@@ -2,11 +2,16 @@
 
 #include <prometheus/text_serializer.h>
 
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <tuple>
+
 namespace handoff::proxy {
 
 namespace {
 // Seconds; request latencies of a sidecar sit between tens of microseconds and seconds.
-const prometheus::Histogram::BucketBoundaries latency_buckets{
+constexpr std::array<double, latency_series::bucket_count> latency_buckets{
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
 const char* class_label(int c) {
     static const char* names[] = {"other", "1xx", "2xx", "3xx", "4xx", "5xx"};
@@ -14,24 +19,57 @@ const char* class_label(int c) {
 }
 }  // namespace
 
+void latency_series::observe(double seconds) noexcept {
+    if (!(seconds > 0)) seconds = 0;  // NaN and negative durations count as zero
+    std::size_t i = 0;
+    while (i < latency_buckets.size() && seconds > latency_buckets[i]) ++i;
+    counts_[i].fetch_add(1, std::memory_order_relaxed);
+    // Nanoseconds in 64 bits: 584 years of summed latency before it wraps.
+    sum_ns_.fetch_add(static_cast<std::uint64_t>(std::llround(std::min(seconds, 1e9) * 1e9)),
+                      std::memory_order_relaxed);
+}
+
+latency_series& metrics::latency_family::add(prometheus::Labels labels) {
+    auto& s = series.emplace_back(std::piecewise_construct, std::forward_as_tuple(std::move(labels)),
+                                  std::forward_as_tuple());
+    return s.second;
+}
+
+prometheus::MetricFamily metrics::latency_family::collect() const {
+    prometheus::MetricFamily f{name, help, prometheus::MetricType::Histogram, {}};
+    f.metric.reserve(series.size());
+    for (const auto& [labels, s] : series) {
+        prometheus::ClientMetric m;
+        for (const auto& [k, v] : labels) m.label.push_back({k, v});
+        std::uint64_t cumulative = 0;
+        for (std::size_t i = 0; i <= latency_buckets.size(); ++i) {
+            cumulative += s.in_bucket(i);
+            m.histogram.bucket.push_back({cumulative, i < latency_buckets.size()
+                                                          ? latency_buckets[i]
+                                                          : std::numeric_limits<double>::infinity()});
+        }
+        m.histogram.sample_count = cumulative;
+        m.histogram.sample_sum = s.sum_seconds();
+        f.metric.push_back(std::move(m));
+    }
+    return f;
+}
+
 metrics::metrics()
     : registry_(std::make_shared<prometheus::Registry>()),
       requests_(prometheus::BuildCounter()
                     .Name("handoff_requests_total")
                     .Help("HTTP requests answered, by route, mode and status class")
                     .Register(*registry_)),
-      durations_(prometheus::BuildHistogram()
-                     .Name("handoff_request_duration_seconds")
-                     .Help("Time from the request head to the response, by route and mode")
-                     .Register(*registry_)),
+      durations_{
+          "handoff_request_duration_seconds", "Time from the request head to the response, by route and mode", {}},
       produce_(prometheus::BuildCounter()
                    .Name("handoff_produce_total")
                    .Help("Records handed to Kafka, by topic (template) and outcome")
                    .Register(*registry_)),
-      delivery_(prometheus::BuildHistogram()
-                    .Name("handoff_delivery_report_seconds")
-                    .Help("Time from produce to the broker's delivery report, by topic (template)")
-                    .Register(*registry_)),
+      delivery_{"handoff_delivery_report_seconds",
+                "Time from produce to the broker's delivery report, by topic (template)",
+                {}},
       shed_(prometheus::BuildCounter()
                 .Name("handoff_shed_total")
                 .Help("Requests or connections refused by a bound, by reason")
@@ -65,12 +103,7 @@ T& metrics::cached(prometheus::Family<T>& family, std::map<prometheus::Labels, T
     std::lock_guard lock(mutex_);
     auto it = cache.find(labels);
     if (it != cache.end()) return *it->second;
-    T* m;
-    if constexpr (std::is_same_v<T, prometheus::Histogram>) {
-        m = &family.Add(labels, latency_buckets);
-    } else {
-        m = &family.Add(labels);
-    }
+    T* m = &family.Add(labels);
     cache.emplace(labels, m);
     return *m;
 }
@@ -86,43 +119,51 @@ metrics::route_instruments& metrics::route(const std::string& name, config::mode
         r.by_class[c] = &requests_.Add({{"route", name}, {"mode", mode_name}, {"status_class", class_label(c)}});
     }
     r.by_class[0] = r.by_class[5];
-    r.duration = &durations_.Add({{"route", name}, {"mode", mode_name}}, latency_buckets);
+    r.duration = &durations_.add({{"route", name}, {"mode", mode_name}});
     return routes_.emplace(key, r).first->second;
 }
 
-void metrics::observe(route_instruments& r, unsigned status, double seconds) {
+void metrics::observe(route_instruments& r, unsigned status, double seconds) noexcept {
     const unsigned c = status / 100;
     r.by_class[c >= 1 && c <= 5 ? c : 0]->Increment();
-    r.duration->Observe(seconds);
+    r.duration->observe(seconds);
+}
+
+prometheus::Counter& metrics::outcome_locked(const std::string& topic, std::string_view outcome) {
+    auto t = topics_.find(topic);
+    if (t == topics_.end()) t = topics_.emplace(topic, topic_entry{}).first;
+    auto o = t->second.outcomes.find(outcome);
+    if (o == t->second.outcomes.end()) {
+        o = t->second.outcomes
+                .emplace(std::string(outcome), &produce_.Add({{"topic", topic}, {"outcome", std::string(outcome)}}))
+                .first;
+    }
+    return *o->second;
+}
+
+metrics::topic_instruments& metrics::topic_locked(const std::string& topic) {
+    auto& fixed = topics_[topic].fixed;
+    if (!fixed.delivery) {
+        fixed.persisted = &outcome_locked(topic, "persisted");
+        fixed.not_persisted = &outcome_locked(topic, "not_persisted");
+        fixed.possibly_persisted = &outcome_locked(topic, "possibly_persisted");
+        fixed.delivery = &delivery_.add({{"topic", topic}});
+    }
+    return fixed;
+}
+
+metrics::topic_instruments& metrics::topic(const std::string& topic_template) {
+    std::lock_guard lock(mutex_);
+    return topic_locked(topic_template);
 }
 
 void metrics::produce_outcome(const std::string& topic, std::string_view outcome) {
     prometheus::Counter* c = nullptr;
     {
         std::lock_guard lock(mutex_);
-        auto t = topics_.find(topic);
-        if (t == topics_.end()) t = topics_.emplace(topic, topic_instruments{}).first;
-        auto o = t->second.outcomes.find(outcome);
-        if (o == t->second.outcomes.end()) {
-            o = t->second.outcomes
-                    .emplace(std::string(outcome), &produce_.Add({{"topic", topic}, {"outcome", std::string(outcome)}}))
-                    .first;
-        }
-        c = o->second;
+        c = &outcome_locked(topic, outcome);
     }
     c->Increment();
-}
-
-void metrics::delivery_latency(const std::string& topic, double seconds) {
-    prometheus::Histogram* h = nullptr;
-    {
-        std::lock_guard lock(mutex_);
-        auto t = topics_.find(topic);
-        if (t == topics_.end()) t = topics_.emplace(topic, topic_instruments{}).first;
-        if (!t->second.delivery) t->second.delivery = &delivery_.Add({{"topic", topic}}, latency_buckets);
-        h = t->second.delivery;
-    }
-    h->Observe(seconds);
 }
 
 prometheus::Counter& metrics::shed(std::string_view reason) {
@@ -238,7 +279,13 @@ std::string metrics::serialize() {
         hooks = scrape_hooks_;
     }
     for (auto& h : hooks) h();
-    return prometheus::TextSerializer{}.Serialize(registry_->Collect());
+    auto families = registry_->Collect();
+    {
+        std::lock_guard lock(mutex_);  // the latency families' series lists grow under it
+        families.push_back(durations_.collect());
+        families.push_back(delivery_.collect());
+    }
+    return prometheus::TextSerializer{}.Serialize(families);
 }
 
 }  // namespace handoff::proxy

@@ -50,6 +50,29 @@ struct session_handle {
     bool idle = false;
 };
 
+// A route table and its routes' metric instruments, resolved once when the table is installed
+// (start, reload): a request's metrics then take no lock and look nothing up. Swapped as one, so
+// a request never pairs one table's routes with another's instruments.
+struct routing {
+    struct route_metrics {
+        metrics::route_instruments* served = nullptr;  // in the route's mode
+        metrics::route_instruments* canary = nullptr;  // in its canary mode, when it has a canary
+        metrics::topic_instruments* topic = nullptr;   // its topic template, when it has one
+    };
+    routing(std::shared_ptr<const route_table> t, metrics& stats);
+
+    // The instruments of a request on `route` (null: matched none; `status_path`: /_handoff/)
+    // answered in `mode`. A mode the table did not resolve falls back to metrics::route.
+    metrics::route_instruments& instruments(metrics& stats, const config::route* route, bool status_path,
+                                            config::mode mode) const;
+    // Null for a route without a topic, or one not of this table.
+    metrics::topic_instruments* topic(const config::route& r) const noexcept;
+
+    std::shared_ptr<const route_table> table;
+    std::vector<route_metrics> by_route;  // by index in table->cfg().routes
+    route_metrics unmatched, status;      // "(unmatched)" and "(status)", in defaults.mode
+};
+
 }  // namespace front
 
 // Everything the server's sessions share; owned by `server` and by every session (shared_ptr), so
@@ -57,7 +80,7 @@ struct session_handle {
 // construction; listener settings need a restart to change.
 struct server::state {
     boost::asio::io_context& ioc;
-    std::atomic<std::shared_ptr<const route_table>> routes;
+    std::atomic<std::shared_ptr<const front::routing>> routes;
     std::shared_ptr<producer> kafka;
     std::shared_ptr<upstream_client> upstream;
     std::shared_ptr<metrics> stats;
@@ -105,6 +128,7 @@ struct request_context {
     const path_params& params;
     const std::string& client_ip;
     const request_ids& ids;
+    metrics::topic_instruments* topic_metrics = nullptr;  // the route's, resolved with its table
     bool keyed = false;  // the request holds an Idempotency-Key entry (set by the gate)
 };
 
@@ -132,8 +156,8 @@ awaitable<outcome> handle_reply(const request_context& ctx);
 
 // What every delivery report of an accepted record leaves behind: the request's state in the
 // status store and the produce-outcome metric. Returns the outcome label.
-const char* record_delivery(status_store& statuses, metrics& stats, const std::string& request_id,
-                            const std::string& route_name, const std::string& topic, const std::string& topic_label,
+const char* record_delivery(status_store& statuses, const metrics::topic_instruments& counters,
+                            const std::string& request_id, const std::string& route_name, const std::string& topic,
                             const delivery_report& r);
 
 // ---- dispatch/dispatch.cpp: from a parsed head to an outcome ------------------------------------------

@@ -17,12 +17,9 @@ using tcp = asio::ip::tcp;
 
 server::state::state(asio::io_context& io, std::shared_ptr<const route_table> r, std::shared_ptr<producer> p,
                      std::shared_ptr<upstream_client> u, std::shared_ptr<metrics> m)
-    : ioc(io),
-      routes(std::move(r)),
-      kafka(std::move(p)),
-      upstream(std::move(u)),
-      stats(m ? std::move(m) : std::make_shared<metrics>()) {
-    const auto& cfg = routes.load()->cfg();
+    : ioc(io), kafka(std::move(p)), upstream(std::move(u)), stats(m ? std::move(m) : std::make_shared<metrics>()) {
+    routes.store(std::make_shared<const front::routing>(std::move(r), *stats));
+    const auto& cfg = routes.load()->table->cfg();
     listen = cfg.listen;
     statuses = std::make_shared<status_store>(cfg.status.max_entries, cfg.status.max_bytes, cfg.status.ttl);
     keys = std::make_shared<idempotency_store>(cfg.idempotency.max_entries, cfg.idempotency.max_bytes,
@@ -146,7 +143,59 @@ void server::stop_accepting() {
 std::size_t server::active_connections() const noexcept { return state_->connections.load(); }
 std::size_t server::inflight_commits() const noexcept { return state_->inflight_commits.load(); }
 
-void server::swap_routes(std::shared_ptr<const route_table> routes) { state_->routes.store(std::move(routes)); }
+void server::swap_routes(std::shared_ptr<const route_table> routes) {
+    state_->routes.store(std::make_shared<const front::routing>(std::move(routes), *state_->stats));
+}
+
+namespace front {
+
+namespace {
+const std::string unmatched_label = "(unmatched)";
+const std::string status_label = "(status)";
+}  // namespace
+
+routing::routing(std::shared_ptr<const route_table> t, metrics& stats) : table(std::move(t)) {
+    const auto& cfg = table->cfg();
+    by_route.reserve(cfg.routes.size());
+    for (const auto& r : cfg.routes) {
+        route_metrics m;
+        m.served = &stats.route(r.name, r.mode);
+        if (r.canary_percent_bp > 0) m.canary = &stats.route(r.name, r.canary_mode);
+        if (!r.topic.empty()) m.topic = &stats.topic(r.topic);
+        by_route.push_back(m);
+    }
+    unmatched.served = &stats.route(unmatched_label, cfg.defaults.mode);
+    status.served = &stats.route(status_label, cfg.defaults.mode);
+}
+
+metrics::route_instruments& routing::instruments(metrics& stats, const config::route* route, bool status_path,
+                                                 config::mode mode) const {
+    const route_metrics* m = &unmatched;
+    config::mode served = table->cfg().defaults.mode;
+    config::mode canary = served;
+    if (route) {
+        const auto i = static_cast<std::size_t>(route - table->cfg().routes.data());
+        if (i < by_route.size()) {
+            m = &by_route[i];
+            served = route->mode;
+            canary = route->canary_mode;
+        } else {
+            m = nullptr;
+        }
+    } else if (status_path) {
+        m = &status;
+    }
+    if (m && mode == served && m->served) return *m->served;
+    if (m && mode == canary && m->canary) return *m->canary;
+    return stats.route(route ? route->name : status_path ? status_label : unmatched_label, mode);
+}
+
+metrics::topic_instruments* routing::topic(const config::route& r) const noexcept {
+    const auto i = static_cast<std::size_t>(&r - table->cfg().routes.data());
+    return i < by_route.size() ? by_route[i].topic : nullptr;
+}
+
+}  // namespace front
 
 consumer_listener& server::reply_listener() noexcept { return *state_->reply_listener; }
 bool server::replies_ready() const noexcept { return state_->reply_listener->ready(); }

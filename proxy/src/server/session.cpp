@@ -20,9 +20,6 @@ namespace handoff::proxy::front {
 
 namespace {
 
-const std::string unmatched_label = "(unmatched)";
-const std::string status_label = "(status)";
-
 using request_parser = http::request_parser<http::string_body>;
 
 bool expects_continue(const http::request_header<>& h) {
@@ -211,7 +208,8 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
 
         auto& req = parser.get();
         const bool head_request = req.method() == http::verb::head;
-        const auto routes = st->routes.load();  // this request keeps the table it started with
+        const auto routing = st->routes.load();  // this request keeps the table it started with
+        const auto& routes = routing->table;
         const auto& cfg = routes->cfg();
         // Every request gets its own request ID; the caller's X-Correlation-ID is only a label
         // (set below, once the head is known to be usable).
@@ -220,9 +218,9 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
         const config::route* route = nullptr;
         std::string_view path, query;
         auto finish = [&](outcome o) -> outcome {
-            const auto& name = route ? route->name : (path.starts_with("/_handoff/") ? status_label : unmatched_label);
-            st->stats->observe(st->stats->route(name, mode), o.res.result_int(),
-                               std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+            metrics::observe(routing->instruments(*st->stats, route, path.starts_with("/_handoff/"), mode),
+                             o.res.result_int(),
+                             std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
             if (cfg.log.requests) log_request(req, route, mode, ids, o, started);
             return o;
         };
@@ -364,6 +362,7 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
 
         // Named, not braced inside the co_await: GCC 12 (see request_context).
         request_context ctx{st, cfg, route, req, match.params, client_ip, ids};
+        if (route) ctx.topic_metrics = routing->topic(*route);
         outcome o = co_await answer_request(ctx, *routes, path, query, mode);
         o = finish(std::move(o));
         const bool keep = !o.close && req.keep_alive() && !st->draining.load() && !st->closing.load();

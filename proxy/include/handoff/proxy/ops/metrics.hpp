@@ -4,6 +4,12 @@
 // Instruments are created on first use and cached; label values come only from config (route
 // names, topic templates, fixed outcome words), never from requests, so cardinality is bounded.
 // Every member is thread-safe.
+//
+// The request path takes no lock and looks nothing up: the server resolves each route's
+// instruments (route(), topic()) when it installs a route table, and a request updates them
+// through the returned pointers. Counters are prometheus-cpp's (an atomic); the latency
+// histograms are this file's latency_series (relaxed atomics per bucket), since prometheus-cpp
+// 1.0's Histogram takes a mutex on every Observe.
 #pragma once
 
 #include "handoff/config/config.hpp"
@@ -15,7 +21,9 @@
 #include <prometheus/registry.h>
 
 #include <array>
+#include <atomic>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -26,6 +34,23 @@
 
 namespace handoff::proxy {
 
+// One labelled series of a latency histogram (seconds), observed without a lock. A scrape reads
+// the buckets and the sum one by one, so it may count an observation in its bucket and not yet
+// in the sum; Prometheus tolerates that, and the next scrape is exact.
+class latency_series {
+public:
+    static constexpr std::size_t bucket_count = 17;  // upper bounds: metrics.cpp, latency_buckets
+    void observe(double seconds) noexcept;
+    std::uint64_t in_bucket(std::size_t i) const noexcept {  // i == bucket_count: above the last bound
+        return counts_[i].load(std::memory_order_relaxed);
+    }
+    double sum_seconds() const noexcept { return static_cast<double>(sum_ns_.load(std::memory_order_relaxed)) / 1e9; }
+
+private:
+    std::array<std::atomic<std::uint64_t>, bucket_count + 1> counts_{};  // per bucket, not cumulative
+    std::atomic<std::uint64_t> sum_ns_{0};
+};
+
 class metrics {
 public:
     metrics();
@@ -33,15 +58,25 @@ public:
     // Per route and mode: requests by status class and a duration histogram.
     struct route_instruments {
         std::array<prometheus::Counter*, 6> by_class{};  // index = status / 100 (0 unused)
-        prometheus::Histogram* duration = nullptr;
+        latency_series* duration = nullptr;
     };
+    // Resolves (creating on first use) under a lock: call it once per route table, not per request.
     route_instruments& route(const std::string& route_name, config::mode mode);
-    void observe(route_instruments& r, unsigned status, double seconds);
+    static void observe(route_instruments& r, unsigned status, double seconds) noexcept;
 
-    // Produce outcomes (persisted, not_persisted, possibly_persisted, refused_<reason>) by topic
-    // template, and delivery-report latency.
+    // Per topic template: the produce outcomes every delivery report counts, and delivery-report
+    // latency. Resolved under a lock, like route().
+    struct topic_instruments {
+        prometheus::Counter* persisted = nullptr;
+        prometheus::Counter* not_persisted = nullptr;
+        prometheus::Counter* possibly_persisted = nullptr;
+        latency_series* delivery = nullptr;
+    };
+    topic_instruments& topic(const std::string& topic_template);
+
+    // Any produce outcome (refused_<reason> as well) by topic template: locks and looks up, for
+    // the rare outcomes.
     void produce_outcome(const std::string& topic, std::string_view outcome);
-    void delivery_latency(const std::string& topic, double seconds);
 
     prometheus::Counter& shed(std::string_view reason);           // 503s from bounds
     prometheus::Counter& upstream_error(std::string_view kind);   // forward failures
@@ -88,14 +123,24 @@ private:
     prometheus::Counter& counter(const std::string& name, const std::string& help, const prometheus::Labels& labels);
     template <class T>
     T& cached(prometheus::Family<T>& family, std::map<prometheus::Labels, T*>& cache, const prometheus::Labels& labels);
+    topic_instruments& topic_locked(const std::string& topic_template);
+    prometheus::Counter& outcome_locked(const std::string& topic_template, std::string_view outcome);
+
+    // A histogram family of latency_series, exported beside the registry's families.
+    struct latency_family {
+        std::string name, help;
+        std::deque<std::pair<prometheus::Labels, latency_series>> series;  // stable addresses
+        latency_series& add(prometheus::Labels labels);
+        prometheus::MetricFamily collect() const;
+    };
 
     std::shared_ptr<prometheus::Registry> registry_;
     std::mutex mutex_;         // guards the caches and scrape hooks; never held on the request path once cached
     std::mutex scrape_mutex_;  // serialises scrapes
     prometheus::Family<prometheus::Counter>& requests_;
-    prometheus::Family<prometheus::Histogram>& durations_;
+    latency_family durations_;
     prometheus::Family<prometheus::Counter>& produce_;
-    prometheus::Family<prometheus::Histogram>& delivery_;
+    latency_family delivery_;
     prometheus::Family<prometheus::Counter>& shed_;
     prometheus::Family<prometheus::Counter>& upstream_errors_;
     prometheus::Family<prometheus::Counter>& reloads_;
@@ -107,12 +152,12 @@ private:
     prometheus::Gauge* status_entries_;
     std::map<std::pair<std::string, int>, route_instruments> routes_;
     std::map<prometheus::Labels, prometheus::Counter*> shed_cache_, upstream_cache_, reload_cache_;
-    // Per topic, looked up without building label maps: these run once per produced record.
-    struct topic_instruments {
-        prometheus::Histogram* delivery = nullptr;
+    // Per topic template: the instruments a delivery report updates, and every outcome counter.
+    struct topic_entry {
+        topic_instruments fixed;
         std::map<std::string, prometheus::Counter*, std::less<>> outcomes;
     };
-    std::map<std::string, topic_instruments, std::less<>> topics_;
+    std::map<std::string, topic_entry, std::less<>> topics_;
     std::map<std::string, prometheus::Family<prometheus::Gauge>*> gauge_families_;
     std::map<std::string, prometheus::Family<prometheus::Counter>*> counter_families_;
     std::vector<std::function<void()>> scrape_hooks_;

@@ -182,6 +182,8 @@ def test_log_requests_false_writes_no_request_lines(handoff_process, brokers, up
     cid = unique("quiet")
     assert q.request("GET", "/x", headers={"X-Correlation-ID": cid}).status == 200
     assert scrape(q).value("handoff_requests_total", route="(unmatched)", mode="forward", status_class="2xx") == 1
+    assert q.stop() == 0  # request lines are batched: a clean stop writes whatever is held
+    assert [x for x in q.log_lines_json() if x.get("msg") == "stopped"], q.log_tail()
     assert not [x for x in q.log_lines_json() if x.get("msg") == "request"], q.log_tail()
     assert cid not in q.log_text()
 

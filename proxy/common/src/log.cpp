@@ -8,8 +8,12 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <cstdlib>
 #include <ctime>
 #include <cstdio>
+#include <mutex>
+#include <thread>
 
 namespace handoff::proxy::log {
 namespace {
@@ -64,17 +68,100 @@ void append_int(std::string& out, std::int64_t v) {
     out.append(p, static_cast<std::size_t>(end - p));
 }
 
-void write_all(const std::string& text) {
-    // One write() per line keeps lines whole when several threads log at once.
-    const char* p = text.data();
-    std::size_t left = text.size();
-    while (left > 0) {
-        const ssize_t n = ::write(STDOUT_FILENO, p, left);
-        if (n <= 0) break;
-        p += n;
-        left -= static_cast<std::size_t>(n);
+// Request lines (log::line) are one per request, and a write() each would be a system call per
+// request: they are appended to a buffer that a writer thread empties `batch_delay` after the
+// first line of a batch, or the caller at `batch_bytes`. Every other line is written at once,
+// after what is buffered, so the output keeps the order in which lines were made. The buffer is
+// also written at exit (atexit) and by log::flush. A crash loses at most one batch delay of lines.
+class batched_output {
+public:
+    static constexpr auto batch_delay = std::chrono::milliseconds(5);
+    static constexpr std::size_t batch_bytes = 64 * 1024;
+
+    static batched_output& get() {
+        // Never destroyed: lines may be written while static objects are destroyed at exit.
+        static batched_output* out = [] {
+            auto* o = new batched_output;
+            std::atexit([] { get().flush(); });
+            return o;
+        }();
+        return *out;
     }
-}
+
+    void append(std::string_view text) {
+        bool wake = false, full = false;
+        {
+            std::lock_guard lk(mu_);
+            wake = pending_.empty();
+            pending_.append(text);
+            full = pending_.size() >= batch_bytes;
+            if (wake && !writer_started_) {
+                writer_started_ = true;
+                std::thread([this] { run(); }).detach();
+            }
+        }
+        if (full) {
+            flush();
+        } else if (wake) {
+            ready_.notify_one();
+        }
+    }
+
+    // Writes what is buffered, then `text`, as one ordered sequence.
+    void write_now(std::string_view text) {
+        std::lock_guard wl(write_mu_);
+        take_and_write();
+        write_all(text);
+    }
+
+    void flush() {
+        std::lock_guard wl(write_mu_);
+        take_and_write();
+    }
+
+private:
+    batched_output() { pending_.reserve(batch_bytes); }
+
+    // Holds write_mu_.
+    void take_and_write() {
+        {
+            std::lock_guard lk(mu_);
+            if (pending_.empty()) return;
+            writing_.swap(pending_);
+        }
+        write_all(writing_);
+        writing_.clear();
+    }
+
+    void run() {
+        for (;;) {
+            {
+                std::unique_lock lk(mu_);
+                ready_.wait(lk, [this] { return !pending_.empty(); });
+            }
+            std::this_thread::sleep_for(batch_delay);  // let the batch fill
+            flush();
+        }
+    }
+
+    static void write_all(std::string_view text) {
+        const char* p = text.data();
+        std::size_t left = text.size();
+        while (left > 0) {
+            const ssize_t n = ::write(STDOUT_FILENO, p, left);
+            if (n <= 0) break;
+            p += n;
+            left -= static_cast<std::size_t>(n);
+        }
+    }
+
+    std::mutex mu_;        // pending_, writer_started_
+    std::mutex write_mu_;  // writing_, and the order of writes to stdout
+    std::condition_variable ready_;
+    std::string pending_;
+    std::string writing_;
+    bool writer_started_ = false;
+};
 
 std::string& line_buffer() {
     thread_local std::string buf = [] {
@@ -116,8 +203,10 @@ void write(level l, std::string_view msg, nlohmann::json fields) {
     // Invalid UTF-8 from untrusted input must not throw here: replace it.
     std::string text = line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     text.push_back('\n');
-    write_all(text);
+    batched_output::get().write_now(text);
 }
+
+void flush() { batched_output::get().flush(); }
 
 line::line(level l, std::string_view msg) : out_(line_buffer()) {
     out_.clear();
@@ -173,7 +262,7 @@ std::string_view line::end() {
 
 void line::write() {
     end();
-    write_all(out_);
+    batched_output::get().append(out_);
 }
 
 bool throttle::admit(long key, std::uint64_t& held_back, clock::time_point now) {

@@ -3,8 +3,14 @@
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
 #include <regex>
 #include <string>
+#include <thread>
 
 using handoff::proxy::log::throttle;
 using namespace std::chrono_literals;
@@ -71,4 +77,72 @@ TEST_CASE("log::line: hostile string values stay one valid JSON line; invalid UT
     CHECK(v.rfind("a\"b\\c\nd\re\x01f\x7f", 0) == 0);
     CHECK(v.find("\xef\xbf\xbd") != std::string::npos);  // U+FFFD for the invalid bytes
     CHECK(v.substr(v.size() - 2) == "\xc3\xa9");         // valid UTF-8 kept
+}
+
+namespace {
+
+// Points stdout at a pipe for the life of the object; read() returns what was written so far.
+class captured_stdout {
+public:
+    captured_stdout() {
+        REQUIRE(::pipe(fds_) == 0);
+        REQUIRE(::fcntl(fds_[0], F_SETFL, O_NONBLOCK) == 0);
+        std::fflush(stdout);
+        saved_ = ::dup(STDOUT_FILENO);
+        ::dup2(fds_[1], STDOUT_FILENO);
+    }
+    ~captured_stdout() {
+        ::dup2(saved_, STDOUT_FILENO);
+        ::close(saved_);
+        ::close(fds_[0]);
+        ::close(fds_[1]);
+    }
+    std::string read() {
+        std::string out;
+        char buf[4096];
+        for (ssize_t n; (n = ::read(fds_[0], buf, sizeof buf)) > 0;) out.append(buf, static_cast<std::size_t>(n));
+        return out;
+    }
+
+private:
+    int fds_[2] = {-1, -1};
+    int saved_ = -1;
+};
+
+}  // namespace
+
+TEST_CASE("request lines are batched; an immediate line and flush write them first, in order") {
+    namespace log = handoff::proxy::log;
+    captured_stdout out;
+    log::flush();
+    out.read();
+    log::line(log::level::info, "request").str("n", "first").write();
+    log::line(log::level::info, "request").str("n", "second").write();
+    log::warn("immediate", {{"n", "third"}});
+    const auto text = out.read();
+    const auto first = text.find("\"first\""), second = text.find("\"second\""), third = text.find("\"third\"");
+    REQUIRE(first != std::string::npos);
+    REQUIRE(second != std::string::npos);
+    REQUIRE(third != std::string::npos);
+    CHECK(first < second);
+    CHECK(second < third);
+
+    log::line(log::level::info, "request").str("n", "fourth").write();
+    log::flush();
+    CHECK(out.read().find("\"fourth\"") != std::string::npos);
+}
+
+TEST_CASE("batched request lines reach stdout without a flush") {
+    namespace log = handoff::proxy::log;
+    captured_stdout out;
+    log::flush();
+    out.read();
+    log::line(log::level::info, "request").str("n", "by-the-writer").write();
+    std::string seen;
+    // The writer thread empties the batch within its delay; poll (bounded) for it.
+    for (int i = 0; i < 2000 && seen.find("by-the-writer") == std::string::npos; ++i) {
+        seen += out.read();
+        if (seen.find("by-the-writer") == std::string::npos) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    CHECK(seen.find("by-the-writer") != std::string::npos);
 }

@@ -1,6 +1,9 @@
 // Structured JSON logging: one line per event on stdout, `{"time":..,"level":..,"msg":..,...}`.
 //
-// Thread-safe (a line is written with a single write call). Never log secrets or bodies.
+// Thread-safe: lines are never interleaved. `write` (and debug/info/warn/error) writes its line at
+// once; request lines (`line`) are batched: a writer thread writes them within 5 ms, in one
+// write call per batch, so the request log costs no system call per request. Order is kept: an
+// immediate line first writes what is batched. Never log secrets or bodies.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -36,6 +39,9 @@ inline void error(std::string_view msg, nlohmann::json f = nlohmann::json::objec
     write(level::error, msg, std::move(f));
 }
 
+// Writes the batched request lines now (shutdown, tests).
+void flush();
+
 // A line built in place, for what is logged once per request: no JSON document, and no allocation
 // once the thread's buffer has grown. `time`, `level` and `msg` come first, then the fields in the
 // order they are added. Keys must be literals of ours (written as they are); string values are
@@ -52,7 +58,7 @@ public:
     line& millis(std::string_view key, std::int64_t micros);
     // Ends the line ("}\n") and returns it, valid until the thread's next line (for tests).
     std::string_view end();
-    // Ends the line and writes it with one write call.
+    // Ends the line and adds it to the batch (written within 5 ms, at 64 KiB, by flush or at exit).
     void write();
 
 private:

@@ -48,65 +48,79 @@ std::size_t status_store::cost(const std::string& id, const request_status& s) n
     return n;
 }
 
+void status_store::unlink_locked(entry& e) noexcept {
+    (e.newer ? e.newer->older : lru_newest_) = e.older;
+    (e.older ? e.older->newer : lru_oldest_) = e.newer;
+    e.newer = e.older = nullptr;
+}
+
+void status_store::erase_locked(entry& e) {
+    unlink_locked(e);
+    bytes_ -= e.bytes;
+    entries_.erase(std::string_view(e.id));  // destroys e
+}
+
 void status_store::evict_locked(std::chrono::steady_clock::time_point now) {
     // Oldest writes sit at the back: drop expired ones, then enforce the entry and byte bounds.
     // The newest entry is always kept, even when it alone is over the byte bound.
-    while (!lru_.empty()) {
-        node* oldest = lru_.back();
-        const bool expired = oldest->second.expires <= now;
+    while (lru_oldest_) {
+        entry& oldest = *lru_oldest_;
+        const bool expired = oldest.expires <= now;
         const bool over = entries_.size() > max_entries_ || (bytes_ > max_bytes_ && entries_.size() > 1);
         if (!expired && !over) break;
-        bytes_ -= oldest->second.bytes;
-        lru_.pop_back();
-        entries_.erase(entries_.find(oldest->first));
+        erase_locked(oldest);
     }
 }
 
-void status_store::touch_locked(node& n, bool fresh, std::chrono::steady_clock::time_point now) {
-    auto& e = n.second;
+void status_store::touch_locked(entry& e, bool fresh, std::chrono::steady_clock::time_point now) {
     bytes_ -= e.bytes;
-    e.bytes = cost(n.first, e.status);
+    e.bytes = cost(e.id, e.status);
     bytes_ += e.bytes;
     e.expires = now + ttl_;
-    if (fresh) {
-        lru_.push_front(&n);
-        e.lru = lru_.begin();
-    } else {
-        lru_.splice(lru_.begin(), lru_, e.lru);  // moves the list node: no allocation
+    if (!fresh) {
+        if (lru_newest_ == &e) return;
+        unlink_locked(e);
     }
+    e.older = lru_newest_;
+    (lru_newest_ ? lru_newest_->newer : lru_oldest_) = &e;
+    lru_newest_ = &e;
 }
 
 void status_store::put(const std::string& id, request_status status) {
     const auto now = std::chrono::steady_clock::now();
     status.updated = std::chrono::system_clock::now();
     std::lock_guard lock(mutex_);
-    auto [it, fresh] = entries_.try_emplace(id);
+    auto it = entries_.find(std::string_view(id));
+    const bool fresh = it == entries_.end();
     if (fresh) {
-        it->second.status = std::move(status);
-    } else if (it->second.status.current == request_status::state::replied) {
+        auto e = std::make_unique<entry>();
+        e->id = id;
+        e->status = std::move(status);
+        it = entries_.emplace(std::string_view(e->id), std::move(e)).first;
+    } else if (it->second->status.current == request_status::state::replied) {
         // A reply is final: a delivery report arriving after it only adds partition and offset.
         if (status.current == request_status::state::persisted) {
-            it->second.status.partition = status.partition;
-            it->second.status.offset = status.offset;
+            it->second->status.partition = status.partition;
+            it->second->status.offset = status.offset;
         }
     } else {
-        it->second.status = std::move(status);
+        it->second->status = std::move(status);
     }
-    touch_locked(*it, fresh, now);
+    touch_locked(*it->second, fresh, now);
     evict_locked(now);
 }
 
 bool status_store::put_reply(const std::string& id, std::shared_ptr<const stored_response> reply) {
     const auto now = std::chrono::steady_clock::now();
     std::lock_guard lock(mutex_);
-    auto it = entries_.find(id);
-    if (it == entries_.end() || it->second.expires <= now) return false;
-    auto& s = it->second.status;
+    auto it = entries_.find(std::string_view(id));
+    if (it == entries_.end() || it->second->expires <= now) return false;
+    auto& s = it->second->status;
     s.current = request_status::state::replied;
     s.reason.clear();
     s.reply = std::move(reply);
     s.updated = std::chrono::system_clock::now();
-    touch_locked(*it, /*fresh=*/false, now);
+    touch_locked(*it->second, /*fresh=*/false, now);
     evict_locked(now);
     return true;
 }
@@ -114,15 +128,13 @@ bool status_store::put_reply(const std::string& id, std::shared_ptr<const stored
 std::optional<request_status> status_store::get(const std::string& id) {
     const auto now = std::chrono::steady_clock::now();
     std::lock_guard lock(mutex_);
-    auto it = entries_.find(id);
+    auto it = entries_.find(std::string_view(id));
     if (it == entries_.end()) return std::nullopt;
-    if (it->second.expires <= now) {
-        lru_.erase(it->second.lru);
-        bytes_ -= it->second.bytes;
-        entries_.erase(it);
+    if (it->second->expires <= now) {
+        erase_locked(*it->second);
         return std::nullopt;
     }
-    return it->second.status;
+    return it->second->status;
 }
 
 std::size_t status_store::size() const {

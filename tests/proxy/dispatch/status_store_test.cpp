@@ -3,6 +3,8 @@
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <list>
 #include <thread>
 
 using namespace handoff::proxy;
@@ -118,4 +120,30 @@ TEST_CASE("the status store is bounded in bytes: large replies push out the olde
     CHECK(s.size() < 10);
     CHECK(s.get("r9"));
     CHECK_FALSE(s.get("r0"));
+}
+
+TEST_CASE("the status store evicts in the same order as a reference LRU under random writes") {
+    // Re-writing an ID moves it to the front from anywhere in the list (head, middle, tail), so
+    // this walks every case of the intrusive list; a reference std::list says what must remain.
+    constexpr std::size_t bound = 40;
+    status_store s(bound, std::size_t{1} << 30, std::chrono::minutes(10));
+    std::list<std::string> model;  // front = most recently written
+    std::uint32_t x = 12345;
+    for (int i = 0; i < 20000; ++i) {
+        x = x * 1664525u + 1013904223u;
+        const std::string id = "id-" + std::to_string((x >> 8) % 120);
+        s.put(id, {state::accepted, "r", "t", -1, -1, {}, {}});
+        model.remove(id);
+        model.push_front(id);
+        if (model.size() > bound) model.pop_back();
+        if (i % 97 == 0) {
+            REQUIRE(s.size() == model.size());
+            for (const auto& m : model) REQUIRE(s.get(m));
+        }
+    }
+    for (int k = 0; k < 120; ++k) {
+        const std::string id = "id-" + std::to_string(k);
+        const bool kept = std::find(model.begin(), model.end(), id) != model.end();
+        CHECK(static_cast<bool>(s.get(id)) == kept);
+    }
 }

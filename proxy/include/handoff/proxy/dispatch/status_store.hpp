@@ -8,12 +8,13 @@
 #include <cstdint>
 #include "handoff/proxy/dispatch/stored_response.hpp"
 
-#include <list>
+#include <boost/unordered/unordered_flat_map.hpp>
+
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
-#include <unordered_map>
+#include <string_view>
 
 namespace handoff::proxy {
 
@@ -50,21 +51,24 @@ public:
     static std::string to_json(const std::string& request_id, const request_status& s, bool reply_content);
 
 private:
-    struct entry;
-    // An element of entries_: its address is stable until it is erased (rehashing moves nodes
-    // between buckets, never in memory), so the LRU list points at it instead of copying the ID,
-    // and eviction reads the oldest entry without a hash lookup.
-    using node = std::pair<const std::string, entry>;
+    // One heap object per request ID, at a stable address: the map's key views its `id`, and the
+    // LRU list runs through the entries themselves (no list nodes to allocate). The map is open
+    // addressing (boost::unordered_flat_map): a lookup or an erase touches one group of slots,
+    // not a bucket chain, which matters at 100,000 entries written twice per request.
     struct entry {
+        std::string id;
         request_status status;
         std::chrono::steady_clock::time_point expires;
-        std::list<node*>::iterator lru;
         std::size_t bytes = 0;
+        entry* newer = nullptr;  // towards lru_newest_
+        entry* older = nullptr;  // towards lru_oldest_
     };
     static std::size_t cost(const std::string& id, const request_status& s) noexcept;
     // Recomputes the entry's cost and expiry and makes it the most recently written. `fresh`: the
     // entry has no place in the LRU list yet.
-    void touch_locked(node& n, bool fresh, std::chrono::steady_clock::time_point now);
+    void touch_locked(entry& e, bool fresh, std::chrono::steady_clock::time_point now);
+    void unlink_locked(entry& e) noexcept;
+    void erase_locked(entry& e);
     void evict_locked(std::chrono::steady_clock::time_point now);
 
     const std::size_t max_entries_;
@@ -72,8 +76,9 @@ private:
     std::size_t bytes_ = 0;
     const std::chrono::milliseconds ttl_;
     mutable std::mutex mutex_;
-    std::list<node*> lru_;  // front = most recently written
-    std::unordered_map<std::string, entry> entries_;
+    entry* lru_newest_ = nullptr;
+    entry* lru_oldest_ = nullptr;
+    boost::unordered_flat_map<std::string_view, std::unique_ptr<entry>, std::hash<std::string_view>> entries_;
 };
 
 }  // namespace handoff::proxy

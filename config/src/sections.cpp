@@ -41,7 +41,7 @@ void loader::parse_admin(const YAML::Node& n, admin_config& a) {
 void loader::parse_upstream(const YAML::Node& n, upstream_config& u) {
     const std::string p = "upstream";
     const auto f = map(n, p,
-                       {"host", "port", "max_connections", "max_idle", "connect_timeout", "timeout",
+                       {"host", "port", "max_connections", "max_idle", "idle_timeout", "connect_timeout", "timeout",
                         "max_response_bytes", "forwarded_for"});
     if (!f) return;
     get_string(*f, "host", p, u.host);
@@ -51,6 +51,7 @@ void loader::parse_upstream(const YAML::Node& n, upstream_config& u) {
     // burst opens again costs the service an accept and a close per request.
     u.max_idle = u.max_connections;
     get_int(*f, "max_idle", p, u.max_idle, 0, 1'000'000);
+    get_duration(*f, "idle_timeout", p, u.idle_timeout);
     get_duration(*f, "connect_timeout", p, u.connect_timeout);
     get_duration(*f, "timeout", p, u.timeout);
     get_size(*f, "max_response_bytes", p, u.max_response_bytes);

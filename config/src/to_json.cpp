@@ -49,6 +49,7 @@ nlohmann::ordered_json detail::config_json(const config& c, bool redact) {
                      {"port", u.port},
                      {"max_connections", u.max_connections},
                      {"max_idle", u.max_idle},
+                     {"idle_timeout", ms(u.idle_timeout)},
                      {"connect_timeout", ms(u.connect_timeout)},
                      {"timeout", ms(u.timeout)},
                      {"max_response_bytes", u.max_response_bytes},

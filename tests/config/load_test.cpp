@@ -139,6 +139,20 @@ TEST_CASE("upstream.max_idle follows max_connections unless set") {
     CHECK(set.value->upstream.max_idle == 8);
 }
 
+TEST_CASE("upstream.idle_timeout: 4s unless set, and never 0") {
+    const auto d = load_with("");
+    REQUIRE_OK(d);
+    CHECK(d.value->upstream.idle_timeout == std::chrono::seconds(4));
+    const auto set = load_with("upstream:\n  idle_timeout: 1500ms\n");
+    REQUIRE_OK(set);
+    CHECK(set.value->upstream.idle_timeout == std::chrono::milliseconds(1500));
+    const auto zero = load_with("upstream:\n  idle_timeout: 0s\n");
+    REQUIRE_FALSE(zero.value);
+    REQUIRE(zero.errors.size() == 1);
+    CHECK(zero.errors[0].path == "upstream.idle_timeout");
+    CHECK(zero.errors[0].line == 3);  // after the one-line kafka section load_with puts first
+}
+
 TEST_CASE("a missing file is one error without a line") {
     const auto r = load_file("/nonexistent/handoff.yaml");
     REQUIRE(r.errors.size() == 1);

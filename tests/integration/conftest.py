@@ -408,6 +408,7 @@ class Upstream:
         self.server: ThreadingHTTPServer | None = None
         self.port = 0
         self.connections = 0  # TCP connections accepted so far
+        self.closed = 0  # connections whose handler has finished (the client closed, or we did)
 
     def script(self, path: str, **kw):
         with self.lock:
@@ -437,6 +438,13 @@ class Upstream:
                 super().setup()
                 with up.lock:
                     up.connections += 1
+
+            def finish(self):
+                try:
+                    super().finish()
+                finally:
+                    with up.lock:
+                        up.closed += 1
 
             def _read_body(self) -> bytes:
                 te = (self.headers.get("Transfer-Encoding") or "").lower()

@@ -10,7 +10,8 @@ import urllib.request
 
 import pytest
 
-from conftest import RawConn, UUIDV7_RE, assert_error, base_config, free_port, standard_routes, unique
+from conftest import (RawConn, UUIDV7_RE, Upstream, assert_error, base_config, free_port, standard_routes, unique,
+                      wait_until)
 
 HOP_BY_HOP = ["Connection", "Keep-Alive", "TE", "Trailer", "Upgrade", "Proxy-Connection", "Transfer-Encoding"]
 
@@ -237,6 +238,47 @@ def test_a_burst_reuses_the_upstream_connections_of_the_burst_before(proxy, upst
     assert upstream.connections - before == opened, (
         f"the second burst opened {upstream.connections - before - opened} new upstream connections: "
         "idle connections were closed between the bursts")
+
+
+@pytest.mark.timeout_s(60)
+def test_upstream_connections_idle_past_idle_timeout_are_closed_not_reused(handoff_process, brokers):
+    """A pooled connection idle longer than upstream.idle_timeout is closed instead of reused: a
+    service closing idle connections after its own keep-alive timeout can otherwise close one just
+    as a POST is sent on it, and a POST is never retried. Within the timeout the pool reuses it."""
+    up = Upstream().start()
+    try:
+        short = handoff_process(base_config(brokers, up.port, [], upstream={"idle_timeout": "300ms"}),
+                                name="fwd-idle-short")
+        long = handoff_process(base_config(brokers, up.port, [], upstream={"idle_timeout": "1m"}),
+                               name="fwd-idle-long")
+
+        def burst(h, n=4):
+            up.script("/idle", status=200, body=b"ok", gate=threading.Barrier(n))
+            out: list[int] = []
+            threads = [threading.Thread(target=lambda: out.append(h.request("POST", "/idle", b"x").status))
+                       for _ in range(n)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=30)
+            return out
+
+        for h in (short, long):
+            base_open, base_closed = up.connections, up.closed
+            assert burst(h) == [200] * 4  # four at once at the upstream: four connections
+            assert up.connections - base_open == 4
+            time.sleep(0.8)  # the idleness under test: past 300ms, well within 1m
+            up.script("/idle", status=200, body=b"ok")
+            assert h.request("POST", "/idle", b"x").status == 200
+            if h is short:
+                # All four were past idle_timeout: closed, and the POST went on a new connection.
+                assert up.connections - base_open == 5
+                wait_until(lambda: up.closed - base_closed >= 4, 5, 0.05, "the idle connections closed")
+            else:
+                assert up.connections - base_open == 4, "a connection idle within idle_timeout was not reused"
+                assert up.closed == base_closed
+    finally:
+        up.stop()
 
 
 def test_an_upstream_slower_than_its_timeout_is_504_upstream_timeout(proxy, upstream):

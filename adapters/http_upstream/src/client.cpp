@@ -150,8 +150,14 @@ private:
     std::optional<tcp::endpoint> endpoint_;  // set when cfg_.host is a numeric address
 
     std::mutex mutex_;
-    std::size_t in_use_ = 0;                       // leased slots (connecting or exchanging)
-    std::vector<connection_ptr> idle_;             // LIFO: the most recently used first
+    std::size_t in_use_ = 0;  // leased slots (connecting or exchanging)
+    struct idle_connection {
+        connection_ptr c;
+        steady::time_point since;  // returned to the pool
+    };
+    // LIFO at the back (the most recently used is reused first); the front holds the oldest,
+    // closed once idle for upstream.idle_timeout.
+    std::deque<idle_connection> idle_;
     std::deque<std::shared_ptr<waiter>> waiters_;  // FIFO
 };
 
@@ -209,23 +215,43 @@ bool pool::withdraw(const std::shared_ptr<waiter>& w) {
 
 connection_ptr pool::take_idle() {
     for (;;) {
-        connection_ptr c;
+        idle_connection idle;
         {
             std::lock_guard lock(mutex_);
             if (idle_.empty()) return nullptr;
-            c = std::move(idle_.back());
+            idle = std::move(idle_.back());
             idle_.pop_back();
         }
-        if (looks_alive(*c)) return c;
+        // Idle past upstream.idle_timeout: the service may be closing it right now (its own
+        // keep-alive timeout), and a request sent on it then fails with nothing to retry it safely.
+        if (steady::now() - idle.since >= cfg_.idle_timeout) {
+            log::debug("upstream connection idle past upstream.idle_timeout; closed");
+            continue;
+        }
+        if (looks_alive(*idle.c)) return std::move(idle.c);
         log::debug("upstream idle connection closed by peer; discarded");
     }
 }
 
 void pool::release(connection_ptr keep) noexcept {
     std::shared_ptr<waiter> next;
+    std::vector<connection_ptr> expired;  // closed outside the lock
     {
         std::lock_guard lock(mutex_);
-        if (keep && idle_.size() < cfg_.max_idle) idle_.push_back(std::move(keep));
+        const auto now = steady::now();
+        // The oldest idle connections are at the front: close those past idle_timeout, so that
+        // connections the LIFO never reaches do not linger half-closed by the service.
+        while (!idle_.empty() && now - idle_.front().since >= cfg_.idle_timeout) {
+            try {
+                expired.push_back(std::move(idle_.front().c));
+            } catch (...) {}
+            idle_.pop_front();
+        }
+        if (keep && idle_.size() < cfg_.max_idle) {
+            try {
+                idle_.push_back({std::move(keep), now});
+            } catch (...) {}
+        }
         if (!waiters_.empty()) {
             // Hand the slot over: in_use_ stays the same.
             next = std::move(waiters_.front());

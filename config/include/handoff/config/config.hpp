@@ -59,6 +59,9 @@ struct upstream_config {
     std::uint16_t port = 8081;
     std::size_t max_connections = 64;  // pool bound; callers beyond wait up to connect_timeout
     std::size_t max_idle = 64;         // idle keep-alive connections kept; unset: max_connections
+    // An idle pooled connection is closed after this long, before the service's own keep-alive
+    // timeout can close it under a request (Node.js, Apache and uvicorn close after 5 s).
+    millis idle_timeout{4'000};
     millis connect_timeout{2'000};
     millis timeout{30'000};  // default per-request upstream timeout
     std::size_t max_response_bytes = 16 * 1024 * 1024;

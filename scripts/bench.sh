@@ -22,6 +22,8 @@
 #   BENCH_KAFKA_PORT loopback port of the broker it starts (default 19392; the tests use 19092)
 #   BENCH_BROKERS    use this broker instead of starting one (ctest passes the test broker)
 #   BENCH_RESULTS    output folder (default tests/bench/results, git-ignored)
+#   BENCH_REPEAT     repeats of each system's peak run (default 3): the table gives the median CPU
+#                    µs per request and req/s, and the min-max of the repeats
 #   BENCH_BUILD_DIR  build folder (default build-bench)
 #   BENCH_IO_URING   1: also build Handoff with Asio's io_uring backend (-DHANDOFF_IO_URING=ON) in
 #                    $BENCH_BUILD_DIR-uring and measure its event, commit and forward routes

@@ -21,6 +21,7 @@ import re
 import resource
 import shutil
 import signal
+import statistics
 import socket
 import subprocess
 import sys
@@ -203,6 +204,9 @@ class Plan:
     peak_warmup: float = 2.0
     jvm_warmup: float = 10.0
     wrk_connections: int = 128
+    # The peak run is repeated and its median reported, with the spread (one run on a shared
+    # machine can be off by 20 %).
+    peak_repeats: int = 3
     # A freshly started broker (a JVM) answers produce requests slowly for its first minute, and
     # the first system measured paid for it: Handoff's event route measured 72 instead of 33 CPU
     # µs per request (librdkafka's broker thread 28 instead of 6). The broker is warmed first.
@@ -226,6 +230,8 @@ class Result:
     skipped: str = ""
     generator_cpu: float = 0.0      # wrk's CPU over the peak run, in cores (wrk -t1: at most 1)
     plain_wrk_rps: float = 0.0      # the limit only: a plain `wrk -t1 -c32` GET, the cross-check
+    peak_rps_runs: list[float] = field(default_factory=list)      # every repeat of the peak run
+    cpu_us_runs: list[float] = field(default_factory=list)
 
     @property
     def generator_bound(self) -> bool:
@@ -242,8 +248,8 @@ class Bench:
         self.logs.mkdir(exist_ok=True)
         self.tmp = Path(tempfile.mkdtemp(prefix="handoff-bench-"))
         self.plan = (Plan(smoke=True, rates=[100, 300], duration=0.5, warmup=0.2, peak_duration=1.0,
-                          peak_warmup=0.0, jvm_warmup=1.0, wrk_connections=16, broker_warmup=0.0)
-                     if args.smoke else Plan(smoke=False, rates=[1000, 5000, 20000]))
+                          peak_warmup=0.0, jvm_warmup=1.0, wrk_connections=16, broker_warmup=0.0, peak_repeats=1)
+                     if args.smoke else Plan(smoke=False, rates=[1000, 5000, 20000], peak_repeats=args.repeat))
         self.body = body()
         self.results: list[Result] = []
         self.procs: list[Proc] = []
@@ -339,17 +345,22 @@ class Bench:
         warm = warmup if warmup is not None else self.plan.peak_warmup
         if warm > 0:
             self.wrk(port, target, warm, self.plan.wrk_connections)
-        c0 = cpu_seconds(proc.pid)
-        w = self.wrk(port, target, self.plan.peak_duration, self.plan.wrk_connections)
-        c1 = cpu_seconds(proc.pid)
-        res.peak_rps = w["rps"]
-        res.generator_cpu = w["generator_cpu"]
-        res.peak_errors = w["errors"] + w["non2xx"]
+        raw = []
+        for _ in range(max(1, self.plan.peak_repeats)):
+            c0 = cpu_seconds(proc.pid)
+            w = self.wrk(port, target, self.plan.peak_duration, self.plan.wrk_connections)
+            c1 = cpu_seconds(proc.pid)
+            res.peak_rps_runs.append(w["rps"])
+            res.cpu_us_runs.append((c1 - c0) * 1e6 / w["requests"] if w["requests"] else 0.0)
+            res.generator_cpu = max(res.generator_cpu, w["generator_cpu"])
+            res.peak_errors += w["errors"] + w["non2xx"]
+            raw.append(w["raw"])
+        res.peak_rps = statistics.median(res.peak_rps_runs)
+        res.cpu_us_per_req = statistics.median(res.cpu_us_runs)
         if res.generator_bound:
             log(f"{res.name}: the load generator used {res.generator_cpu * 100:.0f} % of its core: the peak req/s is "
                 "the generator's limit and is not reported; CPU µs per request still is")
-        res.cpu_us_per_req = (c1 - c0) * 1e6 / w["requests"] if w["requests"] else 0.0
-        (self.logs / f"{res.name}.wrk.txt").write_text(w["raw"])
+        (self.logs / f"{res.name}.wrk.txt").write_text("\n".join(raw))
         for rate in self.fixed_rates(res.peak_rps):
             time.sleep(0.3)
             c0 = cpu_seconds(proc.pid)
@@ -713,8 +724,9 @@ def write_report(results: list[Result], out: Path, args, failed: list[str]) -> s
              f"wrk, broker and upstream on CPUs {args.load_cpus}; load average at start {args.load_at_start}, "
              f"at end {' '.join(open('/proc/loadavg').read().split()[:3])}"
              + ("; SMOKE run (tiny rates: the numbers mean nothing)" if args.smoke else ""), ""]
-    lines.append("| system | peak req/s | wrk CPU | CPU µs/req | req/s per core | RSS idle MB | RSS load MB | compared with | ratio (per core) |")
-    lines.append("|---|---:|---:|---:|---:|---:|---:|---|---:|")
+    lines.append("| system | peak req/s | wrk CPU | CPU µs/req | CPU µs/req, min–max of the repeats | req/s per core | "
+                 "RSS idle MB | RSS load MB | compared with | ratio (per core) |")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|")
     base_for = {"handoff-event-t1": "beast-202-t1", "handoff-event-t2": "beast-202-t2",
                 "handoff-forward-t1": "nginx-proxy_pass", "handoff-forward-t2": "nginx-proxy_pass",
                 "handoff-commit-t1": "camel-http-kafka", "handoff-commit-t2": "camel-http-kafka",
@@ -722,12 +734,15 @@ def write_report(results: list[Result], out: Path, args, failed: list[str]) -> s
                 **{f"handoff-{route}-t1-io_uring": f"handoff-{route}-t1" for route in ("event", "commit", "forward")}}
     for r in results:
         if r.skipped:
-            lines.append(f"| {r.name} | skipped: {r.skipped} | | | | | | | |")
+            lines.append(f"| {r.name} | skipped: {r.skipped} | | | | | | | | |")
             continue
         base = R.get(base_for.get(r.name, ""))
         ratio = fmt_ratio(per_core(r), per_core(base)) if base and not base.skipped else ""
         peak = f"generator-bound (>= {r.peak_rps:,.0f})" if r.generator_bound else f"{r.peak_rps:,.0f}"
-        lines.append(f"| {r.name} | {peak} | {r.generator_cpu * 100:.0f} % | {r.cpu_us_per_req:.1f} | {per_core(r):,.0f} | "
+        spread = (f"{min(r.cpu_us_runs):.1f}–{max(r.cpu_us_runs):.1f} ({len(r.cpu_us_runs)} runs)"
+                  if len(r.cpu_us_runs) > 1 else "")
+        lines.append(f"| {r.name} | {peak} | {r.generator_cpu * 100:.0f} % | {r.cpu_us_per_req:.1f} | {spread} | "
+                     f"{per_core(r):,.0f} | "
                      f"{r.rss_idle_kb / 1024:.1f} | {r.rss_load_kb / 1024:.1f} | "
                      f"{base.name if base and not base.skipped else ''} | {ratio} |")
     lim = R.get("beast-202-t1")
@@ -870,6 +885,8 @@ def main() -> int:
     ap.add_argument("--strimzi-home", default=os.environ.get("STRIMZI_BRIDGE_HOME", ""),
                     help="a built Strimzi Kafka Bridge (its libs/ folder); stage skipped if absent")
     ap.add_argument("--linger-ms", default="1")
+    ap.add_argument("--repeat", type=int, default=int(os.environ.get("BENCH_REPEAT", "3")),
+                    help="repeats of each peak run (median reported, with min-max); --smoke: 1")
     ap.add_argument("--profile", default="", help="instead of the suite: perf record this route (event)")
     ap.add_argument("--instructions", action="store_true",
                     help="instead of the suite: instructions per request under callgrind")

@@ -79,9 +79,9 @@ awaitable<outcome> handle_shadow(const request_context& ctx) {
         const std::string topic = built.record->topic;
         auto statuses = st->statuses;
         statuses->put(ids.request, request_status{request_status::state::accepted, route.name, topic, -1, -1, {}, {}});
-        const auto* counters = ctx.topic_metrics ? ctx.topic_metrics : &stats->topic(route.topic);
+        const auto* counters = ctx.topic_metrics;  // points into *stats, which `failed` keeps alive
         const auto err = st->kafka->produce(
-            *built.record, [statuses, stats, counters, failed, request_id = ids.request, route_name = route.name, topic,
+            *built.record, [statuses, counters, failed, request_id = ids.request, route_name = route.name, topic,
                             produced = std::chrono::steady_clock::now()](const delivery_report& r) {
                 const char* outcome = record_delivery(*statuses, *counters, request_id, route_name, topic, r);
                 counters->delivery->observe(

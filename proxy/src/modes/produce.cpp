@@ -176,7 +176,7 @@ prepared_record prepare_record(const request_context& rc, config::mode mode) {
     ctx->route_name = route.name;
     ctx->topic = built.record->topic;
     ctx->topic_label = route.topic;
-    ctx->counters = rc.topic_metrics ? rc.topic_metrics : &st->stats->topic(route.topic);
+    ctx->counters = rc.topic_metrics;
     ctx->statuses->put(ids.request,
                        request_status{request_status::state::accepted, route.name, ctx->topic, -1, -1, {}, {}});
     out.record = std::move(built.record);

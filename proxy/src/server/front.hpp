@@ -65,8 +65,9 @@ struct routing {
     // answered in `mode`. A mode the table did not resolve falls back to metrics::route.
     metrics::route_instruments& instruments(metrics& stats, const config::route* route, bool status_path,
                                             config::mode mode) const;
-    // Null for a route without a topic, or one not of this table.
-    metrics::topic_instruments* topic(const config::route& r) const noexcept;
+    // The instruments of the route's topic template (the route has a topic). A route not of this
+    // table falls back to metrics::topic.
+    metrics::topic_instruments& topic(metrics& stats, const config::route& r) const;
 
     std::shared_ptr<const route_table> table;
     std::vector<route_metrics> by_route;  // by index in table->cfg().routes
@@ -128,7 +129,7 @@ struct request_context {
     const path_params& params;
     const std::string& client_ip;
     const request_ids& ids;
-    metrics::topic_instruments* topic_metrics = nullptr;  // the route's, resolved with its table
+    metrics::topic_instruments* topic_metrics = nullptr;  // set when the route has a topic
     bool keyed = false;  // the request holds an Idempotency-Key entry (set by the gate)
 };
 

@@ -190,9 +190,10 @@ metrics::route_instruments& routing::instruments(metrics& stats, const config::r
     return stats.route(route ? route->name : status_path ? status_label : unmatched_label, mode);
 }
 
-metrics::topic_instruments* routing::topic(const config::route& r) const noexcept {
+metrics::topic_instruments& routing::topic(metrics& stats, const config::route& r) const {
     const auto i = static_cast<std::size_t>(&r - table->cfg().routes.data());
-    return i < by_route.size() ? by_route[i].topic : nullptr;
+    if (i < by_route.size() && by_route[i].topic) return *by_route[i].topic;
+    return stats.topic(r.topic);
 }
 
 }  // namespace front

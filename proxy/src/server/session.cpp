@@ -362,7 +362,7 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
 
         // Named, not braced inside the co_await: GCC 12 (see request_context).
         request_context ctx{st, cfg, route, req, match.params, client_ip, ids};
-        if (route) ctx.topic_metrics = routing->topic(*route);
+        if (route && !route->topic.empty()) ctx.topic_metrics = &routing->topic(*st->stats, *route);
         outcome o = co_await answer_request(ctx, *routes, path, query, mode);
         o = finish(std::move(o));
         const bool keep = !o.close && req.keep_alive() && !st->draining.load() && !st->closing.load();

@@ -6,11 +6,13 @@
 // thread; `calls` itself may be read directly only when the test runs the io_context itself.
 #pragma once
 
+#include "handoff/common/http_rules.hpp"
 #include "handoff/ports/upstream.hpp"
 
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
 
 #include <algorithm>
@@ -75,8 +77,8 @@ public:
     std::vector<upstream_call> calls;
     int active = 0, max_active = 0;
 
-    boost::asio::awaitable<proxy::upstream_result> send(http::request<http::string_body> req,
-                                                        std::chrono::milliseconds) override {
+    boost::asio::awaitable<proxy::upstream_result> send(http::request<http::string_body> req, std::chrono::milliseconds,
+                                                        proxy::response_fields form) override {
         scripted_reply r;
         {
             std::lock_guard lock(m_);
@@ -92,7 +94,34 @@ public:
             std::lock_guard lock(m_);
             --active;
         }
+        if (form == proxy::response_fields::forwarded && r.result.error == proxy::upstream_error::ok) {
+            // As the real client returns it: the fields serialized, the response without them.
+            proxy::end_to_end_fields fields;
+            for (const auto& f : r.result.response) fields.add(f.name(), f.name_string(), f.value());
+            r.result.content_length = r.result.response.has_content_length()
+                                          ? std::optional<std::uint64_t>(r.result.response.payload_size().value_or(0))
+                                          : std::nullopt;
+            r.result.fields = fields.take();
+            r.result.response.clear();
+        }
         co_return r.result;
+    }
+
+    // The serialized form is parsed back (as the service would) and answered by the same script.
+    boost::asio::awaitable<proxy::upstream_result> send(proxy::serialized_request req,
+                                                        std::chrono::milliseconds timeout,
+                                                        proxy::response_fields form) override {
+        http::request_parser<http::string_body> p;
+        p.eager(true);
+        boost::system::error_code ec;
+        const std::string wire = req.head + req.body;
+        p.put(boost::asio::buffer(wire), ec);
+        if (ec || !p.is_done()) {
+            proxy::upstream_result bad;
+            bad.error = proxy::upstream_error::bad_response;  // the sidecar sent what no service could parse
+            co_return bad;
+        }
+        co_return co_await send(p.release(), timeout, form);
     }
 
     std::size_t count() const {

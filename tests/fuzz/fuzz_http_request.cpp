@@ -96,14 +96,23 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* bytes, std::size_t siz
         if (forbidden) return 0;
     }
 
-    // Re-serialise as handle_forward does: hop-by-hop removed, Content-Length framing.
-    auto up = upstream_request(req);
-    check(up.find(http::field::transfer_encoding) == up.end(), "Transfer-Encoding survived remove_hop_by_hop");
-    up.body() = req.body();
-    up.content_length(up.body().size());
-    std::ostringstream os;
-    os << up;
-    const std::string wire = os.str();
+    // Re-serialise as handle_forward does: end-to-end fields only, Content-Length framing.
+    const std::string wire =
+        upstream_request_head(req, "127.0.0.1", "corr-1", std::optional(req.body().size())) + req.body();
+    {
+        http::request_parser<http::string_body> head_only;
+        head_only.header_limit(static_cast<std::uint32_t>(wire.size() + 1));
+        head_only.body_limit(body_limit);
+        boost::system::error_code hec;
+        head_only.put(boost::asio::buffer(wire), hec);
+        if (head_only.is_header_done()) {
+            const auto& h = head_only.get();
+            check(h.find(http::field::transfer_encoding) == h.end(), "Transfer-Encoding survived end_to_end_fields");
+            check(h.count("X-Correlation-ID") == 1 && h["X-Correlation-ID"] == "corr-1",
+                  "the caller's X-Correlation-ID passed through");
+            check(h.count(http::field::content_length) == 1, "Content-Length repeated or missing");
+        }
+    }
 
     // The legacy service must see exactly one request with the same method, target and body.
     http::request_parser<http::string_body> again;

@@ -35,6 +35,7 @@
 #include <optional>
 #include <string>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -52,7 +53,14 @@ using proxy::upstream_error;
 using proxy::upstream_result;
 using request = http::request<http::string_body>;
 using response = http::response<http::string_body>;
-using connection = beast::tcp_stream;
+// A connection to the service and what it has read past the last response (nothing, when it is
+// pooled: a connection with unsolicited bytes is not reused). The buffer lives as long as the
+// connection, so a keep-alive exchange allocates no read buffer.
+struct connection {
+    explicit connection(asio::any_io_executor ex) : stream(std::move(ex)) {}
+    beast::tcp_stream stream;
+    beast::flat_buffer buffer;
+};
 using connection_ptr = std::unique_ptr<connection>;
 
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
@@ -75,7 +83,7 @@ bool is_idempotent(http::verb m) noexcept {
 // A non-blocking MSG_PEEK never waits. Bytes pending on an idle connection are unsolicited (for
 // example a 408 the server sent before closing) and make it unusable as well.
 bool looks_alive(connection& c) noexcept {
-    auto& s = c.socket();
+    auto& s = c.stream.socket();
     if (!s.is_open()) return false;
     // One non-blocking peek: nothing to read means the peer has not closed it. MSG_DONTWAIT
     // rather than toggling the socket's mode, which costs two ioctls here and one more in Asio's
@@ -94,11 +102,67 @@ struct waiter {
     bool granted = false;
 };
 
+// What an exchange writes: a chunked request through Beast's serializer, or a serialized head
+// and the body in one gathered write. Views into storage the caller's coroutine frame owns.
+struct outgoing {
+    http::verb method = http::verb::get;
+    const request* chunked = nullptr;
+    std::string_view head;
+    std::string_view body;
+};
+
+upstream_result failed(upstream_error e) {
+    upstream_result r;
+    r.error = e;
+    return r;
+}
+
 struct exchange_result {
     upstream_error error = upstream_error::ok;
     bool response_started = false;  // at least one response byte arrived
     bool reusable = false;          // keep-alive and fully read: may go back to the pool
     response res;
+    std::string fields;                           // response_fields::forwarded
+    std::optional<std::uint64_t> content_length;  // response_fields::forwarded
+};
+
+// A response parser for response_fields::forwarded: the head's end-to-end fields are serialized
+// as they are parsed (no field container, no copy per field into one), the body is appended to
+// the response's string. Fields in a chunked body's trailer are dropped: a trailer is not a head.
+class forwarding_parser final : public http::basic_parser<false> {
+public:
+    response& get() noexcept { return res_; }
+    response release() { return std::move(res_); }
+    std::string take_fields() { return fields_.take(); }
+
+private:
+    void on_request_impl(http::verb, beast::string_view, beast::string_view, int, beast::error_code&) override {}
+    void on_response_impl(int code, beast::string_view reason, int version, beast::error_code&) override {
+        res_.result(code);
+        res_.reason(reason);
+        res_.version(version);
+    }
+    void on_field_impl(http::field f, beast::string_view name, beast::string_view value, beast::error_code&) override {
+        if (!is_header_done()) fields_.add(f, name, value);
+    }
+    void on_header_impl(beast::error_code& ec) override { ec = {}; }
+    void on_body_init_impl(const boost::optional<std::uint64_t>& length, beast::error_code& ec) override {
+        ec = {};
+        if (length) res_.body().reserve(static_cast<std::size_t>(*length));  // within body_limit
+    }
+    std::size_t on_body_impl(beast::string_view body, beast::error_code& ec) override {
+        ec = {};
+        res_.body().append(body.data(), body.size());
+        return body.size();
+    }
+    void on_chunk_header_impl(std::uint64_t, beast::string_view, beast::error_code& ec) override { ec = {}; }
+    std::size_t on_chunk_body_impl(std::uint64_t, beast::string_view body, beast::error_code& ec) override {
+        return on_body_impl(body, ec);
+    }
+    void on_finish_impl(beast::error_code& ec) override { ec = {}; }
+
+    response res_;
+    proxy::end_to_end_fields fields_;
 };
 
 // The shared state behind a client. Lives as long as the client or any `send` in flight.
@@ -108,14 +172,17 @@ struct exchange_result {
 // owned exclusively by one `send` while leased, so its I/O needs no lock.
 class pool {
 public:
-    explicit pool(asio::any_io_executor ex, const config::upstream_config& cfg)
-        : ex_(std::move(ex)), cfg_(cfg), max_connections_(std::max<std::size_t>(cfg.max_connections, 1)) {
+    pool(asio::any_io_executor ex, const config::upstream_config& cfg, bool strands)
+        : ex_(std::move(ex)),
+          cfg_(cfg),
+          max_connections_(std::max<std::size_t>(cfg.max_connections, 1)),
+          strands_(strands) {
         boost::system::error_code ec;
         auto addr = asio::ip::make_address(cfg_.host, ec);
         if (!ec) endpoint_ = tcp::endpoint(addr, cfg_.port);
     }
 
-    asio::awaitable<upstream_result> send(request req, std::chrono::milliseconds timeout);
+    asio::awaitable<upstream_result> send(outgoing out, std::chrono::milliseconds timeout, proxy::response_fields form);
 
 private:
     // A leased pool slot: returns the slot (and possibly the connection) when destroyed, on
@@ -142,11 +209,16 @@ private:
     connection_ptr take_idle();
     void release(connection_ptr keep) noexcept;
     asio::awaitable<std::pair<upstream_error, connection_ptr>> connect(steady::time_point deadline);
-    asio::awaitable<exchange_result> exchange(connection& c, const request& req, steady::time_point deadline);
+    asio::awaitable<exchange_result> exchange(connection& c, const outgoing& out, steady::time_point deadline,
+                                              proxy::response_fields form);
+    // Reads the final response (interim 1xx ones skipped) with a parser of type Parser.
+    template <class Parser>
+    asio::awaitable<void> read_response(connection& c, bool head_request, exchange_result& r);
 
     asio::any_io_executor ex_;
     const config::upstream_config cfg_;
     const std::size_t max_connections_;
+    const bool strands_;                     // a strand per connection (several io threads)
     std::optional<tcp::endpoint> endpoint_;  // set when cfg_.host is a numeric address
 
     std::mutex mutex_;
@@ -267,13 +339,13 @@ void pool::release(connection_ptr keep) noexcept {
 
 asio::awaitable<std::pair<upstream_error, connection_ptr>> pool::connect(steady::time_point deadline) {
     const auto connect_deadline = std::min(deadline, steady::now() + cfg_.connect_timeout);
-    // Each connection has its own strand; completions still run on the caller's executor (the
-    // awaitable handler's), including Beast's deadline handler.
-    auto c = std::make_unique<connection>(asio::make_strand(ex_));
-    c->expires_at(connect_deadline);
+    // With several io threads each connection has its own strand; completions still run on the
+    // caller's executor (the awaitable handler's).
+    auto c = std::make_unique<connection>(strands_ ? asio::any_io_executor(asio::make_strand(ex_)) : ex_);
+    c->stream.expires_at(connect_deadline);
     boost::system::error_code ec;
     if (endpoint_) {
-        std::tie(ec) = co_await c->async_connect(*endpoint_, use_tuple);
+        std::tie(ec) = co_await c->stream.async_connect(*endpoint_, use_tuple);
     } else {
         using namespace asio::experimental::awaitable_operators;
         auto ex = co_await asio::this_coro::executor;
@@ -287,41 +359,52 @@ asio::awaitable<std::pair<upstream_error, connection_ptr>> pool::connect(steady:
             log::warn("upstream host name did not resolve", {{"host", cfg_.host}, {"reason", rec.message()}});
             co_return std::pair{upstream_error::refused, connection_ptr{}};
         }
-        std::tie(ec, std::ignore) = co_await c->async_connect(results, use_tuple);
+        std::tie(ec, std::ignore) = co_await c->stream.async_connect(results, use_tuple);
     }
     if (ec == beast::error::timeout) co_return std::pair{upstream_error::timeout, connection_ptr{}};
     if (ec) co_return std::pair{upstream_error::refused, connection_ptr{}};
-    c->socket().set_option(tcp::no_delay(true), ec);
+    c->stream.socket().set_option(tcp::no_delay(true), ec);
     co_return std::pair{upstream_error::ok, std::move(c)};
 }
 
-asio::awaitable<exchange_result> pool::exchange(connection& c, const request& req, steady::time_point deadline) {
+asio::awaitable<exchange_result> pool::exchange(connection& conn, const outgoing& out, steady::time_point deadline,
+                                                proxy::response_fields form) {
     exchange_result r;
+    auto& c = conn.stream;
     c.expires_at(deadline);
     boost::system::error_code wec;
-    if (req.chunked()) {
-        std::tie(wec, std::ignore) = co_await http::async_write(c, req, use_tuple);
+    if (out.chunked) {
+        std::tie(wec, std::ignore) = co_await http::async_write(c, *out.chunked, use_tuple);
     } else {
-        // The head serialized once, then head and body in one gathered write (Beast's serializer
-        // costs more than the rest of the exchange).
-        std::string head;
-        proxy::serialize_request_head(req, head);
-        const std::array<asio::const_buffer, 2> bufs{asio::buffer(head), asio::buffer(req.body())};
+        // Head and body in one gathered write (Beast's serializer costs more than the rest of
+        // the exchange).
+        const std::array<asio::const_buffer, 2> bufs{asio::buffer(out.head), asio::buffer(out.body)};
         std::tie(wec, std::ignore) = co_await asio::async_write(c, bufs, use_tuple);
     }
     if (wec) {
         r.error = wec == beast::error::timeout ? upstream_error::timeout : upstream_error::refused;
         co_return r;
     }
-    beast::flat_buffer buf;
-    const bool head = req.method() == http::verb::head;
+    conn.buffer.clear();
+    if (conn.buffer.capacity() > 64 * 1024) conn.buffer.shrink_to_fit();  // after an unusually large response head
+    const bool head = out.method == http::verb::head;
+    if (form == proxy::response_fields::forwarded) {
+        co_await read_response<forwarding_parser>(conn, head, r);
+    } else {
+        co_await read_response<http::response_parser<http::string_body>>(conn, head, r);
+    }
+    co_return r;
+}
+
+template <class Parser>
+asio::awaitable<void> pool::read_response(connection& conn, bool head_request, exchange_result& r) {
     for (;;) {
-        http::response_parser<http::string_body> p;
+        Parser p;
         p.header_limit(header_limit);
         p.body_limit(cfg_.max_response_bytes);
-        if (head) p.skip(true);  // a response to HEAD has headers only, whatever Content-Length says
-        auto [ec, n] = co_await http::async_read(c, buf, p, use_tuple);
-        r.response_started = r.response_started || p.got_some() || buf.size() > 0;
+        if (head_request) p.skip(true);  // a response to HEAD has headers only, whatever Content-Length says
+        auto [ec, n] = co_await http::async_read(conn.stream, conn.buffer, p, use_tuple);
+        r.response_started = r.response_started || p.got_some() || conn.buffer.size() > 0;
         if (ec) {
             if (ec == beast::error::timeout)
                 r.error = upstream_error::timeout;
@@ -329,62 +412,66 @@ asio::awaitable<exchange_result> pool::exchange(connection& c, const request& re
                 r.error = upstream_error::refused;  // EOF/reset, no byte
             else
                 r.error = upstream_error::bad_response;  // unparsable, truncated or oversized
-            co_return r;
+            co_return;
         }
         const unsigned status = p.get().result_int();
         if (status == 101) {
             // Upgrade was stripped from the request (hop-by-hop); switching protocols is a violation.
             r.error = upstream_error::bad_response;
-            co_return r;
+            co_return;
         }
         if (status >= 100 && status < 200) continue;  // interim (100 Continue, 103): skip
-        r.reusable = p.keep_alive() && buf.size() == 0;
+        r.reusable = p.keep_alive() && conn.buffer.size() == 0;
+        if constexpr (std::is_same_v<Parser, forwarding_parser>) {
+            r.fields = p.take_fields();
+            if (const auto declared = p.content_length()) r.content_length = *declared;
+        }
         r.res = p.release();
-        co_return r;
+        co_return;
     }
 }
 
-asio::awaitable<upstream_result> pool::send(request req, std::chrono::milliseconds timeout) {
+asio::awaitable<upstream_result> pool::send(outgoing out, std::chrono::milliseconds timeout,
+                                            proxy::response_fields form) {
     const auto deadline = steady::now() + timeout;
-    if (auto e = co_await acquire_slot(deadline); e != upstream_error::ok) co_return upstream_result{e, {}};
+    if (auto e = co_await acquire_slot(deadline); e != upstream_error::ok) co_return failed(e);
     lease slot(this);
-
-    if (!req.has_content_length() && !req.chunked() && !req.body().empty()) req.prepare_payload();
 
     connection_ptr c = take_idle();
     const bool reused = c != nullptr;
     if (!c) {
         auto [e, fresh] = co_await connect(deadline);
-        if (e != upstream_error::ok) co_return upstream_result{e, {}};
+        if (e != upstream_error::ok) co_return failed(e);
         c = std::move(fresh);
     }
-    auto r = co_await exchange(*c, req, deadline);
+    auto r = co_await exchange(*c, out, deadline, form);
 
     // The stale keep-alive race: the server closed an idle connection while we were sending on
     // it. Only then is one retry on a fresh connection safe, and only for idempotent methods: the
     // server may have received and acted on the request before closing, and repeating a POST or
     // PATCH could apply it twice, so those surface as `refused` and the caller decides.
-    if (r.error == upstream_error::refused && !r.response_started && reused && is_idempotent(req.method())) {
+    if (r.error == upstream_error::refused && !r.response_started && reused && is_idempotent(out.method)) {
         log::debug("upstream keep-alive connection was stale; retrying on a fresh connection",
-                   {{"method", std::string(req.method_string())}});
+                   {{"method", std::string(http::to_string(out.method))}});
         c.reset();
         auto [e, fresh] = co_await connect(deadline);
-        if (e != upstream_error::ok) co_return upstream_result{e, {}};
+        if (e != upstream_error::ok) co_return failed(e);
         c = std::move(fresh);
-        r = co_await exchange(*c, req, deadline);
+        r = co_await exchange(*c, out, deadline, form);
     }
-    if (r.error != upstream_error::ok) co_return upstream_result{r.error, {}};
+    if (r.error != upstream_error::ok) co_return failed(r.error);
     if (r.reusable) {
-        c->expires_never();
+        c->stream.expires_never();
         slot.keep(std::move(c));
     }
-    co_return upstream_result{upstream_error::ok, std::move(r.res)};
+    co_return upstream_result{upstream_error::ok, std::move(r.res), std::move(r.fields), r.content_length};
 }
 
-// Free coroutine holding the pool by value: a `send` in flight keeps the pool alive.
-asio::awaitable<upstream_result> send_on(std::shared_ptr<pool> p, request req, std::chrono::milliseconds timeout) {
+// Runs a send, mapping what escapes it (cancellation, an unexpected exception) to `refused`.
+asio::awaitable<upstream_result> guarded(std::shared_ptr<pool> p, outgoing out, std::chrono::milliseconds timeout,
+                                         proxy::response_fields form) {
     try {
-        co_return co_await p->send(std::move(req), timeout);
+        co_return co_await p->send(out, timeout, form);
     } catch (const boost::system::system_error& e) {
         // The caller's coroutine was cancelled (it throws on resumption after cancellation).
         if (e.code() == asio::error::operation_aborted) {
@@ -395,15 +482,41 @@ asio::awaitable<upstream_result> send_on(std::shared_ptr<pool> p, request req, s
     } catch (const std::exception& e) {
         log::error("upstream send failed unexpectedly", {{"reason", e.what()}});
     }
-    co_return upstream_result{upstream_error::refused, {}};
+    co_return failed(upstream_error::refused);
+}
+
+// Free coroutines holding the pool and the request by value: a `send` in flight keeps both alive.
+asio::awaitable<upstream_result> send_on(std::shared_ptr<pool> p, request req, std::chrono::milliseconds timeout,
+                                         proxy::response_fields form) {
+    outgoing out{req.method(), nullptr, {}, {}};
+    std::string head;
+    if (req.chunked()) {
+        out.chunked = &req;
+    } else {
+        if (!req.has_content_length() && !req.body().empty()) req.prepare_payload();
+        proxy::serialize_request_head(req, head);
+        out.head = head;
+        out.body = req.body();
+    }
+    co_return co_await guarded(std::move(p), out, timeout, form);
+}
+
+asio::awaitable<upstream_result> send_on(std::shared_ptr<pool> p, proxy::serialized_request req,
+                                         std::chrono::milliseconds timeout, proxy::response_fields form) {
+    co_return co_await guarded(std::move(p), outgoing{req.method, nullptr, req.head, req.body}, timeout, form);
 }
 
 class client final : public proxy::upstream_client {
 public:
     explicit client(std::shared_ptr<pool> p) : pool_(std::move(p)) {}
 
-    asio::awaitable<upstream_result> send(request req, std::chrono::milliseconds timeout) override {
-        return send_on(pool_, std::move(req), timeout);
+    asio::awaitable<upstream_result> send(request req, std::chrono::milliseconds timeout,
+                                          proxy::response_fields form) override {
+        return send_on(pool_, std::move(req), timeout, form);
+    }
+    asio::awaitable<upstream_result> send(proxy::serialized_request req, std::chrono::milliseconds timeout,
+                                          proxy::response_fields form) override {
+        return send_on(pool_, std::move(req), timeout, form);
     }
 
 private:
@@ -412,9 +525,9 @@ private:
 
 }  // namespace
 
-std::shared_ptr<proxy::upstream_client> make_client(boost::asio::any_io_executor ex,
-                                                    const config::upstream_config& cfg) {
-    return std::make_shared<client>(std::make_shared<pool>(std::move(ex), cfg));
+std::shared_ptr<proxy::upstream_client> make_client(boost::asio::any_io_executor ex, const config::upstream_config& cfg,
+                                                    int threads) {
+    return std::make_shared<client>(std::make_shared<pool>(std::move(ex), cfg, threads > 1));
 }
 
 }  // namespace handoff::adapters::http_upstream

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <charconv>
 #include <cctype>
 #include <cstdint>
 #include <cstring>
@@ -317,22 +318,52 @@ std::size_t leading_empty_lines(std::string_view buffered) noexcept {
     return n;
 }
 
-void remove_hop_by_hop(http::fields& fields) {
-    std::vector<std::string> nominated;
-    for (auto [it, end] = fields.equal_range(http::field::connection); it != end; ++it) {
-        for_each_token(it->value(), [&](std::string_view t) {
-            if (!iequals(t, "host") && !iequals(t, "content-length")) nominated.emplace_back(t);
+bool end_to_end_fields::own(http::field f, std::string_view name) const noexcept {
+    // Beast names every hop-by-hop field and Content-Length; X-Correlation-ID and X-Forwarded-*
+    // are unknown to it. Only an unknown name of the right length is compared.
+    if (f != http::field::unknown) return is_hop_by_hop_field(f, name) || f == http::field::content_length;
+    switch (name.size()) {
+        case 16: return iequals(name, "x-correlation-id");
+        case 15: return request_ && iequals(name, "x-forwarded-for");
+        case 17: return request_ && iequals(name, "x-forwarded-proto");
+        default: return false;
+    }
+}
+
+void end_to_end_fields::add(http::field f, std::string_view name, std::string_view value) {
+    if (f == http::field::connection) {
+        for_each_token(value, [&](std::string_view t) {
+            if (iequals(t, "host") || iequals(t, "content-length") || is_hop_by_hop(t)) return;
+            std::string lower(t);
+            for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+            nominated_.push_back(std::move(lower));
         });
+        return;
     }
-    for (const auto& n : nominated) fields.erase(n);
-    // One pass over the fields (usually none is hop-by-hop) rather than a lookup per name.
-    for (auto it = fields.begin(); it != fields.end();) {
-        if (is_hop_by_hop_field(it->name(), it->name_string())) {
-            it = fields.erase(it);
-        } else {
-            ++it;
-        }
+    if (own(f, name)) return;
+    out_.reserve(out_.size() + name.size() + value.size() + 4);
+    out_ += name;
+    out_ += ": ";
+    out_ += value;
+    out_ += "\r\n";
+}
+
+std::string end_to_end_fields::take() {
+    if (nominated_.empty()) return std::move(out_);
+    // Rare: a Connection field named an end-to-end-looking field (RFC 9110 §7.6.1). Its lines go.
+    std::string kept;
+    kept.reserve(out_.size());
+    std::string_view rest = out_;
+    while (!rest.empty()) {
+        const auto eol = rest.find("\r\n");
+        const auto line = rest.substr(0, eol + 2);
+        rest.remove_prefix(line.size());
+        const auto name = line.substr(0, line.find(':'));
+        const bool named =
+            std::any_of(nominated_.begin(), nominated_.end(), [&](const std::string& n) { return iequals(name, n); });
+        if (!named) kept += line;
     }
+    return kept;
 }
 
 bool split_target(std::string_view target, std::string_view& path, std::string_view& query) noexcept {
@@ -345,18 +376,34 @@ bool split_target(std::string_view target, std::string_view& path, std::string_v
 
 bool is_token(std::string_view s) noexcept { return !s.empty() && std::all_of(s.begin(), s.end(), is_tchar); }
 
-http::request<http::string_body> upstream_request(const http::request<http::string_body>& req) {
-    http::request<http::string_body> up{req.method(), req.target(), 11};
-    if (req.method() == http::verb::unknown) up.method_string(req.method_string());
-    for (const auto& f : req) {
-        if (f.name() == http::field::unknown) {
-            up.insert(f.name_string(), f.value());
-        } else {
-            up.insert(f.name(), f.value());
-        }
+std::string upstream_request_head(const http::request<http::string_body>& req, std::string_view forwarded_for,
+                                  std::string_view correlation_id, std::optional<std::size_t> content_length) {
+    end_to_end_fields fields(end_to_end_fields::message::request);
+    for (const auto& f : req) fields.add(f.name(), f.name_string(), f.value());
+    const auto kept = fields.take();
+    const auto method = req.method_string();
+    const auto target = req.target();
+    std::string out;
+    out.reserve(method.size() + target.size() + kept.size() + forwarded_for.size() + correlation_id.size() + 120);
+    out += method;
+    out += ' ';
+    out += target;
+    out += " HTTP/1.1\r\n";
+    out += kept;
+    out += "X-Forwarded-For: ";
+    out += forwarded_for;
+    out += "\r\nX-Forwarded-Proto: http\r\nX-Correlation-ID: ";
+    out += correlation_id;
+    out += "\r\n";
+    if (content_length) {
+        char digits[24];
+        const auto end = std::to_chars(digits, digits + sizeof digits, *content_length).ptr;
+        out += "Content-Length: ";
+        out.append(digits, end);
+        out += "\r\n";
     }
-    remove_hop_by_hop(up);
-    return up;
+    out += "\r\n";
+    return out;
 }
 
 namespace {
@@ -369,13 +416,15 @@ void append_version(std::string& out, unsigned v) {
 }
 
 template <bool IsRequest>
-void append_fields(std::string& out, const http::header<IsRequest, http::fields>& head) {
+void append_fields(std::string& out, const http::header<IsRequest, http::fields>& head,
+                   std::string_view more_fields = {}) {
     for (const auto& f : head) {
         out += f.name_string();
         out += ": ";
         out += f.value();
         out += "\r\n";
     }
+    out += more_fields;
     out += "\r\n";
 }
 
@@ -389,17 +438,22 @@ std::size_t fields_size(const http::header<IsRequest, http::fields>& head) {
 }  // namespace
 
 void serialize_response_head(const http::response<http::string_body>& res, std::string& out) {
+    serialize_response_head(res, {}, out);
+}
+
+void serialize_response_head(const http::response<http::string_body>& res, std::string_view more_fields,
+                             std::string& out) {
     std::string_view reason = res.reason();
     if (reason.empty()) reason = http::obsolete_reason(res.result());
     const unsigned code = res.result_int();
     const char digits[5] = {' ', static_cast<char>('0' + code / 100 % 10), static_cast<char>('0' + code / 10 % 10),
                             static_cast<char>('0' + code % 10), ' '};
-    out.reserve(out.size() + 15 + reason.size() + fields_size(res.base()));
+    out.reserve(out.size() + 15 + reason.size() + fields_size(res.base()) + more_fields.size());
     append_version(out, res.version());
     out.append(digits, sizeof digits);
     out += reason;
     out += "\r\n";
-    append_fields(out, res.base());
+    append_fields(out, res.base(), more_fields);
 }
 
 void serialize_request_head(const http::request<http::string_body>& req, std::string& out) {

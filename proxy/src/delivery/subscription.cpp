@@ -227,7 +227,7 @@ asio::awaitable<void> subscription::attempt(job_ptr j) {
         co_return;
     }
     try {
-        result = co_await client_->send(std::move(*built.request), cfg_.timeout);
+        result = co_await client_->send(std::move(*built.request), cfg_.timeout, response_fields::parsed);
     } catch (const std::exception& e) {
         result = upstream_result{};
         result.error = upstream_error::bad_response;

@@ -4,6 +4,10 @@
 
 #include "handoff/common/log.hpp"
 
+#include <charconv>
+#include <cstdint>
+#include <string>
+
 namespace handoff::proxy::front {
 
 awaitable<outcome> handle_forward(const request_context& ctx) {
@@ -12,9 +16,9 @@ awaitable<outcome> handle_forward(const request_context& ctx) {
     const auto* route = ctx.route;
     auto& req = ctx.req;
     const auto& ids = ctx.ids;
-    auto up = upstream_request(req);
-    // Set after the hop-by-hop pass, so a `Connection: X-Forwarded-For` cannot remove ours. In
-    // `append` mode several X-Forwarded-For fields count as one comma-separated list (RFC 9110 5.3).
+    // In `append` mode several X-Forwarded-For fields count as one comma-separated list (RFC 9110
+    // 5.3); the caller's X-Forwarded-For, X-Forwarded-Proto and X-Correlation-ID never pass as they
+    // are, so a `Connection: X-Forwarded-For` cannot remove ours either.
     std::string xff;
     if (cfg.upstream.forwarded_for == config::forwarded_for::append) {
         for (auto [it, end] = req.equal_range("X-Forwarded-For"); it != end; ++it) {
@@ -22,15 +26,17 @@ awaitable<outcome> handle_forward(const request_context& ctx) {
         }
     }
     xff += ctx.client_ip;
-    up.set("X-Forwarded-For", xff);  // replaces every copied X-Forwarded-For field
-    up.set("X-Forwarded-Proto", "http");
-    up.set("X-Correlation-ID", ids.correlation);
     const bool had_body = req.has_content_length() || req.chunked();
-    up.body() = std::move(req.body());
-    if (had_body || !up.body().empty()) up.content_length(up.body().size());
+    serialized_request up;
+    up.method = req.method();
+    up.head = upstream_request_head(req, xff, ids.correlation,
+                                    had_body || !req.body().empty() ? std::optional(req.body().size()) : std::nullopt);
+    up.body = std::move(req.body());
 
     const auto timeout = (route && route->timeout.count() > 0) ? route->timeout : cfg.upstream.timeout;
-    auto result = co_await st->upstream->send(std::move(up), timeout);
+    // The service's head passes through as serialized bytes (its end-to-end fields); the response
+    // itself carries only what the sidecar sets: X-Correlation-ID, Content-Length, Connection.
+    auto result = co_await st->upstream->send(std::move(up), timeout, response_fields::forwarded);
     if (result.error != upstream_error::ok) {
         st->stats->upstream_error(to_string(result.error)).Increment();
         co_return make_error(from_upstream_error(result.error),
@@ -38,15 +44,25 @@ awaitable<outcome> handle_forward(const request_context& ctx) {
     }
     outcome o;
     o.res = std::move(result.response);
+    o.fields = std::move(result.fields);
     o.res.version(req.version());
-    remove_hop_by_hop(o.res);
-    o.res.set("X-Correlation-ID", ids.correlation);
+    o.res.insert("X-Correlation-ID", ids.correlation);
     const auto status = o.res.result_int();
+    const auto length = [](std::uint64_t n) {
+        char digits[24];
+        const auto end = std::to_chars(digits, digits + sizeof digits, n).ptr;
+        return std::string(digits, end);
+    };
     if (status < 200 || status == 204 || status == 304) {
         o.res.body().clear();
-        if (status != 304) o.res.erase(http::field::content_length);
-    } else if (req.method() != http::verb::head) {
-        o.res.content_length(o.res.body().size());
+        // A 304 keeps the Content-Length the service declared (of the representation it stands for).
+        if (status == 304 && result.content_length)
+            o.res.insert(http::field::content_length, length(*result.content_length));
+    } else if (req.method() == http::verb::head) {
+        // What a GET would carry, as the service said; no body follows.
+        if (result.content_length) o.res.insert(http::field::content_length, length(*result.content_length));
+    } else {
+        o.res.insert(http::field::content_length, length(o.res.body().size()));
     }
     co_return o;
 }

@@ -110,6 +110,8 @@ using state_ptr = std::shared_ptr<server::state>;
 // What a handled request produced, for the response and the request log line.
 struct outcome {
     response res;
+    // A forwarded response's own fields, serialized; written after res's (the sidecar's) fields.
+    std::string fields;
     bool close = false;
     std::string topic;
     std::int32_t partition = -1;

@@ -55,11 +55,11 @@ private:
 // then the body where it is. The answer to a HEAD request is the head alone (RFC 9110 §9.3.2): its
 // Content-Length says what a GET would carry, and not one body byte follows, or the next response
 // on the connection would start inside it.
-std::array<asio::const_buffer, 2> wire_buffers(const response& res, std::string& wire, bool head_request) {
+std::array<asio::const_buffer, 2> wire_buffers(const outcome& o, std::string& wire, bool head_request) {
     wire.clear();
     if (wire.capacity() > 64 * 1024) wire.shrink_to_fit();  // after an unusually large head
-    serialize_response_head(res, wire);
-    return {asio::buffer(wire), head_request ? asio::const_buffer() : asio::buffer(res.body())};
+    serialize_response_head(o.res, o.fields, wire);
+    return {asio::buffer(wire), head_request ? asio::const_buffer() : asio::buffer(o.res.body())};
 }
 
 // Feeds what is already buffered to the parser, without I/O: a request usually arrives whole in
@@ -90,7 +90,7 @@ awaitable<void> write_and_close(beast::tcp_stream& stream, outcome o, const conf
     o.res.prepare_payload();
     stream.expires_after(listen.write_timeout);
     std::string wire;
-    co_await asio::async_write(stream, wire_buffers(o.res, wire, head_request), tuple_awaitable);
+    co_await asio::async_write(stream, wire_buffers(o, wire, head_request), tuple_awaitable);
 }
 
 // What a failed read answers, for the head and for the body alike. nullopt: the peer has gone
@@ -217,11 +217,15 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
         config::mode mode = cfg.defaults.mode;
         const config::route* route = nullptr;
         std::string_view path, query;
-        auto finish = [&](outcome o) -> outcome {
+        // The request's metrics and log line, once its outcome is known.
+        auto record = [&](const outcome& o) {
             metrics::observe(routing->instruments(*st->stats, route, path.starts_with("/_handoff/"), mode),
                              o.res.result_int(),
                              std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
             if (cfg.log.requests) log_request(req, route, mode, ids, o, started);
+        };
+        auto finish = [&](outcome o) -> outcome {
+            record(o);
             return o;
         };
 
@@ -297,8 +301,7 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
             o.res.keep_alive(req.keep_alive() && !st->draining.load());
             o.res.prepare_payload();
             stream.expires_after(listen.write_timeout);
-            auto [wec, wn] =
-                co_await asio::async_write(stream, wire_buffers(o.res, wire, head_request), tuple_awaitable);
+            auto [wec, wn] = co_await asio::async_write(stream, wire_buffers(o, wire, head_request), tuple_awaitable);
             if (wec || !o.res.keep_alive()) break;
             continue;
         }
@@ -364,7 +367,7 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
         request_context ctx{st, cfg, route, req, match.params, client_ip, ids};
         if (route && !route->topic.empty()) ctx.topic_metrics = &routing->topic(*st->stats, *route);
         outcome o = co_await answer_request(ctx, *routes, path, query, mode);
-        o = finish(std::move(o));
+        record(o);
         const bool keep = !o.close && req.keep_alive() && !st->draining.load() && !st->closing.load();
         o.res.keep_alive(keep);
         if (req.method() != http::verb::head || (mode != config::mode::forward && mode != config::mode::shadow)) {
@@ -374,7 +377,7 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
             }
         }
         stream.expires_after(listen.write_timeout);
-        auto [wec, wn] = co_await asio::async_write(stream, wire_buffers(o.res, wire, head_request), tuple_awaitable);
+        auto [wec, wn] = co_await asio::async_write(stream, wire_buffers(o, wire, head_request), tuple_awaitable);
         ++served;
         if (wec || !keep) break;
     }

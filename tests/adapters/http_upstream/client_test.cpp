@@ -59,6 +59,7 @@ struct script {
     bool close_mid_response = false;     // send half of the response, then close
     bool interim_continue = false;       // send "100 Continue" before the final response
     std::size_t body_size = 0;           // > 0: answer with this many bytes instead of the echo
+    std::string raw_response;            // not empty: send these bytes as the response
 };
 
 struct recorded_request {
@@ -148,7 +149,10 @@ private:
                 static const std::string interim = "HTTP/1.1 100 Continue\r\n\r\n";
                 co_await asio::async_write(stream, asio::buffer(interim), use_tuple);
             }
-            if (req.method() == http::verb::head) {
+            if (!sc.raw_response.empty()) {
+                auto [wec, wn] = co_await asio::async_write(stream, asio::buffer(sc.raw_response), use_tuple);
+                if (wec) break;
+            } else if (req.method() == http::verb::head) {
                 // Headers announce a body that a HEAD response never carries.
                 http::response<http::empty_body> res{http::status::ok, 11};
                 res.set("X-Upstream", "yes");
@@ -223,8 +227,9 @@ http::request<http::string_body> make_request(http::verb method, std::string tar
 
 // Runs one send to completion on a single-threaded io_context.
 upstream_result send_now(asio::io_context& ioc, proxy::upstream_client& client, http::request<http::string_body> req,
-                         std::chrono::milliseconds timeout = 5s) {
-    auto f = asio::co_spawn(ioc, client.send(std::move(req), timeout), asio::use_future);
+                         std::chrono::milliseconds timeout = 5s,
+                         proxy::response_fields form = proxy::response_fields::parsed) {
+    auto f = asio::co_spawn(ioc, client.send(std::move(req), timeout, form), asio::use_future);
     ioc.restart();
     ioc.run();
     return f.get();
@@ -263,6 +268,77 @@ TEST_CASE("method, path, query, headers and body arrive byte-exact and the respo
     CHECK(std::distance(r.response.find(http::field::set_cookie), r.response.end()) >= 2);
     CHECK(r.response.count(http::field::set_cookie) == 2);
     CHECK(r.response.body() == body);
+}
+
+TEST_CASE("forwarded fields: the end-to-end ones serialized in order, hop-by-hop and the sidecar's own left out") {
+    script sc;
+    sc.interim_continue = true;  // skipped, its fields with it
+    sc.raw_response =
+        "HTTP/1.1 201 Made\r\n"
+        "Server: legacy/1.0\r\n"
+        "Connection: keep-alive, X-Private\r\n"
+        "Set-Cookie: a=1\r\n"
+        "X-Private: secret\r\n"
+        "Keep-Alive: timeout=5\r\n"
+        "X-Correlation-ID: from-the-service\r\n"
+        "Transfer-Encoding: chunked\r\n"
+        "Proxy-Connection: keep-alive\r\n"
+        "Upgrade: h2c\r\n"
+        "set-cookie: b=2\r\n"
+        "X-Unicode: caf\xc3\xa9\r\n"
+        "\r\n"
+        "4\r\nbody\r\n3\r\n!!!\r\n0\r\n"
+        "X-Trailer: not-a-head-field\r\n"
+        "\r\n";
+    fake_upstream server(sc);
+    asio::io_context ioc(1);
+    auto client = adapters::http_upstream::make_client(ioc.get_executor(), config_for(server.port()), 1);
+    for (int i = 0; i < 2; ++i) {  // the second on the pooled connection, without a strand
+        auto r =
+            send_now(ioc, *client, make_request(http::verb::post, "/f", "x"), 5s, proxy::response_fields::forwarded);
+        REQUIRE(r.error == upstream_error::ok);
+        CHECK(r.response.result_int() == 201);
+        CHECK(r.response.reason() == "Made");
+        CHECK(r.response.begin() == r.response.end());  // no field in the response itself
+        CHECK(r.fields == "Server: legacy/1.0\r\nSet-Cookie: a=1\r\nset-cookie: b=2\r\nX-Unicode: caf\xc3\xa9\r\n");
+        CHECK(r.response.body() == "body!!!");
+        CHECK_FALSE(r.content_length);
+    }
+    CHECK(server.connections() == 1);
+}
+
+TEST_CASE("forwarded fields: a HEAD response's declared Content-Length comes back, its body never read") {
+    fake_upstream server;
+    asio::io_context ioc;
+    auto client = adapters::http_upstream::make_client(ioc.get_executor(), config_for(server.port()));
+    auto r = send_now(ioc, *client, make_request(http::verb::head, "/h"), 5s, proxy::response_fields::forwarded);
+    REQUIRE(r.error == upstream_error::ok);
+    REQUIRE(r.content_length);
+    CHECK(*r.content_length == 5000);
+    CHECK(r.fields == "X-Upstream: yes\r\n");
+    CHECK(r.response.body().empty());
+    // The connection is still in step: the next exchange on it reads its own response.
+    auto next =
+        send_now(ioc, *client, make_request(http::verb::post, "/n", "after"), 5s, proxy::response_fields::forwarded);
+    REQUIRE(next.error == upstream_error::ok);
+    CHECK(next.response.body() == "after");
+    REQUIRE(next.content_length);
+    CHECK(*next.content_length == 5);
+    CHECK(server.connections() == 1);
+}
+
+TEST_CASE("forwarded fields: an oversized or malformed response is bad_response, as when parsed") {
+    script sc;
+    sc.raw_response = "HTTP/1.1 200 OK\r\nContent-Length: 2000000\r\n\r\n";
+    fake_upstream server(sc);
+    asio::io_context ioc;
+    auto client = adapters::http_upstream::make_client(ioc.get_executor(), config_for(server.port()));
+    auto big = send_now(ioc, *client, make_request(http::verb::get, "/big"), 5s, proxy::response_fields::forwarded);
+    CHECK(big.error == upstream_error::bad_response);
+    sc.raw_response = "HTTP/1.1 200 OK\r\nBad Field: x\r\n\r\n";
+    server.set_script(sc);
+    auto bad = send_now(ioc, *client, make_request(http::verb::get, "/bad"), 5s, proxy::response_fields::forwarded);
+    CHECK(bad.error == upstream_error::bad_response);
 }
 
 TEST_CASE("ten sequential requests reuse one keep-alive connection") {
@@ -427,8 +503,10 @@ std::vector<upstream_result> send_three_concurrently(fake_upstream& server, conf
     auto client = adapters::http_upstream::make_client(ioc.get_executor(), cfg);
     std::vector<std::future<upstream_result>> futures;
     for (int i = 0; i < 3; ++i)
-        futures.push_back(asio::co_spawn(
-            ioc, client->send(make_request(http::verb::post, "/p", std::to_string(i)), timeout), asio::use_future));
+        futures.push_back(asio::co_spawn(ioc,
+                                         client->send(make_request(http::verb::post, "/p", std::to_string(i)), timeout,
+                                                      proxy::response_fields::parsed),
+                                         asio::use_future));
     ioc.run();
     std::vector<upstream_result> results;
     for (auto& f : futures) results.push_back(f.get());
@@ -479,8 +557,12 @@ TEST_CASE("a send whose deadline passes while it waits for a pool slot gives tim
     cfg.connect_timeout = 5s;
     asio::io_context ioc;
     auto client = adapters::http_upstream::make_client(ioc.get_executor(), cfg);
-    auto slow = asio::co_spawn(ioc, client->send(make_request(http::verb::get, "/slow"), 5s), asio::use_future);
-    auto waiting = asio::co_spawn(ioc, client->send(make_request(http::verb::get, "/waits"), 100ms), asio::use_future);
+    auto slow =
+        asio::co_spawn(ioc, client->send(make_request(http::verb::get, "/slow"), 5s, proxy::response_fields::parsed),
+                       asio::use_future);
+    auto waiting = asio::co_spawn(
+        ioc, client->send(make_request(http::verb::get, "/waits"), 100ms, proxy::response_fields::parsed),
+        asio::use_future);
     ioc.run();
     CHECK(slow.get().error == upstream_error::ok);
     CHECK(waiting.get().error == upstream_error::timeout);
@@ -503,7 +585,8 @@ TEST_CASE("100 concurrent sends from a two-thread io_context are all answered co
                       std::atomic<int>& matched) -> asio::awaitable<upstream_error> {
             const std::string body = "request-" + std::to_string(i);
             auto r = co_await c->send(
-                make_request(i % 2 ? http::verb::post : http::verb::put, "/c/" + std::to_string(i), body), 5s);
+                make_request(i % 2 ? http::verb::post : http::verb::put, "/c/" + std::to_string(i), body), 5s,
+                proxy::response_fields::parsed);
             if (r.error == upstream_error::ok && r.response.body() == body &&
                 r.response["X-Request-Target"] == "/c/" + std::to_string(i))
                 ++matched;

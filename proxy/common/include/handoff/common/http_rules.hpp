@@ -17,6 +17,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace handoff::proxy {
 
@@ -73,12 +74,30 @@ bool chunk_extension_too_long(std::string_view extensions) noexcept;
 // SHOULD ignore at least one). Bare LF is not an empty line here.
 std::size_t leading_empty_lines(std::string_view buffered) noexcept;
 
-// Hop-by-hop headers (RFC 9110 §7.6.1) and every header named by Connection are removed from
-// `fields`. Host and Content-Length are never removed through Connection nomination.
-void remove_hop_by_hop(http::fields& fields);
-
 // True for a header name that is hop-by-hop by definition.
 bool is_hop_by_hop(std::string_view name) noexcept;
+
+// The end-to-end fields of a message as a proxy passes them on, serialized as they arrive
+// ("Name: value\r\n" each, in order), without a field container: hop-by-hop fields (RFC 9110
+// §7.6.1), every field Connection names (Host and Content-Length never), and the fields the
+// proxy sets itself (Content-Length, X-Correlation-ID) are left out.
+class end_to_end_fields {
+public:
+    enum class message { response, request };
+    // For a request, X-Forwarded-For and X-Forwarded-Proto are the proxy's own as well.
+    explicit end_to_end_fields(message m = message::response) : request_(m == message::request) {}
+    // Takes one field of the message, in order.
+    void add(http::field f, std::string_view name, std::string_view value);
+    // The serialized fields; call once, after the last `add`.
+    std::string take();
+
+private:
+    bool own(http::field f, std::string_view name) const noexcept;
+
+    bool request_;
+    std::string out_;
+    std::vector<std::string> nominated_;  // by Connection, lower case
+};
 
 // Splits "path?query" of an origin-form target. Returns false when the target is not origin-form.
 bool split_target(std::string_view target, std::string_view& path, std::string_view& query) noexcept;
@@ -88,9 +107,13 @@ bool iequals(std::string_view a, std::string_view b) noexcept;
 // An RFC 9110 token (1+ tchar): methods, header names.
 bool is_token(std::string_view s) noexcept;
 
-// The request as the upstream gets it on `forward`: method, target and every header field of
-// `req` (HTTP/1.1, no body), hop-by-hop and Connection-nominated fields removed.
-http::request<http::string_body> upstream_request(const http::request<http::string_body>& req);
+// The head of the request the upstream gets on `forward`, serialized: `req`'s method and target
+// in an HTTP/1.1 request line, its end-to-end fields in order (end_to_end_fields::message::request),
+// then X-Forwarded-For: `forwarded_for`, X-Forwarded-Proto: http, X-Correlation-ID:
+// `correlation_id` and, when `content_length` is set, Content-Length: the caller's own
+// X-Forwarded-For, X-Forwarded-Proto and X-Correlation-ID are replaced, never repeated.
+std::string upstream_request_head(const http::request<http::string_body>& req, std::string_view forwarded_for,
+                                  std::string_view correlation_id, std::optional<std::size_t> content_length);
 
 // Appends the head Beast's serializer writes for `res` (status line with its reason, the fields in
 // order, an empty line) to `out`; the body follows it as it is. Without Beast's buffer-sequence
@@ -98,6 +121,9 @@ http::request<http::string_body> upstream_request(const http::request<http::stri
 // gathered send. Not for chunked responses (the proxy never sends one: hop-by-hop fields are
 // removed from upstream responses).
 void serialize_response_head(const http::response<http::string_body>& res, std::string& out);
+// The same with `more_fields` (serialized "Name: value\r\n" lines) after res's own fields.
+void serialize_response_head(const http::response<http::string_body>& res, std::string_view more_fields,
+                             std::string& out);
 
 // The same for a request (request line, fields, empty line): what the upstream client sends.
 void serialize_request_head(const http::request<http::string_body>& req, std::string& out);

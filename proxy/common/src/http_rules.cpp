@@ -482,8 +482,14 @@ inline bool needs_escape(std::uint64_t w) noexcept {
 
 }  // namespace
 
-void append_json_string(std::string& out, std::string_view s) {
+namespace {
+
+// append_json_string, and with AsciiOnly its variant that gives up (appending nothing) at the
+// first byte >= 0x80, in the same scan.
+template <bool AsciiOnly>
+bool append_json(std::string& out, std::string_view s) {
     static constexpr char hex[] = "0123456789abcdef";
+    const auto start = out.size();
     out.reserve(out.size() + s.size() + 2);
     out += '"';
     std::size_t run = 0;  // start of the pending run of bytes copied as they are
@@ -493,11 +499,15 @@ void append_json_string(std::string& out, std::string_view s) {
         while (i + 8 <= s.size()) {
             std::uint64_t w;
             std::memcpy(&w, s.data() + i, 8);
-            if (needs_escape(w)) break;
+            if (needs_escape(w) || (AsciiOnly && (w & highs) != 0)) break;
             i += 8;
         }
         if (i >= s.size()) break;
         const auto u = static_cast<unsigned char>(s[i]);
+        if (AsciiOnly && u >= 0x80) {
+            out.resize(start);
+            return false;
+        }
         if (u >= 0x20 && u != '"' && u != '\\') {
             ++i;
             continue;
@@ -521,6 +531,13 @@ void append_json_string(std::string& out, std::string_view s) {
     }
     out.append(s.data() + run, s.size() - run);
     out += '"';
+    return true;
 }
+
+}  // namespace
+
+void append_json_string(std::string& out, std::string_view s) { append_json<false>(out, s); }
+
+bool append_json_ascii(std::string& out, std::string_view s) { return append_json<true>(out, s); }
 
 }  // namespace handoff::proxy

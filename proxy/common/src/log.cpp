@@ -221,11 +221,7 @@ line& line::str(std::string_view key, std::string_view value) {
     out_ += ",\"";
     out_ += key;
     out_ += "\":";
-    const bool ascii =
-        std::all_of(value.begin(), value.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
-    if (ascii) {
-        append_json_string(out_, value);
-    } else {
+    if (!append_json_ascii(out_, value)) {
         // Rare: let the JSON library validate the UTF-8 (and replace what is invalid).
         out_ += nlohmann::json(std::string(value)).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     }

@@ -56,8 +56,8 @@ TEST_CASE("end_to_end_fields: hop-by-hop fields and those named by Connection go
     f.add(http::field::proxy_authorization, "Proxy-Authorization", "Basic x");
     f.add(http::field::transfer_encoding, "Transfer-Encoding", "chunked");
     f.add(http::field::unknown, "X-Keep", "yes");
-    f.add(http::field::content_length, "content-length", "5");  // the proxy's own
-    f.add(http::field::unknown, "x-correlation-id", "theirs");  // the proxy's own
+    f.add(http::field::content_length, "content-length", "5");   // the proxy's own
+    f.add(http::field::unknown, "x-correlation-id", "theirs");   // the proxy's own
     f.add(http::field::unknown, "X-Forwarded-For", "10.0.0.1");  // a response's: kept
     f.add(http::field::unknown, "X-Keep", "again, in order");
     CHECK(f.take() == "Host: example\r\nX-Keep: yes\r\nX-Forwarded-For: 10.0.0.1\r\nX-Keep: again, in order\r\n");
@@ -316,6 +316,26 @@ TEST_CASE("append_json_string: every byte at every offset of 8-byte words round-
                 INFO("byte " << b << " at " << at << " of " << len);
                 REQUIRE(nlohmann::json::parse(out).get<std::string>() == in);
                 CHECK(out == nlohmann::json(in).dump());
+            }
+        }
+    }
+}
+
+TEST_CASE("append_json_ascii: the same as append_json_string for ASCII, nothing appended at any byte >= 0x80") {
+    for (int b = 0; b < 0x100; ++b) {
+        for (std::size_t len : {1u, 7u, 8u, 9u, 16u, 23u}) {
+            for (std::size_t at = 0; at < len; ++at) {
+                std::string in(len, 'x');
+                in[at] = static_cast<char>(b);
+                std::string out = "prefix", expected = "prefix";
+                INFO("byte " << b << " at " << at << " of " << len);
+                if (b < 0x80) {
+                    append_json_string(expected, in);
+                    REQUIRE(append_json_ascii(out, in));
+                } else {
+                    REQUIRE_FALSE(append_json_ascii(out, in));
+                }
+                CHECK(out == expected);
             }
         }
     }

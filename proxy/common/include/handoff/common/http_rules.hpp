@@ -131,5 +131,8 @@ void serialize_request_head(const http::request<http::string_body>& req, std::st
 // Appends `s` to `out` as a JSON string (quotes and escapes included; bytes >= 0x80 are copied,
 // so `s` must be UTF-8). For the small bodies of the hot path, built without a JSON document.
 void append_json_string(std::string& out, std::string_view s);
+// The same when every byte of `s` is ASCII (returns true); otherwise appends nothing and returns
+// false, in one scan: for callers that must validate non-ASCII text before writing it.
+bool append_json_ascii(std::string& out, std::string_view s);
 
 }  // namespace handoff::proxy

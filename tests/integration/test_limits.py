@@ -202,6 +202,33 @@ def test_L3_a_client_that_never_reads_is_closed_by_the_write_deadline(limited, u
     assert s.max_rss < RSS_CEILING, s.max_rss
 
 
+def test_L3_an_idle_keep_alive_connection_is_closed_at_idle_timeout_and_not_before(limited, upstream):
+    """listen.idle_timeout (3 s here) bounds the wait for a connection's next request, from its
+    accept and after each answer; a connection that sends its next request within it stays open."""
+    h = limited
+    c = RawConn(h.port, timeout=15)
+    try:
+        for i in range(2):
+            if i:
+                time.sleep(2)  # idle for 2 s of the 3: the connection must still serve the next request
+            c.send(f"GET /orders/{unique('idle')} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            assert c.read_response().status == 200
+            answered = time.monotonic()
+        assert c.sock.recv(1) == b"", "an idle connection got bytes instead of being closed"
+        waited = time.monotonic() - answered
+        assert 2.5 <= waited <= 3.0 + 2.0, f"closed after {waited:.2f} s idle of a 3 s idle_timeout"
+    finally:
+        c.sock.close()
+    silent = socket.create_connection(("127.0.0.1", h.port), timeout=15)
+    try:
+        opened = time.monotonic()
+        assert silent.recv(1) == b""
+        waited = time.monotonic() - opened
+        assert 2.5 <= waited <= 3.0 + 2.0, f"a connection that never sent a byte closed after {waited:.2f} s"
+    finally:
+        silent.close()
+
+
 # ---- L-4 header size and count ------------------------------------------------------------
 @pytest.mark.parametrize("size", [8 * 1024 + 1, 60 * 1024, MiB], ids=["8KiB+1", "60KiB", "1MiB"])
 def test_L4_a_head_over_max_header_bytes_is_431_and_closed(limited, upstream, size):

@@ -16,6 +16,7 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/read_size.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
@@ -26,6 +27,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -53,15 +55,23 @@ using proxy::upstream_error;
 using proxy::upstream_result;
 using request = http::request<http::string_body>;
 using response = http::response<http::string_body>;
-// A connection to the service and what it has read past the last response (nothing, when it is
-// pooled: a connection with unsolicited bytes is not reused). The buffer lives as long as the
+// A connection to the service. `stream` connects (with Beast's deadline); an exchange then reads
+// and writes its socket directly, under one deadline timer for the whole exchange instead of
+// Beast's timer per operation. The buffer holds what was read past the last response (nothing,
+// when it is pooled: a connection with unsolicited bytes is not reused) and lives as long as the
 // connection, so a keep-alive exchange allocates no read buffer.
 struct connection {
-    explicit connection(asio::any_io_executor ex) : stream(std::move(ex)) {}
+    explicit connection(const asio::any_io_executor& ex) : stream(ex), timer(ex) {}
     beast::tcp_stream stream;
+    asio::steady_timer timer;
     beast::flat_buffer buffer;
+    // The exchange in progress (its number) and whether its deadline passed. Atomic: with several
+    // io threads the deadline handler runs on the connection's strand, the exchange on its caller's.
+    std::atomic<std::uint64_t> exchange{0};
+    std::atomic<bool> expired{false};
 };
-using connection_ptr = std::unique_ptr<connection>;
+// Shared: the deadline handler holds a weak_ptr, and may run after the connection is gone.
+using connection_ptr = std::shared_ptr<connection>;
 
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 constexpr std::uint32_t header_limit = 64 * 1024;
@@ -209,7 +219,7 @@ private:
     connection_ptr take_idle();
     void release(connection_ptr keep) noexcept;
     asio::awaitable<std::pair<upstream_error, connection_ptr>> connect(steady::time_point deadline);
-    asio::awaitable<exchange_result> exchange(connection& c, const outgoing& out, steady::time_point deadline,
+    asio::awaitable<exchange_result> exchange(const connection_ptr& c, const outgoing& out, steady::time_point deadline,
                                               proxy::response_fields form);
     // Reads the final response (interim 1xx ones skipped) with a parser of type Parser.
     template <class Parser>
@@ -341,7 +351,7 @@ asio::awaitable<std::pair<upstream_error, connection_ptr>> pool::connect(steady:
     const auto connect_deadline = std::min(deadline, steady::now() + cfg_.connect_timeout);
     // With several io threads each connection has its own strand; completions still run on the
     // caller's executor (the awaitable handler's).
-    auto c = std::make_unique<connection>(strands_ ? asio::any_io_executor(asio::make_strand(ex_)) : ex_);
+    auto c = std::make_shared<connection>(strands_ ? asio::any_io_executor(asio::make_strand(ex_)) : ex_);
     c->stream.expires_at(connect_deadline);
     boost::system::error_code ec;
     if (endpoint_) {
@@ -367,26 +377,50 @@ asio::awaitable<std::pair<upstream_error, connection_ptr>> pool::connect(steady:
     co_return std::pair{upstream_error::ok, std::move(c)};
 }
 
-asio::awaitable<exchange_result> pool::exchange(connection& conn, const outgoing& out, steady::time_point deadline,
-                                                proxy::response_fields form) {
+// What a failed read or write of an exchange means for the caller.
+upstream_error exchange_error(const connection& c, bool response_started) {
+    if (c.expired.load()) return upstream_error::timeout;
+    return response_started ? upstream_error::bad_response : upstream_error::refused;
+}
+
+asio::awaitable<exchange_result> pool::exchange(const connection_ptr& cp, const outgoing& out,
+                                                steady::time_point deadline, proxy::response_fields form) {
     exchange_result r;
-    auto& c = conn.stream;
-    c.expires_at(deadline);
+    auto& conn = *cp;
+    auto& sock = conn.stream.socket();
+    // One deadline for the whole exchange: when it passes, the socket's pending operation is
+    // cancelled and the exchange fails as a timeout. The handler of an earlier exchange (its
+    // deadline passed just as it ended) finds another number and does nothing.
+    const auto number = conn.exchange.fetch_add(1) + 1;
+    conn.expired.store(false);
+    conn.timer.expires_at(deadline);
+    conn.timer.async_wait([weak = std::weak_ptr<connection>(cp), number](const boost::system::error_code& ec) {
+        if (ec) return;  // cancelled: the exchange ended first
+        auto c = weak.lock();
+        if (!c || c->exchange.load() != number) return;
+        c->expired.store(true);
+        boost::system::error_code ignored;
+        c->stream.socket().cancel(ignored);
+    });
+    struct disarm {
+        connection& c;
+        ~disarm() { c.timer.cancel(); }
+    } disarm_deadline{conn};
+
     boost::system::error_code wec;
     if (out.chunked) {
-        std::tie(wec, std::ignore) = co_await http::async_write(c, *out.chunked, use_tuple);
+        std::tie(wec, std::ignore) = co_await http::async_write(sock, *out.chunked, use_tuple);
     } else {
-        // Head and body in one gathered write (Beast's serializer costs more than the rest of
-        // the exchange).
+        // Head and body in one gathered write.
         const std::array<asio::const_buffer, 2> bufs{asio::buffer(out.head), asio::buffer(out.body)};
-        std::tie(wec, std::ignore) = co_await asio::async_write(c, bufs, use_tuple);
+        std::tie(wec, std::ignore) = co_await asio::async_write(sock, bufs, use_tuple);
     }
     if (wec) {
-        r.error = wec == beast::error::timeout ? upstream_error::timeout : upstream_error::refused;
+        r.error = exchange_error(conn, false);
         co_return r;
     }
     conn.buffer.clear();
-    if (conn.buffer.capacity() > 64 * 1024) conn.buffer.shrink_to_fit();  // after an unusually large response head
+    if (conn.buffer.capacity() > 64 * 1024) conn.buffer.shrink_to_fit();  // after an unusually large response
     const bool head = out.method == http::verb::head;
     if (form == proxy::response_fields::forwarded) {
         co_await read_response<forwarding_parser>(conn, head, r);
@@ -398,20 +432,50 @@ asio::awaitable<exchange_result> pool::exchange(connection& conn, const outgoing
 
 template <class Parser>
 asio::awaitable<void> pool::read_response(connection& conn, bool head_request, exchange_result& r) {
+    auto& sock = conn.stream.socket();
+    auto& buf = conn.buffer;
     for (;;) {
         Parser p;
         p.header_limit(header_limit);
         p.body_limit(cfg_.max_response_bytes);
+        p.eager(true);
         if (head_request) p.skip(true);  // a response to HEAD has headers only, whatever Content-Length says
-        auto [ec, n] = co_await http::async_read(conn.stream, conn.buffer, p, use_tuple);
-        r.response_started = r.response_started || p.got_some() || conn.buffer.size() > 0;
+        // Parses what is buffered, reads when the parser needs more: Beast's parser driven in
+        // place, without its composed read operations.
+        boost::system::error_code ec;
+        while (!p.is_done()) {
+            if (buf.size() > 0) {
+                const auto n = p.put(buf.data(), ec);
+                buf.consume(n);
+                if (ec == http::error::need_more) {
+                    ec = {};
+                } else if (ec) {
+                    break;
+                } else if (n > 0) {
+                    continue;
+                }
+            }
+            auto [rec, n] = co_await sock.async_read_some(buf.prepare(beast::read_size(buf, 65536)), use_tuple);
+            if (n > 0) {
+                buf.commit(n);
+                r.response_started = true;
+            }
+            if (rec == asio::error::eof && !conn.expired.load()) {
+                if (!r.response_started) {
+                    r.error = upstream_error::refused;  // closed before a response byte
+                    co_return;
+                }
+                p.put_eof(ec);  // ends a body delimited by the close; otherwise a truncated response
+                if (!ec && buf.size() > 0) continue;
+                break;
+            }
+            if (rec) {
+                r.error = exchange_error(conn, r.response_started);
+                co_return;
+            }
+        }
         if (ec) {
-            if (ec == beast::error::timeout)
-                r.error = upstream_error::timeout;
-            else if (!r.response_started)
-                r.error = upstream_error::refused;  // EOF/reset, no byte
-            else
-                r.error = upstream_error::bad_response;  // unparsable, truncated or oversized
+            r.error = upstream_error::bad_response;  // unparsable, truncated or oversized
             co_return;
         }
         const unsigned status = p.get().result_int();
@@ -421,7 +485,7 @@ asio::awaitable<void> pool::read_response(connection& conn, bool head_request, e
             co_return;
         }
         if (status >= 100 && status < 200) continue;  // interim (100 Continue, 103): skip
-        r.reusable = p.keep_alive() && conn.buffer.size() == 0;
+        r.reusable = p.keep_alive() && buf.size() == 0;
         if constexpr (std::is_same_v<Parser, forwarding_parser>) {
             r.fields = p.take_fields();
             if (const auto declared = p.content_length()) r.content_length = *declared;
@@ -444,7 +508,7 @@ asio::awaitable<upstream_result> pool::send(outgoing out, std::chrono::milliseco
         if (e != upstream_error::ok) co_return failed(e);
         c = std::move(fresh);
     }
-    auto r = co_await exchange(*c, out, deadline, form);
+    auto r = co_await exchange(c, out, deadline, form);
 
     // The stale keep-alive race: the server closed an idle connection while we were sending on
     // it. Only then is one retry on a fresh connection safe, and only for idempotent methods: the
@@ -457,7 +521,7 @@ asio::awaitable<upstream_result> pool::send(outgoing out, std::chrono::milliseco
         auto [e, fresh] = co_await connect(deadline);
         if (e != upstream_error::ok) co_return failed(e);
         c = std::move(fresh);
-        r = co_await exchange(*c, out, deadline, form);
+        r = co_await exchange(c, out, deadline, form);
     }
     if (r.error != upstream_error::ok) co_return failed(r.error);
     if (r.reusable) {

@@ -48,6 +48,9 @@ struct session_handle {
     const asio::any_io_executor ex;       // the session's strand
     beast::tcp_stream* stream = nullptr;  // touched only on the session's strand
     bool idle = false;
+    // The number of the session's current wait on its raw socket (session.cpp, socket_deadline).
+    // Touched only on the session's strand.
+    std::uint64_t wait = 0;
 };
 
 // A route table and its routes' metric instruments, resolved once when the table is installed

@@ -5,6 +5,7 @@
 
 #include "handoff/common/log.hpp"
 
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/empty_body.hpp>
@@ -49,6 +50,39 @@ public:
 private:
     std::atomic<std::size_t>& total_;
     std::size_t held_ = 0;
+};
+
+// The deadline of the session's waits on its raw socket: the idle wait for a request and the
+// write of an answer, the two operations every request makes. Beast's tcp_stream arms a timer and
+// cancels it around every operation, through its own composed operations; here the socket is read
+// and written directly and one timer is re-armed per wait (re-arming cancels the last one), so a
+// request costs two timer updates and no extra layer. When the deadline passes, the socket's
+// pending operation is cancelled. The other reads and writes (a head or body still on its way,
+// 100 Continue, an answer before closing) stay on Beast's stream with its own deadlines.
+class socket_deadline {
+public:
+    socket_deadline(const asio::any_io_executor& ex, std::shared_ptr<session_handle> h)
+        : timer_(ex), handle_(std::move(h)) {}
+
+    void arm(std::chrono::steady_clock::duration d) {
+        const auto number = ++handle_->wait;
+        timer_.expires_after(d);
+        // On the session's strand (the timer's executor), where the handle's fields are owned.
+        timer_.async_wait([weak = std::weak_ptr<session_handle>(handle_), number](const boost::system::error_code& ec) {
+            if (ec) return;  // re-armed or destroyed
+            const auto h = weak.lock();
+            if (!h || !h->stream || h->wait != number) return;  // that wait is over
+            boost::system::error_code ignored;
+            h->stream->socket().cancel(ignored);
+        });
+    }
+    // The wait is over: a deadline that passes from now on does nothing (the timer itself is left
+    // to the next arm, which cancels it).
+    void done() noexcept { ++handle_->wait; }
+
+private:
+    asio::steady_timer timer_;
+    std::shared_ptr<session_handle> handle_;
 };
 
 // The response as one gathered write: its head serialized into `wire` (reused per connection),
@@ -147,6 +181,7 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
     }
     auto handle = std::make_shared<session_handle>(socket.get_executor());
     beast::tcp_stream stream(std::move(socket));
+    socket_deadline deadline(stream.get_executor(), handle);
     // Bounded: a chunk line, a trailer or pipelined requests can never grow it past this
     // (buffer_overflow -> 400); pipelined requests beyond it wait in the socket (TCP back-pressure).
     beast::flat_buffer buffer(listen.max_header_bytes + 64 * 1024);
@@ -166,8 +201,9 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
         if (buffer.size() == 0) {
             if (st->closing.load() && served > 0) break;
             handle->idle = true;
-            stream.expires_after(listen.idle_timeout);
-            auto [ec, n] = co_await stream.async_read_some(buffer.prepare(8192), tuple_awaitable);
+            deadline.arm(listen.idle_timeout);
+            auto [ec, n] = co_await stream.socket().async_read_some(buffer.prepare(8192), tuple_awaitable);
+            deadline.done();
             handle->idle = false;
             if (ec) break;
             buffer.commit(n);
@@ -300,8 +336,10 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
             }
             o.res.keep_alive(req.keep_alive() && !st->draining.load());
             o.res.prepare_payload();
-            stream.expires_after(listen.write_timeout);
-            auto [wec, wn] = co_await asio::async_write(stream, wire_buffers(o, wire, head_request), tuple_awaitable);
+            deadline.arm(listen.write_timeout);
+            auto [wec, wn] =
+                co_await asio::async_write(stream.socket(), wire_buffers(o, wire, head_request), tuple_awaitable);
+            deadline.done();
             if (wec || !o.res.keep_alive()) break;
             continue;
         }
@@ -376,8 +414,10 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
                 o.res.content_length(o.res.body().size());
             }
         }
-        stream.expires_after(listen.write_timeout);
-        auto [wec, wn] = co_await asio::async_write(stream, wire_buffers(o, wire, head_request), tuple_awaitable);
+        deadline.arm(listen.write_timeout);
+        auto [wec, wn] =
+            co_await asio::async_write(stream.socket(), wire_buffers(o, wire, head_request), tuple_awaitable);
+        deadline.done();
         ++served;
         if (wec || !keep) break;
     }

@@ -175,7 +175,7 @@ int run(const std::string& file) {
         log::error("kafka producer could not be created", {{"error", err}});
         return exit_config;
     }
-    auto upstream = handoff::adapters::http_upstream::make_client(ioc.get_executor(), cfg->upstream, threads);
+    auto upstream = handoff::adapters::http_upstream::make_client(ioc.get_executor(), cfg->upstream);
     auto routes = handoff::proxy::route_table::create(cfg);
     auto stats = std::make_shared<handoff::proxy::metrics>();
     handoff::proxy::server server(ioc, routes, producer, upstream, stats);

@@ -4,20 +4,20 @@
 #include "handoff/common/log.hpp"
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/connect.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/experimental/concurrent_channel.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/strand.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/read_size.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
@@ -55,23 +55,58 @@ using proxy::upstream_error;
 using proxy::upstream_result;
 using request = http::request<http::string_body>;
 using response = http::response<http::string_body>;
-// A connection to the service. `stream` connects (with Beast's deadline); an exchange then reads
-// and writes its socket directly, under one deadline timer for the whole exchange instead of
-// Beast's timer per operation. The buffer holds what was read past the last response (nothing,
-// when it is pooled: a connection with unsolicited bytes is not reused) and lives as long as the
-// connection, so a keep-alive exchange allocates no read buffer.
+// A connection to the service: its socket, read and written directly (no Beast stream), under
+// one deadline per connect and per exchange (`deadline_guard`, below). The buffer holds what was
+// read past the last response (nothing, when it is pooled: a connection with unsolicited bytes is
+// not reused) and lives as long as the connection, so a keep-alive exchange allocates no buffer.
 struct connection {
-    explicit connection(const asio::any_io_executor& ex) : stream(ex), timer(ex) {}
-    beast::tcp_stream stream;
+    explicit connection(const asio::any_io_executor& ex) : socket(ex), timer(ex) {}
+    tcp::socket socket;
     asio::steady_timer timer;
     beast::flat_buffer buffer;
-    // The exchange in progress (its number) and whether its deadline passed. Atomic: with several
-    // io threads the deadline handler runs on the connection's strand, the exchange on its caller's.
-    std::atomic<std::uint64_t> exchange{0};
+    // The number of the connect or exchange in progress, and whether its deadline passed. Atomic:
+    // a deadline handler of an earlier exchange, bound to that caller's strand, may run while the
+    // next caller, on another strand, uses the connection.
+    std::atomic<std::uint64_t> operation{0};
     std::atomic<bool> expired{false};
 };
 // Shared: the deadline handler holds a weak_ptr, and may run after the connection is gone.
 using connection_ptr = std::shared_ptr<connection>;
+
+// The deadline of one connect or exchange on a connection. Its handler runs on the caller's
+// executor — the strand where the caller starts each operation on the socket — so it either
+// cancels the operation in progress or runs between two operations, where `expired()` is checked
+// before the next one starts: an operation can never begin after its deadline passed and then
+// wait unbounded. (Beast's tcp_stream arms and cancels a timer around every operation, through
+// two layers of composed operations: 5,000 instructions of a forwarded request.) A handler that
+// runs after its connect or exchange ended finds another number and does nothing.
+class deadline_guard {
+public:
+    deadline_guard(const connection_ptr& c, steady::time_point at, const asio::any_io_executor& caller) : c_(*c) {
+        const auto number = c_.operation.fetch_add(1) + 1;
+        c_.expired.store(false);
+        c_.timer.expires_at(at);
+        c_.timer.async_wait(asio::bind_executor(
+            caller, [weak = std::weak_ptr<connection>(c), number](const boost::system::error_code& ec) {
+                if (ec) return;  // cancelled: the operation ended first
+                const auto conn = weak.lock();
+                if (!conn || conn->operation.load() != number) return;
+                conn->expired.store(true);
+                boost::system::error_code ignored;
+                conn->socket.cancel(ignored);
+            }));
+    }
+    deadline_guard(const deadline_guard&) = delete;
+    deadline_guard& operator=(const deadline_guard&) = delete;
+    ~deadline_guard() {
+        c_.operation.fetch_add(1);  // a handler already on its way finds another number
+        c_.timer.cancel();
+    }
+    bool expired() const noexcept { return c_.expired.load(); }
+
+private:
+    connection& c_;
+};
 
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 constexpr std::uint32_t header_limit = 64 * 1024;
@@ -93,7 +128,7 @@ bool is_idempotent(http::verb m) noexcept {
 // A non-blocking MSG_PEEK never waits. Bytes pending on an idle connection are unsolicited (for
 // example a 408 the server sent before closing) and make it unusable as well.
 bool looks_alive(connection& c) noexcept {
-    auto& s = c.stream.socket();
+    auto& s = c.socket;
     if (!s.is_open()) return false;
     // One non-blocking peek: nothing to read means the peer has not closed it. MSG_DONTWAIT
     // rather than toggling the socket's mode, which costs two ioctls here and one more in Asio's
@@ -182,11 +217,8 @@ private:
 // owned exclusively by one `send` while leased, so its I/O needs no lock.
 class pool {
 public:
-    pool(asio::any_io_executor ex, const config::upstream_config& cfg, bool strands)
-        : ex_(std::move(ex)),
-          cfg_(cfg),
-          max_connections_(std::max<std::size_t>(cfg.max_connections, 1)),
-          strands_(strands) {
+    pool(asio::any_io_executor ex, const config::upstream_config& cfg)
+        : ex_(std::move(ex)), cfg_(cfg), max_connections_(std::max<std::size_t>(cfg.max_connections, 1)) {
         boost::system::error_code ec;
         auto addr = asio::ip::make_address(cfg_.host, ec);
         if (!ec) endpoint_ = tcp::endpoint(addr, cfg_.port);
@@ -223,12 +255,11 @@ private:
                                               proxy::response_fields form);
     // Reads the final response (interim 1xx ones skipped) with a parser of type Parser.
     template <class Parser>
-    asio::awaitable<void> read_response(connection& c, bool head_request, exchange_result& r);
+    asio::awaitable<void> read_response(connection& c, const deadline_guard& d, bool head_request, exchange_result& r);
 
     asio::any_io_executor ex_;
     const config::upstream_config cfg_;
     const std::size_t max_connections_;
-    const bool strands_;                     // a strand per connection (several io threads)
     std::optional<tcp::endpoint> endpoint_;  // set when cfg_.host is a numeric address
 
     std::mutex mutex_;
@@ -349,18 +380,19 @@ void pool::release(connection_ptr keep) noexcept {
 
 asio::awaitable<std::pair<upstream_error, connection_ptr>> pool::connect(steady::time_point deadline) {
     const auto connect_deadline = std::min(deadline, steady::now() + cfg_.connect_timeout);
-    // With several io threads each connection has its own strand; completions still run on the
-    // caller's executor (the awaitable handler's).
-    auto c = std::make_shared<connection>(strands_ ? asio::any_io_executor(asio::make_strand(ex_)) : ex_);
-    c->stream.expires_at(connect_deadline);
+    const auto caller = co_await asio::this_coro::executor;
+    // The socket on the io_context's executor, whatever thread: completions run on the caller's
+    // executor (the awaitable's), and the deadline handler too (deadline_guard).
+    auto c = std::make_shared<connection>(ex_);
     boost::system::error_code ec;
     if (endpoint_) {
-        std::tie(ec) = co_await c->stream.async_connect(*endpoint_, use_tuple);
+        deadline_guard d(c, connect_deadline, caller);
+        std::tie(ec) = co_await c->socket.async_connect(*endpoint_, use_tuple);
+        if (d.expired()) co_return std::pair{upstream_error::timeout, connection_ptr{}};
     } else {
         using namespace asio::experimental::awaitable_operators;
-        auto ex = co_await asio::this_coro::executor;
-        tcp::resolver resolver(ex);
-        asio::steady_timer timer(ex, connect_deadline);
+        tcp::resolver resolver(caller);
+        asio::steady_timer timer(caller, connect_deadline);
         auto r = co_await (resolver.async_resolve(cfg_.host, std::to_string(cfg_.port), use_tuple) ||
                            timer.async_wait(use_tuple));
         if (r.index() == 1) co_return std::pair{upstream_error::timeout, connection_ptr{}};
@@ -369,17 +401,18 @@ asio::awaitable<std::pair<upstream_error, connection_ptr>> pool::connect(steady:
             log::warn("upstream host name did not resolve", {{"host", cfg_.host}, {"reason", rec.message()}});
             co_return std::pair{upstream_error::refused, connection_ptr{}};
         }
-        std::tie(ec, std::ignore) = co_await c->stream.async_connect(results, use_tuple);
+        deadline_guard d(c, connect_deadline, caller);
+        std::tie(ec, std::ignore) = co_await asio::async_connect(c->socket, results, use_tuple);
+        if (d.expired()) co_return std::pair{upstream_error::timeout, connection_ptr{}};
     }
-    if (ec == beast::error::timeout) co_return std::pair{upstream_error::timeout, connection_ptr{}};
     if (ec) co_return std::pair{upstream_error::refused, connection_ptr{}};
-    c->stream.socket().set_option(tcp::no_delay(true), ec);
+    c->socket.set_option(tcp::no_delay(true), ec);
     co_return std::pair{upstream_error::ok, std::move(c)};
 }
 
 // What a failed read or write of an exchange means for the caller.
-upstream_error exchange_error(const connection& c, bool response_started) {
-    if (c.expired.load()) return upstream_error::timeout;
+upstream_error exchange_error(const deadline_guard& d, bool response_started) {
+    if (d.expired()) return upstream_error::timeout;
     return response_started ? upstream_error::bad_response : upstream_error::refused;
 }
 
@@ -387,52 +420,36 @@ asio::awaitable<exchange_result> pool::exchange(const connection_ptr& cp, const 
                                                 steady::time_point deadline, proxy::response_fields form) {
     exchange_result r;
     auto& conn = *cp;
-    auto& sock = conn.stream.socket();
     // One deadline for the whole exchange: when it passes, the socket's pending operation is
-    // cancelled and the exchange fails as a timeout. The handler of an earlier exchange (its
-    // deadline passed just as it ended) finds another number and does nothing.
-    const auto number = conn.exchange.fetch_add(1) + 1;
-    conn.expired.store(false);
-    conn.timer.expires_at(deadline);
-    conn.timer.async_wait([weak = std::weak_ptr<connection>(cp), number](const boost::system::error_code& ec) {
-        if (ec) return;  // cancelled: the exchange ended first
-        auto c = weak.lock();
-        if (!c || c->exchange.load() != number) return;
-        c->expired.store(true);
-        boost::system::error_code ignored;
-        c->stream.socket().cancel(ignored);
-    });
-    struct disarm {
-        connection& c;
-        ~disarm() { c.timer.cancel(); }
-    } disarm_deadline{conn};
-
+    // cancelled and the exchange fails as a timeout.
+    const deadline_guard d(cp, deadline, co_await asio::this_coro::executor);
     boost::system::error_code wec;
     if (out.chunked) {
-        std::tie(wec, std::ignore) = co_await http::async_write(sock, *out.chunked, use_tuple);
+        std::tie(wec, std::ignore) = co_await http::async_write(conn.socket, *out.chunked, use_tuple);
     } else {
         // Head and body in one gathered write.
         const std::array<asio::const_buffer, 2> bufs{asio::buffer(out.head), asio::buffer(out.body)};
-        std::tie(wec, std::ignore) = co_await asio::async_write(sock, bufs, use_tuple);
+        std::tie(wec, std::ignore) = co_await asio::async_write(conn.socket, bufs, use_tuple);
     }
-    if (wec) {
-        r.error = exchange_error(conn, false);
+    if (wec || d.expired()) {
+        r.error = exchange_error(d, false);
         co_return r;
     }
     conn.buffer.clear();
     if (conn.buffer.capacity() > 64 * 1024) conn.buffer.shrink_to_fit();  // after an unusually large response
     const bool head = out.method == http::verb::head;
     if (form == proxy::response_fields::forwarded) {
-        co_await read_response<forwarding_parser>(conn, head, r);
+        co_await read_response<forwarding_parser>(conn, d, head, r);
     } else {
-        co_await read_response<http::response_parser<http::string_body>>(conn, head, r);
+        co_await read_response<http::response_parser<http::string_body>>(conn, d, head, r);
     }
     co_return r;
 }
 
 template <class Parser>
-asio::awaitable<void> pool::read_response(connection& conn, bool head_request, exchange_result& r) {
-    auto& sock = conn.stream.socket();
+asio::awaitable<void> pool::read_response(connection& conn, const deadline_guard& d, bool head_request,
+                                          exchange_result& r) {
+    auto& sock = conn.socket;
     auto& buf = conn.buffer;
     for (;;) {
         Parser p;
@@ -455,12 +472,16 @@ asio::awaitable<void> pool::read_response(connection& conn, bool head_request, e
                     continue;
                 }
             }
+            if (d.expired()) {
+                r.error = upstream_error::timeout;
+                co_return;
+            }
             auto [rec, n] = co_await sock.async_read_some(buf.prepare(beast::read_size(buf, 65536)), use_tuple);
             if (n > 0) {
                 buf.commit(n);
                 r.response_started = true;
             }
-            if (rec == asio::error::eof && !conn.expired.load()) {
+            if (rec == asio::error::eof && !d.expired()) {
                 if (!r.response_started) {
                     r.error = upstream_error::refused;  // closed before a response byte
                     co_return;
@@ -470,7 +491,7 @@ asio::awaitable<void> pool::read_response(connection& conn, bool head_request, e
                 break;
             }
             if (rec) {
-                r.error = exchange_error(conn, r.response_started);
+                r.error = exchange_error(d, r.response_started);
                 co_return;
             }
         }
@@ -524,10 +545,7 @@ asio::awaitable<upstream_result> pool::send(outgoing out, std::chrono::milliseco
         r = co_await exchange(c, out, deadline, form);
     }
     if (r.error != upstream_error::ok) co_return failed(r.error);
-    if (r.reusable) {
-        c->stream.expires_never();
-        slot.keep(std::move(c));
-    }
+    if (r.reusable) slot.keep(std::move(c));
     co_return upstream_result{upstream_error::ok, std::move(r.res), std::move(r.fields), r.content_length};
 }
 
@@ -589,9 +607,9 @@ private:
 
 }  // namespace
 
-std::shared_ptr<proxy::upstream_client> make_client(boost::asio::any_io_executor ex, const config::upstream_config& cfg,
-                                                    int threads) {
-    return std::make_shared<client>(std::make_shared<pool>(std::move(ex), cfg, threads > 1));
+std::shared_ptr<proxy::upstream_client> make_client(boost::asio::any_io_executor ex,
+                                                    const config::upstream_config& cfg) {
+    return std::make_shared<client>(std::make_shared<pool>(std::move(ex), cfg));
 }
 
 }  // namespace handoff::adapters::http_upstream

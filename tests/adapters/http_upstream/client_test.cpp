@@ -292,8 +292,8 @@ TEST_CASE("forwarded fields: the end-to-end ones serialized in order, hop-by-hop
         "\r\n";
     fake_upstream server(sc);
     asio::io_context ioc(1);
-    auto client = adapters::http_upstream::make_client(ioc.get_executor(), config_for(server.port()), 1);
-    for (int i = 0; i < 2; ++i) {  // the second on the pooled connection, without a strand
+    auto client = adapters::http_upstream::make_client(ioc.get_executor(), config_for(server.port()));
+    for (int i = 0; i < 2; ++i) {  // the second on the pooled connection
         auto r =
             send_now(ioc, *client, make_request(http::verb::post, "/f", "x"), 5s, proxy::response_fields::forwarded);
         REQUIRE(r.error == upstream_error::ok);
@@ -604,4 +604,78 @@ TEST_CASE("100 concurrent sends from a two-thread io_context are all answered co
     CHECK(server.peak_in_flight() <= 8);
     CHECK(server.peak_in_flight() > 1);
     CHECK(server.received().size() == 100);
+}
+
+TEST_CASE("a connect that never completes gives timeout at connect_timeout") {
+    // A listener that never accepts: once its accept queue is full, the kernel drops further SYNs
+    // and a connect waits.
+    asio::io_context tmp;
+    tcp::acceptor full(tmp);
+    full.open(tcp::v4());
+    full.bind({asio::ip::make_address("127.0.0.1"), 0});
+    full.listen(0);
+    const auto port = full.local_endpoint().port();
+    std::vector<std::unique_ptr<tcp::socket>> fillers;
+    for (int i = 0; i < 4; ++i) {
+        // Started (the connect system call is made) and never completed: `tmp` never runs.
+        fillers.push_back(std::make_unique<tcp::socket>(tmp));
+        fillers.back()->async_connect({asio::ip::make_address("127.0.0.1"), port}, [](boost::system::error_code) {});
+    }
+    asio::io_context ioc;
+    auto cfg = config_for(port);
+    cfg.connect_timeout = 300ms;
+    auto client = adapters::http_upstream::make_client(ioc.get_executor(), cfg);
+    const auto start = std::chrono::steady_clock::now();
+    auto r = send_now(ioc, *client, make_request(http::verb::get, "/never-connected"), 5s);
+    const auto elapsed = std::chrono::steady_clock::now() - start;
+    CHECK(r.error == upstream_error::timeout);
+    CHECK(elapsed >= 300ms);
+    CHECK(elapsed < 3s);  // connect_timeout, not the 5 s request deadline
+}
+
+TEST_CASE("a write the server never reads gives timeout within the deadline") {
+    // Accepts and never reads: a 32 MiB body fills both socket buffers and the write waits.
+    asio::io_context tmp;
+    tcp::acceptor silent(tmp, {asio::ip::make_address("127.0.0.1"), 0});
+    tcp::socket accepted(tmp);
+    std::thread acceptor_thread([&] {
+        boost::system::error_code ignored;
+        silent.accept(accepted, ignored);
+    });
+    asio::io_context ioc;
+    auto client = adapters::http_upstream::make_client(ioc.get_executor(), config_for(silent.local_endpoint().port()));
+    const auto start = std::chrono::steady_clock::now();
+    auto r = send_now(ioc, *client, make_request(http::verb::post, "/big", std::string(32 * 1024 * 1024, 'b')), 400ms,
+                      proxy::response_fields::forwarded);
+    const auto elapsed = std::chrono::steady_clock::now() - start;
+    acceptor_thread.join();
+    CHECK(r.error == upstream_error::timeout);
+    CHECK(elapsed >= 400ms);
+    CHECK(elapsed < 3s);
+}
+
+TEST_CASE("deadlines on a two-thread io_context: every send to a silent server times out, none hangs") {
+    script s;
+    s.never_answer = true;
+    fake_upstream server(s);
+    auto cfg = config_for(server.port());
+    cfg.max_connections = 8;
+    asio::io_context ioc(2);
+    auto client = adapters::http_upstream::make_client(ioc.get_executor(), cfg);
+    std::vector<std::future<upstream_result>> futures;
+    for (int i = 0; i < 16; ++i) {
+        futures.push_back(asio::co_spawn(asio::make_strand(ioc),
+                                         client->send(make_request(http::verb::get, "/t/" + std::to_string(i)), 200ms,
+                                                      proxy::response_fields::forwarded),
+                                         asio::use_future));
+    }
+    const auto start = std::chrono::steady_clock::now();
+    std::thread other([&] { ioc.run(); });
+    ioc.run();
+    other.join();
+    const auto elapsed = std::chrono::steady_clock::now() - start;
+    int timed_out = 0;
+    for (auto& f : futures) timed_out += f.get().error == upstream_error::timeout;
+    CHECK(timed_out == 16);
+    CHECK(elapsed < 5s);  // 200 ms each, at most 8 at a time
 }

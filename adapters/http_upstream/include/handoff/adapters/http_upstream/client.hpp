@@ -18,11 +18,9 @@ namespace handoff::adapters::http_upstream {
 
 // Creates the client. Does no I/O: connections are opened on demand. A numeric `cfg.host` is
 // parsed once here; a host name is resolved on every new connection.
-// `ex` is the io_context executor. `threads` is the number of threads running that io_context:
-// with more than one, each connection gets its own strand of it (Beast's deadline handler and the
-// connection's I/O then never run at once); with one, every handler is already serialized and a
-// strand would only add a queue and a lock to every operation.
-std::shared_ptr<proxy::upstream_client> make_client(boost::asio::any_io_executor ex, const config::upstream_config& cfg,
-                                                    int threads = 2);
+// `ex` is the io_context executor; sockets and timers live on it, and completions (the deadline
+// handlers included) run on each caller's executor.
+std::shared_ptr<proxy::upstream_client> make_client(boost::asio::any_io_executor ex,
+                                                    const config::upstream_config& cfg);
 
 }  // namespace handoff::adapters::http_upstream

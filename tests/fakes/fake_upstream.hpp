@@ -98,9 +98,8 @@ public:
             // As the real client returns it: the fields serialized, the response without them.
             proxy::end_to_end_fields fields;
             for (const auto& f : r.result.response) fields.add(f.name(), f.name_string(), f.value());
-            r.result.content_length = r.result.response.has_content_length()
-                                          ? std::optional<std::uint64_t>(r.result.response.payload_size().value_or(0))
-                                          : std::nullopt;
+            if (auto it = r.result.response.find(http::field::content_length); it != r.result.response.end())
+                r.result.content_length = std::stoull(std::string(it->value()));
             r.result.fields = fields.take();
             r.result.response.clear();
         }

@@ -19,7 +19,6 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/read_size.hpp>
 #include <boost/beast/http/parser.hpp>
-#include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
 
 #include <sys/socket.h>
@@ -487,7 +486,6 @@ asio::awaitable<void> pool::read_response(connection& conn, const deadline_guard
                     co_return;
                 }
                 p.put_eof(ec);  // ends a body delimited by the close; otherwise a truncated response
-                if (!ec && buf.size() > 0) continue;
                 break;
             }
             if (rec) {

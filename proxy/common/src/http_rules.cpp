@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <array>
-#include <charconv>
 #include <cctype>
 #include <cstdint>
 #include <cstring>
@@ -396,10 +395,8 @@ std::string upstream_request_head(const http::request<http::string_body>& req, s
     out += correlation_id;
     out += "\r\n";
     if (content_length) {
-        char digits[24];
-        const auto end = std::to_chars(digits, digits + sizeof digits, *content_length).ptr;
         out += "Content-Length: ";
-        out.append(digits, end);
+        out += std::to_string(*content_length);
         out += "\r\n";
     }
     out += "\r\n";

@@ -4,7 +4,6 @@
 
 #include "handoff/common/log.hpp"
 
-#include <charconv>
 #include <cstdint>
 #include <string>
 
@@ -48,21 +47,16 @@ awaitable<outcome> handle_forward(const request_context& ctx) {
     o.res.version(req.version());
     o.res.insert("X-Correlation-ID", ids.correlation);
     const auto status = o.res.result_int();
-    const auto length = [](std::uint64_t n) {
-        char digits[24];
-        const auto end = std::to_chars(digits, digits + sizeof digits, n).ptr;
-        return std::string(digits, end);
-    };
     if (status < 200 || status == 204 || status == 304) {
         o.res.body().clear();
         // A 304 keeps the Content-Length the service declared (of the representation it stands for).
         if (status == 304 && result.content_length)
-            o.res.insert(http::field::content_length, length(*result.content_length));
+            o.res.insert(http::field::content_length, std::to_string(*result.content_length));
     } else if (req.method() == http::verb::head) {
         // What a GET would carry, as the service said; no body follows.
-        if (result.content_length) o.res.insert(http::field::content_length, length(*result.content_length));
+        if (result.content_length) o.res.insert(http::field::content_length, std::to_string(*result.content_length));
     } else {
-        o.res.insert(http::field::content_length, length(o.res.body().size()));
+        o.res.insert(http::field::content_length, std::to_string(o.res.body().size()));
     }
     co_return o;
 }

@@ -2,8 +2,10 @@
 # Installs everything Handoff needs to build, run its demo and run its tests, from nothing.
 # Idempotent: a second run only checks stamps and returns in seconds.
 #
-#   scripts/setup.sh            Debian packages + pinned librdkafka + Kafka jars + the benchmark's
-#                               peer jars + Python test deps
+#   scripts/setup.sh              Debian packages + pinned librdkafka + Kafka jars + the benchmark's
+#                                 peer jars + Python test deps + the image tools (buildah, debootstrap)
+#   scripts/setup.sh --build-only what building the binary needs: the build packages and librdkafka
+#                                 (the image's build stage, docker/Dockerfile)
 #
 # Downloads and builds are cached outside the work tree in $HANDOFF_CACHE
 # (default /var/cache/handoff), so a fresh clone reuses them.
@@ -15,6 +17,12 @@ LIBRDKAFKA_NPM_VERSION="1.10.1"      # ships librdkafka 2.15.1 under deps/librdk
 LIBRDKAFKA_VERSION="2.15.1"
 KAFKA_VERSION="${KAFKA_VERSION:-4.1.1}"
 SCRIPTS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+BUILD_ONLY=0
+case "${1:-}" in
+  "") ;;
+  --build-only) BUILD_ONLY=1 ;;
+  *) echo "usage: scripts/setup.sh [--build-only]" >&2; exit 2 ;;
+esac
 mkdir -p "$HANDOFF_CACHE"
 
 log() { printf '[setup] %s\n' "$*" >&2; }
@@ -22,16 +30,22 @@ SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 # --- Debian packages --------------------------------------------------------------------------
-DEB_PACKAGES=(
-  build-essential cmake ninja-build pkg-config git curl ca-certificates openssl python3 python3-venv
+DEB_PACKAGES=(  # to build the binary (and the image's build stage)
+  build-essential cmake ninja-build pkg-config git curl ca-certificates openssl python3
   libboost1.81-dev libboost-url1.81-dev
   libyaml-cpp-dev nlohmann-json3-dev doctest-dev libcli11-dev prometheus-cpp-dev libmimalloc-dev
   libssl-dev libsasl2-dev libzstd-dev liblz4-dev zlib1g-dev
   liburing-dev # the io_uring build (-DHANDOFF_IO_URING=ON; scripts/bench.sh compares it with epoll)
-  openjdk-17-jre-headless maven kcat wrk
-  clang libclang-rt-14-dev ccache clang-format
-  nginx linux-perf valgrind # the benchmark (scripts/bench.sh): nginx as forward peer and upstream; perf for --profile; callgrind for --instructions
+  ccache
 )
+if [ "$BUILD_ONLY" = 0 ]; then
+  DEB_PACKAGES+=(  # to test, benchmark and build the image
+    python3-venv openjdk-17-jre-headless maven kcat wrk
+    clang libclang-rt-14-dev clang-format
+    nginx linux-perf valgrind # the benchmark (scripts/bench.sh): nginx as forward peer and upstream; perf for --profile; callgrind for --instructions
+    buildah debootstrap # the container image, built and run without a Docker engine (docker/build.sh)
+  )
+fi
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -62,6 +76,11 @@ if [ ! -f "$LIBRDKAFKA_PREFIX/.complete" ]; then
     make -C src-cpp install >/dev/null )
   rm -rf "$work"
   touch "$LIBRDKAFKA_PREFIX/.complete"
+fi
+
+if [ "$BUILD_ONLY" = 1 ]; then
+  log "ready to build (cache: $HANDOFF_CACHE)"
+  exit 0
 fi
 
 # --- Apache Kafka (KRaft) jars from Maven Central, for the tests -------------------------------

@@ -33,6 +33,6 @@ if [ "${SKIP_SANITIZE:-0}" != 1 ]; then
   ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:abort_on_error=1:detect_stack_use_after_return=1" \
   UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
     ctest --test-dir "$ASAN_BUILD_DIR" --output-on-failure --timeout 900 \
-      -E '^(bench_smoke|packaging_dockerfile_libs|format)$'
+      -E '^(bench_smoke|packaging_dockerfile_libs|packaging_image|format)$'
   echo "[test] ASan/UBSan stage took $(( $(date +%s) - start ))s" >&2
 fi

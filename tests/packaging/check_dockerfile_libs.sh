@@ -72,7 +72,7 @@ while read -r name path; do
       grep -qE "^COPY --from=build .*" <<<"$runtime" || bad "runtime stage copies nothing from the build stage"
       # The build stage stages librdkafka under /out$HANDOFF_CACHE/librdkafka-X/lib, copied to / at runtime.
       ver_dir="$(basename "$(dirname "$dir")")"
-      grep -qE "cp .*librdkafka-?[^ ]*/lib/librdkafka\*\.so\* .*/out.*$ver_dir/lib" <<<"$build" \
+      grep -qE "cp .*librdkafka-?[^ ]*/lib/librdkafka\\*?\\.so\\* .*/out.*$ver_dir/lib" <<<"$build" \
         || grep -qE "COPY --from=build .*$ver_dir/lib" <<<"$runtime" \
         || bad "$name comes from $dir, but the image does not copy $ver_dir/lib to that path"
       grep -qE '^ENV HANDOFF_CACHE=/var/cache/handoff' <<<"$build" && [ "${dir#/var/cache/handoff/}" != "$dir" ] \

@@ -47,7 +47,7 @@ load_result loader::run(std::string_view text) {
 void loader::parse(const YAML::Node& root, config& c) {
     const auto top = map(root, "",
                          {"profile", "listen", "admin", "upstream", "kafka", "defaults", "routing", "log", "drain",
-                          "limits", "status", "idempotency", "replies", "routes", "subscriptions"});
+                          "limits", "status", "idempotency", "state", "replies", "routes", "subscriptions"});
     if (!top) return;
     const auto section = [&](std::string_view name) {
         const entry* e = find(*top, name);
@@ -65,6 +65,7 @@ void loader::parse(const YAML::Node& root, config& c) {
     parse_limits(section("limits"), c.limits);
     parse_status(section("status"), c.status);
     parse_idempotency(section("idempotency"), c.idempotency);
+    parse_state(section("state"), c.state);
     parse_replies(section("replies"), c.replies);
     const entry* kafka = find(*top, "kafka");
     parse_kafka(kafka ? kafka->value : root, kafka != nullptr, c.kafka);
@@ -72,6 +73,7 @@ void loader::parse(const YAML::Node& root, config& c) {
     parse_subscriptions(section("subscriptions"), c);
     check_profile(c, find(*top, "profile"));
     check_body_bounds(c);
+    check_state(c);
 }
 
 }  // namespace detail

@@ -45,6 +45,7 @@ private:
     void parse_status(const YAML::Node& n, status_config& s);
     void parse_idempotency(const YAML::Node& n, idempotency_config& i);
     void parse_replies(const YAML::Node& n, replies_config& r);
+    void parse_state(const YAML::Node& n, state_config& s);
     void parse_log(const YAML::Node& n, log_config& l);
     void parse_kafka(const YAML::Node& n, bool present, kafka_config& k);
 
@@ -70,6 +71,7 @@ private:
     void check_reply_topic(const config& c, const std::vector<route_info>& infos);
     void check_profile(const config& c, const entry* profile);
     void check_body_bounds(config& c);
+    void check_state(const config& c);
 
     std::map<std::string, std::pair<YAML::Node, std::string>> property_nodes_;  // name -> (value node, expanded)
     std::vector<std::size_t> subscription_index_;  // c.subscriptions[i] is subscriptions[subscription_index_[i]]

@@ -23,6 +23,7 @@ constexpr startup_section startup_sections[] = {
     {"subscriptions", [](config& n, const config& r) { n.subscriptions = r.subscriptions; }},
     {"status", [](config& n, const config& r) { n.status = r.status; }},
     {"idempotency", [](config& n, const config& r) { n.idempotency = r.idempotency; }},
+    {"state", [](config& n, const config& r) { n.state = r.state; }},
     {"replies", [](config& n, const config& r) { n.replies = r.replies; }},
 };
 

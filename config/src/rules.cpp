@@ -49,6 +49,39 @@ void loader::check_body_bounds(config& c) {
     for (const auto& r : c.routes) too_big(r.max_body_bytes, "the max_body_bytes of route '" + r.name + "'");
 }
 
+// state.shared: the topic is named, keeps entries at least as long as the views do (a replica that
+// starts after an entry left the log would let a second request win its key), and is nobody
+// else's topic (records of another kind on it would be skipped, and state records delivered).
+void loader::check_state(const config& c) {
+    const auto& s = c.state;
+    if (!s.shared) return;
+    if (s.topic.empty()) {
+        fail(place_of("state"), "state",
+             "missing required key 'topic' when shared is true (e.g. handoff.state.<service>)");
+        return;
+    }
+    const auto too_short = [&](millis ttl, const char* what) {
+        if (s.retention >= ttl) return;
+        fail(place_of("state.retention"), "state.retention",
+             std::to_string(s.retention.count()) + "ms is shorter than " + what + " (" + std::to_string(ttl.count()) +
+                 "ms): an entry would leave the log while replicas still honour it");
+    };
+    too_short(c.idempotency.ttl, "idempotency.ttl");
+    too_short(c.status.ttl, "status.ttl");
+    const auto clash = [&](const std::string& other, const std::string& what) {
+        if (other != s.topic) return;
+        fail(place_of("state.topic"), "state.topic",
+             "'" + s.topic + "' is also " + what + ": the state topic is its own");
+    };
+    clash(c.replies.topic, "replies.topic");
+    for (const auto& r : c.routes) clash(r.topic, "the topic of route '" + r.name + "'");
+    for (const auto& sub : c.subscriptions) {
+        for (const auto& t : sub.topics) clash(t, "a topic of subscription '" + sub.name + "'");
+        clash(sub.dead_letter_topic, "the dead-letter topic of subscription '" + sub.name + "'");
+        clash(sub.reply_topic, "the reply topic of subscription '" + sub.name + "'");
+    }
+}
+
 // Under trailing_slash: match, "/orders" and "/orders/" are one path.
 void loader::check_unique(const std::vector<route>& routes, std::vector<route_info>& infos, trailing_slash slash) {
     if (slash == trailing_slash::match) {

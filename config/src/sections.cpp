@@ -149,6 +149,34 @@ void loader::parse_replies(const YAML::Node& n, replies_config& r) {
     get_duration(*c, "retention", cp, r.create.retention);
 }
 
+void loader::parse_state(const YAML::Node& n, state_config& s) {
+    const std::string p = "state";
+    const auto f = map(n, p,
+                       {"shared", "topic", "partitions", "replication_factor", "retention", "claim_timeout",
+                        "claim_wait", "refresh_interval", "replica"});
+    if (!f) return;
+    get_bool(*f, "shared", p, s.shared);
+    if (find(*f, "topic")) get_topic(*f, "topic", p, s.topic);
+    get_int(*f, "partitions", p, s.partitions, 1, 100'000);
+    get_int(*f, "replication_factor", p, s.replication_factor, -1, 32'767);
+    if (s.replication_factor == 0) {
+        fail(find(*f, "replication_factor")->value, p + ".replication_factor",
+             "must be -1 (the broker's default) or at least 1, got 0");
+    }
+    get_duration(*f, "retention", p, s.retention);
+    get_duration(*f, "claim_timeout", p, s.claim_timeout);
+    get_duration(*f, "claim_wait", p, s.claim_wait);
+    get_duration(*f, "refresh_interval", p, s.refresh_interval);
+    get_string(*f, "replica", p, s.replica);
+    const auto at_least = [&](const char* key, millis v, millis min, const char* what) {
+        if (const auto* e = find(*f, key); e && v < min) fail(e->value, p + "." + key, what);
+    };
+    at_least("claim_timeout", s.claim_timeout, millis(1000), "must be at least 1s");
+    at_least("claim_wait", s.claim_wait, millis(100), "must be at least 100ms");
+    at_least("refresh_interval", s.refresh_interval, millis(100), "must be at least 100ms");
+    if (s.replica.size() > 200) fail(find(*f, "replica")->value, p + ".replica", "must be at most 200 characters");
+}
+
 void loader::parse_log(const YAML::Node& n, log_config& l) {
     const auto f = map(n, "log", {"level", "requests"});
     if (!f) return;

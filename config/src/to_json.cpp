@@ -84,6 +84,15 @@ nlohmann::ordered_json detail::config_json(const config& c, bool redact) {
     j["idempotency"] = {{"max_entries", c.idempotency.max_entries},
                         {"max_bytes", c.idempotency.max_bytes},
                         {"ttl", ms(c.idempotency.ttl)}};
+    j["state"] = {{"shared", c.state.shared},
+                  {"topic", c.state.topic},
+                  {"partitions", c.state.partitions},
+                  {"replication_factor", c.state.replication_factor},
+                  {"retention", ms(c.state.retention)},
+                  {"claim_timeout", ms(c.state.claim_timeout)},
+                  {"claim_wait", ms(c.state.claim_wait)},
+                  {"refresh_interval", ms(c.state.refresh_interval)},
+                  {"replica", c.state.replica}};
     if (!c.replies.topic.empty()) {
         j["replies"] = {{"topic", c.replies.topic},
                         {"create",

@@ -32,6 +32,7 @@
 #include <nlohmann/json.hpp>
 #if HANDOFF_MIMALLOC
 #include <mimalloc.h>
+#include <unistd.h>
 #endif
 
 #include <algorithm>
@@ -93,6 +94,14 @@ void print_warnings(const std::vector<handoff::config::config_error>& warnings) 
 
 void log_warnings(const std::vector<handoff::config::config_error>& warnings) {
     for (const auto& w : warnings) log::warn("config warning", {{"warning", handoff::config::format(w)}});
+}
+
+// This process's name in the state topic's records: the host name (the pod's name in Kubernetes)
+// and a random suffix, so that a restarted process is never taken for the one before it.
+std::string default_replica_name() {
+    char host[256] = {};
+    if (::gethostname(host, sizeof host - 1) != 0 || host[0] == '\0') std::strcpy(host, "handoff");
+    return std::string(host) + "-" + handoff::proxy::make_uuid_v7().substr(24);
 }
 
 log::level parse_level(const std::string& s) {
@@ -260,6 +269,33 @@ int run(const std::string& file) {
             std::make_unique<handoff::proxy::subscription>(strand, s, cfg->upstream, consumer, upstream, producer));
         subscriptions.back()->start();
     }
+    // state.shared: Idempotency-Keys and request statuses shared with the other replicas through
+    // the state topic, read from its beginning; readiness waits until it is read up to its end
+    // offsets at start. Before the reply consumer: replies complete keyed requests through it.
+    std::shared_ptr<handoff::proxy::consumer> state_consumer;
+    if (cfg->state.shared) {
+        if (embedded) embedded->create_topic(cfg->state.topic, cfg->state.partitions);
+        const auto replica = cfg->state.replica.empty() ? default_replica_name() : cfg->state.replica;
+        auto& listener = server.share_state(cfg->state, replica);
+        state_consumer = handoff::adapters::kafka::make_state_consumer(asio::make_strand(ioc), cfg->kafka, cfg->state,
+                                                                       bootstrap, err);
+        if (!state_consumer) {
+            log::error("kafka state consumer could not be created", {{"error", err}});
+            return exit_config;
+        }
+        ready.set_state_consumer(state_consumer);
+        state_consumer->start(listener);
+        std::weak_ptr<handoff::proxy::consumer> weak = state_consumer;
+        stats->on_scrape([weak, stats] {
+            if (auto c = weak.lock()) {
+                std::int64_t lag = 0;
+                for (const auto& p : c->lag()) lag += p.lag;
+                stats->state_lag().Set(static_cast<double>(lag));
+            }
+        });
+        log::info("sharing Idempotency-Keys and request statuses through the state topic",
+                  {{"topic", cfg->state.topic}, {"replica", replica}});
+    }
     // reply routes: every partition of replies.topic assigned by hand (no consumer group, nothing
     // committed), created first when missing (replies.create), read from the end offsets found
     // before readiness turns true, positions kept in memory across reconnects; partitions added
@@ -318,6 +354,7 @@ int run(const std::string& file) {
     subscription_signals.cancel();  // subscriptions
     for (auto& s : subscriptions) s->close();
     if (reply_consumer) reply_consumer->close();
+    if (state_consumer) state_consumer->close();
     const auto undelivered = producer->flush(cfg->kafka.flush_timeout);
     if (!undelivered.empty()) {
         stats->undelivered().Increment(static_cast<double>(undelivered.size()));

@@ -1010,3 +1010,43 @@ TEST_CASE("a subscription's reply_topics are topic names or patterns with '*'") 
     r = load_with("subscriptions:\n  - {name: s, topics: [a], group: g, reply_topics: [\"t.{x}\"]}\n");
     CHECK_ERROR(r, "subscriptions[0].reply_topics", "templates");
 }
+
+TEST_CASE("state: off by default; shared needs a topic of its own that outlives the keys and statuses") {
+    const auto plain = load_with("");
+    REQUIRE_OK(plain);
+    CHECK_FALSE(plain.value->state.shared);
+
+    const auto ok = load_with(
+        "state: {shared: true, topic: handoff.state.orders, partitions: 12, replication_factor: 3, retention: 72h,\n"
+        "        claim_timeout: 45s, claim_wait: 2s, refresh_interval: 5s, replica: pod-a}\n");
+    REQUIRE_OK(ok);
+    const auto& s = ok.value->state;
+    CHECK(s.shared);
+    CHECK(s.topic == "handoff.state.orders");
+    CHECK(s.partitions == 12);
+    CHECK(s.replication_factor == 3);
+    CHECK(s.retention == std::chrono::hours(72));
+    CHECK(s.claim_timeout == std::chrono::seconds(45));
+    CHECK(s.claim_wait == std::chrono::seconds(2));
+    CHECK(s.refresh_interval == std::chrono::seconds(5));
+    CHECK(s.replica == "pod-a");
+    const auto j = nlohmann::json::parse(to_redacted_json(*ok.value));
+    CHECK(j["state"]["topic"] == "handoff.state.orders");
+    CHECK(j["state"]["shared"] == true);
+
+    CHECK_ERROR(load_with("state: {shared: true}\n"), "state", "missing required key 'topic'");
+    CHECK_ERROR(load_with("state: {shared: true, topic: s, retention: 1h}\n"), "state.retention",
+                "shorter than idempotency.ttl");
+    CHECK_ERROR(load_with("status: {ttl: 72h}\nstate: {shared: true, topic: s}\n"), "state.retention",
+                "shorter than status.ttl");
+    CHECK_ERROR(load_with("state: {shared: true, topic: r}\nreplies: {topic: r}\n"), "state.topic",
+                "is also replies.topic");
+    CHECK_ERROR(load_with("state: {shared: true, topic: orders}\n" +
+                          one_route("{name: o, match: {path: /o, method: POST}, mode: event, topic: orders}")),
+                "state.topic", "the topic of route 'o'");
+    CHECK_ERROR(load_with("state: {topic: 'bad topic'}\n"), "state.topic", "invalid character");
+    CHECK_ERROR(load_with("state: {claim_timeout: 10ms}\n"), "state.claim_timeout", "at least 1s");
+    CHECK_ERROR(load_with("state: {replication_factor: 0}\n"), "state.replication_factor", "got 0");
+    CHECK_ERROR(load_with("state: {shared: true, topic: s, sharded: true}\n"), "state.sharded",
+                "did you mean 'shared'");
+}

@@ -71,7 +71,7 @@ def test_the_schema_is_a_valid_draft_2020_12_schema_with_descriptions():
 def test_the_schema_has_every_top_level_section_of_the_loader():
     props = set(_schema()["properties"])
     assert props == {"profile", "listen", "admin", "upstream", "kafka", "defaults", "routing", "log", "drain", "limits",
-                     "status", "idempotency", "replies", "routes", "subscriptions"}
+                     "status", "idempotency", "state", "replies", "routes", "subscriptions"}
 
 
 @pytest.mark.parametrize("path", _example_files(), ids=lambda p: f"{p.parent.name}/{p.name}")

@@ -66,14 +66,21 @@ public:
         : strand_(strand), wake_(strand), keepalive_(strand), name_(std::move(name)), topics_(std::move(topics)) {}
 
     // The reply consumer: manual assignment of every partition of `replies.topic` (no group).
-    consumer_impl(asio::any_io_executor strand, config::replies_config replies)
+    // With `from_beginning` (the shared state topic, `what` = "state topic"): every partition read
+    // from its beginning, and ready only once the end offsets read at the first assignment are
+    // reached; `create_configs` are set on the topic when this process creates it.
+    consumer_impl(asio::any_io_executor strand, config::replies_config replies, std::string what = "reply topic",
+                  bool from_beginning = false, property_list create_configs = {})
         : strand_(strand),
           wake_(strand),
           keepalive_(strand),
-          name_("replies"),
+          name_(from_beginning ? "state" : "replies"),
           topics_({replies.topic}),
-          replies_(std::move(replies)) {
-        not_ready_ = "reading the metadata of the reply topic '" + replies_->topic + "'";
+          replies_(std::move(replies)),
+          what_(std::move(what)),
+          from_beginning_(from_beginning),
+          create_configs_(std::move(create_configs)) {
+        not_ready_ = "reading the metadata of the " + what_ + " '" + replies_->topic + "'";
     }
 
     ~consumer_impl() override { close(); }
@@ -268,6 +275,38 @@ private:
         not_ready_ = std::move(reason);
     }
 
+    // On the strand, after serving (from_beginning only): ready once every partition's position has
+    // reached the end offset it had at the first assignment (catch_up_, filled by assign()).
+    void check_caught_up() {
+        if (!from_beginning_ || caught_up_) return;
+        std::map<std::int32_t, std::int64_t> targets;
+        {
+            std::lock_guard lock(ready_mutex_);
+            if (!catch_up_started_) return;
+            targets = catch_up_;
+        }
+        tpl_ptr l(rd_kafka_topic_partition_list_new(static_cast<int>(targets.size())));
+        for (const auto& [p, end] : targets) rd_kafka_topic_partition_list_add(l.get(), replies_->topic.c_str(), p);
+        if (rd_kafka_position(rk_, l.get()) != RD_KAFKA_RESP_ERR_NO_ERROR) return;
+        for (int i = 0; i < l->cnt; ++i) {
+            const auto p = l->elems[i].partition;
+            const auto end = targets[p];
+            if (end <= 0) continue;  // nothing to read
+            // The position is the last consumed offset + 1; a partition whose records up to its end
+            // were removed (retention, compaction) reports its end through an EOF event instead.
+            const bool consumed = !l->elems[i].err && l->elems[i].offset >= end;
+            const auto eof = at_end_.find(p);
+            if (!consumed && (eof == at_end_.end() || eof->second < end)) return;
+        }
+        caught_up_ = true;
+        set_not_ready({});
+        log::info(
+            "the state topic is read up to its end offsets at start",
+            {{"topic", replies_->topic},
+             {"partitions", targets.size()},
+             {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - catch_up_since_).count()}});
+    }
+
     bool stopping() {
         std::lock_guard lock(control_mutex_);
         return stop_control_;
@@ -308,11 +347,15 @@ private:
         if (!rk_ || closing_) return;
         for (int budget = 1024; budget > 0; --budget) {
             rd_kafka_message_t* m = rd_kafka_consumer_poll(rk_, 0);
-            if (!m) return;
+            if (!m) {
+                check_caught_up();
+                return;
+            }
             handle(m);
             rd_kafka_message_destroy(m);
             if (closing_) return;
         }
+        check_caught_up();
         asio::post(strand_, [this, alive = std::weak_ptr<int>(alive_)] {
             if (alive.lock()) serve();
         });
@@ -320,7 +363,10 @@ private:
 
     void handle(const rd_kafka_message_t* m) {
         if (m->err) {
-            if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) return;
+            if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                if (from_beginning_) at_end_[m->partition] = m->offset;  // read up to this end offset
+                return;
+            }
             const bool fatal = m->err == RD_KAFKA_RESP_ERR__FATAL;
             log::write(fatal ? log::level::error : log::level::warn, "kafka consumer error",
                        {{"subscription", name_},
@@ -334,6 +380,10 @@ private:
         r.offset = m->offset;
         if (m->key) r.key = std::string(static_cast<const char*>(m->key), m->key_len);
         if (m->payload) r.value.assign(static_cast<const char*>(m->payload), m->len);
+        r.null_value = m->payload == nullptr;
+        rd_kafka_timestamp_type_t tstype = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
+        const std::int64_t ts = rd_kafka_message_timestamp(m, &tstype);
+        if (tstype != RD_KAFKA_TIMESTAMP_NOT_AVAILABLE) r.timestamp_ms = ts;
         rd_kafka_headers_t* hdrs = nullptr;
         if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR && hdrs) {
             const char* name = nullptr;
@@ -431,6 +481,16 @@ private:
     bool stop_control_ = false;
     rd_kafka_topic_t* reply_topic_ = nullptr;  // control thread (and close, after joining it)
     std::set<std::int32_t> reply_assigned_;    // control thread
+    std::string what_ = "reply topic";         // "reply topic" or "state topic", for logs and reasons
+    bool from_beginning_ = false;              // the state topic: read from the beginning, catch up first
+    property_list create_configs_;             // topic configs set when this process creates the topic
+    // The state topic's catch-up: end offsets at the first assignment (under ready_mutex_), and
+    // whether the strand saw them reached.
+    bool catch_up_started_ = false;
+    std::map<std::int32_t, std::int64_t> catch_up_;
+    std::chrono::steady_clock::time_point catch_up_since_ = std::chrono::steady_clock::now();
+    bool caught_up_ = false;                       // strand
+    std::map<std::int32_t, std::int64_t> at_end_;  // strand: the offset of each partition's last EOF event
     mutable std::mutex ready_mutex_;
     std::string not_ready_;  // empty: ready
     std::shared_ptr<int> alive_ = std::make_shared<int>(0);

@@ -40,8 +40,8 @@ void consumer_impl::control() {
             const auto needs = proxy::metadata_failure_needs(topic, error_name);
             std::vector<std::pair<std::string, std::string>> extra;
             if (!needs.empty()) extra.emplace_back("needs", needs);  // a permission, not an outage
-            problem(needs.empty() ? log::level::warn : log::level::error, "cannot read the reply topic's metadata",
-                    "cannot read the metadata of the reply topic '" + topic + "': " + error_name +
+            problem(needs.empty() ? log::level::warn : log::level::error, "cannot read the " + what_ + "'s metadata",
+                    "cannot read the metadata of the " + what_ + " '" + topic + "': " + error_name +
                         (error_text.empty() ? "" : " (" + error_text + ")"),
                     std::move(extra));
             retry();
@@ -50,16 +50,15 @@ void consumer_impl::control() {
         if (state == topic_state::missing) {
             if (started) {
                 // No reply can arrive: traffic should go elsewhere until the topic is back.
-                const std::string reason = "the reply topic '" + topic + "' no longer exists";
+                const std::string reason = "the " + what_ + " '" + topic + "' no longer exists";
                 set_not_ready(reason);
                 lost = true;
-                problem(log::level::error, "the reply topic disappeared", reason);
+                problem(log::level::error, "the " + what_ + " disappeared", reason);
                 retry();
                 continue;
             }
             if (!replies_->create.enabled) {
-                problem(log::level::error,
-                        "reply topic missing and replies.create is off; it needs CREATE on the topic",
+                problem(log::level::error, what_ + " missing and its creation is off; it needs CREATE on the topic",
                         proxy::missing_topic_reason(topic),
                         {{"needs", "CREATE on topic '" + topic + "' (whoever creates it), or replies.create on"}});
                 retry();
@@ -67,13 +66,13 @@ void consumer_impl::control() {
             }
             if (created) {
                 // Ours, not yet in the metadata of the broker we asked: wait, do not create again.
-                set_not_ready("the reply topic '" + topic + "' was created and is not in the metadata yet");
+                set_not_ready("the " + what_ + " '" + topic + "' was created and is not in the metadata yet");
                 wait(std::chrono::milliseconds(200));
                 continue;
             }
             if (!create_topic(error_name, error_text)) {
                 const auto f = proxy::describe_creation_failure(topic, error_name, error_text);
-                problem(log::level::error, "reply topic cannot be created; it needs CREATE on the topic", f.reason,
+                problem(log::level::error, what_ + " cannot be created; it needs CREATE on the topic", f.reason,
                         {{"needs", f.needs}});
                 retry();
                 continue;
@@ -85,18 +84,19 @@ void consumer_impl::control() {
             lost = false;
             last_problem.clear();
             set_not_ready({});
-            log::info("the reply topic exists again", {{"topic", topic}});
+            log::info("the " + what_ + " exists again", {{"topic", topic}});
         }
         const auto add = proxy::partitions_to_add(reply_assigned_, count);
         if (!add.empty()) {
-            if (assign(add, /*from_end=*/!started, error_name)) {
+            if (assign(add, /*from_end=*/!started && !from_beginning_, error_name)) {
                 if (!started) {
                     started = true;
-                    set_not_ready({});
+                    // The state topic turns ready on its strand, once read up to its end offsets.
+                    if (!from_beginning_) set_not_ready({});
                 }
             } else {
-                problem(log::level::warn, "cannot assign the reply topic's partitions",
-                        "cannot start reading the reply topic '" + topic + "': " + error_name);
+                problem(log::level::warn, "cannot assign the " + what_ + "'s partitions",
+                        "cannot start reading the " + what_ + " '" + topic + "': " + error_name);
                 retry();
                 continue;
             }
@@ -152,6 +152,7 @@ bool consumer_impl::create_topic(std::string& error_name, std::string& error_tex
     // segment.ms (7 days) a quiet topic would keep its data that long.
     rd_kafka_NewTopic_set_config(nt, "retention.ms", retention.c_str());
     rd_kafka_NewTopic_set_config(nt, "segment.ms", retention.c_str());
+    for (const auto& [k, v] : create_configs_) rd_kafka_NewTopic_set_config(nt, k.c_str(), v.c_str());
     rd_kafka_AdminOptions_t* opts = rd_kafka_AdminOptions_new(rk_, RD_KAFKA_ADMIN_OP_CREATETOPICS);
     rd_kafka_AdminOptions_set_request_timeout(opts, 10000, errstr, sizeof errstr);
     rd_kafka_AdminOptions_set_operation_timeout(opts, 8000, errstr, sizeof errstr);
@@ -173,7 +174,7 @@ bool consumer_impl::create_topic(std::string& error_name, std::string& error_tex
         const auto terr = n > 0 ? rd_kafka_topic_result_error(topics[0]) : RD_KAFKA_RESP_ERR__FAIL;
         if (terr == RD_KAFKA_RESP_ERR_NO_ERROR || terr == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
             ok = true;
-            log::info(terr ? "reply topic already created by another process" : "reply topic created",
+            log::info(what_ + (terr ? " already created by another process" : " created"),
                       {{"topic", replies_->topic},
                        {"partitions", c.partitions},
                        {"replication_factor", c.replication_factor},
@@ -198,9 +199,11 @@ bool consumer_impl::assign(const std::vector<std::int32_t>& parts, bool from_end
     const auto& topic = replies_->topic;
     tpl_ptr l(rd_kafka_topic_partition_list_new(static_cast<int>(parts.size())));
     std::vector<std::pair<std::int32_t, std::int64_t>> starts;
+    const bool catch_up = from_beginning_ && reply_assigned_.empty();
+    std::map<std::int32_t, std::int64_t> ends;
     for (const auto p : parts) {
         std::int64_t low = 0, high = 0;
-        if (from_end) {
+        if (from_end || catch_up) {
             if (stopping()) {
                 error_name = "_DESTROY";
                 return false;
@@ -211,6 +214,7 @@ bool consumer_impl::assign(const std::vector<std::int32_t>& parts, bool from_end
                 return false;
             }
         }
+        if (catch_up) ends[p] = high > low ? high : 0;  // 0: nothing to read
         rd_kafka_topic_partition_list_add(l.get(), topic.c_str(), p)->offset =
             from_end ? high : RD_KAFKA_OFFSET_BEGINNING;
         starts.emplace_back(p, from_end ? high : 0);
@@ -219,6 +223,13 @@ bool consumer_impl::assign(const std::vector<std::int32_t>& parts, bool from_end
         error_name = rd_kafka_error_string(e);
         rd_kafka_error_destroy(e);
         return false;
+    }
+    if (catch_up) {
+        std::lock_guard lock(ready_mutex_);
+        not_ready_ = "reading the " + what_ + " '" + topic + "' up to its end offsets";
+        catch_up_ = std::move(ends);
+        catch_up_started_ = true;
+        catch_up_since_ = std::chrono::steady_clock::now();
     }
     std::vector<proxy::topic_partition> list;
     for (const auto p : parts) {
@@ -233,7 +244,9 @@ bool consumer_impl::assign(const std::vector<std::int32_t>& parts, bool from_end
     for (const auto& [p, o] : starts) {
         where.push_back(std::to_string(p) + (from_end ? "@" + std::to_string(o) : "@beginning"));
     }
-    log::info(from_end ? "reply topic assigned from its end offsets" : "reply topic partitions added",
+    log::info(from_end   ? what_ + " assigned from its end offsets"
+              : catch_up ? what_ + " assigned from its beginning"
+                         : what_ + " partitions added",
               {{"topic", topic}, {"partitions", where}});
     asio::post(strand_, [this, alive = std::weak_ptr<int>(alive_), list = std::move(list)] {
         if (!alive.lock() || closing_ || !listener_) return;
@@ -278,6 +291,44 @@ std::shared_ptr<proxy::consumer> make_reply_consumer(asio::any_io_executor stran
         return nullptr;
     }
     log::info("kafka reply consumer created", {{"topic", replies.topic}});
+    return c;
+}
+
+std::shared_ptr<proxy::consumer> make_state_consumer(asio::any_io_executor strand, const config::kafka_config& kafka,
+                                                     const config::state_config& state, const std::string& bootstrap,
+                                                     std::string& error) {
+    rd_kafka_conf_t* conf =
+        consumer_conf({{"client.id", "handoff-state"}, {"fetch.wait.max.ms", "100"}}, kafka.properties, {},
+                      {{"bootstrap.servers", bootstrap},
+                       {"group.id", "handoff-state-" + proxy::make_uuid_v7()},
+                       {"enable.auto.commit", "false"},
+                       {"enable.auto.offset.store", "false"},
+                       {"enable.partition.eof", "true"},  // an end reached, even when its last records were removed
+                       {"auto.offset.reset", "earliest"},
+                       {"allow.auto.create.topics", "false"}},
+                      error);
+    if (!conf) {
+        error = "state: " + error;
+        return nullptr;
+    }
+    config::replies_config spec;
+    spec.topic = state.topic;
+    spec.create.enabled = true;
+    spec.create.partitions = state.partitions;
+    spec.create.replication_factor = state.replication_factor;
+    spec.create.retention = state.retention;
+    spec.refresh_interval = state.refresh_interval;
+    // Compacted (the newest record of each entry is kept) and deleted after the retention (an entry
+    // nobody rewrites leaves); segments roll within the hour, so that both can act on them.
+    const auto segment = std::min<long long>(state.retention.count(), 3'600'000);
+    auto c = std::make_shared<consumer_impl>(
+        strand, spec, "state topic", /*from_beginning=*/true,
+        consumer_detail::property_list{{"cleanup.policy", "compact,delete"}, {"segment.ms", std::to_string(segment)}});
+    if (!c->init(conf, error)) {
+        error = "state: " + error;
+        return nullptr;
+    }
+    log::info("kafka state consumer created", {{"topic", state.topic}});
     return c;
 }
 

@@ -103,6 +103,10 @@ status:
 idempotency:
 {{ toYaml . | indent 2 }}
 {{- end }}
+{{- with $v.state }}
+state:
+{{ toYaml . | indent 2 }}
+{{- end }}
 {{- with $v.replies }}
 replies:
 {{ toYaml . | indent 2 }}

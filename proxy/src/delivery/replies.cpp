@@ -82,7 +82,7 @@ std::size_t reply_registry::size() const {
 }
 
 reply_dispatcher::reply_dispatcher(std::shared_ptr<reply_registry> registry, std::shared_ptr<status_store> statuses,
-                                   std::shared_ptr<idempotency_store> keys, std::shared_ptr<metrics> stats)
+                                   std::shared_ptr<key_settlement> keys, std::shared_ptr<metrics> stats)
     : registry_(std::move(registry)),
       statuses_(std::move(statuses)),
       keys_(std::move(keys)),

@@ -132,6 +132,101 @@ std::optional<outcome> idempotency_gate(server::state& st, const config::route& 
     return std::nullopt;
 }
 
+// The Idempotency-Key gate with state.shared: the key is claimed through the state topic, so every
+// replica gives the same verdict. Besides the single-process answers: 503 state_unavailable when
+// the claim could not be written and read back in time, 503 overloaded when the view is full, and
+// 504 outcome_unknown (Location: the holder's status) when the request holding the key was not
+// completed by its replica within state.claim_timeout, or its stored response was dropped.
+awaitable<std::optional<outcome>> shared_idempotency_gate(server::state& st, const config::route& route,
+                                                          const http::request<http::string_body>& req,
+                                                          const request_ids& ids, bool& keyed) {
+    const auto count = [&](const char* result) { count_idempotency(st, route, result); };
+    if (auto problem = idempotency_key_problem(st, route, req, ids)) co_return problem;
+    const auto it = req.find("Idempotency-Key");
+    if (it == req.end()) co_return std::nullopt;
+    const auto key = parse_idempotency_key(it->value());
+    auto r = co_await st.shared->claim(
+        route.name, *key, fingerprint(req.method_string(), req.target(), req.body(), fingerprinted_values(route, req)),
+        ids.request, ids.correlation);
+    using kind = shared_registry::claim_result::kind;
+    using verdict = shared::key_view::verdict;
+    if (r.result == kind::full) {
+        count("full");
+        co_return make_error(error::overloaded, "too many Idempotency-Keys are held by the replicas; retry later", ids,
+                             req.version());
+    }
+    if (r.result == kind::unavailable) {
+        count("unavailable");
+        co_return make_error(error::state_unavailable,
+                             "the Idempotency-Key could not be claimed through the state topic (" + r.reason +
+                                 "); nothing was produced, retry later",
+                             ids, req.version());
+    }
+    const auto& a = r.answer;
+    switch (a.kind) {
+        case verdict::fresh: keyed = true; co_return std::nullopt;
+        case verdict::in_flight: {
+            count("in_flight");
+            auto o = make_error(error::idempotency_in_flight,
+                                "a request with this Idempotency-Key is still being processed; retry later", ids,
+                                req.version());
+            o.res.set(http::field::location, status_url(a.request_id));
+            co_return o;
+        }
+        case verdict::mismatch:
+            count("mismatch");
+            co_return make_error(error::idempotency_mismatch,
+                                 "this Idempotency-Key was used with a different request (method, target or body)", ids,
+                                 req.version());
+        case verdict::replay: {
+            count("replayed");
+            outcome o;
+            o.res = from_stored(*a.response, req.version());
+            o.res.set("Idempotent-Replayed", "true");
+            co_return o;
+        }
+        case verdict::abandoned:
+        case verdict::evicted:
+        case verdict::lost: {
+            count(a.kind == verdict::evicted ? "evicted" : "abandoned");
+            auto o = make_error(error::outcome_unknown,
+                                a.kind == verdict::evicted
+                                    ? "the request holding this Idempotency-Key completed, but its stored response "
+                                      "was dropped (idempotency.max_bytes); its status is at Location"
+                                    : "the request holding this Idempotency-Key was not completed by its replica "
+                                      "within state.claim_timeout; its outcome is unknown, its status is at Location",
+                                ids, req.version());
+            o.res.set(http::field::location, status_url(a.request_id));
+            co_return o;
+        }
+    }
+    co_return std::nullopt;
+}
+
+// The millisecond timestamp of a UUIDv7 request ID; nullopt for anything else.
+std::optional<std::chrono::system_clock::time_point> uuid_v7_time(std::string_view id) {
+    if (id.size() != 36 || id[8] != '-' || id[13] != '-' || id[14] != '7' || id[18] != '-' || id[23] != '-') {
+        return std::nullopt;
+    }
+    std::uint64_t ms = 0;
+    for (std::size_t i = 0; i < 13; ++i) {
+        if (i == 8) continue;
+        const char c = id[i];
+        const int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        if (v < 0) return std::nullopt;
+        ms = ms << 4 | static_cast<std::uint64_t>(v);
+    }
+    return std::chrono::system_clock::time_point(std::chrono::milliseconds(ms));
+}
+
+// How long a request may run before its outcome is published: the longest route timeout, plus the
+// time to write and read the status back.
+std::chrono::milliseconds pending_window(const config::config& cfg) {
+    auto longest = cfg.defaults.timeout;
+    for (const auto& r : cfg.routes) longest = std::max(longest, r.timeout);
+    return longest + std::chrono::seconds(5);
+}
+
 }  // namespace
 
 outcome status_endpoint(server::state& st, const config::config& cfg, const http::request<http::string_body>& req,
@@ -149,6 +244,20 @@ outcome status_endpoint(server::state& st, const config::config& cfg, const http
         o.res.set(http::field::cache_control, "no-store");
         set_json(o.res, status_store::to_json(id, *s, cfg.status.reply_bodies));
         return o;
+    }
+    if (st.shared) {
+        // Replicas learn each other's requests when they have an outcome: a request another replica
+        // took a moment ago may still be running there. Its ID says when it began (UUIDv7).
+        const auto began = uuid_v7_time(id);
+        const auto age = std::chrono::system_clock::now() - began.value_or(std::chrono::system_clock::time_point{});
+        if (began && age >= -std::chrono::seconds(5) && age < pending_window(cfg)) {
+            auto o = make_error(error::not_found,
+                                "this request ID is not known to this replica yet: a request's status reaches the "
+                                "other replicas once it has an outcome, and this one began moments ago; retry",
+                                ids, req.version());
+            o.res.set(http::field::retry_after, "1");
+            return o;
+        }
     }
     return make_error(error::not_found, "no request with this request ID is known (unknown or expired)", ids,
                       req.version());
@@ -182,7 +291,16 @@ awaitable<outcome> answer_request(request_context& ctx, const route_table& route
             }
             if (!gate) mode = choose_mode(routes, *route, req, path, query, ctx.params, ids);
         }
-        if (!gate && route && honours_idempotency(mode)) gate = idempotency_gate(*ctx.st, *route, req, ids, ctx.keyed);
+        if (!gate && route && honours_idempotency(mode)) {
+            // Not a conditional expression: GCC 12 miscompiles a co_await inside one (it destroys a
+            // temporary it never built).
+            if (ctx.st->shared) {
+                auto shared_gate = co_await shared_idempotency_gate(*ctx.st, *route, req, ids, ctx.keyed);
+                gate = std::move(shared_gate);
+            } else {
+                gate = idempotency_gate(*ctx.st, *route, req, ids, ctx.keyed);
+            }
+        }
         if (gate) {
             o = std::move(*gate);
         } else {
@@ -203,7 +321,7 @@ awaitable<outcome> answer_request(request_context& ctx, const route_table& route
         // A request that definitely had no effect frees its key; 2xx and 504 (outcome
         // unknown) entries are settled by the handlers, delivery reports and replies.
         const auto status = o.res.result_int();
-        if ((status < 200 || status > 299) && status != 504) ctx.st->keys->release(ids.request);
+        if ((status < 200 || status > 299) && status != 504) ctx.st->settle->release(ids.request);
     }
     co_return o;
 }

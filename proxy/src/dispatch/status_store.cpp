@@ -89,7 +89,36 @@ void status_store::touch_locked(entry& e, bool fresh, std::chrono::steady_clock:
 void status_store::put(const std::string& id, request_status status) {
     const auto now = std::chrono::steady_clock::now();
     status.updated = std::chrono::system_clock::now();
+    std::optional<request_status> stored;
+    {
+        std::lock_guard lock(mutex_);
+        put_locked(id, std::move(status), now);
+        if (publish_) {
+            const auto it = entries_.find(std::string_view(id));
+            if (it != entries_.end() && it->second->status.current != request_status::state::accepted) {
+                stored = it->second->status;
+            }
+        }
+    }
+    if (stored) publish_(id, *stored);
+}
+
+void status_store::put_remote(const std::string& id, request_status status,
+                              std::chrono::system_clock::time_point written) {
+    const auto age = std::chrono::system_clock::now() - written;
+    if (age >= ttl_) return;
+    const auto now = std::chrono::steady_clock::now();
+    status.updated = written;
     std::lock_guard lock(mutex_);
+    put_locked(id, std::move(status), now);
+    auto it = entries_.find(std::string_view(id));
+    if (it != entries_.end() && age > std::chrono::system_clock::duration::zero()) {
+        it->second->expires = now + std::chrono::duration_cast<std::chrono::steady_clock::duration>(ttl_ - age);
+    }
+}
+
+void status_store::put_locked(const std::string& id, request_status&& status,
+                              std::chrono::steady_clock::time_point now) {
     auto it = entries_.find(std::string_view(id));
     const bool fresh = it == entries_.end();
     if (fresh) {
@@ -112,7 +141,7 @@ void status_store::put(const std::string& id, request_status status) {
 
 bool status_store::put_reply(const std::string& id, std::shared_ptr<const stored_response> reply) {
     const auto now = std::chrono::steady_clock::now();
-    std::lock_guard lock(mutex_);
+    std::unique_lock lock(mutex_);
     auto it = entries_.find(std::string_view(id));
     if (it == entries_.end() || it->second->expires <= now) return false;
     auto& s = it->second->status;
@@ -120,8 +149,12 @@ bool status_store::put_reply(const std::string& id, std::shared_ptr<const stored
     s.reason.clear();
     s.reply = std::move(reply);
     s.updated = std::chrono::system_clock::now();
+    std::optional<request_status> stored;
+    if (publish_) stored = s;
     touch_locked(*it->second, /*fresh=*/false, now);
     evict_locked(now);
+    lock.unlock();
+    if (stored) publish_(id, *stored);
     return true;
 }
 

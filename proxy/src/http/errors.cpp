@@ -33,6 +33,7 @@ error_info describe(error e) noexcept {
         case error::upstream_timeout: return {504, "upstream_timeout", 0, false};
         case error::bad_reply: return {502, "bad_reply", 0, false};
         case error::overloaded: return {503, "overloaded", 1, false};
+        case error::state_unavailable: return {503, "state_unavailable", 1, false};
         case error::internal: return {500, "internal_error", 0, true};
     }
     return {500, "internal_error", 0, true};

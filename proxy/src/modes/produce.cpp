@@ -90,7 +90,7 @@ struct reply_wait {
 struct produce_context {
     std::shared_ptr<status_store> statuses;
     std::shared_ptr<metrics> stats;
-    std::shared_ptr<idempotency_store> keys;  // null unless the request holds an Idempotency-Key
+    std::shared_ptr<key_settlement> keys;  // null unless the request holds an Idempotency-Key
     config::mode mode;
     int success;
     unsigned version;
@@ -168,7 +168,7 @@ prepared_record prepare_record(const request_context& rc, config::mode mode) {
     auto ctx = std::make_shared<produce_context>();
     ctx->statuses = st->statuses;
     ctx->stats = st->stats;
-    if (rc.keyed) ctx->keys = st->keys;
+    if (rc.keyed) ctx->keys = st->settle;
     ctx->mode = mode;
     ctx->success = success_status(route, mode);
     ctx->version = req.version();

@@ -70,6 +70,9 @@ metrics::metrics()
       delivery_{"handoff_delivery_report_seconds",
                 "Time from produce to the broker's delivery report, by topic (template)",
                 {}},
+      claims_{"handoff_state_claim_seconds",
+              "Time to claim an Idempotency-Key through the state topic (claim written, then read back)",
+              {}},
       shed_(prometheus::BuildCounter()
                 .Name("handoff_shed_total")
                 .Help("Requests or connections refused by a bound, by reason")
@@ -221,6 +224,40 @@ prometheus::Gauge& metrics::reply_waiting() {
     return gauge("handoff_reply_waiting", "Requests on reply routes waiting for their reply.", {});
 }
 
+prometheus::Counter& metrics::state_claim(std::string_view result) {
+    return counter("handoff_state_claims_total", "Idempotency-Key claims through the state topic, by result.",
+                   {{"result", std::string(result)}});
+}
+
+latency_series& metrics::state_claim_latency() {
+    std::lock_guard lock(mutex_);
+    if (!claim_latency_) claim_latency_ = &claims_.add({});
+    return *claim_latency_;
+}
+
+prometheus::Gauge& metrics::state_entries() {
+    return gauge("handoff_state_entries", "Idempotency-Key entries in the shared state view.", {});
+}
+
+prometheus::Gauge& metrics::state_bytes() {
+    return gauge("handoff_state_bytes", "Bytes held by the shared state view.", {});
+}
+
+prometheus::Gauge& metrics::state_lag() {
+    return gauge("handoff_state_lag", "State topic records not yet read by this replica, all partitions.", {});
+}
+
+prometheus::Counter& metrics::state_records_skipped() {
+    return counter("handoff_state_records_skipped_total", "State topic records that were not ours or did not decode.",
+                   {});
+}
+
+prometheus::Counter& metrics::state_write_failed(std::string_view kind) {
+    return counter("handoff_state_write_failures_total",
+                   "State records (claim, complete, release, status) the broker did not persist, by kind.",
+                   {{"kind", std::string(kind)}});
+}
+
 prometheus::Counter& metrics::idempotency(const std::string& route, std::string_view result) {
     return counter("handoff_idempotency_total", "Requests with an Idempotency-Key, by route and result.",
                    {{"route", route}, {"result", std::string(result)}});
@@ -284,6 +321,7 @@ std::string metrics::serialize() {
         std::lock_guard lock(mutex_);  // the latency families' series lists grow under it
         families.push_back(durations_.collect());
         families.push_back(delivery_.collect());
+        if (claim_latency_) families.push_back(claims_.collect());
     }
     return prometheus::TextSerializer{}.Serialize(families);
 }

@@ -16,6 +16,7 @@ bool readiness::check(std::string& reason) const {
         reason = std::move(why);
         return false;
     }
+    if (state_ && !state_->ready(reason)) return false;
     if (!replies_configured_) return true;
     if (!replies_) {
         reason = "the reply consumer is not started yet";

@@ -6,6 +6,7 @@
 #include "handoff/proxy/http/errors.hpp"
 #include "handoff/common/http_rules.hpp"
 #include "handoff/proxy/dispatch/idempotency_store.hpp"
+#include "handoff/proxy/dispatch/shared_registry.hpp"
 #include "handoff/common/ids.hpp"
 #include "handoff/proxy/modes/record.hpp"
 #include "handoff/proxy/delivery/replies.hpp"
@@ -89,7 +90,9 @@ struct server::state {
     std::shared_ptr<upstream_client> upstream;
     std::shared_ptr<metrics> stats;
     std::shared_ptr<status_store> statuses;
-    std::shared_ptr<idempotency_store> keys;
+    std::shared_ptr<idempotency_store> keys;  // this process's keys (unused with state.shared)
+    std::shared_ptr<key_settlement> settle;   // where keyed requests complete: `keys`, or `shared`
+    std::shared_ptr<shared_registry> shared;  // state.shared: claims and statuses through the state topic
     std::shared_ptr<reply_registry> replies;
     std::shared_ptr<reply_dispatcher> reply_listener;
     config::listen_config listen;

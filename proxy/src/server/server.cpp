@@ -24,8 +24,9 @@ server::state::state(asio::io_context& io, std::shared_ptr<const route_table> r,
     statuses = std::make_shared<status_store>(cfg.status.max_entries, cfg.status.max_bytes, cfg.status.ttl);
     keys = std::make_shared<idempotency_store>(cfg.idempotency.max_entries, cfg.idempotency.max_bytes,
                                                cfg.idempotency.ttl);
+    settle = keys;
     replies = std::make_shared<reply_registry>();
-    reply_listener = std::make_shared<reply_dispatcher>(replies, statuses, keys, stats);
+    reply_listener = std::make_shared<reply_dispatcher>(replies, statuses, settle, stats);
 }
 
 namespace {
@@ -82,6 +83,10 @@ server::server(asio::io_context& ioc, std::shared_ptr<const route_table> routes,
             s->stats->idempotency_bytes().Set(static_cast<double>(s->keys->bytes()));
             s->stats->buffered_body_bytes().Set(static_cast<double>(s->buffered_bodies.load()));
             s->stats->reply_waiting().Set(static_cast<double>(s->replies->size()));
+            if (s->shared) {
+                s->stats->state_entries().Set(static_cast<double>(s->shared->view_size()));
+                s->stats->state_bytes().Set(static_cast<double>(s->shared->view_bytes()));
+            }
             const auto ps = s->kafka->stats();
             s->stats->producer_queue_messages().Set(static_cast<double>(ps.queued_messages));
             s->stats->producer_queue_bytes().Set(static_cast<double>(ps.queued_bytes));
@@ -90,6 +95,20 @@ server::server(asio::io_context& ioc, std::shared_ptr<const route_table> routes,
 }
 
 server::~server() = default;
+
+consumer_listener& server::share_state(const config::state_config& state, std::string replica) {
+    auto& st = *state_;
+    const auto& cfg = st.routes.load()->table->cfg();
+    st.shared =
+        std::make_shared<shared_registry>(state, cfg.idempotency, st.kafka, st.statuses, st.stats, std::move(replica));
+    st.settle = st.shared;
+    st.reply_listener = std::make_shared<reply_dispatcher>(st.replies, st.statuses, st.settle, st.stats);
+    std::weak_ptr<shared_registry> shared = st.shared;
+    st.statuses->set_publisher([shared](const std::string& id, const request_status& s) {
+        if (auto r = shared.lock()) r->publish_status(id, s);
+    });
+    return *st.shared;
+}
 
 void server::start() {
     const auto& l = state_->listen;

@@ -177,6 +177,21 @@ struct idempotency_config {
     millis ttl{86'400'000};                    // 24 h
 };
 
+// Replicas sharing Idempotency-Key claims and request statuses through a compacted Kafka topic
+// (README, "Running several replicas"). Off by default: one process keeps both in memory, which is
+// right for one replica and for the embedded demo.
+struct state_config {
+    bool shared = false;
+    std::string topic;                // required when shared: e.g. handoff.state.<service>
+    int partitions = 6;               // when this process creates the topic
+    int replication_factor = -1;      // -1: the broker's default.replication.factor
+    millis retention{172'800'000};    // 48 h; at least idempotency.ttl and status.ttl
+    millis claim_timeout{30'000};     // a claim in flight this long without completion: abandoned
+    millis claim_wait{5'000};         // a request waits this long for its claim written and read back
+    millis refresh_interval{10'000};  // how often the partition count is re-read
+    std::string replica;              // this process's name in the records; empty: host name + random
+};
+
 // How the reply topic is created when it does not exist (Admin API CreateTopics, at start).
 struct reply_topic_creation {
     bool enabled = true;  // false: a missing topic keeps /readyz at 503
@@ -253,6 +268,7 @@ struct config {
     limits_config limits;
     status_config status;
     idempotency_config idempotency;
+    state_config state;
     replies_config replies;
     std::vector<route> routes;
     std::vector<subscription> subscriptions;

@@ -58,7 +58,7 @@ private:
 class reply_dispatcher final : public consumer_listener {
 public:
     reply_dispatcher(std::shared_ptr<reply_registry> registry, std::shared_ptr<status_store> statuses,
-                     std::shared_ptr<idempotency_store> keys, std::shared_ptr<metrics> stats);
+                     std::shared_ptr<key_settlement> keys, std::shared_ptr<metrics> stats);
 
     void on_assigned(const std::vector<topic_partition>& partitions) override;
     void on_revoked(const std::vector<topic_partition>& partitions, bool lost) override;
@@ -70,7 +70,7 @@ public:
 private:
     std::shared_ptr<reply_registry> registry_;
     std::shared_ptr<status_store> statuses_;
-    std::shared_ptr<idempotency_store> keys_;
+    std::shared_ptr<key_settlement> keys_;
     std::shared_ptr<metrics> stats_;
     std::atomic<bool> assigned_{false};
 };

@@ -49,7 +49,16 @@ request_fingerprint fingerprint(std::string_view method, std::string_view target
 // sf-string ("...") is unquoted (the draft's syntax); a bare token is accepted as-is.
 std::optional<std::string> parse_idempotency_key(std::string_view value);
 
-class idempotency_store {
+// Where the completion or release of a keyed request goes: this process's idempotency_store, or
+// the shared state topic (shared_registry) when replicas share their keys.
+class key_settlement {
+public:
+    virtual ~key_settlement() = default;
+    virtual void complete(const std::string& request_id, stored_response response, bool final) = 0;
+    virtual void release(const std::string& request_id) = 0;
+};
+
+class idempotency_store final : public key_settlement {
 public:
     enum class verdict { fresh, in_flight, mismatch, replay };
     struct begin_result {
@@ -63,8 +72,8 @@ public:
     // `scope` is the route name; `request_id` the new request's (remembered when fresh).
     begin_result begin(const std::string& scope, const std::string& key, const request_fingerprint& fp,
                        const std::string& request_id);
-    void complete(const std::string& request_id, stored_response response, bool final);
-    void release(const std::string& request_id);
+    void complete(const std::string& request_id, stored_response response, bool final) override;
+    void release(const std::string& request_id) override;
 
     std::size_t size() const;
     std::size_t bytes() const;

@@ -10,6 +10,7 @@
 
 #include <boost/unordered/unordered_flat_map.hpp>
 
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -37,6 +38,15 @@ public:
     status_store(std::size_t max_entries, std::size_t max_bytes, std::chrono::milliseconds ttl);
 
     void put(const std::string& request_id, request_status status);
+    // Shared state (state.shared): `publish` runs after every put and put_reply of this process's
+    // own requests, outside the lock, with the status as stored, except for `accepted` (other
+    // replicas learn a request's outcome, not that it began). Set once, before any put.
+    using publisher = std::function<void(const std::string& request_id, const request_status&)>;
+    void set_publisher(publisher publish) { publish_ = std::move(publish); }
+    // A status another replica published, written at `written`: stored without publishing, and
+    // kept until `written` + ttl (nothing when that has passed).
+    void put_remote(const std::string& request_id, request_status status,
+                    std::chrono::system_clock::time_point written);
     // Like `put`, but keeps partition and offset already known (a reply arriving after the
     // delivery report): the state becomes `replied` with `reply`. False when the ID is unknown
     // or expired (nothing is stored then: a reply for a request this process never saw).
@@ -71,9 +81,12 @@ private:
     void erase_locked(entry& e);
     void evict_locked(std::chrono::steady_clock::time_point now);
 
+    void put_locked(const std::string& id, request_status&& status, std::chrono::steady_clock::time_point now);
+
     const std::size_t max_entries_;
     const std::size_t max_bytes_;
     std::size_t bytes_ = 0;
+    publisher publish_;
     const std::chrono::milliseconds ttl_;
     mutable std::mutex mutex_;
     entry* lru_newest_ = nullptr;

@@ -37,6 +37,7 @@ enum class error {
     upstream_timeout,         // 504
     bad_reply,                // 502: the reply record is not a usable HTTP response
     overloaded,               // 503 + Retry-After
+    state_unavailable,        // 503 + Retry-After: an Idempotency-Key claim was not written and read back in time
     internal,                 // 500
 };
 

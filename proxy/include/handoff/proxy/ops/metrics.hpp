@@ -101,6 +101,17 @@ public:
     prometheus::Counter& reply_record(std::string_view outcome);         // records read from replies.topic
     prometheus::Counter& producer_recreations(std::string_view reason);  // fatal | stalled
 
+    // Shared state (state.shared): claims of Idempotency-Keys through the state topic, by result,
+    // and their latency (claim written and read back); the view's size and bytes, the reader's lag
+    // (sampled at each scrape); state records skipped (not decodable) and state writes that failed.
+    prometheus::Counter& state_claim(std::string_view result);
+    latency_series& state_claim_latency();
+    prometheus::Gauge& state_entries();
+    prometheus::Gauge& state_bytes();
+    prometheus::Gauge& state_lag();
+    prometheus::Counter& state_records_skipped();
+    prometheus::Counter& state_write_failed(std::string_view kind);
+
     // The receiving half, by subscription name: handoff_subscription_<what>_total, where `what`
     // names a field of subscription_counters (metrics_export.cpp lists them).
     prometheus::Counter& subscription_counter(std::string_view what, const std::string& subscription);
@@ -141,6 +152,8 @@ private:
     latency_family durations_;
     prometheus::Family<prometheus::Counter>& produce_;
     latency_family delivery_;
+    latency_family claims_;
+    latency_series* claim_latency_ = nullptr;
     prometheus::Family<prometheus::Counter>& shed_;
     prometheus::Family<prometheus::Counter>& upstream_errors_;
     prometheus::Family<prometheus::Counter>& reloads_;

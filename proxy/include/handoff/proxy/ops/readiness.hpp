@@ -1,6 +1,7 @@
 // /readyz: the process is ready when it is not draining, the producer has a producer ID from
-// the cluster, and, with replies.topic set, the reply consumer has read its topic's end offsets
-// and the server holds the assignment. The reason for "not ready" is the first that applies.
+// the cluster, with state.shared the state topic has been read up to its end offsets at start,
+// and, with replies.topic set, the reply consumer has read its topic's end offsets and the server
+// holds the assignment. The reason for "not ready" is the first that applies.
 #pragma once
 
 #include "handoff/ports/consumer.hpp"
@@ -19,6 +20,9 @@ public:
 
     // Before the io_context runs: the reply consumer, created after the admin listener.
     void set_reply_consumer(std::shared_ptr<const consumer> replies) { replies_ = std::move(replies); }
+    // state.shared: the state consumer, ready once it has read the state topic up to its end
+    // offsets at start (this replica then decides claims as the others do).
+    void set_state_consumer(std::shared_ptr<const consumer> state) { state_ = std::move(state); }
 
     // Any io thread. False, with the reason, while not ready.
     bool check(std::string& reason) const;
@@ -27,6 +31,7 @@ private:
     const server& server_;
     std::shared_ptr<const producer> kafka_;
     std::shared_ptr<const consumer> replies_;
+    std::shared_ptr<const consumer> state_;
     bool replies_configured_;
 };
 

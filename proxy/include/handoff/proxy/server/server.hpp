@@ -53,6 +53,12 @@ public:
     // `reply` routes: the listener for this process's reply consumer (replies.topic), which the
     // composition root creates; `replies_ready` once that consumer has its partitions.
     consumer_listener& reply_listener() noexcept;
+
+    // state.shared: Idempotency-Keys and request statuses shared with the other replicas through
+    // the state topic (shared_registry.hpp); `replica` names this process in its records. Called
+    // once, before start() and before reply_listener(); the returned listener is the state
+    // consumer's.
+    consumer_listener& share_state(const config::state_config& state, std::string replica);
     bool replies_ready() const noexcept;
 
     struct state;

@@ -34,6 +34,8 @@ struct consumed_record {
     std::int64_t offset = -1;
     std::optional<std::string> key;  // nullopt for a null key
     std::string value;
+    bool null_value = false;             // a tombstone (`value` is empty then)
+    std::int64_t timestamp_ms = -1;      // the record's timestamp (ms since the epoch); -1 when absent
     std::vector<record_header> headers;  // in record order; names as written
 };
 

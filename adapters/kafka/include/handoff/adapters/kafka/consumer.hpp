@@ -41,4 +41,15 @@ std::shared_ptr<proxy::consumer> make_reply_consumer(boost::asio::any_io_executo
                                                      const config::replies_config& replies,
                                                      const std::string& bootstrap_servers, std::string& error_out);
 
+// Creates the consumer of the shared state topic (state.shared; README, "Running several
+// replicas"): like the reply consumer (no group, a control thread, every partition assigned by
+// hand), but every partition is read from its beginning, and `ready()` turns true only once the
+// end offsets read at that first assignment are reached (an EOF event counts, for a partition whose
+// last records were removed). A missing topic is created (state.partitions,
+// state.replication_factor, cleanup.policy=compact,delete, retention.ms=state.retention).
+std::shared_ptr<proxy::consumer> make_state_consumer(boost::asio::any_io_executor strand,
+                                                     const config::kafka_config& kafka,
+                                                     const config::state_config& state,
+                                                     const std::string& bootstrap_servers, std::string& error_out);
+
 }  // namespace handoff::adapters::kafka

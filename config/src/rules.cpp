@@ -68,6 +68,16 @@ void loader::check_state(const config& c) {
     };
     too_short(c.idempotency.ttl, "idempotency.ttl");
     too_short(c.status.ttl, "status.ttl");
+    // A claim older than claim_timeout is reported abandoned: a request that may legitimately still
+    // be running (a commit or reply waiting up to its route's timeout) must not be.
+    for (const auto& r : c.routes) {
+        const auto t = r.timeout.count() > 0 ? r.timeout : c.defaults.timeout;
+        if (s.claim_timeout >= t) continue;
+        fail(place_of("state.claim_timeout"), "state.claim_timeout",
+             std::to_string(s.claim_timeout.count()) + "ms is shorter than the timeout of route '" + r.name + "' (" +
+                 std::to_string(t.count()) + "ms): a request still running would be reported abandoned");
+        break;
+    }
     const auto clash = [&](const std::string& other, const std::string& what) {
         if (other != s.topic) return;
         fail(place_of("state.topic"), "state.topic",

@@ -1046,6 +1046,10 @@ TEST_CASE("state: off by default; shared needs a topic of its own that outlives 
                 "state.topic", "the topic of route 'o'");
     CHECK_ERROR(load_with("state: {topic: 'bad topic'}\n"), "state.topic", "invalid character");
     CHECK_ERROR(load_with("state: {claim_timeout: 10ms}\n"), "state.claim_timeout", "at least 1s");
+    CHECK_ERROR(
+        load_with("state: {shared: true, topic: s, claim_timeout: 20s}\n" +
+                  one_route("{name: q, match: {path: /q, method: POST}, mode: commit, topic: q, timeout: 25s}")),
+        "state.claim_timeout", "shorter than the timeout of route 'q'");
     CHECK_ERROR(load_with("state: {replication_factor: 0}\n"), "state.replication_factor", "got 0");
     CHECK_ERROR(load_with("state: {shared: true, topic: s, sharded: true}\n"), "state.sharded",
                 "did you mean 'shared'");

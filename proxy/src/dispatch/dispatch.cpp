@@ -91,6 +91,30 @@ std::optional<outcome> idempotency_key_problem(server::state& st, const config::
     return std::nullopt;
 }
 
+// The answers both gates give: the first request still runs (409, Location: its status), the key
+// came with another request (422), the first request's stored answer (replayed).
+outcome in_flight_answer(const http::request<http::string_body>& req, const request_ids& ids,
+                         const std::string& holder) {
+    auto o =
+        make_error(error::idempotency_in_flight,
+                   "a request with this Idempotency-Key is still being processed; retry later", ids, req.version());
+    o.res.set(http::field::location, status_url(holder));
+    return o;
+}
+
+outcome mismatch_answer(const http::request<http::string_body>& req, const request_ids& ids) {
+    return make_error(error::idempotency_mismatch,
+                      "this Idempotency-Key was used with a different request (method, target or body)", ids,
+                      req.version());
+}
+
+outcome replay_answer(const http::request<http::string_body>& req, const stored_response& stored) {
+    outcome o;
+    o.res = from_stored(stored, req.version());
+    o.res.set("Idempotent-Replayed", "true");
+    return o;
+}
+
 // Idempotency-Key (idempotency_store.hpp): nullopt when the request runs (`keyed` tells whether
 // it holds a key entry), else the answer: 400 (missing when required, or malformed), 409 (the
 // first request is still running), 422 (the key came with another request), or the stored
@@ -108,26 +132,9 @@ std::optional<outcome> idempotency_gate(server::state& st, const config::route& 
         ids.request);
     switch (r.kind) {
         case idempotency_store::verdict::fresh: keyed = true; return std::nullopt;
-        case idempotency_store::verdict::in_flight: {
-            count("in_flight");
-            auto o = make_error(error::idempotency_in_flight,
-                                "a request with this Idempotency-Key is still being processed; retry later", ids,
-                                req.version());
-            o.res.set(http::field::location, status_url(r.request_id));
-            return o;
-        }
-        case idempotency_store::verdict::mismatch:
-            count("mismatch");
-            return make_error(error::idempotency_mismatch,
-                              "this Idempotency-Key was used with a different request (method, target or body)", ids,
-                              req.version());
-        case idempotency_store::verdict::replay: {
-            count("replayed");
-            outcome o;
-            o.res = from_stored(*r.response, req.version());
-            o.res.set("Idempotent-Replayed", "true");
-            return o;
-        }
+        case idempotency_store::verdict::in_flight: count("in_flight"); return in_flight_answer(req, ids, r.request_id);
+        case idempotency_store::verdict::mismatch: count("mismatch"); return mismatch_answer(req, ids);
+        case idempotency_store::verdict::replay: count("replayed"); return replay_answer(req, *r.response);
     }
     return std::nullopt;
 }
@@ -165,26 +172,9 @@ awaitable<std::optional<outcome>> shared_idempotency_gate(server::state& st, con
     const auto& a = r.answer;
     switch (a.kind) {
         case verdict::fresh: keyed = true; co_return std::nullopt;
-        case verdict::in_flight: {
-            count("in_flight");
-            auto o = make_error(error::idempotency_in_flight,
-                                "a request with this Idempotency-Key is still being processed; retry later", ids,
-                                req.version());
-            o.res.set(http::field::location, status_url(a.request_id));
-            co_return o;
-        }
-        case verdict::mismatch:
-            count("mismatch");
-            co_return make_error(error::idempotency_mismatch,
-                                 "this Idempotency-Key was used with a different request (method, target or body)", ids,
-                                 req.version());
-        case verdict::replay: {
-            count("replayed");
-            outcome o;
-            o.res = from_stored(*a.response, req.version());
-            o.res.set("Idempotent-Replayed", "true");
-            co_return o;
-        }
+        case verdict::in_flight: count("in_flight"); co_return in_flight_answer(req, ids, a.request_id);
+        case verdict::mismatch: count("mismatch"); co_return mismatch_answer(req, ids);
+        case verdict::replay: count("replayed"); co_return replay_answer(req, *a.response);
         case verdict::abandoned:
         case verdict::evicted:
         case verdict::lost: {

@@ -286,11 +286,12 @@ int run(const std::string& file) {
         ready.set_state_consumer(state_consumer);
         state_consumer->start(listener);
         std::weak_ptr<handoff::proxy::consumer> weak = state_consumer;
-        stats->on_scrape([weak, stats] {
+        // The hook lives in `stats` itself: a raw pointer, not a shared_ptr (that would be a cycle).
+        stats->on_scrape([weak, m = stats.get()] {
             if (auto c = weak.lock()) {
                 std::int64_t lag = 0;
                 for (const auto& p : c->lag()) lag += p.lag;
-                stats->state_lag().Set(static_cast<double>(lag));
+                m->state_lag().Set(static_cast<double>(lag));
             }
         });
         log::info("sharing Idempotency-Keys and request statuses through the state topic",

@@ -47,6 +47,8 @@ struct claim_wait {
     bool done = false;   // the session stopped waiting
 };
 
+static_assert(static_cast<std::size_t>(shared::key_view::verdict::lost) == 6, "verdict_counters_ has one per verdict");
+
 }  // namespace
 
 shared_registry::shared_registry(const config::state_config& state, const config::idempotency_config& keys,
@@ -58,7 +60,16 @@ shared_registry::shared_registry(const config::state_config& state, const config
       statuses_(std::move(statuses)),
       stats_(std::move(stats)),
       replica_(std::move(replica)),
-      view_(view_limits(state, keys)) {}
+      view_(view_limits(state, keys)),
+      claim_latency_(&stats_->state_claim_latency()) {
+    // Resolved once: a claim takes no metrics lock or lookup.
+    using k = shared::key_view::verdict;
+    for (auto v : {k::fresh, k::in_flight, k::mismatch, k::replay, k::evicted, k::abandoned, k::lost}) {
+        verdict_counters_[static_cast<std::size_t>(v)] = &stats_->state_claim(verdict_name(v));
+    }
+    full_counter_ = &stats_->state_claim("full");
+    unavailable_counter_ = &stats_->state_claim("unavailable");
+}
 
 asio::awaitable<shared_registry::claim_result> shared_registry::claim(std::string scope, std::string key,
                                                                       request_fingerprint fp, std::string request_id,
@@ -69,9 +80,8 @@ asio::awaitable<shared_registry::claim_result> shared_registry::claim(std::strin
     const auto decided = [&](const shared::key_view::answer& a) {
         out.result = claim_result::kind::decided;
         out.answer = a;
-        stats_->state_claim(verdict_name(a.kind)).Increment();
-        stats_->state_claim_latency().observe(
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+        verdict_counters_[static_cast<std::size_t>(a.kind)]->Increment();
+        claim_latency_->observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
     };
     // A claim loses only to an entry; when that entry is gone by the time ours is read back (its
     // request released it), the key is free again: claim once more, a bounded number of times.
@@ -82,7 +92,7 @@ asio::awaitable<shared_registry::claim_result> shared_registry::claim(std::strin
         }
         if (view_.full()) {
             out.result = claim_result::kind::full;
-            stats_->state_claim("full").Increment();
+            full_counter_->Increment();
             co_return out;
         }
         shared::record r;
@@ -93,11 +103,7 @@ asio::awaitable<shared_registry::claim_result> shared_registry::claim(std::strin
         r.fp = fp;
         r.correlation_id = correlation_id;
         r.owner = replica_;
-        kafka_record rec;
-        rec.topic = cfg_.topic;
-        rec.key = shared::record_key(r);
-        rec.value = shared::encode(r);
-        rec.correlation_id = correlation_id;
+        auto rec = to_kafka(r);
         auto wait = std::make_shared<claim_wait>(ex);
         wait->timer.expires_after(cfg_.claim_wait);
         const std::weak_ptr<shared_registry> self = weak_from_this();
@@ -122,7 +128,7 @@ asio::awaitable<shared_registry::claim_result> shared_registry::claim(std::strin
         if (err != produce_error::ok) {
             out.result = claim_result::kind::unavailable;
             out.reason = std::string("the claim was refused before it was produced: ") + to_string(err);
-            stats_->state_claim("unavailable").Increment();
+            unavailable_counter_->Increment();
             co_return out;
         }
         co_await wait->timer.async_wait(asio::as_tuple(asio::use_awaitable));
@@ -130,23 +136,17 @@ asio::awaitable<shared_registry::claim_result> shared_registry::claim(std::strin
         if (!wait->applied) {
             // Not read back in time, or not persisted. A claim that may be in the log would hold the
             // key for nothing: release it (a release only touches an entry this request won).
-            shared::record rel;
-            rel.kind = shared::record_kind::release;
-            rel.request_id = request_id;
-            rel.scope = scope;
-            rel.key = key;
-            rel.owner = replica_;
-            write(std::move(rel), "release");
+            write_release(request_id, scope, key);
             out.result = claim_result::kind::unavailable;
             out.reason = wait->failed.empty()
                              ? "the claim was not read back from the state topic within state.claim_wait"
                              : "the broker did not persist the claim (" + wait->failed + ")";
-            stats_->state_claim("unavailable").Increment();
+            unavailable_counter_->Increment();
             co_return out;
         }
         const auto a = view_.decide(scope, key, fp, request_id, shared::clock::now());
         if (a.kind == shared::key_view::verdict::lost) {
-            stats_->state_claim("lost").Increment();
+            verdict_counters_[static_cast<std::size_t>(shared::key_view::verdict::lost)]->Increment();
             continue;
         }
         if (a.kind == shared::key_view::verdict::fresh) remember(request_id, scope, key);
@@ -155,7 +155,7 @@ asio::awaitable<shared_registry::claim_result> shared_registry::claim(std::strin
     }
     out.result = claim_result::kind::unavailable;
     out.reason = "the key was taken and freed again three times while this request claimed it";
-    stats_->state_claim("unavailable").Increment();
+    unavailable_counter_->Increment();
     co_return out;
 }
 
@@ -170,19 +170,30 @@ void shared_registry::complete(const std::string& request_id, stored_response re
     r.response = std::make_shared<const stored_response>(std::move(response));
     r.final = final;
     r.owner = replica_;
-    write(std::move(r), "complete");
+    write(r, "complete");
 }
 
 void shared_registry::release(const std::string& request_id) {
-    auto own = forget(request_id, /*final=*/true);
-    if (!own) return;
+    if (auto own = forget(request_id, /*final=*/true)) write_release(request_id, own->scope, own->key);
+}
+
+void shared_registry::write_release(const std::string& request_id, const std::string& scope, const std::string& key) {
     shared::record r;
     r.kind = shared::record_kind::release;
     r.request_id = request_id;
-    r.scope = std::move(own->scope);
-    r.key = std::move(own->key);
+    r.scope = scope;
+    r.key = key;
     r.owner = replica_;
-    write(std::move(r), "release");
+    write(r, "release");
+}
+
+kafka_record shared_registry::to_kafka(const shared::record& r) const {
+    kafka_record rec;
+    rec.topic = cfg_.topic;
+    rec.key = shared::record_key(r);
+    rec.value = shared::encode(r);
+    rec.correlation_id = r.correlation_id.empty() ? r.request_id : r.correlation_id;
+    return rec;
 }
 
 void shared_registry::publish_status(const std::string& request_id, const request_status& status) {
@@ -191,15 +202,11 @@ void shared_registry::publish_status(const std::string& request_id, const reques
     r.request_id = request_id;
     r.status = status;
     r.owner = replica_;
-    write(std::move(r), "status");
+    write(r, "status");
 }
 
-void shared_registry::write(shared::record r, const char* kind) {
-    kafka_record rec;
-    rec.topic = cfg_.topic;
-    rec.key = shared::record_key(r);
-    rec.value = shared::encode(r);
-    rec.correlation_id = r.request_id;
+void shared_registry::write(const shared::record& r, const char* kind) {
+    auto rec = to_kafka(r);
     const auto stats = stats_;
     const auto id = r.request_id;
     const auto err = kafka_->produce(rec, [stats, kind, id](const delivery_report& d) {

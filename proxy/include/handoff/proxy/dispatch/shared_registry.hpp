@@ -26,6 +26,7 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 
+#include <array>
 #include <atomic>
 #include <deque>
 #include <functional>
@@ -87,7 +88,9 @@ private:
         std::string key;
         std::chrono::steady_clock::time_point expires;
     };
-    void write(shared::record r, const char* kind);
+    kafka_record to_kafka(const shared::record& r) const;
+    void write(const shared::record& r, const char* kind);
+    void write_release(const std::string& request_id, const std::string& scope, const std::string& key);
     void remember(const std::string& request_id, const std::string& scope, const std::string& key);
     std::optional<own_request> forget(const std::string& request_id, bool final);
 
@@ -98,6 +101,11 @@ private:
     std::shared_ptr<metrics> stats_;
     const std::string replica_;
     shared::key_view view_;
+    // Claim metrics, resolved at construction: by verdict, and the two results without one.
+    std::array<prometheus::Counter*, 7> verdict_counters_{};
+    prometheus::Counter* full_counter_ = nullptr;
+    prometheus::Counter* unavailable_counter_ = nullptr;
+    latency_series* claim_latency_ = nullptr;
 
     std::mutex applied_mutex_;
     std::map<std::int32_t, std::int64_t> applied_;  // partition -> the last offset applied

@@ -260,11 +260,20 @@ private:
     // blocks, each for a bounded time). Owns reply_assigned_; talks to the strand only by posting.
 
     enum class topic_state { exists, missing, error };
+    struct topic_identity {
+        std::string cluster_id;
+        std::string topic_id;
+        // Both known on each side and one of them different.
+        bool replaced_by(const topic_identity& now) const;
+        void update(const topic_identity& now);  // keeps what `now` does not know
+    };
 
     void control();
     topic_state read_partition_count(std::int32_t& count, std::string& error_name, std::string& error_text);
     // CreateTopics; true when created (or created meanwhile by someone else).
     bool create_topic(std::string& error_name, std::string& error_text);
+    topic_identity read_identity();
+    void drop_assignment();
     // Adds `parts` to the assignment: from their end offsets, read now (the first assignment, before
     // readiness: a reply written after /readyz turned true is after them), or from their beginning
     // (partitions created after start hold only replies written since).

@@ -17,6 +17,7 @@ void consumer_impl::control() {
     bool started = false;  // the first assignment (at the end offsets) is done
     bool lost = false;     // the topic vanished after start
     bool created = false;  // this process created the topic
+    topic_identity known;  // of the topic whose partitions are assigned
     auto backoff = std::chrono::milliseconds(500);
     std::string last_problem;  // log each distinct problem once, not at every retry
     const auto problem = [&](log::level lvl, const std::string& msg, const std::string& reason,
@@ -48,12 +49,18 @@ void consumer_impl::control() {
             continue;
         }
         if (state == topic_state::missing) {
-            if (started) {
-                // No reply can arrive: traffic should go elsewhere until the topic is back.
+            if (started && !lost) {
+                // Nothing can arrive: traffic should go elsewhere until the topic is back. What was
+                // read from it is dropped; the topic that comes back is read from its beginning.
                 const std::string reason = "the " + what_ + " '" + topic + "' no longer exists";
                 set_not_ready(reason);
                 lost = true;
+                created = false;
+                known = {};
+                drop_assignment();
                 problem(log::level::error, "the " + what_ + " disappeared", reason);
+            }
+            if (started && !replies_->create.enabled) {
                 retry();
                 continue;
             }
@@ -80,20 +87,31 @@ void consumer_impl::control() {
             created = true;
             continue;
         }
+        // A topic deleted and created again between two looks, or a new cluster under the same
+        // address (with the topic already made there): the same name, another log. Positions in
+        // the old one mean nothing in it.
+        const auto now_is = read_identity();
         if (lost) {
             lost = false;
             last_problem.clear();
-            set_not_ready({});
-            log::info("the " + what_ + " exists again", {{"topic", topic}});
+            log::info("the " + what_ + " exists again; reading it from its beginning", {{"topic", topic}});
+        } else if (known.replaced_by(now_is)) {
+            log::warn("the " + what_ + " was replaced: same name, another topic; reading it from its beginning",
+                      {{"topic", topic},
+                       {"cluster_id", now_is.cluster_id},
+                       {"was_cluster_id", known.cluster_id},
+                       {"topic_id", now_is.topic_id},
+                       {"was_topic_id", known.topic_id}});
+            set_not_ready("the " + what_ + " '" + topic + "' was replaced; reading it again");
+            drop_assignment();
         }
+        known.update(now_is);
         const auto add = proxy::partitions_to_add(reply_assigned_, count);
         if (!add.empty()) {
             if (assign(add, /*from_end=*/!started && !from_beginning_, error_name)) {
-                if (!started) {
-                    started = true;
-                    // The state topic turns ready on its strand, once read up to its end offsets.
-                    if (!from_beginning_) set_not_ready({});
-                }
+                started = true;
+                // The state topic turns ready on its strand, once read up to its end offsets.
+                if (!from_beginning_) set_not_ready({});
             } else {
                 problem(log::level::warn, "cannot assign the " + what_ + "'s partitions",
                         "cannot start reading the " + what_ + " '" + topic + "': " + error_name);
@@ -105,6 +123,93 @@ void consumer_impl::control() {
         last_problem.clear();  // a problem that comes back later is logged again
         wait(refresh);
     }
+}
+
+bool consumer_impl::topic_identity::replaced_by(const topic_identity& now) const {
+    const auto differs = [](const std::string& a, const std::string& b) {
+        return !a.empty() && !b.empty() && a != b;  // unknown on either side: no evidence
+    };
+    return differs(cluster_id, now.cluster_id) || differs(topic_id, now.topic_id);
+}
+
+void consumer_impl::topic_identity::update(const topic_identity& now) {
+    if (!now.cluster_id.empty()) cluster_id = now.cluster_id;
+    if (!now.topic_id.empty()) topic_id = now.topic_id;
+}
+
+// The cluster's ID (librdkafka's, from the last metadata) and the topic's ID (DescribeTopics, which
+// brokers since Kafka 2.8 answer); either is empty when it cannot be read now.
+consumer_impl::topic_identity consumer_impl::read_identity() {
+    topic_identity out;
+    if (char* id = rd_kafka_clusterid(rk_, 2000)) {
+        out.cluster_id = id;
+        rd_kafka_mem_free(rk_, id);
+    }
+    const char* names[] = {replies_->topic.c_str()};
+    rd_kafka_TopicCollection_t* topics = rd_kafka_TopicCollection_of_topic_names(names, 1);
+    char errstr[256] = {};
+    rd_kafka_AdminOptions_t* opts = rd_kafka_AdminOptions_new(rk_, RD_KAFKA_ADMIN_OP_DESCRIBETOPICS);
+    rd_kafka_AdminOptions_set_request_timeout(opts, 5000, errstr, sizeof errstr);
+    rd_kafka_queue_t* q = rd_kafka_queue_new(rk_);
+    rd_kafka_DescribeTopics(rk_, topics, opts, q);
+    rd_kafka_event_t* ev = nullptr;
+    for (int i = 0; i < 24 && !ev && !stopping(); ++i) ev = rd_kafka_queue_poll(q, 250);  // 6 s at most
+    if (ev && !rd_kafka_event_error(ev)) {
+        size_t n = 0;
+        const auto* res = rd_kafka_event_DescribeTopics_result(ev);
+        const rd_kafka_TopicDescription_t** d = res ? rd_kafka_DescribeTopics_result_topics(res, &n) : nullptr;
+        if (n == 1 && !rd_kafka_error_code(rd_kafka_TopicDescription_error(d[0]))) {
+            const rd_kafka_Uuid_t* u = rd_kafka_TopicDescription_topic_id(d[0]);
+            // The zero ID: a broker that does not know topic IDs.
+            if (u && (rd_kafka_Uuid_most_significant_bits(u) || rd_kafka_Uuid_least_significant_bits(u))) {
+                out.topic_id = rd_kafka_Uuid_base64str(u);
+            }
+        }
+    }
+    if (ev) rd_kafka_event_destroy(ev);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_AdminOptions_destroy(opts);
+    rd_kafka_TopicCollection_destroy(topics);
+    return out;
+}
+
+// Gives up every assigned partition of the topic: its listener is told they are lost (on the
+// strand, before any record of a later assignment), and the state topic's catch-up starts over.
+void consumer_impl::drop_assignment() {
+    if (reply_assigned_.empty()) return;
+    const auto& topic = replies_->topic;
+    tpl_ptr l(rd_kafka_topic_partition_list_new(static_cast<int>(reply_assigned_.size())));
+    std::vector<proxy::topic_partition> list;
+    for (const auto p : reply_assigned_) {
+        rd_kafka_topic_partition_list_add(l.get(), topic.c_str(), p);
+        list.push_back({topic, p});
+    }
+    if (auto* e = rd_kafka_incremental_unassign(rk_, l.get())) {
+        log::error("cannot unassign the " + what_ + "'s partitions",
+                   {{"topic", topic}, {"error", rd_kafka_error_string(e)}});
+        rd_kafka_error_destroy(e);
+    }
+    reply_assigned_.clear();
+    {
+        std::lock_guard lock(lag_mutex_);
+        for (const auto& tp : list) assigned_.erase(tp);
+    }
+    {
+        std::lock_guard lock(ready_mutex_);
+        catch_up_started_ = false;  // until the next assignment reads its own end offsets
+        catch_up_.clear();
+    }
+    asio::post(strand_, [this, alive = std::weak_ptr<int>(alive_), list = std::move(list)] {
+        if (!alive.lock() || closing_) return;
+        caught_up_ = false;
+        at_end_.clear();
+        if (!listener_) return;
+        try {
+            listener_->on_revoked(list, /*lost=*/true);
+        } catch (const std::exception& e) {
+            log::error("reply listener threw", {{"error", e.what()}});
+        }
+    });
 }
 
 consumer_impl::topic_state consumer_impl::read_partition_count(std::int32_t& count, std::string& error_name,

@@ -86,6 +86,13 @@ asio::awaitable<shared_registry::claim_result> shared_registry::claim(std::strin
     // A claim loses only to an entry; when that entry is gone by the time ours is read back (its
     // request released it), the key is free again: claim once more, a bounded number of times.
     for (int attempt = 0; attempt < 3; ++attempt) {
+        if (!reading()) {
+            out.result = claim_result::kind::unavailable;
+            out.reason = "the state topic '" + cfg_.topic +
+                         "' is not being read (it is missing, or read again from its beginning after it was replaced)";
+            unavailable_counter_->Increment();
+            co_return out;
+        }
         if (auto a = view_.peek(scope, key, fp, shared::clock::now())) {
             decided(*a);
             co_return out;
@@ -123,7 +130,13 @@ asio::awaitable<shared_registry::claim_result> shared_registry::claim(std::strin
                 wake(d.error.empty() ? std::string("not persisted") : d.error);
                 return;
             }
-            if (auto s = self.lock()) s->when_applied(d.partition, d.offset, [wake] { wake({}); });
+            if (auto s = self.lock()) {
+                s->when_applied(d.partition, d.offset, [wake](bool applied) {
+                    // Revoked before it was read: the log it was written to is gone.
+                    wake(applied ? std::string()
+                                 : std::string("the state topic was replaced before the claim was read"));
+                });
+            }
         });
         if (err != produce_error::ok) {
             out.result = claim_result::kind::unavailable;
@@ -206,6 +219,17 @@ void shared_registry::publish_status(const std::string& request_id, const reques
 }
 
 void shared_registry::write(const shared::record& r, const char* kind) {
+    if (!reading()) {
+        // Produced now, the record would wait for a topic that is missing (or recreate it with the
+        // broker's defaults, where the broker creates topics on first use); and the log it belongs
+        // to is gone.
+        stats_->state_write_failed(kind).Increment();
+        if (unwritten_logged_.fetch_add(1) < 10) {
+            log::warn("state record not written: the state topic is not being read",
+                      {{"kind", kind}, {"request_id", r.request_id}, {"topic", cfg_.topic}});
+        }
+        return;
+    }
     auto rec = to_kafka(r);
     const auto stats = stats_;
     const auto id = r.request_id;
@@ -244,16 +268,54 @@ std::optional<shared_registry::own_request> shared_registry::forget(const std::s
     return out;
 }
 
-void shared_registry::when_applied(std::int32_t partition, std::int64_t offset, std::function<void()> fn) {
+void shared_registry::when_applied(std::int32_t partition, std::int64_t offset, std::function<void(bool)> fn) {
+    bool applied = false;
     {
         std::lock_guard lock(applied_mutex_);
         const auto it = applied_.find(partition);
-        if (it == applied_.end() || it->second < offset) {
+        if (assigned_.contains(partition) && (it == applied_.end() || it->second < offset)) {
             waiters_[partition].emplace(offset, std::move(fn));
             return;
         }
+        applied = assigned_.contains(partition);
     }
-    fn();
+    fn(applied);
+}
+
+void shared_registry::on_assigned(const std::vector<topic_partition>& parts) {
+    std::lock_guard lock(applied_mutex_);
+    for (const auto& tp : parts) {
+        if (tp.topic == cfg_.topic) assigned_.insert(tp.partition);
+    }
+    reading_.store(!assigned_.empty(), std::memory_order_release);
+}
+
+void shared_registry::on_revoked(const std::vector<topic_partition>& parts, bool lost) {
+    std::vector<std::function<void(bool)>> failed;
+    bool none_left = false;
+    {
+        std::lock_guard lock(applied_mutex_);
+        for (const auto& tp : parts) {
+            if (tp.topic != cfg_.topic) continue;
+            assigned_.erase(tp.partition);
+            applied_.erase(tp.partition);
+            if (auto w = waiters_.find(tp.partition); w != waiters_.end()) {
+                for (auto& [offset, fn] : w->second) failed.push_back(std::move(fn));
+                waiters_.erase(w);
+            }
+        }
+        none_left = assigned_.empty();
+        reading_.store(!none_left, std::memory_order_release);
+    }
+    if (none_left) {
+        // Keys and their partitions are not tracked apart: the topic is read again from its
+        // beginning (and this happens only when the whole topic is gone or replaced).
+        const auto dropped = view_.size();
+        view_.clear();
+        log::warn("state view cleared: the state topic is read again from its beginning",
+                  {{"topic", cfg_.topic}, {"entries_dropped", dropped}, {"lost", lost}});
+    }
+    for (auto& fn : failed) fn(false);
 }
 
 void shared_registry::on_record(consumed_record c) {
@@ -279,7 +341,7 @@ void shared_registry::on_record(consumed_record c) {
         }
     }
     view_.expire(shared::clock::now());
-    std::vector<std::function<void()>> ready;
+    std::vector<std::function<void(bool)>> ready;
     {
         std::lock_guard lock(applied_mutex_);
         auto& applied = applied_[c.partition];
@@ -292,7 +354,7 @@ void shared_registry::on_record(consumed_record c) {
             m.erase(m.begin(), end);
         }
     }
-    for (auto& fn : ready) fn();
+    for (auto& fn : ready) fn(true);
 }
 
 }  // namespace handoff::proxy

@@ -388,6 +388,13 @@ bool key_view::full() const {
     return entries_.size() > limits_.max_entries;
 }
 
+void key_view::clear() {
+    std::lock_guard lock(mutex_);
+    entries_.clear();
+    by_claim_.clear();
+    bytes_ = 0;
+}
+
 std::size_t key_view::size() const {
     std::lock_guard lock(mutex_);
     return entries_.size();

@@ -36,6 +36,7 @@ struct rig {
         s.claim_timeout = 30s;
         config::idempotency_config k;
         reg = std::make_shared<shared_registry>(s, k, kafka, statuses, stats, std::move(replica));
+        reg->on_assigned({{"state", 0}, {"state", 1}, {"state", 2}});
     }
 
     // Starts a claim; its result lands in `out`.
@@ -207,8 +208,79 @@ TEST_CASE("shared registry: outcomes are published, other replicas' are stored, 
     b.reg->on_record(junk);
     CHECK(b.stats->serialize().find("handoff_state_records_skipped_total 1") != std::string::npos);
     bool applied = false;
-    b.reg->when_applied(1, 8, [&] { applied = true; });
+    b.reg->when_applied(1, 8, [&](bool ok) { applied = ok; });
     CHECK(applied);
-    b.reg->when_applied(1, 9, [&] { applied = false; });
+    b.reg->when_applied(1, 9, [&](bool) { applied = false; });
     CHECK(applied);  // not yet: offset 9 is still ahead
+}
+
+TEST_CASE("shared registry: a replaced state topic clears the view and fails the claims waiting on the old one") {
+    rig t;
+    const auto read_back = [&t](std::size_t index) {  // the new topic's record, at the offset the fake reported
+        consumed_record c;
+        c.topic = "state";
+        c.partition = 0;
+        c.offset = static_cast<std::int64_t>(index);
+        c.key = t.kafka->record(index).key;
+        c.value = t.kafka->record(index).value;
+        c.timestamp_ms =
+            std::chrono::duration_cast<std::chrono::milliseconds>(shared::clock::now().time_since_epoch()).count();
+        t.reg->on_record(std::move(c));
+    };
+    std::optional<shared_registry::claim_result> held, refused, waiting, after;
+    t.start(held, "k", "req-1", fp_a);
+    t.run_until([&] { return t.kafka->count() == 1; });
+    t.feed();
+    t.run_until([&] { return held.has_value(); });
+    REQUIRE(held->answer.kind == verdict::fresh);
+    REQUIRE(t.reg->view_size() == 1);
+    // The old topic was read far ahead (other replicas' records).
+    consumed_record far;
+    far.topic = "state";
+    far.partition = 0;
+    far.offset = 1000;
+    far.value = "not a state record";
+    t.reg->on_record(far);
+
+    // The topic goes: some partitions first (the view stands), then the last.
+    t.reg->on_revoked({{"state", 1}, {"state", 2}}, /*lost=*/true);
+    CHECK(t.reg->view_size() == 1);
+    CHECK(t.reg->reading());
+    t.reg->on_revoked({{"state", 0}}, /*lost=*/true);
+    CHECK(t.reg->view_size() == 0);
+    CHECK_FALSE(t.reg->reading());
+
+    // Nothing is claimed or written while no partition is read.
+    const auto written = t.kafka->count();
+    t.start(refused, "k", "req-2", fp_a);
+    t.run_until([&] { return refused.has_value(); });
+    CHECK(refused->result == kind::unavailable);
+    CHECK(refused->reason.find("not being read") != std::string::npos);
+    stored_response res;
+    res.status = 202;
+    t.reg->complete("req-1", res, true);
+    CHECK(t.kafka->count() == written);
+
+    // The new topic: its offsets start again, below the position the old one had reached (1000).
+    // A claim there waits for its own record; here the topic is replaced again first: it fails.
+    t.reg->on_assigned({{"state", 0}});
+    t.start(waiting, "k", "req-3", fp_a);
+    t.run_until([&] { return t.kafka->count() == written + 1; });
+    t.ioc.restart();
+    t.ioc.run_for(20ms);
+    CHECK_FALSE(waiting.has_value());  // not decided by the old topic's position
+    t.reg->on_revoked({{"state", 0}}, /*lost=*/true);
+    t.run_until([&] { return waiting.has_value(); });
+    CHECK(waiting->result == kind::unavailable);
+    CHECK(waiting->reason.find("replaced") != std::string::npos);
+
+    // And on the topic after that, a claim read back wins: the old key went with the old topic.
+    t.reg->on_assigned({{"state", 0}});
+    const auto base = t.kafka->count();
+    t.start(after, "k", "req-4", fp_b);
+    t.run_until([&] { return t.kafka->count() == base + 1; });
+    read_back(base);
+    t.run_until([&] { return after.has_value(); });
+    REQUIRE(after->result == kind::decided);
+    CHECK(after->answer.kind == verdict::fresh);
 }

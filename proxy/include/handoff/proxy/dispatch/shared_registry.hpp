@@ -33,6 +33,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <unordered_map>
 
@@ -69,18 +70,26 @@ public:
     // The status store's publisher: an outcome of one of this process's requests, written to the topic.
     void publish_status(const std::string& request_id, const request_status& status);
 
-    // consumer_listener (the state consumer's strand).
-    void on_assigned(const std::vector<topic_partition>&) override {}
-    void on_revoked(const std::vector<topic_partition>&, bool) override {}
+    // consumer_listener (the state consumer's strand). The state consumer revokes every partition
+    // when the topic is gone or replaced (deleted and created again, or a new cluster under the same
+    // address): what was read from it no longer describes the log, so the view is cleared, the
+    // applied positions are forgotten and the claims waiting on them fail. Until partitions are
+    // assigned again, claims are refused (503) and nothing is written.
+    void on_assigned(const std::vector<topic_partition>& parts) override;
+    void on_revoked(const std::vector<topic_partition>& parts, bool lost) override;
     void on_record(consumed_record record) override;
 
     const std::string& replica() const noexcept { return replica_; }
     std::size_t view_size() const { return view_.size(); }
     std::size_t view_bytes() const { return view_.bytes(); }
 
-    // Calls `fn` (on the strand that applies records) once the record at (partition, offset) of the
-    // state topic has been applied, or at once if it already has been.
-    void when_applied(std::int32_t partition, std::int64_t offset, std::function<void()> fn);
+    // Calls `fn(true)` (on the strand that applies records) once the record at (partition, offset)
+    // of the state topic has been applied, or at once if it already has been; `fn(false)` when the
+    // partition is revoked first (that record is not in the log being read).
+    void when_applied(std::int32_t partition, std::int64_t offset, std::function<void(bool applied)> fn);
+
+    // Partitions of the state topic are assigned: claims and writes can go to it.
+    bool reading() const noexcept { return reading_.load(std::memory_order_acquire); }
 
 private:
     struct own_request {
@@ -108,8 +117,11 @@ private:
     latency_series* claim_latency_ = nullptr;
 
     std::mutex applied_mutex_;
+    std::set<std::int32_t> assigned_;               // partitions being read
     std::map<std::int32_t, std::int64_t> applied_;  // partition -> the last offset applied
-    std::map<std::int32_t, std::multimap<std::int64_t, std::function<void()>>> waiters_;
+    std::map<std::int32_t, std::multimap<std::int64_t, std::function<void(bool)>>> waiters_;
+    std::atomic<bool> reading_{false};  // !assigned_.empty()
+    std::atomic<std::uint64_t> unwritten_logged_{0};
 
     std::mutex own_mutex_;
     std::unordered_map<std::string, own_request> own_;                                     // by request ID

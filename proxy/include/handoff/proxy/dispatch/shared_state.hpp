@@ -124,6 +124,8 @@ public:
 
     // Drops the entries whose ttl has passed at `now`.
     void expire(clock::time_point now);
+    // Drops every entry (the log they were read from is gone).
+    void clear();
 
     bool full() const;  // more live entries than max_entries: refuse new keyed requests
     std::size_t size() const;

@@ -278,7 +278,7 @@ int run(const std::string& file) {
         const auto replica = cfg->state.replica.empty() ? default_replica_name() : cfg->state.replica;
         auto& listener = server.share_state(cfg->state, replica);
         state_consumer = handoff::adapters::kafka::make_state_consumer(asio::make_strand(ioc), cfg->kafka, cfg->state,
-                                                                       bootstrap, err);
+                                                                       cfg->idempotency.ttl, bootstrap, err);
         if (!state_consumer) {
             log::error("kafka state consumer could not be created", {{"error", err}});
             return exit_config;

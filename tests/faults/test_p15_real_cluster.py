@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -26,7 +28,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "integration"))
 sys.path.insert(0, str(REPO / "tests" / "ledger"))
-from conftest import Handoff, base_config, free_block, free_port, to_yaml, wait_until  # noqa: E402
+from conftest import Handoff, base_config, free_block, free_port, http_request, to_yaml, wait_until  # noqa: E402
 from ledger import LedgerClient, check, load, read_topics, save  # noqa: E402
 
 KAFKA_SH = REPO / "tests" / "kafka" / "kafka.sh"
@@ -284,3 +286,165 @@ def test_p7_leader_moves_under_commit_load_on_a_real_cluster_lose_nothing_duplic
     assert all(e.status in (201, 503, 504) for e in entries), rep.by_status
     assert rep.acknowledged > 0, rep
     assert rep.ok(max_duplicates=0) and rep.duplicates == {}, rep
+
+
+def shared_handoff(cluster: Cluster, orders: str, state: str, tmp_path: Path, name: str, port: int) -> Handoff:
+    """A replica with state.shared and one keyed commit route to `orders` (started; not yet ready)."""
+    routes = [{"name": "orders", "match": {"methods": ["POST"], "path": "/orders"}, "mode": "commit",
+               "topic": orders, "timeout": "10s", "success_status": 201}]
+    cfg = base_config(cluster.brokers, free_port(), routes, log={"level": "info", "requests": False},
+                      listen={"port": port},
+                      state={"shared": True, "topic": state, "replica": name, "claim_timeout": "12s",
+                             "claim_wait": "5s", "refresh_interval": "2s"},
+                      kafka={"flush_timeout": "20s", "properties": {
+                          "linger.ms": "2", "message.timeout.ms": "8000",
+                          "socket.connection.setup.timeout.ms": "3000", "reconnect.backoff.max.ms": "1000",
+                          "topic.metadata.refresh.interval.ms": "2000"}})
+    cfg_path = tmp_path / f"{name}.yaml"
+    cfg_path.write_text(to_yaml(cfg) + "\n")
+    return Handoff(name, cfg, cfg_path, tmp_path / f"{name}.log", None)
+
+
+def test_shared_state_sigkill_of_a_replica_and_of_the_state_leader_under_load_runs_no_key_twice(cluster, tmp_path):
+    """Issue 17 on the real cluster: three replicas with state.shared (the state topic RF 3,
+    min.insync.replicas=2), clients retrying keyed commits at random replicas (as a Service spreads
+    them). Under that load the leader of the state topic's partitions is SIGKILLed twice (restarted
+    after DOWN_S), and one replica is SIGKILLed while it holds claims (started again later: it reads
+    the topic before it is ready). Then, per key: at most one record; every 201 (first or replayed)
+    names that very record; 409, 503 and 504 are the only other answers; nothing unanswered by a
+    live replica."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    signal.signal(signal.SIGALRM, lambda *a: (_ for _ in ()).throw(TimeoutError("shared state exceeded its deadline")))
+    signal.alarm(420)
+    admin = AdminClient({"bootstrap.servers": cluster.brokers})
+    orders, state = "ss-orders", "ss-state"
+    # As a platform team provisions them: RF 3, two in-sync copies for every acknowledgement.
+    new = [NewTopic(orders, num_partitions=3, replication_factor=3, config={"min.insync.replicas": "2"}),
+           NewTopic(state, num_partitions=3, replication_factor=3,
+                    config={"min.insync.replicas": "2", "cleanup.policy": "compact,delete",
+                            # compaction only once idempotency.ttl (24 h) has passed: Handoff checks
+                            "min.compaction.lag.ms": str(24 * 3600 * 1000)})]
+    for f in admin.create_topics(new, request_timeout=30).values():
+        f.result(timeout=60)
+
+    def settled(topic):
+        parts = admin.list_topics(topic, timeout=5).topics[topic].partitions.values()
+        return all(p.leader >= 0 and len(p.isrs) == 3 for p in parts)
+    wait_until(lambda: settled(orders) and settled(state), 90, 0.2, "both topics with 3 in-sync replicas")
+
+    ports = [free_port() for _ in range(3)]
+    replicas = [shared_handoff(cluster, orders, state, tmp_path, f"ss{i}", ports[i]) for i in range(3)]
+    up = [True, True, True]
+    answers: list[dict] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+    keys = [f"key-{uuid.uuid4().hex[:10]}" for _ in range(150)]
+    labels = {k: f"label-{uuid.uuid4().hex[:10]}" for k in keys}
+    events: list = []
+    upstream = None
+    try:
+        for h in replicas:
+            h.wait_ready(60)
+
+        def client(seed: int):
+            rnd = random.Random(seed)
+            while not stop.is_set():
+                key = rnd.choice(keys)
+                i = rnd.randrange(3)
+                if not up[i]:
+                    continue
+                body = json.dumps({"key": key}).encode()
+                a = {"key": key, "replica": i, "status": None}
+                try:
+                    r = http_request(ports[i], "POST", "/orders", body,
+                                     {"Content-Type": "application/json", "Idempotency-Key": key,
+                                      "X-Correlation-ID": labels[key]}, timeout=30)
+                    a["status"] = r.status
+                    a["replayed"] = r.header("Idempotent-Replayed") == "true"
+                    try:
+                        j = r.json()
+                    except ValueError:
+                        j = {}
+                    a["partition"], a["offset"], a["error"] = j.get("partition"), j.get("offset"), j.get("error")
+                except OSError as e:
+                    a["error"] = f"transport: {e}"
+                a["alive_after"] = up[i]
+                with lock:
+                    answers.append(a)
+
+        clients = [threading.Thread(target=client, args=(n,), daemon=True) for n in range(6)]
+        for t in clients:
+            t.start()
+
+        def answered_201(n):
+            wait_until(lambda: sum(1 for a in list(answers) if a["status"] == 201) >= n, 60, 0.1, f"{n} answers 201")
+
+        def kill_state_leader():
+            leader = leader_of(admin, state, 0)
+            assert leader >= 1, leader
+            cluster.kill9(leader - 1)
+            events.append(("state leader killed", leader))
+            stop.wait(DOWN_S)  # the outage's length: a fault parameter
+            cluster.restart(leader - 1)
+            wait_until(lambda: settled(state), 90, 0.2, "the state topic back to 3 in-sync replicas")
+
+        answered_201(50)
+        kill_state_leader()
+        answered_201(sum(1 for a in list(answers) if a["status"] == 201) + 50)
+        # A replica killed under load: it holds claims (requests in flight) when it dies.
+        up[2] = False
+        replicas[2].proc.kill()
+        replicas[2].proc.wait(10)
+        replicas[2]._log.close()
+        events.append(("replica killed", "ss2"))
+        answered_201(sum(1 for a in list(answers) if a["status"] == 201) + 50)
+        kill_state_leader()
+        answered_201(sum(1 for a in list(answers) if a["status"] == 201) + 50)
+        replicas[2] = shared_handoff(cluster, orders, state, tmp_path, "ss2-again", ports[2])
+        replicas[2].wait_ready(90)
+        up[2] = True
+        events.append(("replica started again", "ss2-again"))
+        answered_201(sum(1 for a in list(answers) if a["status"] == 201) + 50)
+        stop.set()
+        for t in clients:
+            t.join(60)
+        assert not any(t.is_alive() for t in clients), "a client did not finish"
+        for h in (replicas[0], replicas[1], replicas[2]):
+            code = h.stop(40)
+            assert code == 0, f"{h.name}: exit code {code}\n{h.log_tail()}"
+    finally:
+        stop.set()
+        for h in replicas:
+            if h.proc.poll() is None:
+                h.stop(10)
+        signal.alarm(0)
+        for i in range(3):
+            if not cluster.alive(i):
+                cluster.restart(i)
+
+    records = read_topics(cluster.brokers, [orders], timeout=120)
+    by_label: dict[str, list] = {}
+    for r in records:
+        by_label.setdefault(r.correlation_id, []).append((r.partition, r.offset))
+    statuses: dict = {}
+    for a in answers:
+        statuses[str(a["status"])] = statuses.get(str(a["status"]), 0) + 1
+    twice = {k: by_label[labels[k]] for k in keys if len(by_label.get(labels[k], [])) > 1}
+    summary = {"answers": len(answers), "by_status": statuses, "events": events, "records": len(records),
+               "keys_with_a_record": sum(1 for k in keys if labels[k] in by_label), "keys_run_twice": len(twice),
+               "replayed": sum(1 for a in answers if a.get("replayed")),
+               "abandoned": sum(1 for a in answers if a["status"] == 504 and a.get("error") == "outcome_unknown"),
+               "unavailable": sum(1 for a in answers if a["status"] == 503)}
+    print("shared state on the real cluster:", json.dumps(summary))
+    assert not twice, f"keys run twice: {twice}"
+    for a in answers:
+        if a["status"] is None:
+            # Only a replica that was killed leaves a request unanswered.
+            assert a["replica"] == 2 and not a["alive_after"], a
+            continue
+        assert a["status"] in (201, 409, 503, 504), a
+        if a["status"] == 201:
+            where = by_label.get(labels[a["key"]], [])
+            assert where == [(a["partition"], a["offset"])], (a, where)
+    assert summary["replayed"] > 0 and summary["keys_with_a_record"] > 0, summary

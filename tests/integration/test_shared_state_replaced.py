@@ -11,7 +11,8 @@ one record. Before this was fixed, a replica kept its old positions: every keyed
 
 The broker creates topics on first use (as kafka.sh sets it up): a state record produced while the
 topic is gone would create it with the broker's defaults (not compacted). A replica writes nothing to
-the state topic while it is not reading it, and creates it itself (compact,delete).
+the state topic while it is not reading it, and creates it itself (compact,delete, compaction only
+after idempotency.ttl). A state topic compacted sooner than that is refused (not ready) until fixed.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import threading
 import time
 
 import pytest
-from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic, ResourceType
 
 from conftest import Kafka, PrivateKafka, base_config, free_port_pair, hdrs, http_request, unique, wait_until
 
@@ -48,11 +49,10 @@ def post(h, key, label, timeout=15.0):
                         timeout)
 
 
-def cleanup_policy(brokers, topic) -> str:
+def topic_configs(brokers, topic) -> dict:
     admin = AdminClient({"bootstrap.servers": brokers})
     res = ConfigResource(ResourceType.TOPIC, topic)
-    configs = admin.describe_configs([res])[res].result(20)
-    return configs["cleanup.policy"].value
+    return {k: v.value for k, v in admin.describe_configs([res])[res].result(20).items()}
 
 
 def same_key_at_both(replicas, kafka, orders, keys=5):
@@ -126,7 +126,8 @@ def test_a_deleted_state_topic_is_created_again_and_read_from_its_beginning(clus
     recovered = time.monotonic() - t_deleted
 
     # Created by a replica with its own settings, not by the broker on a producer's first use.
-    assert cleanup_policy(cluster.brokers, state) == "compact,delete"
+    c = topic_configs(cluster.brokers, state)
+    assert c["cleanup.policy"] == "compact,delete" and c["min.compaction.lag.ms"] == str(24 * 3600 * 1000), c
     same_key_at_both(replicas, kafka, orders)
     print(f"state topic deleted: keyed commits answered again after {recovered:.1f}s")
 
@@ -156,7 +157,9 @@ def test_a_new_cluster_under_the_same_address_is_read_from_its_beginning(cluster
         kafka = Kafka(cluster.brokers)
         kafka.create_topic(orders, 3)
         admin = AdminClient({"bootstrap.servers": cluster.brokers})
-        admin.create_topics([NewTopic(state, 3, 1, config={"cleanup.policy": "compact,delete"})])[state].result(30)
+        admin.create_topics([NewTopic(state, 3, 1, config={"cleanup.policy": "compact,delete",
+                                                            "min.compaction.lag.ms": str(24 * 3600 * 1000)})]
+                            )[state].result(30)
     finally:
         for h in replicas:
             os.kill(h.proc.pid, signal.SIGCONT)
@@ -179,3 +182,40 @@ def test_a_new_cluster_under_the_same_address_is_read_from_its_beginning(cluster
     assert [hdrs(m).get("handoff_correlation_id") for m in kafka.read(orders)].count(old_label.encode()) == 1
     assert all("the state topic was replaced" in h.log_text() for h in replicas)
     print(f"cluster replaced: keyed commits answered again after {recovered:.1f}s")
+
+
+@pytest.mark.timeout_s(120)
+def test_a_state_topic_compacted_sooner_than_the_key_ttl_keeps_the_replica_not_ready(cluster, handoff_process,
+                                                                                     upstream):
+    """Every record about a key shares its record key: compaction of a live key keeps its completion
+    and drops its claim, and a replica that reads the topic after that forgets the key (a retry runs
+    again). A topic Handoff creates keeps records for idempotency.ttl (min.compaction.lag.ms); one
+    provisioned without that is refused until it is fixed."""
+    kafka = Kafka(cluster.brokers)
+    orders, state = unique("sr-orders"), unique("sr-state")
+    kafka.create_topic(orders, 3)
+    admin = AdminClient({"bootstrap.servers": cluster.brokers})
+    admin.create_topics([NewTopic(state, 3, 1, config={"cleanup.policy": "compact"})])[state].result(30)
+    cfg = config(cluster.brokers, upstream.port, orders, state, "lag")
+    cfg["idempotency"] = {"ttl": "1h"}
+    h = handoff_process(cfg, name="compaction-lag", wait="live")
+
+    def refused():
+        r = h.admin_get("/readyz")
+        return r.status == 503 and "min.compaction.lag.ms=0" in r.body.decode()
+    wait_until(refused, 30, 0.1, "/readyz 503 naming the topic's compaction lag")
+    r = post(h, unique("k"), unique("label"))
+    assert r.status == 503, r
+
+    res = ConfigResource(ResourceType.TOPIC, state, incremental_configs=[
+        ConfigEntry("min.compaction.lag.ms", "3600000", incremental_operation=AlterConfigOpType.SET)])
+    admin.incremental_alter_configs([res])[res].result(30)
+    wait_until(lambda: h.admin_get("/readyz").status == 200, 30, 0.1, "ready once the lag covers the ttl")
+    assert post(h, unique("k"), unique("label")).status == 201
+
+    # And a topic it creates itself has that lag (the ttl) from the start.
+    created = unique("sr-state")
+    h2 = handoff_process(config(cluster.brokers, upstream.port, orders, created, "lag2"), name="compaction-lag-2")
+    c = topic_configs(cluster.brokers, created)
+    assert c["cleanup.policy"] == "compact,delete" and c["min.compaction.lag.ms"] == str(24 * 3600 * 1000), c
+    assert post(h2, unique("k"), unique("label")).status == 201

@@ -85,6 +85,13 @@ public:
 
     ~consumer_impl() override { close(); }
 
+    // The state topic: a compacted topic must not compact records younger than `lag`
+    // (min.compaction.lag.ms); one that does keeps the consumer not ready. Before start().
+    void require_compaction_lag(std::chrono::milliseconds lag) { compaction_lag_ = lag; }
+    // The embedded mock cluster answers neither DescribeTopics nor DescribeConfigs (each would wait
+    // for its timeout), and it cannot be replaced or misconfigured: neither is asked. Before start().
+    void skip_topic_checks() { check_topic_ = false; }
+
     bool init(rd_kafka_conf_t* conf, std::string& error) {
         rd_kafka_conf_set_opaque(conf, this);
         rd_kafka_conf_set_rebalance_cb(conf, &consumer_impl::on_rebalance);
@@ -274,6 +281,7 @@ private:
     bool create_topic(std::string& error_name, std::string& error_text);
     topic_identity read_identity();
     void drop_assignment();
+    bool check_compaction(std::string& unsafe);
     // Adds `parts` to the assignment: from their end offsets, read now (the first assignment, before
     // readiness: a reply written after /readyz turned true is after them), or from their beginning
     // (partitions created after start hold only replies written since).
@@ -488,11 +496,13 @@ private:
     std::mutex control_mutex_;
     std::condition_variable control_cv_;
     bool stop_control_ = false;
-    rd_kafka_topic_t* reply_topic_ = nullptr;  // control thread (and close, after joining it)
-    std::set<std::int32_t> reply_assigned_;    // control thread
-    std::string what_ = "reply topic";         // "reply topic" or "state topic", for logs and reasons
-    bool from_beginning_ = false;              // the state topic: read from the beginning, catch up first
-    property_list create_configs_;             // topic configs set when this process creates the topic
+    rd_kafka_topic_t* reply_topic_ = nullptr;      // control thread (and close, after joining it)
+    std::set<std::int32_t> reply_assigned_;        // control thread
+    std::string what_ = "reply topic";             // "reply topic" or "state topic", for logs and reasons
+    bool from_beginning_ = false;                  // the state topic: read from the beginning, catch up first
+    property_list create_configs_;                 // topic configs set when this process creates the topic
+    std::chrono::milliseconds compaction_lag_{0};  // > 0: a compacted topic must keep records this long
+    bool check_topic_ = true;                      // read the topic's identity and configs
     // The state topic's catch-up: end offsets at the first assignment (under ready_mutex_), and
     // whether the strand saw them reached.
     bool catch_up_started_ = false;

@@ -90,7 +90,7 @@ void consumer_impl::control() {
         // A topic deleted and created again between two looks, or a new cluster under the same
         // address (with the topic already made there): the same name, another log. Positions in
         // the old one mean nothing in it.
-        const auto now_is = read_identity();
+        const auto now_is = check_topic_ ? read_identity() : topic_identity{};
         if (lost) {
             lost = false;
             last_problem.clear();
@@ -106,6 +106,17 @@ void consumer_impl::control() {
             drop_assignment();
         }
         known.update(now_is);
+        if (reply_assigned_.empty() && compaction_lag_.count() > 0 && check_topic_) {
+            std::string unsafe;
+            if (!check_compaction(unsafe)) {
+                problem(log::level::error, "the " + what_ + " is compacted too soon for idempotency.ttl", unsafe,
+                        {{"needs", "min.compaction.lag.ms >= " + std::to_string(compaction_lag_.count()) +
+                                       " on topic '" + topic + "', or cleanup.policy=delete"}});
+                if (started) set_not_ready(unsafe);
+                retry();
+                continue;
+            }
+        }
         const auto add = proxy::partitions_to_add(reply_assigned_, count);
         if (!add.empty()) {
             if (assign(add, /*from_end=*/!started && !from_beginning_, error_name)) {
@@ -171,6 +182,64 @@ consumer_impl::topic_identity consumer_impl::read_identity() {
     rd_kafka_AdminOptions_destroy(opts);
     rd_kafka_TopicCollection_destroy(topics);
     return out;
+}
+
+// The state topic's configs, read before it is assigned: false (with the reason) when it is
+// compacted and a record may be compacted before it is idempotency.ttl old. A topic whose configs
+// cannot be read (no DESCRIBE_CONFIGS permission) is read anyway, with a warning.
+bool consumer_impl::check_compaction(std::string& unsafe) {
+    rd_kafka_ConfigResource_t* res = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, replies_->topic.c_str());
+    char errstr[256] = {};
+    rd_kafka_AdminOptions_t* opts = rd_kafka_AdminOptions_new(rk_, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS);
+    rd_kafka_AdminOptions_set_request_timeout(opts, 5000, errstr, sizeof errstr);
+    rd_kafka_queue_t* q = rd_kafka_queue_new(rk_);
+    rd_kafka_DescribeConfigs(rk_, &res, 1, opts, q);
+    rd_kafka_event_t* ev = nullptr;
+    for (int i = 0; i < 24 && !ev && !stopping(); ++i) ev = rd_kafka_queue_poll(q, 250);  // 6 s at most
+    std::string policy, lag, problem;
+    if (!ev) {
+        problem = "no answer to DescribeConfigs";
+    } else if (const auto err = rd_kafka_event_error(ev)) {
+        problem = rd_kafka_err2name(err);
+    } else {
+        size_t n = 0;
+        const auto* r = rd_kafka_event_DescribeConfigs_result(ev);
+        const rd_kafka_ConfigResource_t** rs = r ? rd_kafka_DescribeConfigs_result_resources(r, &n) : nullptr;
+        if (n != 1 || rd_kafka_ConfigResource_error(rs[0])) {
+            problem = n == 1 ? rd_kafka_err2name(rd_kafka_ConfigResource_error(rs[0])) : "no result";
+        } else {
+            size_t cnt = 0;
+            const rd_kafka_ConfigEntry_t** entries = rd_kafka_ConfigResource_configs(rs[0], &cnt);
+            for (size_t i = 0; i < cnt; ++i) {
+                const std::string name = rd_kafka_ConfigEntry_name(entries[i]);
+                const char* value = rd_kafka_ConfigEntry_value(entries[i]);
+                if (name == "cleanup.policy") policy = value ? value : "";
+                if (name == "min.compaction.lag.ms") lag = value ? value : "";
+            }
+        }
+    }
+    if (ev) rd_kafka_event_destroy(ev);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_AdminOptions_destroy(opts);
+    rd_kafka_ConfigResource_destroy(res);
+    if (!problem.empty()) {
+        log::warn("cannot read the " + what_ + "'s configs; its compaction is not checked",
+                  {{"topic", replies_->topic}, {"error", problem}, {"needs", "DESCRIBE_CONFIGS on the topic"}});
+        return true;
+    }
+    if (policy.find("compact") == std::string::npos) return true;
+    long long lag_ms = 0;
+    try {
+        lag_ms = std::stoll(lag);
+    } catch (const std::exception&) {
+        lag_ms = 0;
+    }
+    if (lag_ms >= compaction_lag_.count()) return true;
+    unsafe = "the " + what_ + " '" + replies_->topic + "' is compacted (cleanup.policy=" + policy +
+             ") with min.compaction.lag.ms=" + (lag.empty() ? "0" : lag) + ", below idempotency.ttl (" +
+             std::to_string(compaction_lag_.count()) +
+             " ms): compaction could drop a live key's claim, and a replica started after that would run a retry again";
+    return false;
 }
 
 // Gives up every assigned partition of the topic: its listener is told they are lost (on the
@@ -391,6 +460,7 @@ std::shared_ptr<proxy::consumer> make_reply_consumer(asio::any_io_executor stran
         return nullptr;
     }
     auto c = std::make_shared<consumer_impl>(strand, replies);
+    if (kafka.embedded) c->skip_topic_checks();
     if (!c->init(conf, error)) {
         error = "replies: " + error;
         return nullptr;
@@ -400,7 +470,8 @@ std::shared_ptr<proxy::consumer> make_reply_consumer(asio::any_io_executor stran
 }
 
 std::shared_ptr<proxy::consumer> make_state_consumer(asio::any_io_executor strand, const config::kafka_config& kafka,
-                                                     const config::state_config& state, const std::string& bootstrap,
+                                                     const config::state_config& state,
+                                                     std::chrono::milliseconds key_ttl, const std::string& bootstrap,
                                                      std::string& error) {
     rd_kafka_conf_t* conf =
         consumer_conf({{"client.id", "handoff-state"}, {"fetch.wait.max.ms", "100"}}, kafka.properties, {},
@@ -425,10 +496,19 @@ std::shared_ptr<proxy::consumer> make_state_consumer(asio::any_io_executor stran
     spec.refresh_interval = state.refresh_interval;
     // Compacted (the newest record of each entry is kept) and deleted after the retention (an entry
     // nobody rewrites leaves); segments roll within the hour, so that both can act on them.
+    // Compaction only once a record is older than idempotency.ttl: every record about a key shares
+    // its record key, so compacting a live key would keep its completion and drop the claim before
+    // it (or keep a losing claim and drop the winner's), and a replica that reads the topic after
+    // that would decide the key differently from the others. Older than the ttl, the key is expired
+    // on every replica whatever its records say.
     const auto segment = std::min<long long>(state.retention.count(), 3'600'000);
     auto c = std::make_shared<consumer_impl>(
         strand, spec, "state topic", /*from_beginning=*/true,
-        consumer_detail::property_list{{"cleanup.policy", "compact,delete"}, {"segment.ms", std::to_string(segment)}});
+        consumer_detail::property_list{{"cleanup.policy", "compact,delete"},
+                                       {"segment.ms", std::to_string(segment)},
+                                       {"min.compaction.lag.ms", std::to_string(key_ttl.count())}});
+    c->require_compaction_lag(key_ttl);
+    if (kafka.embedded) c->skip_topic_checks();
     if (!c->init(conf, error)) {
         error = "state: " + error;
         return nullptr;

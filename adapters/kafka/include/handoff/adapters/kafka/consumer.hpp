@@ -13,6 +13,7 @@
 
 #include <boost/asio/any_io_executor.hpp>
 
+#include <chrono>
 #include <memory>
 #include <string>
 
@@ -46,10 +47,13 @@ std::shared_ptr<proxy::consumer> make_reply_consumer(boost::asio::any_io_executo
 // hand), but every partition is read from its beginning, and `ready()` turns true only once the
 // end offsets read at that first assignment are reached (an EOF event counts, for a partition whose
 // last records were removed). A missing topic is created (state.partitions,
-// state.replication_factor, cleanup.policy=compact,delete, retention.ms=state.retention).
+// state.replication_factor, cleanup.policy=compact,delete, retention.ms=state.retention,
+// min.compaction.lag.ms=`key_ttl`). An existing topic that is compacted sooner than `key_ttl`
+// keeps the consumer not ready (see reply_consumer.cpp, check_compaction).
 std::shared_ptr<proxy::consumer> make_state_consumer(boost::asio::any_io_executor strand,
                                                      const config::kafka_config& kafka,
                                                      const config::state_config& state,
+                                                     std::chrono::milliseconds key_ttl,
                                                      const std::string& bootstrap_servers, std::string& error_out);
 
 }  // namespace handoff::adapters::kafka

@@ -13,6 +13,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import threading
+import time
 
 import pytest
 
@@ -243,3 +244,54 @@ def test_a_claim_left_by_a_killed_replica_is_never_run_again(brokers, upstream, 
     assert "not completed by its replica" in r.json()["message"], r
     assert r.header("Location", "").startswith("/_handoff/requests/"), r
     assert len(records_labelled(kafka, topics["quotes"], label)) == 1
+
+
+@pytest.mark.timeout_s(90)
+def test_an_expired_key_gets_one_tombstone_from_its_owner(handoff_process, brokers, upstream, kafka):
+    """idempotency.ttl of 3 s: when a key expires, the replica whose claim won it writes a tombstone
+    (a null value under the key's record key, header handoff_expired = its request ID) so that
+    compaction removes the key's records; the other replica writes none. Read with a plain client."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    names = {"orders": unique("tomb-orders"), "state": unique("tomb-state")}
+    kafka.create_topic(names["orders"], 1)
+    routes = [{"name": "orders", "match": {"methods": ["POST"], "path": "/orders"}, "mode": "commit",
+               "topic": names["orders"], "success_status": 201, "timeout": "2s"}]
+
+    def cfg(name):
+        return base_config(brokers, upstream.port, routes, idempotency={"ttl": "3s"},
+                           state={"shared": True, "topic": names["state"], "partitions": 1, "replica": name,
+                                  "claim_timeout": "2s"})
+    owner = handoff_process(cfg("owner"), name="tomb-owner")
+    other = handoff_process(cfg("other"), name="tomb-other")
+    key = unique("k")
+    first = post(owner.port, "/orders", key)
+    assert first.status == 201, first
+    request = first.json()["request_id"]
+    replay = post(other.port, "/orders", key)  # known on the other replica: a replay, no claim
+    assert replay.status in (201, 409), replay
+
+    c = Consumer({"bootstrap.servers": brokers, "group.id": unique("g"), "enable.auto.commit": False})
+    c.assign([TopicPartition(names["state"], 0, OFFSET_BEGINNING)])
+    tombstones = []
+
+    def tombstone_read():
+        m = c.poll(0.2)
+        if m is not None and not m.error() and m.value() is None:
+            tombstones.append(m)
+        return tombstones
+    try:
+        wait_until(tombstone_read, 30, 0, "a tombstone on the state topic")
+        t = tombstones[0]
+        assert dict(t.headers() or []) == {"handoff_expired": request.encode()}, t.headers()
+        assert b"orders" in t.key() and key.encode() in t.key(), t.key()
+        # One: the other replica expired the key too, and wrote nothing.
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:  # a bounded read for a record that must not come
+            tombstone_read()
+    finally:
+        c.close()
+    assert len(tombstones) == 1, [m.headers() for m in tombstones]
+    # The key is free again on both replicas: a new request with it runs.
+    again = post(other.port, "/orders", key)
+    assert again.status == 201 and again.header("Idempotent-Replayed") is None, again

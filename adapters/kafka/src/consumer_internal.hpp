@@ -354,6 +354,13 @@ private:
         keepalive_.async_wait([this, alive = std::weak_ptr<int>(alive_)](boost::system::error_code ec) {
             if (ec || !alive.lock() || closing_) return;
             serve();
+            if (listener_ && !closing_) {
+                try {
+                    listener_->on_idle();
+                } catch (const std::exception& e) {
+                    log::error("consumer listener threw", {{"subscription", name_}, {"error", e.what()}});
+                }
+            }
             tick();
         });
     }

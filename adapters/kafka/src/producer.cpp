@@ -107,11 +107,13 @@ public:
         g.pending.fetch_add(1, std::memory_order_acq_rel);
         g.stats->in_flight.fetch_add(1, std::memory_order_relaxed);
         g.stats->bytes.fetch_add(msg->bytes, std::memory_order_relaxed);
-        const rd_kafka_resp_err_t err = rd_kafka_producev(
-            g.rk, RD_KAFKA_V_TOPIC(msg->record.topic.c_str()), RD_KAFKA_V_PARTITION(RD_KAFKA_PARTITION_UA),
-            RD_KAFKA_V_MSGFLAGS(0), RD_KAFKA_V_VALUE((msg->record.value.data()), (msg->record.value.size())),
-            RD_KAFKA_V_KEY((key ? key->data() : nullptr), (key ? key->size() : 0)), RD_KAFKA_V_HEADERS(headers),
-            RD_KAFKA_V_OPAQUE(msg.get()), RD_KAFKA_V_END);
+        const rd_kafka_resp_err_t err =
+            rd_kafka_producev(g.rk, RD_KAFKA_V_TOPIC(msg->record.topic.c_str()),
+                              RD_KAFKA_V_PARTITION(RD_KAFKA_PARTITION_UA), RD_KAFKA_V_MSGFLAGS(0),
+                              RD_KAFKA_V_VALUE((msg->record.tombstone ? nullptr : msg->record.value.data()),
+                                               (msg->record.tombstone ? 0 : msg->record.value.size())),
+                              RD_KAFKA_V_KEY((key ? key->data() : nullptr), (key ? key->size() : 0)),
+                              RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_OPAQUE(msg.get()), RD_KAFKA_V_END);
         if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
             g.stats->bytes.fetch_sub(msg->bytes, std::memory_order_relaxed);
             g.stats->in_flight.fetch_sub(1, std::memory_order_relaxed);

@@ -200,6 +200,30 @@ void shared_registry::write_release(const std::string& request_id, const std::st
     write(r, "release");
 }
 
+void shared_registry::sweep(shared::clock::time_point now) {
+    for (const auto& e : view_.expire(now)) {
+        if (e.owner == replica_) write_tombstone(e);
+    }
+}
+
+void shared_registry::write_tombstone(const shared::key_view::expired& e) {
+    if (!reading()) return;  // the topic it belongs to is gone; its retention removes the rest
+    kafka_record rec;
+    rec.topic = cfg_.topic;
+    rec.key = e.record_key;
+    rec.tombstone = true;
+    rec.headers.push_back({std::string(shared::expired_header), e.request_id});
+    rec.correlation_id = e.request_id;
+    const auto stats = stats_;
+    const auto id = e.request_id;
+    const auto err = kafka_->produce(rec, [stats, id](const delivery_report& d) {
+        if (d.status == delivery_status::persisted) return;
+        stats->state_write_failed("tombstone").Increment();  // retention removes the key instead
+    });
+    if (err != produce_error::ok) stats_->state_write_failed("tombstone").Increment();
+    stats_->state_tombstones().Increment();
+}
+
 kafka_record shared_registry::to_kafka(const shared::record& r) const {
     kafka_record rec;
     rec.topic = cfg_.topic;
@@ -323,7 +347,13 @@ void shared_registry::on_record(consumed_record c) {
     const auto written = c.timestamp_ms >= 0 ? shared::clock::time_point(std::chrono::milliseconds(c.timestamp_ms))
                                              : shared::clock::now();
     if (c.null_value) {
-        view_.forget(key);  // a tombstone (only Idempotency-Key entries are kept in the view)
+        // A tombstone (only Idempotency-Key entries are kept in the view): an expiry tombstone names
+        // the request whose entry it ends; an operator's names none.
+        std::string_view ends;
+        for (const auto& h : c.headers) {
+            if (h.name == shared::expired_header) ends = h.value;
+        }
+        view_.forget(key, ends);
     } else {
         auto d = shared::decode(key, c.value, written);
         if (!d.rec) {
@@ -340,7 +370,7 @@ void shared_registry::on_record(consumed_record c) {
             view_.apply(*d.rec);
         }
     }
-    view_.expire(shared::clock::now());
+    sweep(shared::clock::now());
     std::vector<std::function<void(bool)>> ready;
     {
         std::lock_guard lock(applied_mutex_);

@@ -322,9 +322,12 @@ void key_view::apply(const record& r) {
     }
 }
 
-void key_view::forget(std::string_view record_key) {
+void key_view::forget(std::string_view record_key, std::string_view request_id) {
     std::lock_guard lock(mutex_);
-    if (auto it = entries_.find(std::string(record_key)); it != entries_.end()) erase_locked(it);
+    auto it = entries_.find(std::string(record_key));
+    if (it == entries_.end()) return;
+    if (!request_id.empty() && it->second.request_id != request_id) return;  // another request's since
+    erase_locked(it);
 }
 
 key_view::answer key_view::verdict_locked(const entry& e, const request_fingerprint& fp, clock::time_point now) const {
@@ -371,7 +374,8 @@ key_view::answer key_view::decide(std::string_view scope, std::string_view key, 
     return verdict_locked(it->second, fp, now);
 }
 
-void key_view::expire(clock::time_point now) {
+std::vector<key_view::expired> key_view::expire(clock::time_point now) {
+    std::vector<expired> out;
     std::lock_guard lock(mutex_);
     while (!by_claim_.empty() && by_claim_.begin()->first + limits_.ttl <= now) {
         const auto it = entries_.find(by_claim_.begin()->second);
@@ -379,8 +383,10 @@ void key_view::expire(clock::time_point now) {
             by_claim_.erase(by_claim_.begin());
             continue;
         }
+        out.push_back({it->first, it->second.request_id, it->second.owner});
         erase_locked(it);
     }
+    return out;
 }
 
 bool key_view::full() const {

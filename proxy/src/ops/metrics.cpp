@@ -252,6 +252,11 @@ prometheus::Counter& metrics::state_records_skipped() {
                    {});
 }
 
+prometheus::Counter& metrics::state_tombstones() {
+    return counter("handoff_state_tombstones_total",
+                   "Tombstones this replica wrote to the state topic for the keys it owned when they expired.", {});
+}
+
 prometheus::Counter& metrics::state_write_failed(std::string_view kind) {
     return counter("handoff_state_write_failures_total",
                    "State records (claim, complete, release, status) the broker did not persist, by kind.",

@@ -284,3 +284,60 @@ TEST_CASE("shared registry: a replaced state topic clears the view and fails the
     REQUIRE(after->result == kind::decided);
     CHECK(after->answer.kind == verdict::fresh);
 }
+
+TEST_CASE("shared registry: a key it owned gets a tombstone naming its request when it expires; others' do not") {
+    rig mine(2s, "r1");
+    std::optional<shared_registry::claim_result> won;
+    mine.start(won, "k", "req-1", fp_a);
+    mine.run_until([&] { return mine.kafka->count() == 1; });
+    mine.feed();
+    mine.run_until([&] { return won.has_value(); });
+    REQUIRE(won->answer.kind == verdict::fresh);
+    // Another replica's view of the same record: it does not own the key.
+    rig other(2s, "r2");
+    consumed_record c;
+    c.topic = "state";
+    c.partition = 0;
+    c.offset = 0;
+    c.key = mine.kafka->record(0).key;
+    c.value = mine.kafka->record(0).value;
+    c.timestamp_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(shared::clock::now().time_since_epoch()).count();
+    other.reg->on_record(c);
+    REQUIRE(other.reg->view_size() == 1);
+
+    const auto later = shared::clock::now() + 25h;  // past idempotency.ttl (24 h by default)
+    mine.reg->sweep(shared::clock::now());
+    CHECK(mine.kafka->count() == 1);  // not expired yet: nothing written
+    mine.reg->sweep(later);
+    other.reg->sweep(later);
+    CHECK(mine.reg->view_size() == 0);
+    CHECK(other.reg->view_size() == 0);
+    REQUIRE(mine.kafka->count() == 2);
+    const auto& t = mine.kafka->record(1);
+    CHECK(t.tombstone);
+    CHECK(t.key == mine.kafka->record(0).key);
+    REQUIRE(t.headers.size() == 1);
+    CHECK(t.headers[0].name == "handoff_expired");
+    CHECK(t.headers[0].value == "req-1");
+    CHECK(other.kafka->count() == 0);
+
+    // Read back by a replica where the key was won again since: that entry stays.
+    rig third(2s, "r3");
+    consumed_record again = c;
+    again.value = mine.kafka->record(0).value;
+    third.reg->on_record(again);
+    consumed_record tomb;
+    tomb.topic = "state";
+    tomb.partition = 0;
+    tomb.offset = 1;
+    tomb.key = t.key;
+    tomb.null_value = true;
+    tomb.headers = {{"handoff_expired", "req-0"}};  // ends an older request's entry
+    third.reg->on_record(tomb);
+    CHECK(third.reg->view_size() == 1);
+    tomb.offset = 2;
+    tomb.headers = {};  // an operator's tombstone: frees the key whoever holds it
+    third.reg->on_record(tomb);
+    CHECK(third.reg->view_size() == 0);
+}

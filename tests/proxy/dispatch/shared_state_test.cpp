@@ -248,6 +248,26 @@ TEST_CASE("key view: tombstones forget an entry") {
     CHECK(v.bytes() == 0);
 }
 
+TEST_CASE("key view: an expiry tombstone forgets only the entry it names; expire says what it dropped") {
+    key_view v(small_limits());
+    v.apply(claim("r1", "k", fp_a, t0));
+    v.apply(claim("r9", "other", fp_a, t0 + 10min));
+    const auto gone = v.expire(t0 + 1h);  // r1's ttl ends; r9's not yet
+    REQUIRE(gone.size() == 1);
+    CHECK(gone[0].record_key == idempotency_record_key("orders", "k"));
+    CHECK(gone[0].request_id == "r1");
+    CHECK(gone[0].owner == "replica-1");
+    CHECK(v.size() == 1);
+    // The key won again by r2 before r1's tombstone is read: the tombstone ends r1's entry, not r2's.
+    v.apply(claim("r2", "k", fp_b, t0 + 1h + 1s));
+    v.forget(idempotency_record_key("orders", "k"), "r1");
+    CHECK(v.decide("orders", "k", fp_b, "r2", t0 + 1h + 2s).kind == verdict::fresh);
+    v.forget(idempotency_record_key("orders", "k"), "r2");
+    CHECK(v.peek("orders", "k", fp_b, t0 + 1h + 3s) == std::nullopt);
+    CHECK(v.expire(t0 + 2h).size() == 1);  // r9
+    CHECK(v.size() == 0);
+}
+
 TEST_CASE("key view: beyond max_entries it reports full and still forgets nothing") {
     auto l = small_limits();
     l.max_entries = 3;

@@ -78,6 +78,13 @@ public:
     void on_assigned(const std::vector<topic_partition>& parts) override;
     void on_revoked(const std::vector<topic_partition>& parts, bool lost) override;
     void on_record(consumed_record record) override;
+    void on_idle() override { sweep(shared::clock::now()); }
+
+    // Expires the view's entries at `now`, and writes a tombstone for each one this replica owned
+    // (its claim won the key), so that compaction removes the key's records. A tombstone names the
+    // request whose entry it ends (header handoff_expired): applied after a newer claim won the key,
+    // it changes nothing. Entries of a replica that is gone leave with the topic's retention.
+    void sweep(shared::clock::time_point now);
 
     const std::string& replica() const noexcept { return replica_; }
     std::size_t view_size() const { return view_.size(); }
@@ -100,6 +107,7 @@ private:
     kafka_record to_kafka(const shared::record& r) const;
     void write(const shared::record& r, const char* kind);
     void write_release(const std::string& request_id, const std::string& scope, const std::string& key);
+    void write_tombstone(const shared::key_view::expired& e);
     void remember(const std::string& request_id, const std::string& scope, const std::string& key);
     std::optional<own_request> forget(const std::string& request_id, bool final);
 

@@ -37,6 +37,7 @@
 #include <string_view>
 #include <unordered_map>
 #include <utility>
+#include <vector>
 
 namespace handoff::proxy::shared {
 
@@ -61,6 +62,9 @@ struct record {
     // The record's timestamp (set by its producer); on decode, the one Kafka gives.
     clock::time_point timestamp{};
 };
+
+// The header of an expiry tombstone: the request ID whose entry it ends.
+inline constexpr std::string_view expired_header = "handoff_expired";
 
 std::string idempotency_record_key(std::string_view scope, std::string_view key);
 std::string status_record_key(std::string_view request_id);
@@ -111,8 +115,10 @@ public:
     // Applies a claim, complete or release record in its partition's order. Status records are not
     // for this view (ignored).
     void apply(const record& r);
-    // A tombstone for `record_key`.
-    void forget(std::string_view record_key);
+    // A tombstone for `record_key`. With `request_id` (an expiry tombstone names the entry it ends):
+    // only that request's entry is forgotten, never one that won the key since. Without: whatever
+    // entry the key has (an operator's tombstone, to free a key by hand).
+    void forget(std::string_view record_key, std::string_view request_id = {});
 
     // Before claiming: the verdict for a request with `fp` on (scope, key) if the view already has a
     // live entry for it; nullopt when the key is free (the request must claim it).
@@ -122,8 +128,13 @@ public:
     answer decide(std::string_view scope, std::string_view key, const request_fingerprint& fp,
                   std::string_view request_id, clock::time_point now) const;
 
-    // Drops the entries whose ttl has passed at `now`.
-    void expire(clock::time_point now);
+    // Drops the entries whose ttl has passed at `now`, and says which.
+    struct expired {
+        std::string record_key;
+        std::string request_id;
+        std::string owner;
+    };
+    std::vector<expired> expire(clock::time_point now);
     // Drops every entry (the log they were read from is gone).
     void clear();
 

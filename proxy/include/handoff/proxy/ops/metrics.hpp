@@ -110,6 +110,7 @@ public:
     prometheus::Gauge& state_bytes();
     prometheus::Gauge& state_lag();
     prometheus::Counter& state_records_skipped();
+    prometheus::Counter& state_tombstones();  // expiry tombstones this replica wrote
     prometheus::Counter& state_write_failed(std::string_view kind);
 
     // The receiving half, by subscription name: handoff_subscription_<what>_total, where `what`

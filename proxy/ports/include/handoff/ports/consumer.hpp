@@ -61,6 +61,9 @@ public:
     // adapter gives them up; after it returns, the listener must not store offsets for them.
     virtual void on_revoked(const std::vector<topic_partition>& partitions, bool lost) = 0;
     virtual void on_record(consumed_record record) = 0;
+    // Housekeeping: called on the same strand as on_record, at least every 500 ms while the
+    // consumer runs, records or not.
+    virtual void on_idle() {}
 };
 
 class consumer {

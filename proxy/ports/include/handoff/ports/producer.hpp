@@ -24,7 +24,8 @@ struct record_header {
 struct kafka_record {
     std::string topic;
     std::optional<std::string> key;
-    std::string value;  // the request body, byte for byte
+    std::string value;       // the request body, byte for byte
+    bool tombstone = false;  // a null value (compaction deletes the key), not an empty one; `value` unused
     std::vector<record_header> headers;
     std::string correlation_id;  // the caller's label, for logs of undelivered records; not sent
 };

@@ -965,6 +965,53 @@ def free_port_pair() -> int:
     return free_block(2)
 
 
+class RoundRobin:
+    """nginx in front of handoff replicas, round robin, as a Kubernetes Service spreads requests.
+    `retry_refused`: a connection refused (a replica that is gone; nothing was sent) goes to the next
+    replica, as a Service stops sending to a pod that is gone; a request already sent to a replica
+    that dies is answered 502 (nginx never re-sends a POST)."""
+
+    def __init__(self, ports: list[int], d: Path, retry_refused: bool = False):
+        self.dir = d
+        self.port = free_port()
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        servers = "\n".join(f"    server 127.0.0.1:{p} max_fails=0;" for p in ports)
+        nxt = "error" if retry_refused else "off"
+        (d / "nginx.conf").write_text(f"""
+daemon off;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log;
+events {{ worker_connections 512; }}
+http {{
+  access_log off;
+  client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fcgi;
+  uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
+  upstream replicas {{
+{servers}
+  }}
+  server {{
+    listen 127.0.0.1:{self.port};
+    location / {{
+      proxy_pass http://replicas;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_next_upstream {nxt};
+      proxy_read_timeout 60s;
+    }}
+  }}
+}}
+""")
+        self.proc = subprocess.Popen([nginx, "-p", str(d), "-c", str(d / "nginx.conf")], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.STDOUT)
+        wait_until(lambda: http_request(self.port, "GET", "/_handoff/requests/none", timeout=1).status in (404, 502),
+                   10, 0.1, "nginx to answer")
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
 class PrivateKafka:
     """A single-node broker of this test's own (tests/kafka/kafka.sh), to stop, freeze or restart.
     Restarting makes a NEW cluster on the same port (kafka.sh stop removes its directory)."""

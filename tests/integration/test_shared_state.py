@@ -10,14 +10,12 @@ run a second time) once state.claim_timeout has passed.
 """
 from __future__ import annotations
 
-import shutil
-import subprocess
 import threading
 import time
 
 import pytest
 
-from conftest import Handoff, base_config, free_port, hdrs, http_request, to_yaml, unique, wait_until
+from conftest import Handoff, RoundRobin, base_config, hdrs, http_request, to_yaml, unique, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -53,41 +51,9 @@ def replicas(handoff_process, brokers, upstream, topics):
 @pytest.fixture(scope="module")
 def balancer(replicas, tmp_path_factory):
     """nginx in front of the three replicas, round robin, as a Service would spread requests."""
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    d = tmp_path_factory.mktemp("nginx")
-    port = free_port()
-    servers = "\n".join(f"    server 127.0.0.1:{r.port};" for r in replicas)
-    (d / "nginx.conf").write_text(f"""
-daemon off;
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log;
-events {{ worker_connections 256; }}
-http {{
-  access_log off;
-  client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fcgi;
-  uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
-  upstream replicas {{
-{servers}
-  }}
-  server {{
-    listen 127.0.0.1:{port};
-    location / {{
-      proxy_pass http://replicas;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_next_upstream off;
-    }}
-  }}
-}}
-""")
-    proc = subprocess.Popen([nginx, "-p", str(d), "-c", str(d / "nginx.conf")], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.STDOUT)
-    wait_until(lambda: http_request(port, "GET", "/_handoff/requests/none", timeout=1).status == 404, 10, 0.1,
-               "nginx to answer")
-    yield port
-    proc.terminate()
-    proc.wait(10)
+    rr = RoundRobin([r.port for r in replicas], tmp_path_factory.mktemp("nginx"))
+    yield rr.port
+    rr.stop()
 
 
 def post(port, path, key=None, body=b'{"n":1}', correlation=None, timeout=15.0):

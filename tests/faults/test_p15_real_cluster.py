@@ -79,6 +79,12 @@ class Cluster:
     def stop(self):
         self.sh("stop", str(self.dir), timeout=120)
 
+    def revive_all(self):
+        """Every node running again (a test leaves the cluster whole for the next one)."""
+        for i in range(3):
+            if not self.alive(i):
+                self.restart(i)
+
 
 def _reaped(pid: int) -> bool:
     try:
@@ -184,9 +190,7 @@ def test_p15_sigkill_of_the_partition_leader_under_commit_load_loses_nothing_ack
             h.stop(10)
         signal.alarm(0)
 
-    for i in range(3):
-        if not cluster.alive(i):
-            cluster.restart(i)
+    cluster.revive_all()
     save(entries, str(tmp_path / "ledger.jsonl"))
     records = read_topics(cluster.brokers, [topic], timeout=120)
     rep = check(entries, records)
@@ -274,9 +278,7 @@ def test_p7_leader_moves_under_commit_load_on_a_real_cluster_lose_nothing_duplic
         if h.proc.poll() is None:
             h.stop(10)
         signal.alarm(0)
-        for i in range(3):
-            if not cluster.alive(i):
-                cluster.restart(i)
+        cluster.revive_all()
 
     rep = check(entries, read_topics(cluster.brokers, [topic], timeout=120))
     print("P-7 real cluster:", json.dumps({"requests": rep.total, "by_status": rep.by_status, "moves": moves,
@@ -435,9 +437,7 @@ def test_shared_state_sigkill_of_a_replica_and_of_the_state_leader_under_load_ru
             if h.proc.poll() is None:
                 h.stop(10)
         signal.alarm(0)
-        for i in range(3):
-            if not cluster.alive(i):
-                cluster.restart(i)
+        cluster.revive_all()
 
     records = read_topics(cluster.brokers, [orders], timeout=120)
     by_label: dict[str, list] = {}

@@ -416,6 +416,33 @@ def test_shared_state_sigkill_of_a_replica_and_of_the_state_leader_under_load_ru
             t.join(60)
         assert not any(t.is_alive() for t in clients), "a client did not finish"
         assert not crashed, crashed
+        # The same key at all three replicas at once, behind a barrier, 10 keys: one runs.
+        for n in range(10):
+            key = f"race-{uuid.uuid4().hex[:10]}"
+            keys.append(key)
+            labels[key] = f"label-{uuid.uuid4().hex[:10]}"
+            barrier = threading.Barrier(3)
+            raced: list = []
+
+            def race(port, key=key, barrier=barrier, raced=raced):
+                barrier.wait(10)
+                r = http_request(port, "POST", "/orders", json.dumps({"key": key}).encode(),
+                                 {"Content-Type": "application/json", "Idempotency-Key": key,
+                                  "X-Correlation-ID": labels[key]}, timeout=30)
+                j = r.json()
+                with lock:
+                    raced.append(r)
+                    answers.append({"key": key, "status": r.status, "client": "race",
+                                    "replayed": r.header("Idempotent-Replayed") == "true",
+                                    "partition": j.get("partition"), "offset": j.get("offset"),
+                                    "error": j.get("error"), "request_id": j.get("request_id")})
+            threads = [threading.Thread(target=race, args=(p,)) for p in ports]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(40)
+            ran_once = [r for r in raced if r.status == 201 and r.header("Idempotent-Replayed") is None]
+            assert len(ran_once) == 1, (key, [(r.status, r.body) for r in raced])
         # Status URLs through the balancer: whichever replica answers knows the outcome.
         ran = [a for a in answers if a["status"] == 201 and not a.get("replayed")]
         for a in ran[:: max(1, len(ran) // 15)]:

@@ -10,12 +10,13 @@ run a second time) once state.claim_timeout has passed.
 """
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 
 import pytest
 
-from conftest import Handoff, RoundRobin, base_config, hdrs, http_request, to_yaml, unique, wait_until
+from conftest import Handoff, RoundRobin, base_config, hdrs, http_request, kcat, to_yaml, unique, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -152,6 +153,27 @@ def test_a_key_reused_with_another_body_on_another_replica_is_422(replicas):
         assert r.status in (202, 409), r  # 409 until the first answer has reached this replica
         return r.status == 202 and r.header("Idempotent-Replayed") == "true"
     wait_until(replayed, 10, 0.05, "a replay on the other replica")
+
+
+def test_an_operators_tombstone_written_with_kcat_frees_a_key_on_every_replica(replicas, brokers, kafka, topics):
+    """The README's way to free a key by hand (one abandoned by a dead replica, say): a tombstone
+    under the key's record key, i/<len(route)>/<route>/<key>, written with kcat."""
+    a, b, c = replicas
+    key, label = unique("freed"), unique("label")
+    assert post(a.port, "/orders", key, correlation=label).status == 201
+    wait_until(lambda: post(b.port, "/orders", key, correlation=label).header("Idempotent-Replayed") == "true",
+               10, 0.05, "the key known on another replica")
+    line = f"i/{len('orders')}/orders/{key}\t\n".encode()
+    r = subprocess.run([kcat(), "-P", "-b", brokers, "-t", topics["state"], "-Z", "-K\t"], input=line,
+                       capture_output=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+
+    def runs_again():
+        r = post(c.port, "/orders", key, correlation=label)
+        assert r.status == 201, r
+        return r.header("Idempotent-Replayed") is None
+    wait_until(runs_again, 10, 0.05, "the key freed on the third replica")
+    assert len(records_labelled(kafka, topics["orders"], label)) == 2  # the operator asked for it
 
 
 def test_a_replica_started_later_reads_the_state_topic_before_it_is_ready(handoff_process, brokers, upstream,

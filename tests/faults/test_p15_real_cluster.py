@@ -314,9 +314,9 @@ def test_shared_state_sigkill_of_a_replica_and_of_the_state_leader_under_load_ru
     times. Under that load the leader of the state topic's partitions is SIGKILLed twice (restarted
     after DOWN_S), and one replica is SIGKILLed while it holds claims (started again later on its
     port: it reads the topic before it decides). Then, per key: at most one record; every 201 (first
-    or replayed) names that very record; 409, 503 and 504 are the only other answers, and 502 (nginx:
-    the request was on the killed replica) for at most one request per client; status URLs answered
-    through the balancer with the record's partition and offset."""
+    or replayed) names that very record; 409, 503 and 504 are the only other answers, and 502 (nginx)
+    only for requests sent before the killed replica had exited (on it, or in its accept queue);
+    status URLs answered through the balancer with the record's partition and offset."""
     from confluent_kafka.admin import AdminClient, NewTopic
 
     signal.signal(signal.SIGALRM, lambda *a: (_ for _ in ()).throw(TimeoutError("shared state exceeded its deadline")))
@@ -365,7 +365,7 @@ def test_shared_state_sigkill_of_a_replica_and_of_the_state_leader_under_load_ru
             while not stop.is_set():
                 key = rnd.choice(keys)
                 body = json.dumps({"key": key}).encode()
-                a = {"key": key, "status": None, "client": seed}
+                a = {"key": key, "status": None, "client": seed, "sent": time.monotonic()}
                 try:
                     r = http_request(balancer.port, "POST", "/orders", body,
                                      {"Content-Type": "application/json", "Idempotency-Key": key,
@@ -377,6 +377,7 @@ def test_shared_state_sigkill_of_a_replica_and_of_the_state_leader_under_load_ru
                     a["request_id"] = j.get("request_id")
                 except OSError as e:
                     a["error"] = f"transport: {e}"
+                a["done"] = time.monotonic()
                 with lock:
                     answers.append(a)
 
@@ -400,8 +401,10 @@ def test_shared_state_sigkill_of_a_replica_and_of_the_state_leader_under_load_ru
         kill_state_leader()
         answered_201(sum(1 for a in list(answers) if a["status"] == 201) + 50)
         # A replica killed under load: it holds claims (requests in flight) when it dies.
+        killed_at = time.monotonic()
         replicas[2].proc.kill()
         replicas[2].proc.wait(10)
+        exited = time.monotonic()  # its sockets are closed: connections to it are refused from here
         replicas[2]._log.close()
         events.append(("replica killed", "ss2"))
         answered_201(sum(1 for a in list(answers) if a["status"] == 201) + 50)
@@ -432,7 +435,7 @@ def test_shared_state_sigkill_of_a_replica_and_of_the_state_leader_under_load_ru
                 j = r.json()
                 with lock:
                     raced.append(r)
-                    answers.append({"key": key, "status": r.status, "client": "race",
+                    answers.append({"key": key, "status": r.status, "client": "race", "done": time.monotonic(),
                                     "replayed": r.header("Idempotent-Replayed") == "true",
                                     "partition": j.get("partition"), "offset": j.get("offset"),
                                     "error": j.get("error"), "request_id": j.get("request_id")})
@@ -443,8 +446,11 @@ def test_shared_state_sigkill_of_a_replica_and_of_the_state_leader_under_load_ru
                 t.join(40)
             ran_once = [r for r in raced if r.status == 201 and r.header("Idempotent-Replayed") is None]
             assert len(ran_once) == 1, (key, [(r.status, r.body) for r in raced])
-        # Status URLs through the balancer: whichever replica answers knows the outcome.
-        ran = [a for a in answers if a["status"] == 201 and not a.get("replayed")]
+        # Status URLs through the balancer: whichever replica answers knows the outcome. Not for
+        # requests answered just before the kill: their replica may have died between its answer and
+        # the outcome's record (README: such a status stays unknown to the others).
+        ran = [a for a in answers if a["status"] == 201 and not a.get("replayed") and a.get("request_id")
+               and not killed_at - 2 <= a["done"] <= exited]
         for a in ran[:: max(1, len(ran) // 15)]:
             def known(a=a):
                 r = http_request(balancer.port, "GET", f"/_handoff/requests/{a['request_id']}", timeout=10)
@@ -478,18 +484,20 @@ def test_shared_state_sigkill_of_a_replica_and_of_the_state_leader_under_load_ru
                "keys_with_a_record": sum(1 for k in keys if labels[k] in by_label), "keys_run_twice": len(twice),
                "replayed": sum(1 for a in answers if a.get("replayed")),
                "abandoned": sum(1 for a in answers if a["status"] == 504 and a.get("error") == "outcome_unknown"),
-               "unavailable": sum(1 for a in answers if a["status"] == 503)}
+               "unavailable": sum(1 for a in answers if a["status"] == 503),
+               # the state topic dropped and read again: never for a leader's death
+               "topic_dropped": sum(p.read_text(errors="replace").count(m) for p in tmp_path.glob("ss*.log")
+                                    for m in ("the state topic disappeared", "the state topic was replaced"))}
     print("shared state on the real cluster:", json.dumps(summary))
     assert not twice, f"keys run twice: {twice}"
-    bad_gateway: dict = {}
+    assert summary["topic_dropped"] == 0, summary
     for a in answers:
         if a["status"] == 502:
-            bad_gateway[a["client"]] = bad_gateway.get(a["client"], 0) + 1
+            # nginx: the request was on the replica, or in its accept queue, when it was killed.
+            assert a["sent"] <= exited, a
             continue
         assert a["status"] in (201, 409, 503, 504), a
         if a["status"] == 201:
             where = by_label.get(labels[a["key"]], [])
             assert where == [(a["partition"], a["offset"])], (a, where)
-    # 502: a request on the replica when it was killed; each client has one request at a time.
-    assert all(n == 1 for n in bad_gateway.values()), bad_gateway
     assert summary["replayed"] > 0 and summary["keys_with_a_record"] > 0, summary

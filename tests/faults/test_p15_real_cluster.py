@@ -28,7 +28,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "integration"))
 sys.path.insert(0, str(REPO / "tests" / "ledger"))
-from conftest import Handoff, RoundRobin, base_config, free_block, free_port, http_request, to_yaml, wait_until  # noqa: E402
+from conftest import Handoff, RoundRobin, at_once, base_config, free_block, free_port, http_request, to_yaml, wait_until  # noqa: E402
 from ledger import LedgerClient, check, load, read_topics, save  # noqa: E402
 
 KAFKA_SH = REPO / "tests" / "kafka" / "kafka.sh"
@@ -424,26 +424,15 @@ def test_shared_state_sigkill_of_a_replica_and_of_the_state_leader_under_load_ru
             key = f"race-{uuid.uuid4().hex[:10]}"
             keys.append(key)
             labels[key] = f"label-{uuid.uuid4().hex[:10]}"
-            barrier = threading.Barrier(3)
-            raced: list = []
-
-            def race(port, key=key, barrier=barrier, raced=raced):
-                barrier.wait(10)
-                r = http_request(port, "POST", "/orders", json.dumps({"key": key}).encode(),
-                                 {"Content-Type": "application/json", "Idempotency-Key": key,
-                                  "X-Correlation-ID": labels[key]}, timeout=30)
+            body = json.dumps({"key": key}).encode()
+            headers = {"Content-Type": "application/json", "Idempotency-Key": key, "X-Correlation-ID": labels[key]}
+            raced = at_once([lambda port=port: http_request(port, "POST", "/orders", body, headers, timeout=30)
+                             for port in ports], timeout=40)
+            for r in raced:
                 j = r.json()
-                with lock:
-                    raced.append(r)
-                    answers.append({"key": key, "status": r.status, "client": "race", "done": time.monotonic(),
-                                    "replayed": r.header("Idempotent-Replayed") == "true",
-                                    "partition": j.get("partition"), "offset": j.get("offset"),
-                                    "error": j.get("error"), "request_id": j.get("request_id")})
-            threads = [threading.Thread(target=race, args=(p,)) for p in ports]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join(40)
+                answers.append({"key": key, "status": r.status, "client": "race", "done": time.monotonic(),
+                                "replayed": r.header("Idempotent-Replayed") == "true", "partition": j.get("partition"),
+                                "offset": j.get("offset"), "error": j.get("error"), "request_id": j.get("request_id")})
             ran_once = [r for r in raced if r.status == 201 and r.header("Idempotent-Replayed") is None]
             assert len(ran_once) == 1, (key, [(r.status, r.body) for r in raced])
         # Status URLs through the balancer: whichever replica answers knows the outcome. Not for

@@ -965,6 +965,30 @@ def free_port_pair() -> int:
     return free_block(2)
 
 
+def at_once(calls: list[Callable[[], object]], timeout: float = 30.0) -> list:
+    """Runs each call in a thread of its own, all released together by a barrier (the same request
+    at several replicas at once); their results in order. An exception in one is raised here."""
+    barrier = threading.Barrier(len(calls))
+    results: list = [None] * len(calls)
+    errors: list = []
+
+    def run(i: int):
+        try:
+            barrier.wait(10)
+            results[i] = calls[i]()
+        except BaseException as e:  # noqa: BLE001 - raised in the caller below
+            errors.append(e)
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+    assert not any(t.is_alive() for t in threads), "a call did not finish"
+    if errors:
+        raise errors[0]
+    return results
+
+
 class RoundRobin:
     """nginx in front of handoff replicas, round robin, as a Kubernetes Service spreads requests.
     `retry_refused`: a connection refused (a replica that is gone; nothing was sent) goes to the next

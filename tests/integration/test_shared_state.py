@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import Handoff, RoundRobin, base_config, hdrs, http_request, kcat, to_yaml, unique, wait_until
+from conftest import Handoff, RoundRobin, at_once, base_config, hdrs, http_request, kcat, to_yaml, unique, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -112,26 +112,12 @@ def test_a_key_retried_through_the_balancer_gives_one_record(balancer, kafka, to
 def test_the_same_key_sent_to_all_three_replicas_at_once_gives_one_record(replicas, kafka, topics):
     keys = [unique(f"race{i}") for i in range(10)]
     labels = {k: unique("label") for k in keys}
-    results: dict[str, list] = {k: [] for k in keys}
-    lock = threading.Lock()
     for key in keys:
-        barrier = threading.Barrier(len(replicas))
-
-        def send(h, key=key, barrier=barrier):
-            barrier.wait(10)
-            r = post(h.port, "/orders", key, correlation=labels[key])
-            with lock:
-                results[key].append(r)
-        threads = [threading.Thread(target=send, args=(h,)) for h in replicas]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(30)
-    for key in keys:
-        statuses = sorted(r.status for r in results[key])
-        ran = [r for r in results[key] if r.status == 201 and r.header("Idempotent-Replayed") is None]
-        assert len(ran) == 1, (key, statuses, [r.body for r in results[key]])
-        for r in results[key]:
+        answers = at_once([lambda h=h, key=key: post(h.port, "/orders", key, correlation=labels[key])
+                           for h in replicas])
+        ran = [r for r in answers if r.status == 201 and r.header("Idempotent-Replayed") is None]
+        assert len(ran) == 1, (key, sorted(r.status for r in answers), [r.body for r in answers])
+        for r in answers:
             assert r.status in (201, 409), r
     # Read once, to the topic's end, for all keys: every label exactly once.
     found = [hdrs(m).get("handoff_correlation_id") for m in kafka.read(topics["orders"])]

@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 
 import pytest
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic, ResourceType
 
-from conftest import Kafka, PrivateKafka, base_config, free_port_pair, hdrs, http_request, unique, wait_until
+from conftest import Kafka, PrivateKafka, at_once, base_config, free_port_pair, hdrs, http_request, unique, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -62,20 +61,7 @@ def same_key_at_both(replicas, kafka, orders, keys=5):
     for i in range(keys):
         key, label = unique(f"both{i}"), unique("label")
         labels[key] = label
-        barrier = threading.Barrier(len(replicas))
-        answers = []
-        lock = threading.Lock()
-
-        def send(h):
-            barrier.wait(10)
-            r = post(h, key, label)
-            with lock:
-                answers.append(r)
-        threads = [threading.Thread(target=send, args=(h,)) for h in replicas]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(30)
+        answers = at_once([lambda h=h: post(h, key, label) for h in replicas])
         ran = [r for r in answers if r.status == 201 and r.header("Idempotent-Replayed") is None]
         assert len(ran) == 1, (key, [(r.status, r.body) for r in answers])
         assert all(r.status in (201, 409) for r in answers), [(r.status, r.body) for r in answers]

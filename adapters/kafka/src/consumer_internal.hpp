@@ -25,6 +25,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -279,6 +280,16 @@ private:
     topic_state read_partition_count(std::int32_t& count, std::string& error_name, std::string& error_text);
     // CreateTopics; true when created (or created meanwhile by someone else).
     bool create_topic(std::string& error_name, std::string& error_text);
+    // One Admin API request on a queue of its own: `issue(options, queue)` sends it; the answer is
+    // waited for up to `wait`, in 250 ms slices that end early when the control thread stops. Null:
+    // no answer.
+    struct event_deleter {
+        void operator()(rd_kafka_event_t* e) const noexcept { rd_kafka_event_destroy(e); }
+    };
+    using event_ptr = std::unique_ptr<rd_kafka_event_t, event_deleter>;
+    event_ptr admin_request(rd_kafka_admin_op_t op, int request_timeout_ms, int operation_timeout_ms,
+                            std::chrono::milliseconds wait,
+                            const std::function<void(rd_kafka_AdminOptions_t*, rd_kafka_queue_t*)>& issue);
     topic_identity read_identity();
     void drop_assignment();
     bool check_compaction(std::string& unsafe);

@@ -109,10 +109,10 @@ void consumer_impl::control() {
         if (reply_assigned_.empty() && compaction_lag_.count() > 0 && check_topic_) {
             std::string unsafe;
             if (!check_compaction(unsafe)) {
+                set_not_ready(unsafe);  // before the first assignment and after a replacement alike
                 problem(log::level::error, "the " + what_ + " is compacted too soon for idempotency.ttl", unsafe,
                         {{"needs", "min.compaction.lag.ms >= " + std::to_string(compaction_lag_.count()) +
                                        " on topic '" + topic + "', or cleanup.policy=delete"}});
-                if (started) set_not_ready(unsafe);
                 retry();
                 continue;
             }
@@ -148,6 +148,25 @@ void consumer_impl::topic_identity::update(const topic_identity& now) {
     if (!now.topic_id.empty()) topic_id = now.topic_id;
 }
 
+consumer_impl::event_ptr consumer_impl::admin_request(
+    rd_kafka_admin_op_t op, int request_timeout_ms, int operation_timeout_ms, std::chrono::milliseconds wait,
+    const std::function<void(rd_kafka_AdminOptions_t*, rd_kafka_queue_t*)>& issue) {
+    char errstr[256] = {};
+    rd_kafka_AdminOptions_t* opts = rd_kafka_AdminOptions_new(rk_, op);
+    rd_kafka_AdminOptions_set_request_timeout(opts, request_timeout_ms, errstr, sizeof errstr);
+    if (operation_timeout_ms >= 0)
+        rd_kafka_AdminOptions_set_operation_timeout(opts, operation_timeout_ms, errstr, sizeof errstr);
+    rd_kafka_queue_t* q = rd_kafka_queue_new(rk_);
+    issue(opts, q);
+    rd_kafka_event_t* ev = nullptr;
+    for (auto left = wait; left.count() > 0 && !ev && !stopping(); left -= std::chrono::milliseconds(250)) {
+        ev = rd_kafka_queue_poll(q, 250);
+    }
+    rd_kafka_queue_destroy(q);
+    rd_kafka_AdminOptions_destroy(opts);
+    return event_ptr(ev);
+}
+
 // The cluster's ID (librdkafka's, from the last metadata) and the topic's ID (DescribeTopics, which
 // brokers since Kafka 2.8 answer); either is empty when it cannot be read now.
 consumer_impl::topic_identity consumer_impl::read_identity() {
@@ -158,16 +177,13 @@ consumer_impl::topic_identity consumer_impl::read_identity() {
     }
     const char* names[] = {replies_->topic.c_str()};
     rd_kafka_TopicCollection_t* topics = rd_kafka_TopicCollection_of_topic_names(names, 1);
-    char errstr[256] = {};
-    rd_kafka_AdminOptions_t* opts = rd_kafka_AdminOptions_new(rk_, RD_KAFKA_ADMIN_OP_DESCRIBETOPICS);
-    rd_kafka_AdminOptions_set_request_timeout(opts, 5000, errstr, sizeof errstr);
-    rd_kafka_queue_t* q = rd_kafka_queue_new(rk_);
-    rd_kafka_DescribeTopics(rk_, topics, opts, q);
-    rd_kafka_event_t* ev = nullptr;
-    for (int i = 0; i < 24 && !ev && !stopping(); ++i) ev = rd_kafka_queue_poll(q, 250);  // 6 s at most
-    if (ev && !rd_kafka_event_error(ev)) {
+    const auto ev = admin_request(
+        RD_KAFKA_ADMIN_OP_DESCRIBETOPICS, 5000, -1, std::chrono::seconds(6),
+        [&](rd_kafka_AdminOptions_t* opts, rd_kafka_queue_t* q) { rd_kafka_DescribeTopics(rk_, topics, opts, q); });
+    rd_kafka_TopicCollection_destroy(topics);
+    if (ev && !rd_kafka_event_error(ev.get())) {
         size_t n = 0;
-        const auto* res = rd_kafka_event_DescribeTopics_result(ev);
+        const auto* res = rd_kafka_event_DescribeTopics_result(ev.get());
         const rd_kafka_TopicDescription_t** d = res ? rd_kafka_DescribeTopics_result_topics(res, &n) : nullptr;
         if (n == 1 && !rd_kafka_error_code(rd_kafka_TopicDescription_error(d[0]))) {
             const rd_kafka_Uuid_t* u = rd_kafka_TopicDescription_topic_id(d[0]);
@@ -177,10 +193,6 @@ consumer_impl::topic_identity consumer_impl::read_identity() {
             }
         }
     }
-    if (ev) rd_kafka_event_destroy(ev);
-    rd_kafka_queue_destroy(q);
-    rd_kafka_AdminOptions_destroy(opts);
-    rd_kafka_TopicCollection_destroy(topics);
     return out;
 }
 
@@ -189,21 +201,18 @@ consumer_impl::topic_identity consumer_impl::read_identity() {
 // cannot be read (no DESCRIBE_CONFIGS permission) is read anyway, with a warning.
 bool consumer_impl::check_compaction(std::string& unsafe) {
     rd_kafka_ConfigResource_t* res = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, replies_->topic.c_str());
-    char errstr[256] = {};
-    rd_kafka_AdminOptions_t* opts = rd_kafka_AdminOptions_new(rk_, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS);
-    rd_kafka_AdminOptions_set_request_timeout(opts, 5000, errstr, sizeof errstr);
-    rd_kafka_queue_t* q = rd_kafka_queue_new(rk_);
-    rd_kafka_DescribeConfigs(rk_, &res, 1, opts, q);
-    rd_kafka_event_t* ev = nullptr;
-    for (int i = 0; i < 24 && !ev && !stopping(); ++i) ev = rd_kafka_queue_poll(q, 250);  // 6 s at most
+    const auto ev = admin_request(
+        RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS, 5000, -1, std::chrono::seconds(6),
+        [&](rd_kafka_AdminOptions_t* opts, rd_kafka_queue_t* q) { rd_kafka_DescribeConfigs(rk_, &res, 1, opts, q); });
+    rd_kafka_ConfigResource_destroy(res);
     std::string policy, lag, problem;
     if (!ev) {
         problem = "no answer to DescribeConfigs";
-    } else if (const auto err = rd_kafka_event_error(ev)) {
+    } else if (const auto err = rd_kafka_event_error(ev.get())) {
         problem = rd_kafka_err2name(err);
     } else {
         size_t n = 0;
-        const auto* r = rd_kafka_event_DescribeConfigs_result(ev);
+        const auto* r = rd_kafka_event_DescribeConfigs_result(ev.get());
         const rd_kafka_ConfigResource_t** rs = r ? rd_kafka_DescribeConfigs_result_resources(r, &n) : nullptr;
         if (n != 1 || rd_kafka_ConfigResource_error(rs[0])) {
             problem = n == 1 ? rd_kafka_err2name(rd_kafka_ConfigResource_error(rs[0])) : "no result";
@@ -218,10 +227,6 @@ bool consumer_impl::check_compaction(std::string& unsafe) {
             }
         }
     }
-    if (ev) rd_kafka_event_destroy(ev);
-    rd_kafka_queue_destroy(q);
-    rd_kafka_AdminOptions_destroy(opts);
-    rd_kafka_ConfigResource_destroy(res);
     if (!problem.empty()) {
         log::warn("cannot read the " + what_ + "'s configs; its compaction is not checked",
                   {{"topic", replies_->topic}, {"error", problem}, {"needs", "DESCRIBE_CONFIGS on the topic"}});
@@ -327,23 +332,19 @@ bool consumer_impl::create_topic(std::string& error_name, std::string& error_tex
     rd_kafka_NewTopic_set_config(nt, "retention.ms", retention.c_str());
     rd_kafka_NewTopic_set_config(nt, "segment.ms", retention.c_str());
     for (const auto& [k, v] : create_configs_) rd_kafka_NewTopic_set_config(nt, k.c_str(), v.c_str());
-    rd_kafka_AdminOptions_t* opts = rd_kafka_AdminOptions_new(rk_, RD_KAFKA_ADMIN_OP_CREATETOPICS);
-    rd_kafka_AdminOptions_set_request_timeout(opts, 10000, errstr, sizeof errstr);
-    rd_kafka_AdminOptions_set_operation_timeout(opts, 8000, errstr, sizeof errstr);
-    rd_kafka_queue_t* q = rd_kafka_queue_new(rk_);
-    rd_kafka_CreateTopics(rk_, &nt, 1, opts, q);
-    rd_kafka_event_t* ev = nullptr;
-    for (int i = 0; i < 60 && !ev && !stopping(); ++i) ev = rd_kafka_queue_poll(q, 250);  // 15 s at most
+    const auto ev = admin_request(
+        RD_KAFKA_ADMIN_OP_CREATETOPICS, 10000, 8000, std::chrono::seconds(15),
+        [&](rd_kafka_AdminOptions_t* opts, rd_kafka_queue_t* q) { rd_kafka_CreateTopics(rk_, &nt, 1, opts, q); });
     bool ok = false;
     if (!ev) {
         error_name = stopping() ? "_DESTROY" : "_TIMED_OUT";
         error_text = "no answer to CreateTopics";
-    } else if (const auto eerr = rd_kafka_event_error(ev)) {
+    } else if (const auto eerr = rd_kafka_event_error(ev.get())) {
         error_name = rd_kafka_err2name(eerr);
-        error_text = rd_kafka_event_error_string(ev);
+        error_text = rd_kafka_event_error_string(ev.get());
     } else {
         size_t n = 0;
-        const auto* res = rd_kafka_event_CreateTopics_result(ev);
+        const auto* res = rd_kafka_event_CreateTopics_result(ev.get());
         const rd_kafka_topic_result_t** topics = res ? rd_kafka_CreateTopics_result_topics(res, &n) : nullptr;
         const auto terr = n > 0 ? rd_kafka_topic_result_error(topics[0]) : RD_KAFKA_RESP_ERR__FAIL;
         if (terr == RD_KAFKA_RESP_ERR_NO_ERROR || terr == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
@@ -359,9 +360,6 @@ bool consumer_impl::create_topic(std::string& error_name, std::string& error_tex
             error_text = s ? s : "";
         }
     }
-    if (ev) rd_kafka_event_destroy(ev);
-    rd_kafka_queue_destroy(q);
-    rd_kafka_AdminOptions_destroy(opts);
     rd_kafka_NewTopic_destroy(nt);
     return ok;
 }

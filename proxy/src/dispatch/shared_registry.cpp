@@ -207,21 +207,14 @@ void shared_registry::sweep(shared::clock::time_point now) {
 }
 
 void shared_registry::write_tombstone(const shared::key_view::expired& e) {
-    if (!reading()) return;  // the topic it belongs to is gone; its retention removes the rest
     kafka_record rec;
     rec.topic = cfg_.topic;
     rec.key = e.record_key;
     rec.tombstone = true;
     rec.headers.push_back({std::string(shared::expired_header), e.request_id});
     rec.correlation_id = e.request_id;
-    const auto stats = stats_;
-    const auto id = e.request_id;
-    const auto err = kafka_->produce(rec, [stats, id](const delivery_report& d) {
-        if (d.status == delivery_status::persisted) return;
-        stats->state_write_failed("tombstone").Increment();  // retention removes the key instead
-    });
-    if (err != produce_error::ok) stats_->state_write_failed("tombstone").Increment();
-    stats_->state_tombstones().Increment();
+    // Not written: the key's records leave with the retention instead.
+    if (produce(std::move(rec), "tombstone", e.request_id)) stats_->state_tombstones().Increment();
 }
 
 kafka_record shared_registry::to_kafka(const shared::record& r) const {
@@ -242,7 +235,9 @@ void shared_registry::publish_status(const std::string& request_id, const reques
     write(r, "status");
 }
 
-void shared_registry::write(const shared::record& r, const char* kind) {
+void shared_registry::write(const shared::record& r, const char* kind) { produce(to_kafka(r), kind, r.request_id); }
+
+bool shared_registry::produce(kafka_record rec, const char* kind, const std::string& request_id) {
     if (!reading()) {
         // Produced now, the record would wait for a topic that is missing (or recreate it with the
         // broker's defaults, where the broker creates topics on first use); and the log it belongs
@@ -250,14 +245,12 @@ void shared_registry::write(const shared::record& r, const char* kind) {
         stats_->state_write_failed(kind).Increment();
         if (unwritten_logged_.fetch_add(1) < 10) {
             log::warn("state record not written: the state topic is not being read",
-                      {{"kind", kind}, {"request_id", r.request_id}, {"topic", cfg_.topic}});
+                      {{"kind", kind}, {"request_id", request_id}, {"topic", cfg_.topic}});
         }
-        return;
+        return false;
     }
-    auto rec = to_kafka(r);
     const auto stats = stats_;
-    const auto id = r.request_id;
-    const auto err = kafka_->produce(rec, [stats, kind, id](const delivery_report& d) {
+    const auto err = kafka_->produce(rec, [stats, kind, id = request_id](const delivery_report& d) {
         if (d.status == delivery_status::persisted) return;
         stats->state_write_failed(kind).Increment();
         log::warn("state record not persisted", {{"kind", kind}, {"request_id", id}, {"error", d.error}});
@@ -265,8 +258,10 @@ void shared_registry::write(const shared::record& r, const char* kind) {
     if (err != produce_error::ok) {
         stats_->state_write_failed(kind).Increment();
         log::warn("state record refused before produce",
-                  {{"kind", kind}, {"request_id", id}, {"error", to_string(err)}});
+                  {{"kind", kind}, {"request_id", request_id}, {"error", to_string(err)}});
+        return false;
     }
+    return true;
 }
 
 void shared_registry::remember(const std::string& request_id, const std::string& scope, const std::string& key) {

@@ -106,6 +106,9 @@ private:
     };
     kafka_record to_kafka(const shared::record& r) const;
     void write(const shared::record& r, const char* kind);
+    // Every state record goes through here: refused while no partition is read; failures counted
+    // and logged. True when queued for the broker.
+    bool produce(kafka_record rec, const char* kind, const std::string& request_id);
     void write_release(const std::string& request_id, const std::string& scope, const std::string& key);
     void write_tombstone(const shared::key_view::expired& e);
     void remember(const std::string& request_id, const std::string& scope, const std::string& key);

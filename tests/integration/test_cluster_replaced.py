@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 
 import pytest
@@ -50,26 +49,6 @@ def cluster(tmp_path_factory):
     pk.stop()
 
 
-def restart_in_place(pk: PrivateKafka):
-    """Stop A's JVM and start it again on the same data: its partitions get a new leader epoch."""
-    pid = pk.pid
-    argv = [a for a in open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0") if a]
-    os.kill(pid, signal.SIGTERM)
-
-    def gone():
-        try:
-            return open(f"/proc/{pid}/stat").read().split()[2] == "Z"
-        except OSError:
-            return True
-    wait_until(gone, 60, 0.2, "broker A exited")
-    log = open(pk.dir / "kafka.log", "ab")
-    p = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
-    log.close()
-    (pk.dir / "pid").write_text(f"{p.pid}\n")   # kafka.sh stop finds it here
-    wait_until(lambda: subprocess.run(["kcat", "-L", "-b", pk.brokers, "-m", "2"], capture_output=True).returncode == 0,
-               90, 0.5, "broker A back after a restart in place")
-
-
 def state(h, cid: str) -> dict:
     r = h.request("GET", f"/_handoff/requests/{cid}")
     assert r.status == 200, r
@@ -82,7 +61,7 @@ def test_a_replaced_cluster_gets_new_commits_and_every_backlog_record_an_honest_
     pk = cluster
     topic = unique("replaced")
     Kafka(pk.brokers).create_topic(topic, 1)
-    restart_in_place(pk)                     # A's partition: leader epoch > 0
+    pk.restart_in_place()                     # A's partition: leader epoch > 0
     Kafka(pk.brokers).create_topic(topic, 1)  # (exists: waits for its leader)
     routes = [
         {"name": "ev", "match": {"methods": ["POST"], "path": "/ev"}, "mode": "event", "topic": topic,

@@ -205,3 +205,27 @@ def test_a_state_topic_compacted_sooner_than_the_key_ttl_keeps_the_replica_not_r
     c = topic_configs(cluster.brokers, created)
     assert c["cleanup.policy"] == "compact,delete" and c["min.compaction.lag.ms"] == str(24 * 3600 * 1000), c
     assert post(h2, unique("k"), unique("label")).status == 201
+
+
+@pytest.mark.timeout_s(180)
+def test_a_broker_restarted_on_its_own_data_is_not_a_replacement(cluster, handoff_process, upstream):
+    """The control for the tests above: the same cluster back after a restart (same cluster ID, same
+    topic IDs) drops nothing; keys claimed before it are still known on both replicas after it."""
+    kafka = Kafka(cluster.brokers)
+    orders, state = unique("sr-orders"), unique("sr-state")
+    kafka.create_topic(orders, 3)
+    replicas = [handoff_process(config(cluster.brokers, upstream.port, orders, state, f"r{i}"), name=f"restarted-{i}")
+                for i in range(2)]
+    key, label = unique("kept"), unique("label")
+    assert post(replicas[0], key, label).status == 201
+    cluster.restart_in_place()
+    for h in replicas:
+        keyed_commit_works(h, 60, f"{h.name}: keyed commits after the restart")
+        r = post(h, key, label)
+        assert r.status == 201 and r.header("Idempotent-Replayed") == "true", r
+    same_key_at_both(replicas, kafka, orders, keys=3)
+    assert [hdrs(m).get("handoff_correlation_id") for m in kafka.read(orders)].count(label.encode()) == 1
+    for h in replicas:
+        log = h.log_text()
+        assert "the state topic disappeared" not in log and "the state topic was replaced" not in log
+        assert "state view cleared" not in log

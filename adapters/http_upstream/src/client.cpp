@@ -2,6 +2,7 @@
 
 #include "handoff/common/http_rules.hpp"
 #include "handoff/common/log.hpp"
+#include "handoff/common/write_now.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_executor.hpp>
@@ -161,13 +162,11 @@ upstream_result failed(upstream_error e) {
     return r;
 }
 
+// What an exchange leaves: the caller's result, built in place (never moved between coroutines).
 struct exchange_result {
-    upstream_error error = upstream_error::ok;
+    upstream_result out;
     bool response_started = false;  // at least one response byte arrived
     bool reusable = false;          // keep-alive and fully read: may go back to the pool
-    response res;
-    std::string fields;                           // response_fields::forwarded
-    std::optional<std::uint64_t> content_length;  // response_fields::forwarded
 };
 
 // A response parser for response_fields::forwarded: the head's end-to-end fields are serialized
@@ -223,7 +222,11 @@ public:
         if (!ec) endpoint_ = tcp::endpoint(addr, cfg_.port);
     }
 
-    asio::awaitable<upstream_result> send(outgoing out, std::chrono::milliseconds timeout, proxy::response_fields form);
+    // One send, from the pool slot to the response. Holds the pool and the request (its head and
+    // body; `chunked`, when not null, is written instead and outlives the send).
+    static asio::awaitable<upstream_result> send(std::shared_ptr<pool> self, proxy::serialized_request req,
+                                                 const request* chunked, std::chrono::milliseconds timeout,
+                                                 proxy::response_fields form);
 
 private:
     // A leased pool slot: returns the slot (and possibly the connection) when destroyed, on
@@ -250,11 +253,11 @@ private:
     connection_ptr take_idle();
     void release(connection_ptr keep) noexcept;
     asio::awaitable<std::pair<upstream_error, connection_ptr>> connect(steady::time_point deadline);
-    asio::awaitable<exchange_result> exchange(const connection_ptr& c, const outgoing& out, steady::time_point deadline,
-                                              proxy::response_fields form);
-    // Reads the final response (interim 1xx ones skipped) with a parser of type Parser.
+    // Writes the request and reads the final response (interim 1xx ones skipped) with a parser of
+    // type Parser, into r.
     template <class Parser>
-    asio::awaitable<void> read_response(connection& c, const deadline_guard& d, bool head_request, exchange_result& r);
+    asio::awaitable<void> exchange(const connection_ptr& c, const outgoing& out, steady::time_point deadline,
+                                   exchange_result& r);
 
     asio::any_io_executor ex_;
     const config::upstream_config cfg_;
@@ -406,6 +409,8 @@ asio::awaitable<std::pair<upstream_error, connection_ptr>> pool::connect(steady:
     }
     if (ec) co_return std::pair{upstream_error::refused, connection_ptr{}};
     c->socket.set_option(tcp::no_delay(true), ec);
+    c->socket.non_blocking(true, ec);  // for write_now
+    if (ec) co_return std::pair{upstream_error::refused, connection_ptr{}};
     co_return std::pair{upstream_error::ok, std::move(c)};
 }
 
@@ -415,41 +420,33 @@ upstream_error exchange_error(const deadline_guard& d, bool response_started) {
     return response_started ? upstream_error::bad_response : upstream_error::refused;
 }
 
-asio::awaitable<exchange_result> pool::exchange(const connection_ptr& cp, const outgoing& out,
-                                                steady::time_point deadline, proxy::response_fields form) {
-    exchange_result r;
+template <class Parser>
+asio::awaitable<void> pool::exchange(const connection_ptr& cp, const outgoing& out, steady::time_point deadline,
+                                     exchange_result& r) {
     auto& conn = *cp;
+    auto& sock = conn.socket;
+    auto& buf = conn.buffer;
     // One deadline for the whole exchange: when it passes, the socket's pending operation is
     // cancelled and the exchange fails as a timeout.
     const deadline_guard d(cp, deadline, co_await asio::this_coro::executor);
     boost::system::error_code wec;
     if (out.chunked) {
-        std::tie(wec, std::ignore) = co_await http::async_write(conn.socket, *out.chunked, use_tuple);
+        std::tie(wec, std::ignore) = co_await http::async_write(sock, *out.chunked, use_tuple);
     } else {
-        // Head and body in one gathered write.
-        const std::array<asio::const_buffer, 2> bufs{asio::buffer(out.head), asio::buffer(out.body)};
-        std::tie(wec, std::ignore) = co_await asio::async_write(conn.socket, bufs, use_tuple);
+        // Head and body in one gathered write, made on the spot while the socket takes it (a
+        // request usually fits its send buffer whole); the rest, if any, asynchronously.
+        std::array<asio::const_buffer, 2> bufs{asio::buffer(out.head), asio::buffer(out.body)};
+        if (proxy::write_now(sock, bufs, wec) > 0 && !wec) {
+            std::tie(wec, std::ignore) = co_await asio::async_write(sock, bufs, use_tuple);
+        }
     }
     if (wec || d.expired()) {
-        r.error = exchange_error(d, false);
-        co_return r;
+        r.out.error = exchange_error(d, false);
+        co_return;
     }
-    conn.buffer.clear();
-    if (conn.buffer.capacity() > 64 * 1024) conn.buffer.shrink_to_fit();  // after an unusually large response
-    const bool head = out.method == http::verb::head;
-    if (form == proxy::response_fields::forwarded) {
-        co_await read_response<forwarding_parser>(conn, d, head, r);
-    } else {
-        co_await read_response<http::response_parser<http::string_body>>(conn, d, head, r);
-    }
-    co_return r;
-}
-
-template <class Parser>
-asio::awaitable<void> pool::read_response(connection& conn, const deadline_guard& d, bool head_request,
-                                          exchange_result& r) {
-    auto& sock = conn.socket;
-    auto& buf = conn.buffer;
+    buf.clear();
+    if (buf.capacity() > 64 * 1024) buf.shrink_to_fit();  // after an unusually large response
+    const bool head_request = out.method == http::verb::head;
     for (;;) {
         Parser p;
         p.header_limit(header_limit);
@@ -472,7 +469,7 @@ asio::awaitable<void> pool::read_response(connection& conn, const deadline_guard
                 }
             }
             if (d.expired()) {
-                r.error = upstream_error::timeout;
+                r.out.error = upstream_error::timeout;
                 co_return;
             }
             auto [rec, n] = co_await sock.async_read_some(buf.prepare(beast::read_size(buf, 65536)), use_tuple);
@@ -482,76 +479,85 @@ asio::awaitable<void> pool::read_response(connection& conn, const deadline_guard
             }
             if (rec == asio::error::eof && !d.expired()) {
                 if (!r.response_started) {
-                    r.error = upstream_error::refused;  // closed before a response byte
+                    r.out.error = upstream_error::refused;  // closed before a response byte
                     co_return;
                 }
                 p.put_eof(ec);  // ends a body delimited by the close; otherwise a truncated response
                 break;
             }
             if (rec) {
-                r.error = exchange_error(d, r.response_started);
+                r.out.error = exchange_error(d, r.response_started);
                 co_return;
             }
         }
         if (ec) {
-            r.error = upstream_error::bad_response;  // unparsable, truncated or oversized
+            r.out.error = upstream_error::bad_response;  // unparsable, truncated or oversized
             co_return;
         }
         const unsigned status = p.get().result_int();
         if (status == 101) {
             // Upgrade was stripped from the request (hop-by-hop); switching protocols is a violation.
-            r.error = upstream_error::bad_response;
+            r.out.error = upstream_error::bad_response;
             co_return;
         }
         if (status >= 100 && status < 200) continue;  // interim (100 Continue, 103): skip
         r.reusable = p.keep_alive() && buf.size() == 0;
         if constexpr (std::is_same_v<Parser, forwarding_parser>) {
-            r.fields = p.take_fields();
-            if (const auto declared = p.content_length()) r.content_length = *declared;
+            r.out.fields = p.take_fields();
+            if (const auto declared = p.content_length()) r.out.content_length = *declared;
         }
-        r.res = p.release();
+        r.out.response = p.release();
+        r.out.error = upstream_error::ok;
         co_return;
     }
 }
 
-asio::awaitable<upstream_result> pool::send(outgoing out, std::chrono::milliseconds timeout,
+asio::awaitable<upstream_result> pool::send(std::shared_ptr<pool> self, proxy::serialized_request req,
+                                            const request* chunked, std::chrono::milliseconds timeout,
                                             proxy::response_fields form) {
-    const auto deadline = steady::now() + timeout;
-    if (auto e = co_await acquire_slot(deadline); e != upstream_error::ok) co_return failed(e);
-    lease slot(this);
-
-    connection_ptr c = take_idle();
-    const bool reused = c != nullptr;
-    if (!c) {
-        auto [e, fresh] = co_await connect(deadline);
-        if (e != upstream_error::ok) co_return failed(e);
-        c = std::move(fresh);
-    }
-    auto r = co_await exchange(c, out, deadline, form);
-
-    // The stale keep-alive race: the server closed an idle connection while we were sending on
-    // it. Only then is one retry on a fresh connection safe, and only for idempotent methods: the
-    // server may have received and acted on the request before closing, and repeating a POST or
-    // PATCH could apply it twice, so those surface as `refused` and the caller decides.
-    if (r.error == upstream_error::refused && !r.response_started && reused && is_idempotent(out.method)) {
-        log::debug("upstream keep-alive connection was stale; retrying on a fresh connection",
-                   {{"method", std::string(http::to_string(out.method))}});
-        c.reset();
-        auto [e, fresh] = co_await connect(deadline);
-        if (e != upstream_error::ok) co_return failed(e);
-        c = std::move(fresh);
-        r = co_await exchange(c, out, deadline, form);
-    }
-    if (r.error != upstream_error::ok) co_return failed(r.error);
-    if (r.reusable) slot.keep(std::move(c));
-    co_return upstream_result{upstream_error::ok, std::move(r.res), std::move(r.fields), r.content_length};
-}
-
-// Runs a send, mapping what escapes it (cancellation, an unexpected exception) to `refused`.
-asio::awaitable<upstream_result> guarded(std::shared_ptr<pool> p, outgoing out, std::chrono::milliseconds timeout,
-                                         proxy::response_fields form) {
+    const outgoing out{req.method, chunked, req.head, req.body};
+    auto& p = *self;
+    // What escapes a send (cancellation, an unexpected exception) is `refused`.
     try {
-        co_return co_await p->send(out, timeout, form);
+        const auto deadline = steady::now() + timeout;
+        if (!p.try_take_slot()) {
+            if (auto e = co_await p.acquire_slot(deadline); e != upstream_error::ok) co_return failed(e);
+        }
+        lease slot(&p);
+
+        connection_ptr c = p.take_idle();
+        const bool reused = c != nullptr;
+        exchange_result r;
+        for (int attempt = 0;; ++attempt) {
+            if (!c) {
+                auto [e, fresh] = co_await p.connect(deadline);
+                if (e != upstream_error::ok) co_return failed(e);
+                c = std::move(fresh);
+            }
+            // Not a conditional expression: GCC 12 miscompiles a co_await inside one.
+            if (form == proxy::response_fields::forwarded) {
+                co_await p.exchange<forwarding_parser>(c, out, deadline, r);
+            } else {
+                co_await p.exchange<http::response_parser<http::string_body>>(c, out, deadline, r);
+            }
+            // The stale keep-alive race: the server closed an idle connection while we were
+            // sending on it. Only then is one retry on a fresh connection safe, and only for
+            // idempotent methods: the server may have received and acted on the request before
+            // closing, and repeating a POST or PATCH could apply it twice, so those surface as
+            // `refused` and the caller decides.
+            if (attempt == 0 && r.out.error == upstream_error::refused && !r.response_started && reused &&
+                is_idempotent(out.method)) {
+                log::debug("upstream keep-alive connection was stale; retrying on a fresh connection",
+                           {{"method", std::string(http::to_string(out.method))}});
+                c.reset();
+                r = exchange_result{};
+                continue;
+            }
+            break;
+        }
+        if (r.out.error != upstream_error::ok) co_return failed(r.out.error);
+        if (r.reusable) slot.keep(std::move(c));
+        co_return std::move(r.out);
     } catch (const boost::system::system_error& e) {
         // The caller's coroutine was cancelled (it throws on resumption after cancellation).
         if (e.code() == asio::error::operation_aborted) {
@@ -565,25 +571,19 @@ asio::awaitable<upstream_result> guarded(std::shared_ptr<pool> p, outgoing out, 
     co_return failed(upstream_error::refused);
 }
 
-// Free coroutines holding the pool and the request by value: a `send` in flight keeps both alive.
-asio::awaitable<upstream_result> send_on(std::shared_ptr<pool> p, request req, std::chrono::milliseconds timeout,
-                                         proxy::response_fields form) {
-    outgoing out{req.method(), nullptr, {}, {}};
-    std::string head;
+// A request given whole (subscriptions): serialized here, or written by Beast's serializer when
+// chunked. Holds the request for the send.
+asio::awaitable<upstream_result> send_request(std::shared_ptr<pool> p, request req, std::chrono::milliseconds timeout,
+                                              proxy::response_fields form) {
+    proxy::serialized_request s;
+    s.method = req.method();
     if (req.chunked()) {
-        out.chunked = &req;
-    } else {
-        if (!req.has_content_length() && !req.body().empty()) req.prepare_payload();
-        proxy::serialize_request_head(req, head);
-        out.head = head;
-        out.body = req.body();
+        co_return co_await pool::send(std::move(p), std::move(s), &req, timeout, form);
     }
-    co_return co_await guarded(std::move(p), out, timeout, form);
-}
-
-asio::awaitable<upstream_result> send_on(std::shared_ptr<pool> p, proxy::serialized_request req,
-                                         std::chrono::milliseconds timeout, proxy::response_fields form) {
-    co_return co_await guarded(std::move(p), outgoing{req.method, nullptr, req.head, req.body}, timeout, form);
+    if (!req.has_content_length() && !req.body().empty()) req.prepare_payload();
+    proxy::serialize_request_head(req, s.head);
+    s.body = std::move(req.body());
+    co_return co_await pool::send(std::move(p), std::move(s), nullptr, timeout, form);
 }
 
 class client final : public proxy::upstream_client {
@@ -592,11 +592,11 @@ public:
 
     asio::awaitable<upstream_result> send(request req, std::chrono::milliseconds timeout,
                                           proxy::response_fields form) override {
-        return send_on(pool_, std::move(req), timeout, form);
+        return send_request(pool_, std::move(req), timeout, form);
     }
     asio::awaitable<upstream_result> send(proxy::serialized_request req, std::chrono::milliseconds timeout,
                                           proxy::response_fields form) override {
-        return send_on(pool_, std::move(req), timeout, form);
+        return pool::send(pool_, std::move(req), nullptr, timeout, form);
     }
 
 private:

@@ -267,12 +267,11 @@ std::optional<outcome> match_problem(const route_match& match, const http::reque
     return std::nullopt;
 }
 
-awaitable<outcome> answer_request(request_context& ctx, const route_table& routes, std::string_view path,
-                                  std::string_view query, config::mode& mode) {
+awaitable<void> answer_request(request_context& ctx, const route_table& routes, std::string_view path,
+                               std::string_view query, config::mode& mode, outcome& o) {
     const auto* route = ctx.route;
     auto& req = ctx.req;
     const auto& ids = ctx.ids;
-    outcome o;
     try {
         std::optional<outcome> gate;
         if (route && route->canary_percent_bp > 0) {
@@ -295,7 +294,7 @@ awaitable<outcome> answer_request(request_context& ctx, const route_table& route
             o = std::move(*gate);
         } else {
             switch (mode) {
-                case config::mode::forward: o = co_await handle_forward(ctx); break;
+                case config::mode::forward: co_await handle_forward(ctx, o); break;
                 case config::mode::event: o = handle_event(ctx); break;
                 case config::mode::commit: o = co_await handle_commit(ctx); break;
                 case config::mode::reply: o = co_await handle_reply(ctx); break;
@@ -313,7 +312,6 @@ awaitable<outcome> answer_request(request_context& ctx, const route_table& route
         const auto status = o.res.result_int();
         if ((status < 200 || status > 299) && status != 504) ctx.st->settle->release(ids.request);
     }
-    co_return o;
 }
 
 void log_request(const http::request_header<>& req, const config::route* route, config::mode mode,

@@ -9,7 +9,7 @@
 
 namespace handoff::proxy::front {
 
-awaitable<outcome> handle_forward(const request_context& ctx) {
+awaitable<void> handle_forward(const request_context& ctx, outcome& o) {
     const auto& st = ctx.st;
     const auto& cfg = ctx.cfg;
     const auto* route = ctx.route;
@@ -38,10 +38,10 @@ awaitable<outcome> handle_forward(const request_context& ctx) {
     auto result = co_await st->upstream->send(std::move(up), timeout, response_fields::forwarded);
     if (result.error != upstream_error::ok) {
         st->stats->upstream_error(to_string(result.error)).Increment();
-        co_return make_error(from_upstream_error(result.error),
-                             std::string("the upstream service: ") + to_string(result.error), ids, req.version());
+        o = make_error(from_upstream_error(result.error),
+                       std::string("the upstream service: ") + to_string(result.error), ids, req.version());
+        co_return;
     }
-    outcome o;
     o.res = std::move(result.response);
     o.fields = std::move(result.fields);
     o.res.version(req.version());
@@ -58,7 +58,6 @@ awaitable<outcome> handle_forward(const request_context& ctx) {
     } else {
         o.res.insert(http::field::content_length, std::to_string(o.res.body().size()));
     }
-    co_return o;
 }
 
 // Forwards as `forward` does and publishes a copy of the request as an event. The copy is queued
@@ -110,7 +109,9 @@ awaitable<outcome> handle_shadow(const request_context& ctx) {
             failed(to_string(err), "refused before produce");
         }
     }
-    co_return co_await handle_forward(ctx);
+    outcome o;
+    co_await handle_forward(ctx, o);
+    co_return o;
 }
 
 }  // namespace handoff::proxy::front

@@ -49,9 +49,12 @@ struct session_handle {
     const asio::any_io_executor ex;       // the session's strand
     beast::tcp_stream* stream = nullptr;  // touched only on the session's strand
     bool idle = false;
-    // The number of the session's current wait on its raw socket (session.cpp, socket_deadline).
-    // Touched only on the session's strand.
-    std::uint64_t wait = 0;
+    // The session's wait on its raw socket (session.cpp, socket_deadline). Touched only on the
+    // session's strand.
+    bool waiting = false;                            // a read or write under the deadline is in progress
+    std::chrono::steady_clock::time_point deadline;  // when it is cancelled
+    std::chrono::steady_clock::time_point expiry;    // when the timer fires
+    bool timer_pending = false;                      // the timer is set to `expiry`
 };
 
 // A route table and its routes' metric instruments, resolved once when the table is installed
@@ -157,7 +160,9 @@ response from_stored(const stored_response& s, unsigned version);
 
 // ---- modes/forward.cpp and modes/produce.cpp: the mode handlers-----------------------------
 
-awaitable<outcome> handle_forward(const request_context& ctx);
+// Fills `o` in place: a forwarded response is the largest outcome, and each move of it between
+// coroutine frames costs a copy of every field of the head.
+awaitable<void> handle_forward(const request_context& ctx, outcome& o);
 awaitable<outcome> handle_shadow(const request_context& ctx);
 outcome handle_event(const request_context& ctx);
 awaitable<outcome> handle_commit(const request_context& ctx);
@@ -182,9 +187,10 @@ std::optional<outcome> match_problem(const route_match& match, const http::reque
 
 // Runs a request whose body has been read: the canary choice, the Idempotency-Key gate, then
 // the handler of the mode taken. `mode` comes in as the route's (or the default) and leaves as
-// the one taken. Exceptions become a 500 here.
-awaitable<outcome> answer_request(request_context& ctx, const route_table& routes, std::string_view path,
-                                  std::string_view query, config::mode& mode);
+// the one taken. Exceptions become a 500 here. The answer is written into `o` (not returned: no
+// move of it between coroutine frames).
+awaitable<void> answer_request(request_context& ctx, const route_table& routes, std::string_view path,
+                               std::string_view query, config::mode& mode, outcome& o);
 
 void log_request(const http::request_header<>& req, const config::route* route, config::mode mode,
                  const request_ids& ids, const outcome& o, std::chrono::steady_clock::time_point started);

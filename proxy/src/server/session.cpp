@@ -4,6 +4,7 @@
 #include "server/front.hpp"
 
 #include "handoff/common/log.hpp"
+#include "handoff/common/write_now.hpp"
 
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
@@ -52,36 +53,65 @@ private:
     std::size_t held_ = 0;
 };
 
-// The deadline of the session's waits on its raw socket: the idle wait for a request and the
-// write of an answer, the two operations every request makes. Beast's tcp_stream arms a timer and
-// cancels it around every operation, through its own composed operations; here the socket is read
-// and written directly and one timer is re-armed per wait (re-arming cancels the last one), so a
-// request costs two timer updates and no extra layer. When the deadline passes, the socket's
+// The deadline of the session's waits on its raw socket: the idle wait for a request, and the
+// write of an answer when the socket did not take it whole at once (write_now). Beast's tcp_stream
+// arms a timer and cancels it around every operation, through its own composed operations; here
+// the socket is read and written directly under one timer per connection, set lazily: arming
+// records the deadline, and the timer is only set again when the new deadline comes before the
+// time it is set to. A keep-alive connection arms the same idle timeout for every request, each
+// deadline later than the last, so a request costs no timer operation: when the timer fires
+// before the current deadline, it is set to that deadline. When the deadline passes, the socket's
 // pending operation is cancelled. The other reads and writes (a head or body still on its way,
 // 100 Continue, an answer before closing) stay on Beast's stream with its own deadlines.
 class socket_deadline {
 public:
     socket_deadline(const asio::any_io_executor& ex, std::shared_ptr<session_handle> h)
-        : timer_(ex), handle_(std::move(h)) {}
+        : timer_(std::make_shared<asio::steady_timer>(ex)), handle_(std::move(h)) {}
+    socket_deadline(const socket_deadline&) = delete;
+    socket_deadline& operator=(const socket_deadline&) = delete;
+    ~socket_deadline() { timer_->cancel(); }
 
     void arm(std::chrono::steady_clock::duration d) {
-        const auto number = ++handle_->wait;
-        timer_.expires_after(d);
-        // On the session's strand (the timer's executor), where the handle's fields are owned.
-        timer_.async_wait([weak = std::weak_ptr<session_handle>(handle_), number](const boost::system::error_code& ec) {
-            if (ec) return;  // re-armed or destroyed
-            const auto h = weak.lock();
-            if (!h || !h->stream || h->wait != number) return;  // that wait is over
-            boost::system::error_code ignored;
-            h->stream->socket().cancel(ignored);
-        });
+        auto& h = *handle_;
+        h.waiting = true;
+        h.deadline = std::chrono::steady_clock::now() + d;
+        if (!h.timer_pending || h.deadline < h.expiry) set(h.deadline);
     }
-    // The wait is over: a deadline that passes from now on does nothing (the timer itself is left
-    // to the next arm, which cancels it).
-    void done() noexcept { ++handle_->wait; }
+    // The wait is over: a deadline that passes from now on does nothing.
+    void done() noexcept { handle_->waiting = false; }
 
 private:
-    asio::steady_timer timer_;
+    // Sets the timer (which cancels the wait set before it). Its handler runs on the session's
+    // strand (the timer's executor), where the handle's fields are owned; it holds the timer, so
+    // a handler that runs after the session ended finds it alive.
+    void set(std::chrono::steady_clock::time_point at) {
+        auto& h = *handle_;
+        h.expiry = at;
+        h.timer_pending = true;
+        timer_->expires_at(at);
+        timer_->async_wait([timer = timer_, weak = std::weak_ptr<session_handle>(handle_)](
+                               const boost::system::error_code& ec) { fired(ec, timer, weak); });
+    }
+    static void fired(const boost::system::error_code& ec, const std::shared_ptr<asio::steady_timer>& timer,
+                      const std::weak_ptr<session_handle>& weak) {
+        if (ec) return;  // set again, or the session ended
+        const auto h = weak.lock();
+        if (!h || !h->stream) return;
+        h->timer_pending = false;
+        if (!h->waiting) return;  // nothing to bound; the next arm sets the timer
+        if (std::chrono::steady_clock::now() < h->deadline) {
+            // Armed again since the timer was set, for later: wait for that deadline.
+            h->expiry = h->deadline;
+            h->timer_pending = true;
+            timer->expires_at(h->deadline);
+            timer->async_wait([timer, weak](const boost::system::error_code& e) { fired(e, timer, weak); });
+            return;
+        }
+        boost::system::error_code ignored;
+        h->stream->socket().cancel(ignored);
+    }
+
+    std::shared_ptr<asio::steady_timer> timer_;
     std::shared_ptr<session_handle> handle_;
 };
 
@@ -178,6 +208,14 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
         boost::system::error_code ec;
         const auto ep = socket.remote_endpoint(ec);
         client_ip = ec ? "unknown" : ep.address().to_string();
+    }
+    {
+        boost::system::error_code ec;
+        socket.non_blocking(true, ec);  // for write_now; asynchronous operations are unaffected
+        if (ec) {
+            st->connections.fetch_sub(1);
+            co_return;
+        }
     }
     auto handle = std::make_shared<session_handle>(socket.get_executor());
     beast::tcp_stream stream(std::move(socket));
@@ -336,10 +374,13 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
             }
             o.res.keep_alive(req.keep_alive() && !st->draining.load());
             o.res.prepare_payload();
-            deadline.arm(listen.write_timeout);
-            auto [wec, wn] =
-                co_await asio::async_write(stream.socket(), wire_buffers(o, wire, head_request), tuple_awaitable);
-            deadline.done();
+            auto bufs = wire_buffers(o, wire, head_request);
+            boost::system::error_code wec;
+            if (write_now(stream.socket(), bufs, wec) > 0 && !wec) {
+                deadline.arm(listen.write_timeout);
+                std::tie(wec, std::ignore) = co_await asio::async_write(stream.socket(), bufs, tuple_awaitable);
+                deadline.done();
+            }
             if (wec || !o.res.keep_alive()) break;
             continue;
         }
@@ -404,7 +445,8 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
         // Named, not braced inside the co_await: GCC 12 (see request_context).
         request_context ctx{st, cfg, route, req, match.params, client_ip, ids};
         if (route && !route->topic.empty()) ctx.topic_metrics = &routing->topic(*st->stats, *route);
-        outcome o = co_await answer_request(ctx, *routes, path, query, mode);
+        outcome o;
+        co_await answer_request(ctx, *routes, path, query, mode, o);
         record(o);
         const bool keep = !o.close && req.keep_alive() && !st->draining.load() && !st->closing.load();
         o.res.keep_alive(keep);
@@ -414,10 +456,16 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
                 o.res.content_length(o.res.body().size());
             }
         }
-        deadline.arm(listen.write_timeout);
-        auto [wec, wn] =
-            co_await asio::async_write(stream.socket(), wire_buffers(o, wire, head_request), tuple_awaitable);
-        deadline.done();
+        // The answer in one gathered write, made on the spot while the socket takes it (an answer
+        // usually fits its send buffer whole: no asynchronous operation, no deadline to arm and no
+        // suspension); the rest, if any, asynchronously under the write deadline.
+        auto bufs = wire_buffers(o, wire, head_request);
+        boost::system::error_code wec;
+        if (write_now(stream.socket(), bufs, wec) > 0 && !wec) {
+            deadline.arm(listen.write_timeout);
+            std::tie(wec, std::ignore) = co_await asio::async_write(stream.socket(), bufs, tuple_awaitable);
+            deadline.done();
+        }
         ++served;
         if (wec || !keep) break;
     }

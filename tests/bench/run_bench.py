@@ -465,12 +465,19 @@ routes:
             self.stop(p)
         self.results.append(res)
 
-    def bench_nginx_forward(self, upstream: int) -> None:
-        res = Result("nginx-proxy_pass", "forward", "nginx proxy_pass, 1 worker, upstream keepalive pool")
+    def bench_nginx_forward(self, upstream: int, access_log: bool = False) -> None:
+        """nginx proxy_pass; `access_log`: with a buffered access log line per request (64 KiB
+        buffer), like Handoff's request log (batched by a writer thread), for a like-for-like row."""
+        name = "nginx-proxy_pass-log" if access_log else "nginx-proxy_pass"
+        res = Result(name, "forward", "nginx proxy_pass, 1 worker, upstream keepalive pool"
+                     + (", access log (buffer=64k)" if access_log else ""))
         port = free_port()
+        d = self.tmp / name
+        log_line = f"access_log {d}/access.log combined buffer=64k flush=1s;" if access_log else ""
         conf = self.nginx_conf(
-            "proxy", port,
-            "location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\"; }",
+            name, port,
+            f"{log_line} location / {{ proxy_pass http://app; proxy_http_version 1.1; "
+            "proxy_set_header Connection \"\"; }",
             f"upstream app {{ server 127.0.0.1:{upstream}; keepalive 512; }}")
         p = self.start_nginx(res.name, conf, self.a.sut_cpus, port)
         try:
@@ -658,7 +665,9 @@ http.producer.enabled=true
             for route in ("event", "commit", "forward"):
                 stages.append((f"handoff {route} t1 io_uring",
                                lambda route=route: self.bench_handoff(route, 1, up_port, "io_uring")))
-        stages += [("nginx", lambda: self.bench_nginx_forward(up_port)), ("direct produce", self.bench_direct_produce),
+        stages += [("nginx", lambda: self.bench_nginx_forward(up_port)),
+                   ("nginx with access log", lambda: self.bench_nginx_forward(up_port, access_log=True)),
+                   ("direct produce", self.bench_direct_produce),
                    ("peer camel", self.bench_peer), ("peer dapr", self.bench_dapr),
                    ("peer strimzi", self.bench_strimzi)]
         failed = []
@@ -785,6 +794,11 @@ def write_report(results: list[Result], out: Path, args, failed: list[str]) -> s
                if a and b else "")
         lines.append(f"| `forward` ≥ 0.9× nginx (threads 1) | {x:.2f}× nginx {'req/s' if by_rps else 'per core'}{lat} | "
                      f"{'yes' if x >= 0.9 else 'no'} |")
+    ngl = R.get("nginx-proxy_pass-log")
+    if fw and ngl and per_core(ngl):
+        x = per_core(fw) / per_core(ngl)
+        lines.append(f"| (`forward` against nginx with its access log on, as Handoff's request log is) | {x:.2f}× "
+                     f"per core | not a target |")
     cm, dp = R.get("handoff-commit-t1"), R.get("librdkafka-direct")
     for rate in (1000, 100):
         a, b = run_at(cm, rate), run_at(dp, rate)

@@ -126,6 +126,17 @@ std::array<asio::const_buffer, 2> wire_buffers(const outcome& o, std::string& wi
     return {asio::buffer(wire), head_request ? asio::const_buffer() : asio::buffer(o.res.body())};
 }
 
+// What write_now left of an answer, written asynchronously under the write deadline (a
+// coroutine of its own: the common case, an answer the socket took whole, never makes its frame).
+awaitable<boost::system::error_code> write_rest(tcp::socket& socket, std::array<asio::const_buffer, 2> bufs,
+                                                socket_deadline& deadline,
+                                                std::chrono::steady_clock::duration timeout) {
+    deadline.arm(timeout);
+    auto [ec, n] = co_await asio::async_write(socket, bufs, tuple_awaitable);
+    deadline.done();
+    co_return ec;
+}
+
 // Feeds what is already buffered to the parser, without I/O: a request usually arrives whole in
 // the read that ended the idle wait, and an asynchronous read of bytes already here costs a post,
 // a deadline and a coroutine frame. `until_header`: stop once the head is parsed (the body limit
@@ -377,9 +388,7 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
             auto bufs = wire_buffers(o, wire, head_request);
             boost::system::error_code wec;
             if (write_now(stream.socket(), bufs, wec) > 0 && !wec) {
-                deadline.arm(listen.write_timeout);
-                std::tie(wec, std::ignore) = co_await asio::async_write(stream.socket(), bufs, tuple_awaitable);
-                deadline.done();
+                wec = co_await write_rest(stream.socket(), bufs, deadline, listen.write_timeout);
             }
             if (wec || !o.res.keep_alive()) break;
             continue;
@@ -462,9 +471,7 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
         auto bufs = wire_buffers(o, wire, head_request);
         boost::system::error_code wec;
         if (write_now(stream.socket(), bufs, wec) > 0 && !wec) {
-            deadline.arm(listen.write_timeout);
-            std::tie(wec, std::ignore) = co_await asio::async_write(stream.socket(), bufs, tuple_awaitable);
-            deadline.done();
+            wec = co_await write_rest(stream.socket(), bufs, deadline, listen.write_timeout);
         }
         ++served;
         if (wec || !keep) break;

@@ -160,8 +160,8 @@ response from_stored(const stored_response& s, unsigned version);
 
 // ---- modes/forward.cpp and modes/produce.cpp: the mode handlers-----------------------------
 
-// Fills `o` in place: a forwarded response is the largest outcome, and each move of it between
-// coroutine frames costs a copy of every field of the head.
+// Fills `o` in place: returned, an outcome is moved at least twice per coroutine frame it passes
+// through (into the promise, out of it), each move a field container and four strings.
 awaitable<void> handle_forward(const request_context& ctx, outcome& o);
 awaitable<outcome> handle_shadow(const request_context& ctx);
 outcome handle_event(const request_context& ctx);

@@ -244,10 +244,12 @@ private:
         connection_ptr keep_;
     };
 
-    // Takes one of max_connections_ slots, waiting in FIFO order up to connect_timeout (and the
-    // request deadline). Returns ok with the slot held, pool_exhausted or timeout.
-    asio::awaitable<upstream_error> acquire_slot(steady::time_point deadline);
+    // Takes a free slot, if any, at once (no coroutine frame: the common case).
     bool try_take_slot();
+    // After try_take_slot found none: waits for one of max_connections_ slots in FIFO order, up to
+    // connect_timeout (and the request deadline). Returns ok with the slot held, pool_exhausted or
+    // timeout.
+    asio::awaitable<upstream_error> acquire_slot(steady::time_point deadline);
     // Removes a waiter from the queue; true when it had already been granted a slot.
     bool withdraw(const std::shared_ptr<waiter>& w);
     connection_ptr take_idle();
@@ -278,7 +280,6 @@ private:
 
 asio::awaitable<upstream_error> pool::acquire_slot(steady::time_point deadline) {
     const auto wait_until = std::min(deadline, steady::now() + cfg_.connect_timeout);
-    if (try_take_slot()) co_return upstream_error::ok;
     const auto failure = wait_until < deadline ? upstream_error::pool_exhausted : upstream_error::timeout;
     if (wait_until <= steady::now()) co_return failure;
 

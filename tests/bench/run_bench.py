@@ -207,6 +207,10 @@ class Plan:
     # The peak run is repeated and its median reported, with the spread (one run on a shared
     # machine can be off by 20 %).
     peak_repeats: int = 3
+    # The two sides of a target ratio (`forward` and nginx, `event` and the Beast limit) are
+    # started together and their peak runs alternate, so that a drift of the machine's speed
+    # lands on both sides; they get more repeats, and the ratio is the median of the pairs'.
+    paired_repeats: int = 5
     # A freshly started broker (a JVM) answers produce requests slowly for its first minute, and
     # the first system measured paid for it: Handoff's event route measured 72 instead of 33 CPU
     # µs per request (librdkafka's broker thread 28 instead of 6). The broker is warmed first.
@@ -232,11 +236,24 @@ class Result:
     plain_wrk_rps: float = 0.0      # the limit only: a plain `wrk -t1 -c32` GET, the cross-check
     peak_rps_runs: list[float] = field(default_factory=list)      # every repeat of the peak run
     cpu_us_runs: list[float] = field(default_factory=list)
+    alternated_with: list[str] = field(default_factory=list)     # measured in turns with these
 
     @property
     def generator_bound(self) -> bool:
         """wrk used >= 90 % of its core: the peak is the generator's, not the server's."""
         return self.generator_cpu >= GENERATOR_SATURATED
+
+
+@dataclass
+class Live:
+    """A started system waiting to be measured."""
+    res: Result
+    proc: Proc
+    port: int
+    target: str | Request
+    warmup: float | None = None     # seconds of wrk before the peak runs (None: the plan's)
+    after: object = None            # called once its measurement is done (the limit's plain wrk)
+    raw: list[str] = field(default_factory=list)
 
 
 class Bench:
@@ -248,8 +265,10 @@ class Bench:
         self.logs.mkdir(exist_ok=True)
         self.tmp = Path(tempfile.mkdtemp(prefix="handoff-bench-"))
         self.plan = (Plan(smoke=True, rates=[100, 300], duration=0.5, warmup=0.2, peak_duration=1.0,
-                          peak_warmup=0.0, jvm_warmup=1.0, wrk_connections=16, broker_warmup=0.0, peak_repeats=1)
-                     if args.smoke else Plan(smoke=False, rates=[1000, 5000, 20000], peak_repeats=args.repeat))
+                          peak_warmup=0.0, jvm_warmup=1.0, wrk_connections=16, broker_warmup=0.0, peak_repeats=1,
+                          paired_repeats=1)
+                     if args.smoke else Plan(smoke=False, rates=[1000, 5000, 20000], peak_repeats=args.repeat,
+                               paired_repeats=max(args.repeat, 5)))
         self.body = body()
         self.results: list[Result] = []
         self.procs: list[Proc] = []
@@ -340,27 +359,46 @@ class Bench:
 
     def measure_http(self, res: Result, proc: Proc, port: int, target: str | Request,
                      warmup: float | None = None) -> None:
+        self.measure([Live(res, proc, port, target, warmup)])
+
+    def measure(self, lives: list[Live]) -> None:
+        """Idle RSS, warm-up, the peak runs, then the fixed rates, of one system or of several
+        started together. Several take their peak runs in turns (the order rotated each round),
+        so that the machine's drift during the stage is shared; their fixed rates follow."""
         time.sleep(0.5 if self.plan.smoke else 1.0)
-        res.rss_idle_kb = status_kb(proc.pid, "VmRSS")
-        warm = warmup if warmup is not None else self.plan.peak_warmup
-        if warm > 0:
-            self.wrk(port, target, warm, self.plan.wrk_connections)
-        raw = []
-        for _ in range(max(1, self.plan.peak_repeats)):
-            c0 = cpu_seconds(proc.pid)
-            w = self.wrk(port, target, self.plan.peak_duration, self.plan.wrk_connections)
-            c1 = cpu_seconds(proc.pid)
-            res.peak_rps_runs.append(w["rps"])
-            res.cpu_us_runs.append((c1 - c0) * 1e6 / w["requests"] if w["requests"] else 0.0)
-            res.generator_cpu = max(res.generator_cpu, w["generator_cpu"])
-            res.peak_errors += w["errors"] + w["non2xx"]
-            raw.append(w["raw"])
+        for lv in lives:
+            lv.res.rss_idle_kb = status_kb(lv.proc.pid, "VmRSS")
+            lv.res.alternated_with = [o.res.name for o in lives if o is not lv]
+        for lv in lives:
+            warm = lv.warmup if lv.warmup is not None else self.plan.peak_warmup
+            if warm > 0:
+                self.wrk(lv.port, lv.target, warm, self.plan.wrk_connections)
+        rounds = self.plan.peak_repeats if len(lives) == 1 else self.plan.paired_repeats
+        for i in range(max(1, rounds)):
+            for lv in lives[i % len(lives):] + lives[:i % len(lives)]:
+                self.peak_once(lv)
+        for lv in lives:
+            self.finish(lv)
+
+    def peak_once(self, lv: Live) -> None:
+        res = lv.res
+        c0 = cpu_seconds(lv.proc.pid)
+        w = self.wrk(lv.port, lv.target, self.plan.peak_duration, self.plan.wrk_connections)
+        c1 = cpu_seconds(lv.proc.pid)
+        res.peak_rps_runs.append(w["rps"])
+        res.cpu_us_runs.append((c1 - c0) * 1e6 / w["requests"] if w["requests"] else 0.0)
+        res.generator_cpu = max(res.generator_cpu, w["generator_cpu"])
+        res.peak_errors += w["errors"] + w["non2xx"]
+        lv.raw.append(w["raw"])
+
+    def finish(self, lv: Live) -> None:
+        res, proc, port, target = lv.res, lv.proc, lv.port, lv.target
         res.peak_rps = statistics.median(res.peak_rps_runs)
         res.cpu_us_per_req = statistics.median(res.cpu_us_runs)
         if res.generator_bound:
             log(f"{res.name}: the load generator used {res.generator_cpu * 100:.0f} % of its core: the peak req/s is "
                 "the generator's limit and is not reported; CPU µs per request still is")
-        (self.logs / f"{res.name}.wrk.txt").write_text("\n".join(raw))
+        (self.logs / f"{res.name}.wrk.txt").write_text("\n".join(lv.raw))
         for rate in self.fixed_rates(res.peak_rps):
             time.sleep(0.3)
             c0 = cpu_seconds(proc.pid)
@@ -374,6 +412,20 @@ class Bench:
         res.rss_load_kb = status_kb(proc.pid, "VmHWM")
         log(f"{res.name}: peak {res.peak_rps:.0f} req/s, {res.cpu_us_per_req:.1f} CPU µs/req, "
             f"RSS idle {res.rss_idle_kb / 1024:.1f} MB, under load {res.rss_load_kb / 1024:.1f} MB")
+        if lv.after:
+            lv.after()
+
+    def stage(self, *starters) -> None:
+        """Starts the systems (each starter returns a Live), measures them together, stops them."""
+        lives: list[Live] = []
+        try:
+            for start in starters:
+                lives.append(start())
+            self.measure(lives)
+        finally:
+            for lv in lives:
+                self.stop(lv.proc)
+        self.results.extend(lv.res for lv in lives)
 
     # --- systems ------------------------------------------------------------------------------
     def nginx_conf(self, name: str, port: int, server_block: str, upstream_block: str = "") -> Path:
@@ -432,23 +484,21 @@ routes:
 """)
         return cfg
 
-    def bench_beast(self, threads: int) -> None:
+    def start_beast(self, threads: int) -> Live:
         res = Result(f"beast-202-t{threads}", "limit", "minimal Beast server, 202 and no work")
         port = free_port()
         p = self.start(res.name, [str(Path(self.a.tools) / "handoff_bench_http202"), "--port", str(port),
                                   "--threads", str(threads)], self.a.sut_cpus)
-        try:
-            wait_port(port, p)
-            self.measure_http(res, p, port, "/event")
+        wait_port(port, p)
+
+        def cross_check() -> None:
             res.plain_wrk_rps = self.plain_wrk(port, self.plan.peak_duration)
             log(f"{res.name}: plain wrk -t1 -c32 GET {res.plain_wrk_rps:.0f} req/s; the runner's peak "
                 f"{res.peak_rps:.0f} ({res.peak_rps / res.plain_wrk_rps:.2f}x)" if res.plain_wrk_rps else
                 f"{res.name}: plain wrk produced no number")
-        finally:
-            self.stop(p)
-        self.results.append(res)
+        return Live(res, p, port, "/event", after=cross_check)
 
-    def bench_handoff(self, route: str, threads: int, upstream: int, io: str = "epoll") -> None:
+    def start_handoff(self, route: str, threads: int, upstream: int, io: str = "epoll") -> Live:
         """`io` "io_uring": the binary built with -DHANDOFF_IO_URING=ON (--handoff-io-uring), same
         config and load, its result named ...-io_uring and compared with the epoll stage."""
         suffix = "" if io == "epoll" else f"-{io}"
@@ -460,12 +510,12 @@ routes:
         p = self.start(res.name, [binary, "run", "--config", str(cfg)], self.a.sut_cpus)
         try:
             wait_http(f"http://127.0.0.1:{admin}/readyz", p)
-            self.measure_http(res, p, port, f"/{route}")
-        finally:
+        except Exception:
             self.stop(p)
-        self.results.append(res)
+            raise
+        return Live(res, p, port, f"/{route}")
 
-    def bench_nginx_forward(self, upstream: int, access_log: bool = False) -> None:
+    def start_nginx_forward(self, upstream: int, access_log: bool = False) -> Live:
         """nginx proxy_pass; `access_log`: with a buffered access log line per request (64 KiB
         buffer), like Handoff's request log (batched by a writer thread), for a like-for-like row."""
         name = "nginx-proxy_pass-log" if access_log else "nginx-proxy_pass"
@@ -480,11 +530,7 @@ routes:
             "proxy_set_header Connection \"\"; }",
             f"upstream app {{ server 127.0.0.1:{upstream}; keepalive 512; }}")
         p = self.start_nginx(res.name, conf, self.a.sut_cpus, port)
-        try:
-            self.measure_http(res, p, port, "/forward")
-        finally:
-            self.stop(p)
-        self.results.append(res)
+        return Live(res, p, port, "/forward")
 
     def produce(self, rate: float, duration: float, warmup: float) -> dict:
         argv = self.pin(self.a.sut_cpus, [str(Path(self.a.tools) / "handoff_bench_produce"), "--brokers",
@@ -655,19 +701,26 @@ http.producer.enabled=true
             log(f"--- broker warm-up: direct produce at 20,000/s for {self.plan.broker_warmup:.0f} s")
             self.produce(20000, self.plan.broker_warmup, 0)
         up, up_port = self.start_upstream()
-        stages = [("beast t1", lambda: self.bench_beast(1)), ("beast t2", lambda: self.bench_beast(2))]
+        # Each target ratio's two sides are measured in turns (Plan.paired_repeats): the limit with
+        # `event`, nginx (with and without its access log) with `forward`.
+        stages = []
         for threads in (1, 2):
-            for route in ("event", "commit", "forward"):
-                stages.append((f"handoff {route} t{threads}",
-                               lambda route=route, threads=threads: self.bench_handoff(route, threads, up_port)))
+            stages.append((f"beast t{threads} and handoff event t{threads}, alternating",
+                           lambda threads=threads: self.stage(lambda: self.start_beast(threads),
+                                                              lambda: self.start_handoff("event", threads, up_port))))
+            stages.append((f"handoff commit t{threads}",
+                           lambda threads=threads: self.stage(lambda: self.start_handoff("commit", threads, up_port))))
+        stages.append(("handoff forward t1 and nginx proxy_pass (without and with its access log), alternating",
+                       lambda: self.stage(lambda: self.start_handoff("forward", 1, up_port),
+                                          lambda: self.start_nginx_forward(up_port),
+                                          lambda: self.start_nginx_forward(up_port, access_log=True))))
+        stages.append(("handoff forward t2", lambda: self.stage(lambda: self.start_handoff("forward", 2, up_port))))
         if self.a.handoff_io_uring:
             # The io_uring build on the same routes, right after the epoll ones (same broker state).
             for route in ("event", "commit", "forward"):
                 stages.append((f"handoff {route} t1 io_uring",
-                               lambda route=route: self.bench_handoff(route, 1, up_port, "io_uring")))
-        stages += [("nginx", lambda: self.bench_nginx_forward(up_port)),
-                   ("nginx with access log", lambda: self.bench_nginx_forward(up_port, access_log=True)),
-                   ("direct produce", self.bench_direct_produce),
+                               lambda route=route: self.stage(lambda: self.start_handoff(route, 1, up_port, "io_uring"))))
+        stages += [("direct produce", self.bench_direct_produce),
                    ("peer camel", self.bench_peer), ("peer dapr", self.bench_dapr),
                    ("peer strimzi", self.bench_strimzi)]
         failed = []
@@ -726,6 +779,23 @@ def fmt_ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}×" if a and b else "—"
 
 
+def paired(a: Result, b: Result, by_rps: bool) -> tuple[float, str]:
+    """a's figure over b's (req/s, or req/s per core), and how it was obtained. When the two were
+    measured in turns, the median of the ratios within each round, and their min-max: a drift of
+    the machine between rounds then cancels out. Otherwise the ratio of the medians."""
+    if b.name in a.alternated_with and len(a.cpu_us_runs) == len(b.cpu_us_runs) > 1:
+        if by_rps:
+            xs = [x / y for x, y in zip(a.peak_rps_runs, b.peak_rps_runs) if x and y]
+        else:
+            xs = [y / x for x, y in zip(a.cpu_us_runs, b.cpu_us_runs) if x and y]
+        if xs:
+            return statistics.median(xs), (f"median of {len(xs)} alternating rounds, "
+                                           f"{min(xs):.2f}–{max(xs):.2f}")
+    x = (a.peak_rps / b.peak_rps if b.peak_rps else 0.0) if by_rps else \
+        (per_core(a) / per_core(b) if per_core(b) else 0.0)
+    return x, "ratio of the medians"
+
+
 def write_report(results: list[Result], out: Path, args, failed: list[str]) -> str:
     R = by_name(results)
     model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
@@ -746,7 +816,7 @@ def write_report(results: list[Result], out: Path, args, failed: list[str]) -> s
             lines.append(f"| {r.name} | skipped: {r.skipped} | | | | | | | | |")
             continue
         base = R.get(base_for.get(r.name, ""))
-        ratio = fmt_ratio(per_core(r), per_core(base)) if base and not base.skipped else ""
+        ratio = f"{paired(r, base, by_rps=False)[0]:.2f}×" if base and not base.skipped and per_core(base) else ""
         peak = f"generator-bound (>= {r.peak_rps:,.0f})" if r.generator_bound else f"{r.peak_rps:,.0f}"
         spread = (f"{min(r.cpu_us_runs):.1f}–{max(r.cpu_us_runs):.1f} ({len(r.cpu_us_runs)} runs)"
                   if len(r.cpu_us_runs) > 1 else "")
@@ -780,25 +850,26 @@ def write_report(results: list[Result], out: Path, args, failed: list[str]) -> s
     lines.append("|---|---|---|")
     ev, lim = R.get("handoff-event-t1"), R.get("beast-202-t1")
     if ev and lim and per_core(lim):
-        x = per_core(ev) / per_core(lim)
+        x, how = paired(ev, lim, by_rps=False)
         lines.append(f"| `event` ≥ 55 % of the Beast limit per core, request log on (threads 1; the goal is 90 %) | "
-                     f"{x * 100:.0f} % ({per_core(ev):,.0f} vs {per_core(lim):,.0f} req/s per core) | "
+                     f"{x * 100:.0f} % ({how}; medians {per_core(ev):,.0f} vs {per_core(lim):,.0f} req/s per core) | "
                      f"{'yes' if x >= 0.55 else 'no'} |")
     fw, ng = R.get("handoff-forward-t1"), R.get("nginx-proxy_pass")
     if fw and ng and ng.peak_rps:
         # req/s when wrk had headroom in both runs; else per core (CPU µs per request).
         by_rps = not (fw.generator_bound or ng.generator_bound)
-        x = fw.peak_rps / ng.peak_rps if by_rps else per_core(fw) / per_core(ng) if per_core(ng) else 0.0
+        x, how = paired(fw, ng, by_rps)
+        c, _ = paired(fw, ng, by_rps=False)
         a, b = run_at(fw, 5000) or run_at(fw, 100), run_at(ng, 5000) or run_at(ng, 100)
         lat = (f"; p50 at {a['target_rate']:.0f}/s {a['latency_us']['p50']:.0f} vs {b['latency_us']['p50']:.0f} µs"
                if a and b else "")
-        lines.append(f"| `forward` ≥ 0.9× nginx (threads 1) | {x:.2f}× nginx {'req/s' if by_rps else 'per core'}{lat} | "
-                     f"{'yes' if x >= 0.9 else 'no'} |")
+        lines.append(f"| `forward` ≥ 0.9× nginx (threads 1) | {x:.2f}× nginx {'req/s' if by_rps else 'per core'} "
+                     f"({how}; {c:.2f}× per core){lat} | {'yes' if x >= 0.9 else 'no'} |")
     ngl = R.get("nginx-proxy_pass-log")
     if fw and ngl and per_core(ngl):
-        x = per_core(fw) / per_core(ngl)
+        x, how = paired(fw, ngl, by_rps=False)
         lines.append(f"| (`forward` against nginx with its access log on, as Handoff's request log is) | {x:.2f}× "
-                     f"per core | not a target |")
+                     f"per core ({how}) | not a target |")
     cm, dp = R.get("handoff-commit-t1"), R.get("librdkafka-direct")
     for rate in (1000, 100):
         a, b = run_at(cm, rate), run_at(dp, rate)

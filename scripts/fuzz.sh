@@ -12,7 +12,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD="${FUZZ_BUILD_DIR:-$ROOT/build-fuzz}"
-TARGETS=(http_request route_table record config)
+TARGETS=(http_request h2_frames route_table record config)
 if [ $# -ge 1 ] && [ "$1" != all ]; then TARGETS=("$1"); fi
 SECONDS_EACH="${2:-60}"
 JOBS="${FUZZ_JOBS:-1}"

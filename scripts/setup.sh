@@ -35,12 +35,14 @@ DEB_PACKAGES=(  # to build the binary (and the image's build stage)
   libboost1.81-dev libboost-url1.81-dev
   libyaml-cpp-dev nlohmann-json3-dev doctest-dev libcli11-dev prometheus-cpp-dev libmimalloc-dev
   libssl-dev libsasl2-dev libzstd-dev liblz4-dev zlib1g-dev
+  libnghttp2-dev # HTTP/2 (h2c) on the main listener (listen.http2)
   liburing-dev # the io_uring build (-DHANDOFF_IO_URING=ON; scripts/bench.sh compares it with epoll)
   ccache
 )
 if [ "$BUILD_ONLY" = 0 ]; then
   DEB_PACKAGES+=(  # to test, benchmark and build the image
     python3-venv openjdk-17-jre-headless maven kcat wrk
+    nghttp2-client # h2load: HTTP/2 load in the tests and the benchmark
     clang libclang-rt-14-dev clang-format
     nginx linux-perf valgrind # the benchmark (scripts/bench.sh): nginx as forward peer and upstream; perf for --profile; callgrind for --instructions
     buildah debootstrap # the container image, built and run without a Docker engine (docker/build.sh)
@@ -94,7 +96,9 @@ fi
 # --- Python test dependencies (a real CloudEvents SDK) ----------------------------------------
 VENV="$HANDOFF_CACHE/venv"
 PY_REQUIREMENTS=("cloudevents==1.12.1" "prometheus-client==0.26.0" "confluent-kafka==2.16.1" "pytest==8.3.4"
-                 "jsonschema==4.23.0" "PyYAML==6.0.2" "matplotlib==3.10.7")  # matplotlib: the bench's plot
+                 "jsonschema==4.23.0" "PyYAML==6.0.2"
+                 "matplotlib==3.10.7"  # the bench's plot
+                 "h2==4.1.0")          # HTTP/2 frames made by hand (test_http2.py's attacks)
 # The stamp names the requirement set, so a changed list installs again into an existing venv.
 PY_STAMP="$VENV/.complete-$(printf '%s\n' "${PY_REQUIREMENTS[@]}" | sha256sum | cut -c1-16)"
 if [ ! -f "$PY_STAMP" ]; then

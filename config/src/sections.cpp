@@ -8,7 +8,7 @@ void loader::parse_listen(const YAML::Node& n, listen_config& l) {
     const std::string p = "listen";
     const auto f = map(n, p,
                        {"address", "port", "threads", "max_connections", "max_header_bytes", "max_body_bytes",
-                        "max_pipelined", "header_timeout", "body_timeout", "idle_timeout", "write_timeout"});
+                        "max_pipelined", "header_timeout", "body_timeout", "idle_timeout", "write_timeout", "http2"});
     if (!f) return;
     get_ip(*f, "address", p, l.address);
     get_port(*f, "port", p, l.port);
@@ -27,6 +27,21 @@ void loader::parse_listen(const YAML::Node& n, listen_config& l) {
     get_duration(*f, "body_timeout", p, l.body_timeout);
     get_duration(*f, "idle_timeout", p, l.idle_timeout);
     get_duration(*f, "write_timeout", p, l.write_timeout);
+    if (const entry* e = find(*f, "http2")) {
+        const std::string h = p + ".http2";
+        if (const auto g = map(e->value, h, {"enabled", "max_concurrent_streams", "initial_window_bytes"})) {
+            get_bool(*g, "enabled", h, l.http2.enabled);
+            get_int(*g, "max_concurrent_streams", h, l.http2.max_concurrent_streams, 1, 10'000);
+            std::size_t window = l.http2.initial_window_bytes;
+            get_size(*g, "initial_window_bytes", h, window);
+            if (window < 65'535 || window > 0x7fffffff) {
+                fail(find(*g, "initial_window_bytes")->value, h + ".initial_window_bytes",
+                     "must be between 65535 bytes and 2GiB-1 (RFC 9113 §6.9.2)");
+            } else {
+                l.http2.initial_window_bytes = static_cast<std::uint32_t>(window);
+            }
+        }
+    }
 }
 
 void loader::parse_admin(const YAML::Node& n, admin_config& a) {

@@ -42,7 +42,11 @@ nlohmann::ordered_json detail::config_json(const config& c, bool redact) {
                    {"header_timeout", ms(l.header_timeout)},
                    {"body_timeout", ms(l.body_timeout)},
                    {"idle_timeout", ms(l.idle_timeout)},
-                   {"write_timeout", ms(l.write_timeout)}};
+                   {"write_timeout", ms(l.write_timeout)},
+                   {"http2",
+                    {{"enabled", l.http2.enabled},
+                     {"max_concurrent_streams", l.http2.max_concurrent_streams},
+                     {"initial_window_bytes", l.http2.initial_window_bytes}}}};
     j["admin"] = {{"enabled", c.admin.enabled}, {"address", c.admin.address}, {"port", c.admin.port}};
     const auto& u = c.upstream;
     j["upstream"] = {{"host", u.host},

@@ -5,8 +5,10 @@ starts the broker and calls this with every path it needs).
 For every system under test (SUT): start it pinned to --sut-cpus, read its idle RSS, warm it up,
 measure its peak with wrk (CPU µs per request from /proc/<pid>/stat over that run), then offer
 fixed rates with handoff_loadgen (open loop) and record latency percentiles; RSS under load is the
-process tree's VmHWM at the end. The load generator, wrk, the broker and the forward upstream
-all run on --load-cpus. Results: results.json, table.md and latency.png in --out.
+process tree's VmHWM at the end. Handoff's `event` route is also measured over HTTP/2 (h2c) with
+h2load in place of wrk (its peak only: handoff_loadgen speaks HTTP/1.1). The load generator, wrk,
+h2load, the broker and the forward upstream all run on --load-cpus. Results: results.json,
+table.md and latency.png in --out.
 
 --smoke: tiny rates and one-second runs; checks only that every stage produced numbers (exit 1
 otherwise), never anything about speed.
@@ -233,6 +235,7 @@ class Result:
     runs: list[dict] = field(default_factory=list)   # one per offered rate (loadgen JSON + cpu)
     skipped: str = ""
     generator_cpu: float = 0.0      # wrk's CPU over the peak run, in cores (wrk -t1: at most 1)
+    generator: str = "wrk"          # the peak's load generator: wrk (HTTP/1.1) or h2load (HTTP/2, h2c)
     plain_wrk_rps: float = 0.0      # the limit only: a plain `wrk -t1 -c32` GET, the cross-check
     peak_rps_runs: list[float] = field(default_factory=list)      # every repeat of the peak run
     cpu_us_runs: list[float] = field(default_factory=list)
@@ -254,6 +257,7 @@ class Live:
     warmup: float | None = None     # seconds of wrk before the peak runs (None: the plan's)
     after: object = None            # called once its measurement is done (the limit's plain wrk)
     raw: list[str] = field(default_factory=list)
+    generator: str = "wrk"          # "h2load": HTTP/2 peak runs, and no fixed rates (loadgen is HTTP/1.1)
 
 
 class Bench:
@@ -273,6 +277,7 @@ class Bench:
         self.results: list[Result] = []
         self.procs: list[Proc] = []
         self._lua: dict[tuple[str, str], Path] = {}
+        self._bodies: dict[str, Path] = {}  # h2load's -d files, one per distinct body
 
     def request(self, target: str | Request) -> Request:
         """A bare path means the default request: POST of the 100-byte JSON body."""
@@ -330,6 +335,38 @@ class Bench:
                 "non2xx": int(num(r"Non-2xx or 3xx responses: (\d+)")), "errors": errors, "raw": out,
                 "generator_cpu": gen_cpu}
 
+    def h2load(self, port: int, target: str | Request, seconds: float, connections: int = 32,
+               streams: int = 10) -> dict:
+        """h2load over HTTP/2 with prior knowledge (h2c), pinned like wrk: `connections` connections
+        of `streams` concurrent streams each, POSTing the request's body; the same keys as wrk()."""
+        req = self.request(target)
+        if req.body not in self._bodies:
+            self._bodies[req.body] = self.tmp / f"h2load-body-{len(self._bodies)}"
+            self._bodies[req.body].write_text(req.body)
+        argv = self.pin(self.a.load_cpus, ["h2load", "-t1", f"-c{connections}", f"-m{streams}",
+                                           f"-D{max(1, round(seconds))}", "-d", str(self._bodies[req.body]),
+                                           "-H", f"content-type: {req.content_type}",
+                                           f"http://127.0.0.1:{port}{req.path}"])
+        r0, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60).stdout
+        r1, t1 = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
+        gen_cpu = ((r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)) / max(t1 - t0, 1e-9)
+        req_m = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+                          r"(\d+) errored, (\d+) timeout", out)
+        codes = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
+        rps = re.search(r"finished in [\d.]+m?s, ([\d.]+) req/s", out)
+        done = int(req_m.group(3)) if req_m else 0
+        return {"rps": float(rps.group(1)) if rps else 0.0, "requests": done,
+                "non2xx": sum(int(x) for x in codes.groups()[1:]) if codes else 0,
+                "errors": int(req_m.group(6)) + int(req_m.group(7)) if req_m else 0, "raw": out,
+                "generator_cpu": gen_cpu}
+
+    def peak_load(self, lv: "Live", seconds: float) -> dict:
+        """One closed-loop run of the system's generator (wrk, or h2load for an HTTP/2 stage)."""
+        if lv.generator == "h2load":
+            return self.h2load(lv.port, lv.target, seconds)
+        return self.wrk(lv.port, lv.target, seconds, self.plan.wrk_connections)
+
     def plain_wrk(self, port: int, seconds: float) -> float:
         """`wrk -t1 -c32` GET with no script, pinned like the runner's wrk: what a skeptic runs by hand."""
         argv = self.pin(self.a.load_cpus, ["wrk", "-t1", "-c32", f"-d{max(1, round(seconds))}s",
@@ -372,7 +409,7 @@ class Bench:
         for lv in lives:
             warm = lv.warmup if lv.warmup is not None else self.plan.peak_warmup
             if warm > 0:
-                self.wrk(lv.port, lv.target, warm, self.plan.wrk_connections)
+                self.peak_load(lv, warm)
         rounds = self.plan.peak_repeats if len(lives) == 1 else self.plan.paired_repeats
         for i in range(max(1, rounds)):
             for lv in lives[i % len(lives):] + lives[:i % len(lives)]:
@@ -383,7 +420,7 @@ class Bench:
     def peak_once(self, lv: Live) -> None:
         res = lv.res
         c0 = cpu_seconds(lv.proc.pid)
-        w = self.wrk(lv.port, lv.target, self.plan.peak_duration, self.plan.wrk_connections)
+        w = self.peak_load(lv, self.plan.peak_duration)
         c1 = cpu_seconds(lv.proc.pid)
         res.peak_rps_runs.append(w["rps"])
         res.cpu_us_runs.append((c1 - c0) * 1e6 / w["requests"] if w["requests"] else 0.0)
@@ -398,8 +435,9 @@ class Bench:
         if res.generator_bound:
             log(f"{res.name}: the load generator used {res.generator_cpu * 100:.0f} % of its core: the peak req/s is "
                 "the generator's limit and is not reported; CPU µs per request still is")
-        (self.logs / f"{res.name}.wrk.txt").write_text("\n".join(lv.raw))
-        for rate in self.fixed_rates(res.peak_rps):
+        (self.logs / f"{res.name}.{lv.generator}.txt").write_text("\n".join(lv.raw))
+        # handoff_loadgen speaks HTTP/1.1 only: an HTTP/2 stage has its peak and no fixed rates.
+        for rate in (self.fixed_rates(res.peak_rps) if lv.generator == "wrk" else []):
             time.sleep(0.3)
             c0 = cpu_seconds(proc.pid)
             run = self.loadgen(port, target, rate)
@@ -470,7 +508,9 @@ http {{
     def handoff_config(self, threads: int, port: int, admin: int, upstream: int) -> Path:
         cfg = self.tmp / f"handoff-t{threads}-{port}.yaml"
         cfg.write_text(f"""
-listen: {{address: 127.0.0.1, port: {port}, threads: {threads}}}
+# http2: h2c beside HTTP/1.1 (the ...-h2 stage); an HTTP/1.1 connection pays one look at its
+# first bytes for the preface.
+listen: {{address: 127.0.0.1, port: {port}, threads: {threads}, http2: {{enabled: true}}}}
 admin: {{address: 127.0.0.1, port: {admin}}}
 upstream: {{host: 127.0.0.1, port: {upstream}, max_connections: 512, max_idle: 512}}
 kafka:
@@ -498,12 +538,16 @@ routes:
                 f"{res.name}: plain wrk produced no number")
         return Live(res, p, port, "/event", after=cross_check)
 
-    def start_handoff(self, route: str, threads: int, upstream: int, io: str = "epoll") -> Live:
+    def start_handoff(self, route: str, threads: int, upstream: int, io: str = "epoll",
+                      generator: str = "wrk") -> Live:
         """`io` "io_uring": the binary built with -DHANDOFF_IO_URING=ON (--handoff-io-uring), same
-        config and load, its result named ...-io_uring and compared with the epoll stage."""
-        suffix = "" if io == "epoll" else f"-{io}"
+        config and load, its result named ...-io_uring and compared with the epoll stage.
+        `generator` "h2load": the same over HTTP/2 (h2c, prior knowledge), named ...-h2."""
+        suffix = ("" if io == "epoll" else f"-{io}") + ("-h2" if generator == "h2load" else "")
         res = Result(f"handoff-{route}-t{threads}{suffix}", route,
-                     f"Handoff `{route}` route, listen.threads {threads}, asio {io}")
+                     f"Handoff `{route}` route, listen.threads {threads}, asio {io}"
+                     + (", HTTP/2 (h2c) under h2load -c32 -m10" if generator == "h2load" else ""),
+                     generator=generator)
         binary = self.a.handoff if io == "epoll" else self.a.handoff_io_uring
         port, admin = free_port(), free_port()
         cfg = self.handoff_config(threads, port, admin, upstream)
@@ -513,7 +557,7 @@ routes:
         except Exception:
             self.stop(p)
             raise
-        return Live(res, p, port, f"/{route}")
+        return Live(res, p, port, f"/{route}", generator=generator)
 
     def start_nginx_forward(self, upstream: int, access_log: bool = False) -> Live:
         """nginx proxy_pass; `access_log`: with a buffered access log line per request (64 KiB
@@ -708,6 +752,12 @@ http.producer.enabled=true
             stages.append((f"beast t{threads} and handoff event t{threads}, alternating",
                            lambda threads=threads: self.stage(lambda: self.start_beast(threads),
                                                               lambda: self.start_handoff("event", threads, up_port))))
+            if threads == 1:
+                # The same route over HTTP/2: h2load's streams on 32 connections in place of wrk's 128
+                # HTTP/1.1 connections; compared per core with handoff-event-t1.
+                stages.append(("handoff event t1 over HTTP/2 (h2load)",
+                               lambda: self.stage(lambda: self.start_handoff("event", 1, up_port,
+                                                                             generator="h2load"))))
             stages.append((f"handoff commit t{threads}",
                            lambda threads=threads: self.stage(lambda: self.start_handoff("commit", threads, up_port))))
         stages.append(("handoff forward t1 and nginx proxy_pass (without and with its access log), alternating",
@@ -748,8 +798,10 @@ def smoke_problems(results: list[Result]) -> list[str]:
             continue
         if r.peak_rps <= 0:
             out.append(f"{r.name}: no peak throughput")
-        if not r.runs:
+        if not r.runs and r.generator == "wrk":
             out.append(f"{r.name}: no fixed-rate run")
+        if r.generator != "wrk" and r.peak_errors:
+            out.append(f"{r.name}: {r.peak_errors} failed or non-2xx requests under {r.generator}")
         for run in r.runs:
             ok = sum(v for k, v in run["status"].items() if k.startswith("2") or k == "persisted")
             if ok == 0 or run["latency_us"]["p50"] <= 0:
@@ -809,6 +861,8 @@ def write_report(results: list[Result], out: Path, args, failed: list[str]) -> s
     base_for = {"handoff-event-t1": "beast-202-t1", "handoff-event-t2": "beast-202-t2",
                 "handoff-forward-t1": "nginx-proxy_pass", "handoff-forward-t2": "nginx-proxy_pass",
                 "handoff-commit-t1": "camel-http-kafka", "handoff-commit-t2": "camel-http-kafka",
+                # HTTP/2 (h2load) against HTTP/1.1 (wrk), the same route and config
+                "handoff-event-t1-h2": "handoff-event-t1",
                 # the io_uring build against the epoll build of the same route
                 **{f"handoff-{route}-t1-io_uring": f"handoff-{route}-t1" for route in ("event", "commit", "forward")}}
     for r in results:
@@ -865,6 +919,13 @@ def write_report(results: list[Result], out: Path, args, failed: list[str]) -> s
                if a and b else "")
         lines.append(f"| `forward` ≥ 0.9× nginx (threads 1) | {x:.2f}× nginx {'req/s' if by_rps else 'per core'} "
                      f"({how}; {c:.2f}× per core){lat} | {'yes' if x >= 0.9 else 'no'} |")
+    e2 = R.get("handoff-event-t1-h2")
+    if ev and e2 and not e2.skipped and per_core(ev):
+        x, how = paired(e2, ev, by_rps=False)
+        lines.append(f"| (`event` over HTTP/2, h2load -c32 -m10, against HTTP/1.1 under wrk, threads 1) | "
+                     f"{x:.2f}× per core ({how}; {e2.cpu_us_per_req:.1f} vs {ev.cpu_us_per_req:.1f} CPU µs/req; "
+                     f"{e2.peak_rps:,.0f} vs {ev.peak_rps:,.0f} req/s, h2load CPU {e2.generator_cpu * 100:.0f} %) | "
+                     f"not a target |")
     ngl = R.get("nginx-proxy_pass-log")
     if fw and ngl and per_core(ngl):
         x, how = paired(fw, ngl, by_rps=False)

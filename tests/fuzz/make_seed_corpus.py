@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Writes the seed corpora under tests/fuzz/corpus/<target>/ (checked in; rerun after adding cases).
 
+h2_frames: HTTP/2 frame sequences after the client preface (requests, bodies, trailers, resets,
+floods, a header block left open), each prefixed with the harness's read-size byte;
 http_request: every hostile-HTTP case of tests/integration/test_hostile_http.py (B-1..B-23) plus
 valid requests, each prefixed with the harness's read-size byte; route_table, record, config:
 small hand-written seeds. Files are named after the case, so a failing replay names the case."""
@@ -23,8 +25,64 @@ def write(target: str, name: str, data: bytes):
     (d / re.sub(r"[^A-Za-z0-9._-]", "_", name)).write_bytes(data)
 
 
+def h2_frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
+    return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
+
+
+def hpack_literal(name: str, value: str) -> bytes:
+    """A literal field without indexing, new name (RFC 7541 §6.2.2), lengths under 127."""
+    n, v = name.encode(), value.encode()
+    return b"\x00" + bytes([len(n)]) + n + bytes([len(v)]) + v
+
+
+def h2_request(method: str, path: str, *fields: tuple[str, str]) -> bytes:
+    block = hpack_literal(":method", method) + hpack_literal(":path", path) + hpack_literal(":scheme", "http")
+    block += hpack_literal(":authority", "svc")
+    for n, v in fields:
+        block += hpack_literal(n, v)
+    return block
+
+
+def h2_seeds() -> list[tuple[str, bytes]]:
+    HEADERS, DATA, RST, SETTINGS, PING, CONT, WINDOW, GOAWAY = 1, 0, 3, 4, 6, 9, 8, 7
+    END_STREAM, END_HEADERS = 0x1, 0x4
+    settings = h2_frame(SETTINGS, 0, 0, (3).to_bytes(2, "big") + (100).to_bytes(4, "big"))
+    get = h2_request("GET", "/orders/1")
+    post = h2_request("POST", "/audit", ("content-type", "application/json"))
+    return [
+        ("get", settings + h2_frame(HEADERS, END_STREAM | END_HEADERS, 1, get)),
+        ("post-body", settings + h2_frame(HEADERS, END_HEADERS, 1, post) + h2_frame(DATA, 0, 1, b"{\"a\":")
+         + h2_frame(DATA, END_STREAM, 1, b"1}")),
+        ("post-trailer", settings + h2_frame(HEADERS, END_HEADERS, 1, post) + h2_frame(DATA, 0, 1, b"x")
+         + h2_frame(HEADERS, END_STREAM | END_HEADERS, 1, hpack_literal("authorization", "x"))),
+        ("body-over-limit", settings + h2_frame(HEADERS, END_HEADERS, 1, post)
+         + h2_frame(DATA, 0, 1, b"z" * 800) + h2_frame(DATA, END_STREAM, 1, b"z" * 800)),
+        ("refused-at-head", settings + h2_frame(HEADERS, END_HEADERS, 1, h2_request("POST", "/refuse"))
+         + h2_frame(DATA, END_STREAM, 1, b"body")),
+        ("continuation", settings + h2_frame(HEADERS, END_STREAM, 1, get[:20]) + h2_frame(CONT, 0, 1, get[20:30])
+         + h2_frame(CONT, END_HEADERS, 1, get[30:])),
+        ("continuation-flood", settings + h2_frame(HEADERS, END_STREAM, 1, get)
+         + b"".join(h2_frame(CONT, 0, 1, hpack_literal("x-a", "b")) for _ in range(20))),
+        ("rapid-reset", settings + b"".join(h2_frame(HEADERS, END_STREAM | END_HEADERS, i, get)
+                                            + h2_frame(RST, 0, i, (8).to_bytes(4, "big")) for i in range(1, 80, 2))),
+        ("held-then-reset", settings + b"".join(h2_frame(HEADERS, END_STREAM | END_HEADERS, i, get)
+                                                for i in (3, 7, 11)) + h2_frame(RST, 0, 3, (8).to_bytes(4, "big"))),
+        ("many-streams", settings + b"".join(h2_frame(HEADERS, END_HEADERS, i, post) for i in range(1, 40, 2))),
+        ("ping-settings-flood", b"".join(h2_frame(PING, 0, 0, bytes(8)) + h2_frame(SETTINGS, 0, 0) for _ in range(50))),
+        ("window-goaway", settings + h2_frame(WINDOW, 0, 0, (1000).to_bytes(4, "big"))
+         + h2_frame(HEADERS, END_STREAM | END_HEADERS, 1, get) + h2_frame(GOAWAY, 0, 0, bytes(8))),
+        ("cookies-host", settings + h2_frame(HEADERS, END_STREAM | END_HEADERS, 1,
+                                             h2_request("GET", "/a", ("cookie", "a=1"), ("cookie", "b=2"),
+                                                        ("host", "other")))),
+        ("bad-preface-tail", b"GET / HTTP/1.1\r\n\r\n"),
+    ]
+
+
 def main():
     tag = "seed"
+    for name, data in h2_seeds():
+        for step in (0, 63):
+            write("h2_frames", f"{name}-step{step + 1}", bytes([step]) + data)
     valid = [
         ("valid-get", b"GET /orders/1 HTTP/1.1\r\nHost: a\r\n\r\n"),
         ("valid-post-cl", b"POST /audit HTTP/1.1\r\nHost: a\r\nX-Tenant: t\r\nContent-Length: 5\r\n\r\nhello"),

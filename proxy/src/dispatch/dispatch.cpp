@@ -267,6 +267,55 @@ std::optional<outcome> match_problem(const route_match& match, const http::reque
     return std::nullopt;
 }
 
+std::optional<outcome> admit_head(server::state& st, const route_table& routes, http::request<http::string_body>& req,
+                                  std::optional<std::uint64_t> declared_length, request_ids& ids, admission& a) {
+    const auto& cfg = routes.cfg();
+    a.mode = cfg.defaults.mode;
+    a.body_limit = cfg.listen.max_body_bytes;
+    // A malformed head: answered, and an HTTP/1.1 connection is closed whatever follows.
+    auto malformed = [&](error e, std::string_view message) {
+        auto o = make_error(e, message, ids, req.version());
+        o.close = true;
+        return o;
+    };
+    if (auto problem = framing_problem(req.base())) return malformed(error::bad_request, *problem);
+    if (!split_target(req.target(), a.path, a.query)) {
+        return malformed(error::bad_request, "the request target must be a path (origin-form)");
+    }
+    if (auto it = req.find("X-Correlation-ID"); it != req.end()) {
+        if (!valid_correlation_id(it->value())) {
+            // The caller's label is unusable; the error carries the request ID instead.
+            ids.correlation = ids.request;
+            return malformed(error::invalid_correlation_id,
+                             "X-Correlation-ID must be 1-128 characters of [A-Za-z0-9._:-]");
+        }
+        ids.correlation = std::string(it->value());
+    } else {
+        ids.correlation = ids.request;
+    }
+    if (a.path.starts_with("/_handoff/")) {
+        // Reserved for the sidecar itself: never routed, never forwarded.
+        return status_endpoint(st, cfg, req, a.path, ids);
+    }
+    a.match = routes.match(req.method_string(), a.path);
+    auto problem = match_problem(a.match, req, ids);
+    if (a.match.result == route_match::kind::matched) {
+        a.route = a.match.route;
+        a.mode = a.route->mode;
+    }
+    if (a.route && a.route->max_body_bytes > 0) a.body_limit = a.route->max_body_bytes;
+    if (problem) return problem;
+    if (declared_length && *declared_length > a.body_limit) {
+        return make_error(error::body_too_large,
+                          "the body is larger than this route's limit of " + std::to_string(a.body_limit) + " bytes",
+                          ids, req.version());
+    }
+    if (auto ex = req.find(http::field::expect); ex != req.end() && !expects_continue(req.base())) {
+        return make_error(error::expectation_failed, "only Expect: 100-continue is supported", ids, req.version());
+    }
+    return std::nullopt;
+}
+
 awaitable<void> answer_request(request_context& ctx, const route_table& routes, std::string_view path,
                                std::string_view query, config::mode& mode, outcome& o) {
     const auto* route = ctx.route;
@@ -314,8 +363,9 @@ awaitable<void> answer_request(request_context& ctx, const route_table& routes, 
     }
 }
 
-void log_request(const http::request_header<>& req, const config::route* route, config::mode mode,
-                 const request_ids& ids, const outcome& o, std::chrono::steady_clock::time_point started) {
+void log_request(const http::request_header<>& req, std::string_view protocol, const config::route* route,
+                 config::mode mode, const request_ids& ids, const outcome& o,
+                 std::chrono::steady_clock::time_point started) {
     if (!log::enabled(log::level::info)) return;
     const auto us =
         std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started).count();
@@ -324,6 +374,7 @@ void log_request(const http::request_header<>& req, const config::route* route, 
     line.str("request_id", ids.request)
         .str("correlation_id", ids.correlation)
         .str("method", {req.method_string().data(), req.method_string().size()})
+        .str("protocol", protocol)
         .str("route", route ? std::string_view(route->name) : std::string_view())
         .str("mode", config::to_string(mode))
         .num("status", o.res.result_int())

@@ -278,6 +278,21 @@ prometheus::Counter& metrics::reply_record(std::string_view outcome) {
                    {{"outcome", std::string(outcome)}});
 }
 
+prometheus::Counter& metrics::http_connections(std::string_view protocol) {
+    return counter("handoff_http_connections_total",
+                   "Connections on the main listener, by the protocol they were served in: http/1.1, h2 (prior "
+                   "knowledge) or h2c-upgrade (switched from HTTP/1.1; also counted as http/1.1)",
+                   {{"protocol", std::string(protocol)}});
+}
+
+prometheus::Counter& metrics::http2_event(std::string_view kind) {
+    return counter("handoff_http2_events_total",
+                   "HTTP/2 refusals and errors, by kind: stream_refused (the bound on streams, requests being "
+                   "handled included), header_list_too_large, connection_error (GOAWAY sent with an error: a "
+                   "protocol violation or a flood), timeout",
+                   {{"kind", std::string(kind)}});
+}
+
 prometheus::Counter& metrics::producer_recreations(std::string_view reason) {
     return counter("handoff_kafka_producer_recreations_total",
                    "Kafka producer handles re-created: after a fatal idempotent-producer error, or after no "

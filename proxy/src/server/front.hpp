@@ -23,6 +23,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <list>
 #include <memory>
 #include <mutex>
@@ -55,6 +56,9 @@ struct session_handle {
     std::chrono::steady_clock::time_point deadline;  // when it is cancelled
     std::chrono::steady_clock::time_point expiry;    // when the timer fires
     bool timer_pending = false;                      // the timer is set to `expiry`
+    // An HTTP/2 connection's way to stop (GOAWAY, then close once its streams are answered),
+    // called on the session's strand by server::stop_accepting; unset on HTTP/1.1.
+    std::function<void()> stop;
 };
 
 // A route table and its routes' metric instruments, resolved once when the table is installed
@@ -185,6 +189,30 @@ outcome status_endpoint(server::state& st, const config::config& cfg, const http
 std::optional<outcome> match_problem(const route_match& match, const http::request<http::string_body>& req,
                                      const request_ids& ids);
 
+// What every request head is checked against and routed by, on HTTP/1.1 and HTTP/2 alike
+// (admit_head).
+struct admission {
+    std::string_view path, query;  // into the request's target
+    route_match match;
+    const config::route* route = nullptr;  // matched; null: forwarded unmatched, or answered here
+    config::mode mode = config::mode::forward;
+    std::size_t body_limit = 0;  // the route's, else listen.max_body_bytes
+};
+
+// The checks of a request head, in order: framing and fields (framing_problem), the target's form,
+// X-Correlation-ID (sets ids.correlation), the sidecar's own /_handoff/ paths (answered here),
+// route matching (ambiguous, method not allowed), a declared body length over the route's limit,
+// and Expect. Returns the answer when the request stops here, nullopt when its body is to be read
+// and the request handled. An answer with `close` set is for a malformed head: HTTP/1.1 closes
+// the connection after it, whatever follows.
+std::optional<outcome> admit_head(server::state& st, const route_table& routes, http::request<http::string_body>& req,
+                                  std::optional<std::uint64_t> declared_length, request_ids& ids, admission& a);
+
+inline bool expects_continue(const http::request_header<>& h) {
+    auto it = h.find(http::field::expect);
+    return it != h.end() && iequals(it->value(), "100-continue");
+}
+
 // Runs a request whose body has been read: the canary choice, the Idempotency-Key gate, then
 // the handler of the mode taken. `mode` comes in as the route's (or the default) and leaves as
 // the one taken. Exceptions become a 500 here. The answer is written into `o` (not returned: no
@@ -192,13 +220,55 @@ std::optional<outcome> match_problem(const route_match& match, const http::reque
 awaitable<void> answer_request(request_context& ctx, const route_table& routes, std::string_view path,
                                std::string_view query, config::mode& mode, outcome& o);
 
-void log_request(const http::request_header<>& req, const config::route* route, config::mode mode,
-                 const request_ids& ids, const outcome& o, std::chrono::steady_clock::time_point started);
+// `protocol`: "HTTP/1.1", "HTTP/1.0" or "HTTP/2", the log line's field of that name.
+void log_request(const http::request_header<>& req, std::string_view protocol, const config::route* route,
+                 config::mode mode, const request_ids& ids, const outcome& o,
+                 std::chrono::steady_clock::time_point started);
 
 // ---- server/session.cpp ----------------------------------------------------------------------------
 
+// A request body's share of limits.max_buffered_body_bytes, taken before the body is read and
+// given back when the request is done with (HTTP/1.1: its answer written; HTTP/2: its stream
+// closed and its handler finished).
+class body_reservation {
+public:
+    explicit body_reservation(std::atomic<std::size_t>& total) noexcept : total_(total) {}
+    body_reservation(const body_reservation&) = delete;
+    body_reservation& operator=(const body_reservation&) = delete;
+    ~body_reservation() {
+        if (held_ > 0) total_.fetch_sub(held_);
+    }
+    bool take(std::size_t n, std::size_t limit) noexcept {
+        auto cur = total_.load();
+        do {
+            if (n > limit || cur > limit - n) return false;
+        } while (!total_.compare_exchange_weak(cur, cur + n));
+        held_ = n;
+        return true;
+    }
+
+private:
+    std::atomic<std::size_t>& total_;
+    std::size_t held_ = 0;
+};
+
 // One connection, from its accept to its close; runs on the socket's executor (its strand).
 awaitable<void> run_session(state_ptr st, tcp::socket socket);
+
+// ---- server/h2_session.cpp ---------------------------------------------------------------------
+
+// An HTTP/1.1 request that asked to switch to HTTP/2 (Upgrade: h2c), read whole, with its
+// HTTP2-Settings value; the 101 has been written. It is answered as stream 1.
+struct h2_upgrade {
+    std::string settings;
+    http::request<http::string_body> req;
+};
+
+// A connection served in HTTP/2 from here on, until it closes; `buffered`: bytes already read
+// from it (the client preface onwards). Runs on the socket's strand, as run_session.
+awaitable<void> run_h2_session(state_ptr st, tcp::socket socket, std::string client_ip,
+                               std::shared_ptr<session_handle> handle, std::string buffered,
+                               std::optional<h2_upgrade> upgrade);
 
 }  // namespace front
 

@@ -151,6 +151,10 @@ void server::stop_accepting() {
         // Runs on the session's strand, where `stream` and `idle` are owned. A connection whose
         // next request has already arrived is left to finish it.
         asio::post(h->ex, [h] {
+            if (h->stop) {
+                h->stop();
+                return;
+            }
             if (!h->stream || !h->idle) return;
             boost::system::error_code ec;
             if (h->stream->socket().available(ec) > 0 && !ec) return;

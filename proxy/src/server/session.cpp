@@ -2,6 +2,7 @@
 // the request reader (head, then body, each bounded in size and time) with its mapping of read
 // errors to answers, and the helpers that put a response on the wire.
 #include "server/front.hpp"
+#include "server/h2.hpp"
 
 #include "handoff/common/log.hpp"
 #include "handoff/common/write_now.hpp"
@@ -23,35 +24,6 @@ namespace handoff::proxy::front {
 namespace {
 
 using request_parser = http::request_parser<http::string_body>;
-
-bool expects_continue(const http::request_header<>& h) {
-    auto it = h.find(http::field::expect);
-    return it != h.end() && iequals(it->value(), "100-continue");
-}
-
-// A request body's share of limits.max_buffered_body_bytes, taken before the body is read and
-// given back when the request's iteration of the session loop ends (its answer written).
-class body_reservation {
-public:
-    explicit body_reservation(std::atomic<std::size_t>& total) noexcept : total_(total) {}
-    body_reservation(const body_reservation&) = delete;
-    body_reservation& operator=(const body_reservation&) = delete;
-    ~body_reservation() {
-        if (held_ > 0) total_.fetch_sub(held_);
-    }
-    bool take(std::size_t n, std::size_t limit) noexcept {
-        auto cur = total_.load();
-        do {
-            if (n > limit || cur > limit - n) return false;
-        } while (!total_.compare_exchange_weak(cur, cur + n));
-        held_ = n;
-        return true;
-    }
-
-private:
-    std::atomic<std::size_t>& total_;
-    std::size_t held_ = 0;
-};
 
 // The deadline of the session's waits on its raw socket: the idle wait for a request, and the
 // write of an answer when the socket did not take it whole at once (write_now). Beast's tcp_stream
@@ -159,6 +131,72 @@ std::size_t parse_buffered(http::request_parser<http::string_body>& parser, beas
     return used;
 }
 
+// Whether the connection starts with HTTP/2's client preface, reading what more of it is needed
+// (bounded by the head's timeout): a client that sent "PRI * HTTP/2.0" and stopped is waited for.
+// False: the peer went, or the preface did not complete in time.
+awaitable<bool> read_preface(beast::tcp_stream& stream, beast::flat_buffer& buffer,
+                             std::chrono::steady_clock::duration timeout, bool& h2) {
+    auto buffered = [&] { return std::string_view(static_cast<const char*>(buffer.data().data()), buffer.size()); };
+    while (buffer.size() < h2_preface.size() && h2_preface.starts_with(buffered())) {
+        stream.expires_after(timeout);
+        auto [ec, n] = co_await stream.async_read_some(buffer.prepare(h2_preface.size()), tuple_awaitable);
+        if (ec) co_return false;
+        buffer.commit(n);
+    }
+    stream.expires_never();
+    h2 = buffered().starts_with(h2_preface);
+    co_return true;
+}
+
+std::string take(beast::flat_buffer& buffer) {
+    std::string out(static_cast<const char*>(buffer.data().data()), buffer.size());
+    buffer.consume(buffer.size());
+    return out;
+}
+
+// An Upgrade to h2c that can be honoured (RFC 7540 §3.2): "h2c" among the Upgrade tokens, exactly
+// one HTTP2-Settings field holding a valid SETTINGS payload, and both named in Connection.
+bool wants_h2c(const http::request<http::string_body>& req) {
+    auto has_token = [](std::string_view list, std::string_view token) {
+        while (!list.empty()) {
+            const auto comma = list.find(',');
+            auto item = list.substr(0, comma);
+            list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
+            while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
+            while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
+            if (iequals(item, token)) return true;
+        }
+        return false;
+    };
+    const auto up = req.find(http::field::upgrade);
+    if (up == req.end() || !has_token(up->value(), "h2c")) return false;
+    if (req.count("HTTP2-Settings") != 1) return false;
+    bool upgrade = false, settings = false;
+    for (auto [it, end] = req.equal_range(http::field::connection); it != end; ++it) {
+        upgrade = upgrade || has_token(it->value(), "Upgrade");
+        settings = settings || has_token(it->value(), "HTTP2-Settings");
+    }
+    return upgrade && settings && h2_connection::valid_settings(req["HTTP2-Settings"]);
+}
+
+// Answers 101 to a request that asked for h2c (wants_h2c), read whole, and serves the connection
+// in HTTP/2 from here, the request as stream 1. Returns when the connection is done with.
+awaitable<void> switch_to_h2(const state_ptr& st, beast::tcp_stream& stream, beast::flat_buffer& buffer,
+                             request_parser& parser, const std::string& client_ip,
+                             const std::shared_ptr<session_handle>& handle, const config::listen_config& listen) {
+    static constexpr std::string_view switching =
+        "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n";
+    h2_upgrade up{std::string(parser.get()["HTTP2-Settings"]), parser.release()};
+    for (const auto* name : {"Upgrade", "HTTP2-Settings", "Connection"}) up.req.erase(name);
+    stream.expires_after(listen.write_timeout);
+    auto [ec, n] = co_await asio::async_write(stream, asio::buffer(switching), tuple_awaitable);
+    if (ec) co_return;
+    stream.expires_never();
+    st->stats->http_connections("h2c-upgrade").Increment();
+    handle->stream = nullptr;
+    co_await run_h2_session(st, stream.release_socket(), client_ip, handle, take(buffer), std::move(up));
+}
+
 awaitable<void> write_and_close(beast::tcp_stream& stream, outcome o, const config::listen_config& listen,
                                 bool head_request) {
     o.res.keep_alive(false);
@@ -243,6 +281,7 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
     }
 
     std::size_t served = 0;
+    bool protocol_known = false;
     for (;;) {
         // Idle between requests: wait for the first byte of the next one. Once the listener has
         // stopped, a connection that was already served is closed here; one accepted from the
@@ -256,6 +295,28 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
             handle->idle = false;
             if (ec) break;
             buffer.commit(n);
+        }
+        if (served == 0 && !protocol_known) {
+            protocol_known = true;
+            // HTTP/2 with prior knowledge: the connection starts with the client preface.
+            bool h2 = false;
+            if (!co_await read_preface(stream, buffer, listen.header_timeout, h2)) break;
+            if (h2 && listen.http2.enabled) {
+                handle->stream = nullptr;
+                co_await run_h2_session(st, stream.release_socket(), client_ip, handle, take(buffer), std::nullopt);
+                break;
+            }
+            if (h2) {
+                // Beast's parser would call the preface a bad version (400): say what it is.
+                const request_ids none;
+                co_await write_and_close(
+                    stream,
+                    make_error(error::unsupported_version,
+                               "HTTP/2 is not enabled on this listener (listen.http2.enabled)", none, 11),
+                    listen, false);
+                break;
+            }
+            st->stats->http_connections("http/1.1").Increment();
         }
         const auto started = std::chrono::steady_clock::now();
         // RFC 9112 §2.2: empty lines before a request line are ignored (test_hostile_http.py, B-18).
@@ -297,17 +358,17 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
         const auto& routes = routing->table;
         const auto& cfg = routes->cfg();
         // Every request gets its own request ID; the caller's X-Correlation-ID is only a label
-        // (set below, once the head is known to be usable).
+        // (set by admit_head, once the head is known to be usable).
         request_ids ids{make_uuid_v7(), {}};
-        config::mode mode = cfg.defaults.mode;
-        const config::route* route = nullptr;
-        std::string_view path, query;
+        admission a;
+        a.mode = cfg.defaults.mode;
+        const std::string_view protocol = req.version() == 10 ? "HTTP/1.0" : "HTTP/1.1";
         // The request's metrics and log line, once its outcome is known.
         auto record = [&](const outcome& o) {
-            metrics::observe(routing->instruments(*st->stats, route, path.starts_with("/_handoff/"), mode),
+            metrics::observe(routing->instruments(*st->stats, a.route, a.path.starts_with("/_handoff/"), a.mode),
                              o.res.result_int(),
                              std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
-            if (cfg.log.requests) log_request(req, route, mode, ids, o, started);
+            if (cfg.log.requests) log_request(req, protocol, a.route, a.mode, ids, o, started);
         };
         auto finish = [&](outcome o) -> outcome {
             record(o);
@@ -321,59 +382,14 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
                 listen, head_request);
             break;
         }
-        if (auto problem = framing_problem(req.base())) {
-            co_await write_and_close(stream, finish(make_error(error::bad_request, *problem, ids, req.version())),
-                                     listen, head_request);
+        std::optional<std::uint64_t> declared;
+        if (const auto cl = parser.content_length()) declared = *cl;
+        // Upgrade: h2c (RFC 7540 §3.2) on a request that needs no body read, answered by
+        // admit_head (the status endpoint, a refusal): switched now, answered as stream 1.
+        std::optional<outcome> early = admit_head(*st, *routes, req, declared, ids, a);
+        if (early && parser.is_done() && listen.http2.enabled && wants_h2c(req)) {
+            co_await switch_to_h2(st, stream, buffer, parser, client_ip, handle, listen);
             break;
-        }
-        if (!split_target(req.target(), path, query)) {
-            co_await write_and_close(
-                stream,
-                finish(make_error(error::bad_request, "the request target must be a path (origin-form)", ids,
-                                  req.version())),
-                listen, head_request);
-            break;
-        }
-        if (auto it = req.find("X-Correlation-ID"); it != req.end()) {
-            if (!valid_correlation_id(it->value())) {
-                // The caller's label is unusable; the error carries the request ID instead.
-                ids.correlation = ids.request;
-                auto o = make_error(error::invalid_correlation_id,
-                                    "X-Correlation-ID must be 1-128 characters of [A-Za-z0-9._:-]", ids, req.version());
-                o.close = o.close || !parser.is_done();
-                co_await write_and_close(stream, finish(std::move(o)), listen, head_request);
-                break;
-            }
-            ids.correlation = std::string(it->value());
-        } else {
-            ids.correlation = ids.request;
-        }
-
-        std::optional<outcome> early;
-        route_match match;
-        if (path.starts_with("/_handoff/")) {
-            // Reserved for the sidecar itself: never routed, never forwarded.
-            early = status_endpoint(*st, cfg, req, path, ids);
-        } else {
-            match = routes->match(req.method_string(), path);
-            early = match_problem(match, req, ids);
-            if (match.result == route_match::kind::matched) {
-                route = match.route;
-                mode = route->mode;
-            }
-        }
-        const std::size_t body_limit =
-            (route && route->max_body_bytes > 0) ? route->max_body_bytes : listen.max_body_bytes;
-        if (!early) {
-            if (auto cl = parser.content_length(); cl && *cl > body_limit) {
-                early =
-                    make_error(error::body_too_large,
-                               "the body is larger than this route's limit of " + std::to_string(body_limit) + " bytes",
-                               ids, req.version());
-            } else if (auto ex = req.find(http::field::expect); ex != req.end() && !expects_continue(req.base())) {
-                early =
-                    make_error(error::expectation_failed, "only Expect: 100-continue is supported", ids, req.version());
-            }
         }
         if (early) {
             // The body (if any) was not read: the connection cannot be reused.
@@ -393,6 +409,8 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
             if (wec || !o.res.keep_alive()) break;
             continue;
         }
+        const auto& route = a.route;
+        const std::size_t body_limit = a.body_limit;
 
         body_reservation body_share(st->buffered_bodies);
         if (!parser.is_done()) {
@@ -451,15 +469,20 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
             }
         }
 
+        // Upgrade: h2c (RFC 7540 §3.2): the request, read whole, is answered as HTTP/2's stream 1.
+        if (listen.http2.enabled && wants_h2c(req)) {
+            co_await switch_to_h2(st, stream, buffer, parser, client_ip, handle, listen);
+            break;
+        }
         // Named, not braced inside the co_await: GCC 12 (see request_context).
-        request_context ctx{st, cfg, route, req, match.params, client_ip, ids};
+        request_context ctx{st, cfg, route, req, a.match.params, client_ip, ids};
         if (route && !route->topic.empty()) ctx.topic_metrics = &routing->topic(*st->stats, *route);
         outcome o;
-        co_await answer_request(ctx, *routes, path, query, mode, o);
+        co_await answer_request(ctx, *routes, a.path, a.query, a.mode, o);
         record(o);
         const bool keep = !o.close && req.keep_alive() && !st->draining.load() && !st->closing.load();
         o.res.keep_alive(keep);
-        if (req.method() != http::verb::head || (mode != config::mode::forward && mode != config::mode::shadow)) {
+        if (req.method() != http::verb::head || (a.mode != config::mode::forward && a.mode != config::mode::shadow)) {
             if (!o.res.has_content_length() && o.res.result_int() >= 200 && o.res.result_int() != 204 &&
                 o.res.result_int() != 304) {
                 o.res.content_length(o.res.body().size());

@@ -30,6 +30,14 @@ enum class profile_kind { development, production };
 // "development" / "production".
 const char* to_string(profile_kind p) noexcept;
 
+// HTTP/2 in cleartext (h2c) on the main listener, beside HTTP/1.1: prior knowledge (the client
+// starts with the HTTP/2 preface) and the HTTP/1.1 Upgrade: h2c.
+struct http2_config {
+    bool enabled = false;
+    std::uint32_t max_concurrent_streams = 100;        // SETTINGS_MAX_CONCURRENT_STREAMS
+    std::uint32_t initial_window_bytes = 1024 * 1024;  // each stream's receive window, and the connection's
+};
+
 struct listen_config {
     std::string address = "0.0.0.0";
     std::uint16_t port = 8080;
@@ -41,6 +49,7 @@ struct listen_config {
     millis body_timeout{30'000};               // whole body must arrive within this
     millis idle_timeout{60'000};               // keep-alive idle between requests
     millis write_timeout{30'000};              // writing one response
+    http2_config http2;
 };
 
 struct admin_config {

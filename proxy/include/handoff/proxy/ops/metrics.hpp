@@ -98,6 +98,8 @@ public:
 
     prometheus::Counter& idempotency(const std::string& route, std::string_view result);
     prometheus::Counter& shadow_failure(const std::string& route, std::string_view reason);
+    prometheus::Counter& http_connections(std::string_view protocol);  // http/1.1 | h2 | h2c-upgrade
+    prometheus::Counter& http2_event(std::string_view kind);
     prometheus::Counter& reply_record(std::string_view outcome);         // records read from replies.topic
     prometheus::Counter& producer_recreations(std::string_view reason);  // fatal | stalled
 

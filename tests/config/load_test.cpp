@@ -284,6 +284,24 @@ TEST_CASE("durations need a unit and accept ms, s, m and h") {
     CHECK_ERROR(load_with("upstream: {timeout: 5 days}\n"), "upstream.timeout", "invalid duration");
 }
 
+TEST_CASE("listen.http2: on by default; its bounds are checked with their path") {
+    const auto def = load_with("");
+    REQUIRE_OK(def);
+    CHECK(def.value->listen.http2.enabled);
+    CHECK(def.value->listen.http2.max_concurrent_streams == 100);
+    CHECK(def.value->listen.http2.initial_window_bytes == 1024 * 1024);
+    const auto set =
+        load_with("listen: {http2: {enabled: false, max_concurrent_streams: 8, initial_window_bytes: 64KiB}}\n");
+    REQUIRE_OK(set);
+    CHECK_FALSE(set.value->listen.http2.enabled);
+    CHECK(set.value->listen.http2.max_concurrent_streams == 8);
+    CHECK(set.value->listen.http2.initial_window_bytes == 65'536);
+    CHECK_ERROR(load_with("listen: {http2: {max_concurrent_streams: 0}}\n"), "listen.http2.max_concurrent_streams", "");
+    CHECK_ERROR(load_with("listen: {http2: {initial_window_bytes: 1KiB}}\n"), "listen.http2.initial_window_bytes",
+                "between 65535 bytes and 2GiB-1");
+    CHECK_ERROR(load_with("listen: {http2: {enabled: true, push: true}}\n"), "listen.http2.push", "");
+}
+
 TEST_CASE("listen and admin addresses must be IP addresses") {
     CHECK_ERROR(load_with("admin: {address: localhost}\n"), "admin.address", "IP address expected");
     const auto r = load_with("listen: {address: \"::\"}\nadmin: {address: 127.0.0.1, enabled: false}\n");

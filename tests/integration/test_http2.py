@@ -532,8 +532,17 @@ def short(handoff_process, brokers, upstream, topics):
 
 @pytest.fixture(scope="module")
 def h1only(handoff_process, brokers, upstream, topics):
-    """listen.http2 not set: HTTP/1.1 only (the default)."""
-    return handoff_process(base_config(brokers, upstream.port, routes(topics)), name="h2-disabled")
+    """listen.http2.enabled: false: HTTP/1.1 only."""
+    return handoff_process(base_config(brokers, upstream.port, routes(topics), listen={"http2": {"enabled": False}}),
+                           name="h2-disabled")
+
+
+def test_H11_http2_is_on_by_default(handoff_process, brokers, upstream, topics, tmp_path):
+    """A config that does not mention listen.http2 serves HTTP/2 with prior knowledge and upgrades."""
+    h = handoff_process(base_config(brokers, upstream.port, routes(topics)), name="h2-default")
+    for mode in ("prior", "upgrade"):
+        r, version = curl(h.port, "POST", "/ev", tmp_path, b"{}", JSON, mode=mode)
+        assert (r.status, version) == (202, "2"), (mode, r, version)
 
 
 JSON = [("content-type", "application/json")]
@@ -1169,7 +1178,7 @@ def test_H10_an_answer_the_client_does_not_take_is_reset_at_write_timeout(attack
 
 
 # ---------------------------------------------------------------------------------------------
-# H-11 disabled (the default)
+# H-11 on by default; disabled
 # ---------------------------------------------------------------------------------------------
 def test_H11_disabled_a_prior_knowledge_preface_gets_http11_505(h1only):
     """listen.http2 not enabled: the client preface is an HTTP/1.1 request line of version 2.0:

@@ -33,7 +33,7 @@ const char* to_string(profile_kind p) noexcept;
 // HTTP/2 in cleartext (h2c) on the main listener, beside HTTP/1.1: prior knowledge (the client
 // starts with the HTTP/2 preface) and the HTTP/1.1 Upgrade: h2c.
 struct http2_config {
-    bool enabled = false;
+    bool enabled = true;
     std::uint32_t max_concurrent_streams = 100;        // SETTINGS_MAX_CONCURRENT_STREAMS
     std::uint32_t initial_window_bytes = 1024 * 1024;  // each stream's receive window, and the connection's
 };

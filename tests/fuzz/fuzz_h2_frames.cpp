@@ -4,7 +4,7 @@
 // and holds some to answer after the input (their streams may have been reset by then). Checks,
 // besides what ASan and UBSan see: the streams the connection keeps never exceed its bound, a
 // request handed on within the header-list bound is not marked, every body handed on is within
-// the front's limit, and the output of one pull is bounded (tests/CATALOGUE.md, L-9, H2-10).
+// the front's limit, and the output of one pull is bounded (tests/CATALOGUE.md, L-9, H-15).
 #include "server/h2.hpp"
 
 #include <cstdio>

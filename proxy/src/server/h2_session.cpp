@@ -227,6 +227,9 @@ private:
     }
 
     void after_answer() {
+        // The idle timeout counts from the last answer too: a commit that took longer than it
+        // does not close the connection the moment it is answered.
+        last_activity_ = clock::now();
         // A draining sidecar asks the client to go elsewhere, as HTTP/1.1's Connection: close.
         if ((st_->draining.load() || st_->closing.load()) && !goaway_sent_) {
             goaway_sent_ = true;

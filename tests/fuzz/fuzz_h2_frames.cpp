@@ -54,7 +54,6 @@ struct answering_front : h2_connection::events {
         reply(*s, s->body_too_large ? 413 : 200);
         conn->handler_done(*s);
     }
-    void on_close(h2_stream&) override {}
 };
 
 }  // namespace

@@ -373,6 +373,12 @@ bool split_target(std::string_view target, std::string_view& path, std::string_v
     return true;
 }
 
+bool has_token(std::string_view list, std::string_view token) noexcept {
+    bool found = false;
+    for_each_token(list, [&](std::string_view t) { found = found || iequals(t, token); });
+    return found;
+}
+
 bool is_token(std::string_view s) noexcept { return !s.empty() && std::all_of(s.begin(), s.end(), is_tchar); }
 
 std::string upstream_request_head(const http::request<http::string_body>& req, std::string_view forwarded_for,

@@ -271,7 +271,7 @@ std::optional<outcome> admit_head(server::state& st, const route_table& routes, 
                                   std::optional<std::uint64_t> declared_length, request_ids& ids, admission& a) {
     const auto& cfg = routes.cfg();
     a.mode = cfg.defaults.mode;
-    a.body_limit = cfg.listen.max_body_bytes;
+    a.body_limit = st.listen.max_body_bytes;
     // A malformed head: answered, and an HTTP/1.1 connection is closed whatever follows.
     auto malformed = [&](error e, std::string_view message) {
         auto o = make_error(e, message, ids, req.version());

@@ -109,6 +109,10 @@ struct server::state {
     std::atomic<std::size_t> buffered_bodies{0};  // bytes reserved by body_reservation
     std::atomic<bool> closing{false};
     std::atomic<std::size_t> connections{0};
+    // handoff_http_connections_total by protocol, resolved once (a lookup takes the registry's lock).
+    prometheus::Counter& http1_connections;
+    prometheus::Counter& h2_connections;
+    prometheus::Counter& h2c_upgrades;
     std::mutex sessions_mutex;
     std::list<std::shared_ptr<front::session_handle>> sessions;
 

@@ -22,12 +22,6 @@ constexpr std::uint64_t reset_rate = 33;          // then this many per second, 
 
 std::string_view sv(const std::uint8_t* p, std::size_t n) { return {reinterpret_cast<const char*>(p), n}; }
 
-// RFC 9113 §8.2.2: fields that are connection-specific in HTTP/1.1 are never sent in HTTP/2.
-bool connection_specific(std::string_view lower_name) {
-    return lower_name == "connection" || lower_name == "keep-alive" || lower_name == "proxy-connection" ||
-           lower_name == "transfer-encoding" || lower_name == "upgrade" || lower_name == "te";
-}
-
 std::string lower(std::string_view s) {
     std::string out(s);
     for (auto& c : out) {
@@ -178,8 +172,6 @@ bool h2_connection::alive() const {
     return !terminated_ && (nghttp2_session_want_read(session_) != 0 || nghttp2_session_want_write(session_) != 0);
 }
 
-bool h2_connection::want_write() const { return !terminated_ && nghttp2_session_want_write(session_) != 0; }
-
 bool h2_connection::answer(h2_stream& s, outcome& o, bool head_request) {
     if (s.closed || s.answered || terminated_) return false;
     s.answered = true;
@@ -189,8 +181,10 @@ bool h2_connection::answer(h2_stream& s, outcome& o, bool head_request) {
     std::vector<std::string_view> values;
     const auto status = std::to_string(o.res.result_int());
     auto add = [&](std::string_view name, std::string_view value) {
+        // RFC 9113 §8.2.2: HTTP/1.1's connection-specific fields are never sent in HTTP/2 (the
+        // hop-by-hop list `forward` strips from the service's answer covers them).
+        if (is_hop_by_hop(name)) return;
         auto n = lower(name);
-        if (connection_specific(n)) return;
         names.push_back(std::move(n));
         values.push_back(value);
     };
@@ -394,16 +388,14 @@ int h2_connection::on_data_chunk(nghttp2_session*, std::uint8_t, std::int32_t st
     return 0;
 }
 
-int h2_connection::on_stream_close(nghttp2_session*, std::int32_t stream_id, std::uint32_t error_code, void* p) {
+int h2_connection::on_stream_close(nghttp2_session*, std::int32_t stream_id, std::uint32_t, void* p) {
     auto& self = *static_cast<h2_connection*>(p);
     auto it = self.streams_.find(stream_id);
     if (it == self.streams_.end()) return 0;
     auto s = std::move(it->second);
     self.streams_.erase(it);
     s->closed = true;
-    s->close_code = error_code;
     if (s->handling) ++self.orphans_;
-    if (!s->refused) self.ev_.on_close(*s);
     return 0;
 }
 

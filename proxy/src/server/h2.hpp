@@ -55,7 +55,6 @@ struct h2_stream {
     bool handling = false;              // given to the driver's handler; not answered yet
     bool answered = false;              // an answer was submitted
     bool closed = false;                // nghttp2 closed the stream (sent, or reset by either side)
-    std::uint32_t close_code = 0;       // its error code (0: NO_ERROR)
     std::string cookie;                 // cookie fields, joined with "; " (RFC 9113 §8.2.3)
     bool had_cookie = false;
     bool had_authority = false;
@@ -79,8 +78,6 @@ public:
         // The request is complete (head and body) and was not answered from on_head; the owner
         // handles it and calls answer(), now or later.
         virtual void on_request(const std::shared_ptr<h2_stream>& s) = 0;
-        // The stream closed (answer sent, or reset); it may still be `handling`.
-        virtual void on_close(h2_stream& s) = 0;
         // A new stream was refused (REFUSED_STREAM): the bound on streams was reached.
         virtual void on_refused() {}
         // A GOAWAY with this error code went out (nghttp2's, on a protocol error or a flood, or
@@ -132,7 +129,6 @@ public:
     // Whether the connection is still wanted: nghttp2 wants to read or write, or a stream waits
     // for its answer.
     bool alive() const;
-    bool want_write() const;
     // Streams open or being handled (0: the connection is idle).
     std::size_t active() const { return streams_.size() + orphans_; }
     template <class F>
@@ -150,7 +146,7 @@ private:
     static int on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, void* self);
     static int on_data_chunk(nghttp2_session*, std::uint8_t flags, std::int32_t stream_id, const std::uint8_t* data,
                              std::size_t len, void* self);
-    static int on_stream_close(nghttp2_session*, std::int32_t stream_id, std::uint32_t error_code, void* self);
+    static int on_stream_close(nghttp2_session*, std::int32_t stream_id, std::uint32_t, void* self);
     static int on_frame_send(nghttp2_session*, const nghttp2_frame* frame, void* self);
     static ssize_t read_body(nghttp2_session*, std::int32_t stream_id, std::uint8_t* buf, std::size_t length,
                              std::uint32_t* data_flags, nghttp2_data_source* source, void* self);

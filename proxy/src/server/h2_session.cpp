@@ -49,7 +49,6 @@ public:
 
     awaitable<void> run(std::string buffered, std::optional<h2_upgrade> upgrade) {
         auto self = shared_from_this();
-        const auto& listen = st_->listen;
         handle_->stop = [weak = weak_from_this()] {
             if (auto s = weak.lock()) s->stop();
         };
@@ -86,7 +85,6 @@ public:
         } else {
             schedule();
         }
-        (void)listen;
     }
 
     // ---- h2_connection::events ------------------------------------------------------------
@@ -166,7 +164,6 @@ public:
         asio::co_spawn(socket_.get_executor(), handle(shared_from_this(), sp, std::move(ss)), asio::detached);
     }
 
-    void on_close(h2_stream&) override {}
     void on_refused() override { st_->stats->http2_event("stream_refused").Increment(); }
     void on_goaway_sent(std::uint32_t code) override {
         // A timeout's GOAWAY (CANCEL) is counted as a timeout; NO_ERROR is a graceful end.
@@ -231,13 +228,14 @@ private:
         // does not close the connection the moment it is answered.
         last_activity_ = clock::now();
         // A draining sidecar asks the client to go elsewhere, as HTTP/1.1's Connection: close.
-        if ((st_->draining.load() || st_->closing.load()) && !goaway_sent_) {
-            goaway_sent_ = true;
-            conn_.shut_down();
+        if (st_->draining.load() || st_->closing.load()) {
+            stop();
+        } else {
+            kick();
         }
-        kick();
     }
 
+    // GOAWAY once (NO_ERROR): the streams open are still answered, no new one is taken.
     void stop() {
         if (!goaway_sent_) {
             goaway_sent_ = true;
@@ -424,7 +422,7 @@ private:
 awaitable<void> run_h2_session(state_ptr st, tcp::socket socket, std::string client_ip,
                                std::shared_ptr<session_handle> handle, std::string buffered,
                                std::optional<h2_upgrade> upgrade) {
-    if (!upgrade) st->stats->http_connections("h2").Increment();  // an upgrade is counted by the session
+    if (!upgrade) st->h2_connections.Increment();  // an upgrade is counted by the session
     auto session = std::make_shared<h2_session>(st, std::move(socket), std::move(client_ip), std::move(handle));
     co_await session->run(std::move(buffered), std::move(upgrade));
 }

@@ -17,7 +17,13 @@ using tcp = asio::ip::tcp;
 
 server::state::state(asio::io_context& io, std::shared_ptr<const route_table> r, std::shared_ptr<producer> p,
                      std::shared_ptr<upstream_client> u, std::shared_ptr<metrics> m)
-    : ioc(io), kafka(std::move(p)), upstream(std::move(u)), stats(m ? std::move(m) : std::make_shared<metrics>()) {
+    : ioc(io),
+      kafka(std::move(p)),
+      upstream(std::move(u)),
+      stats(m ? std::move(m) : std::make_shared<metrics>()),
+      http1_connections(stats->http_connections("http/1.1")),
+      h2_connections(stats->http_connections("h2")),
+      h2c_upgrades(stats->http_connections("h2c-upgrade")) {
     routes.store(std::make_shared<const front::routing>(std::move(r), *stats));
     const auto& cfg = routes.load()->table->cfg();
     listen = cfg.listen;

@@ -157,17 +157,6 @@ std::string take(beast::flat_buffer& buffer) {
 // An Upgrade to h2c that can be honoured (RFC 7540 §3.2): "h2c" among the Upgrade tokens, exactly
 // one HTTP2-Settings field holding a valid SETTINGS payload, and both named in Connection.
 bool wants_h2c(const http::request<http::string_body>& req) {
-    auto has_token = [](std::string_view list, std::string_view token) {
-        while (!list.empty()) {
-            const auto comma = list.find(',');
-            auto item = list.substr(0, comma);
-            list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
-            while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
-            while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
-            if (iequals(item, token)) return true;
-        }
-        return false;
-    };
     const auto up = req.find(http::field::upgrade);
     if (up == req.end() || !has_token(up->value(), "h2c")) return false;
     if (req.count("HTTP2-Settings") != 1) return false;
@@ -192,7 +181,7 @@ awaitable<void> switch_to_h2(const state_ptr& st, beast::tcp_stream& stream, bea
     auto [ec, n] = co_await asio::async_write(stream, asio::buffer(switching), tuple_awaitable);
     if (ec) co_return;
     stream.expires_never();
-    st->stats->http_connections("h2c-upgrade").Increment();
+    st->h2c_upgrades.Increment();
     handle->stream = nullptr;
     co_await run_h2_session(st, stream.release_socket(), client_ip, handle, take(buffer), std::move(up));
 }
@@ -316,7 +305,7 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
                     listen, false);
                 break;
             }
-            st->stats->http_connections("http/1.1").Increment();
+            st->http1_connections.Increment();
         }
         const auto started = std::chrono::steady_clock::now();
         // RFC 9112 §2.2: empty lines before a request line are ignored (test_hostile_http.py, B-18).
@@ -387,7 +376,7 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
         // Upgrade: h2c (RFC 7540 §3.2) on a request that needs no body read, answered by
         // admit_head (the status endpoint, a refusal): switched now, answered as stream 1.
         std::optional<outcome> early = admit_head(*st, *routes, req, declared, ids, a);
-        if (early && parser.is_done() && listen.http2.enabled && wants_h2c(req)) {
+        if (early && parser.is_done() && listen.http2.enabled && parser.upgrade() && wants_h2c(req)) {
             co_await switch_to_h2(st, stream, buffer, parser, client_ip, handle, listen);
             break;
         }
@@ -470,7 +459,9 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
         }
 
         // Upgrade: h2c (RFC 7540 §3.2): the request, read whole, is answered as HTTP/2's stream 1.
-        if (listen.http2.enabled && wants_h2c(req)) {
+        // parser.upgrade() (Connection lists "upgrade", noted while parsing) spares the common
+        // request the field lookups of wants_h2c.
+        if (listen.http2.enabled && parser.upgrade() && wants_h2c(req)) {
             co_await switch_to_h2(st, stream, buffer, parser, client_ip, handle, listen);
             break;
         }

@@ -362,3 +362,12 @@ TEST_CASE("serialize_request_head and the body are exactly what Beast's serializ
     os2 << odd;
     CHECK(out2 == os2.str());
 }
+
+TEST_CASE("has_token finds an element of a comma-separated list, ignoring case and spaces") {
+    CHECK(has_token("Upgrade, HTTP2-Settings", "upgrade"));
+    CHECK(has_token("keep-alive ,\tUpgrade", "UPGRADE"));
+    CHECK(has_token("h2c", "h2c"));
+    CHECK_FALSE(has_token("h2c-14, websocket", "h2c"));  // a longer token is not the token
+    CHECK_FALSE(has_token("", "h2c"));
+    CHECK_FALSE(has_token(" , ,", "h2c"));
+}

@@ -121,7 +121,6 @@ struct front_events : h2_connection::events {
         requests.push_back(s);
         if (!hold) answer(*s);
     }
-    void on_close(h2_stream&) override {}
     void answer(h2_stream& s, int status = 200, std::string body = "ok") {
         outcome o;
         o.res.result(status);

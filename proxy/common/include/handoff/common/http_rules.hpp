@@ -104,6 +104,10 @@ bool split_target(std::string_view target, std::string_view& path, std::string_v
 
 bool iequals(std::string_view a, std::string_view b) noexcept;
 
+// Whether a comma-separated field value (Connection, Upgrade) lists `token`, ignoring case and
+// the spaces around each element.
+bool has_token(std::string_view list, std::string_view token) noexcept;
+
 // An RFC 9110 token (1+ tchar): methods, header names.
 bool is_token(std::string_view s) noexcept;
 

@@ -1,8 +1,9 @@
 #include "handoff/common/ids.hpp"
 
-#include <openssl/rand.h>
+#include <sys/random.h>
 
 #include <array>
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <random>
@@ -22,10 +23,12 @@ std::mt19937_64& rng() {
     return gen;
 }
 
-// `n` (at most 64) bytes from OpenSSL's CSPRNG (its DRBG: per-thread, reseeded from the kernel,
-// safe across fork in OpenSSL 3), each handed out once. Drawn 4 KiB at a time into a per-thread
-// buffer: one RAND_bytes call costs about 700 ns whatever its size (measured here), and every
-// request takes an ID. Throws std::runtime_error when the CSPRNG fails: no weak bytes instead.
+// `n` (at most 64) bytes from the kernel's CSPRNG (getrandom(2), which blocks only until the
+// kernel's pool is first seeded, at boot), each handed out once. Drawn 4 KiB at a time into a
+// per-thread buffer: a system call per ~400 IDs. Not OpenSSL's RAND_bytes, which draws from the same
+// kernel source: starting OpenSSL's DRBG and providers costs a sidecar that has no TLS broker
+// connection about 2 MB of resident memory (tests/integration/test_footprint.py). Throws
+// std::runtime_error when the CSPRNG fails: no weak bytes instead.
 const unsigned char* csprng_bytes(std::size_t n) {
     struct pool {
         std::array<unsigned char, 4096> bytes;
@@ -33,8 +36,12 @@ const unsigned char* csprng_bytes(std::size_t n) {
     };
     thread_local pool p;
     if (p.next + n > p.bytes.size()) {
-        if (RAND_bytes(p.bytes.data(), static_cast<int>(p.bytes.size())) != 1) {
-            throw std::runtime_error("the CSPRNG (RAND_bytes) failed: no request ID can be made");
+        // Above 256 bytes getrandom may return fewer (a signal): fill the rest.
+        for (std::size_t filled = 0; filled < p.bytes.size();) {
+            const ssize_t got = getrandom(p.bytes.data() + filled, p.bytes.size() - filled, 0);
+            if (got < 0 && errno == EINTR) continue;
+            if (got <= 0) throw std::runtime_error("the CSPRNG (getrandom) failed: no request ID can be made");
+            filled += static_cast<std::size_t>(got);
         }
         p.next = 0;
     }

@@ -20,8 +20,9 @@ struct request_ids {
 // 1..128 characters of [A-Za-z0-9._:-] (README, "Request IDs").
 bool valid_correlation_id(std::string_view id) noexcept;
 
-// A new UUIDv7 (RFC 9562): 48-bit Unix milliseconds, version 7, and 74 random bits from OpenSSL's
-// CSPRNG (RAND_bytes), so that IDs a client has seen tell nothing about the next ones. Thread-safe.
+// A new UUIDv7 (RFC 9562): 48-bit Unix milliseconds, version 7, and 74 random bits from the
+// kernel's CSPRNG (getrandom), so that IDs a client has seen tell nothing about the next ones.
+// Thread-safe.
 // Throws std::runtime_error when the CSPRNG fails (it does not hand out weak bytes).
 std::string make_uuid_v7();
 

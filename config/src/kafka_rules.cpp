@@ -25,4 +25,12 @@ std::optional<std::string> weakened_durability(std::string_view name, std::strin
     return v;
 }
 
+std::optional<std::string> unsupported_sasl_mechanism(std::string_view name, std::string_view value) {
+    if (name != "sasl.mechanism" && name != "sasl.mechanisms") return std::nullopt;
+    if (detail::lower(std::string(detail::trim(value))) != "gssapi") return std::nullopt;
+    return std::string(name) + "=" + std::string(value) +
+           ": GSSAPI (Kerberos) is not built in (it would load Cyrus SASL into every process); "
+           "use PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER";
+}
+
 }  // namespace handoff::config

@@ -1,5 +1,6 @@
 // The top-level sections other than routes and subscriptions: listen, admin, upstream, defaults,
 // routing, drain, limits, status, idempotency, replies, log and kafka.
+#include "handoff/config/kafka_rules.hpp"
 #include "loader.hpp"
 
 namespace handoff::config::detail {
@@ -263,6 +264,7 @@ void loader::parse_kafka(const YAML::Node& n, bool present, kafka_config& k) {
         }
         auto v = scalar(it->second, path);
         if (!v) continue;
+        if (const auto why = unsupported_sasl_mechanism(name, *v)) fail(it->second, path, *why);
         property_nodes_.emplace(name, std::make_pair(it->second, *v));
         places_.emplace(path, it->second);
         k.properties.emplace(name, std::move(*v));

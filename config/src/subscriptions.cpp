@@ -1,5 +1,6 @@
 // subscriptions: the receiving half (README, "Receiving half"), each entry a consumer group delivering to the
 // local service.
+#include "handoff/config/kafka_rules.hpp"
 #include "loader.hpp"
 
 #include <algorithm>
@@ -180,7 +181,10 @@ bool loader::parse_subscription(const YAML::Node& n, const std::string& p, subsc
                          "'" + name + "' is set by Handoff (use the subscription's own keys)");
                     continue;
                 }
-                if (auto v = scalar(it->second, pp + "." + name)) s.properties[name] = std::move(*v);
+                if (auto v = scalar(it->second, pp + "." + name)) {
+                    if (const auto why = unsupported_sasl_mechanism(name, *v)) fail(it->second, pp + "." + name, *why);
+                    s.properties[name] = std::move(*v);
+                }
                 places_.emplace(pp + "." + name, it->second);
             }
         }

@@ -400,6 +400,20 @@ TEST_CASE("kafka properties become strings and bootstrap.servers is rejected") {
                 "scalar expected");
 }
 
+TEST_CASE("a SASL mechanism that is not built in (GSSAPI) is refused with its path, whatever its case") {
+    const auto bad = load(
+        "kafka:\n  brokers: b:9092\n  properties:\n    security.protocol: SASL_SSL\n"
+        "    sasl.mechanism: gssapi\n");
+    CHECK_ERROR(bad, "kafka.properties.sasl.mechanism", "GSSAPI (Kerberos) is not built in");
+    CHECK(bad.errors[0].line == 5);
+    CHECK_ERROR(load("kafka: {brokers: b, properties: {sasl.mechanisms: ' GSSAPI'}}\n"),
+                "kafka.properties.sasl.mechanisms", "use PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER");
+    for (const char* ok : {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"}) {
+        CAPTURE(ok);
+        REQUIRE_OK(load(std::string("kafka: {brokers: b, properties: {sasl.mechanism: ") + ok + "}}\n"));
+    }
+}
+
 TEST_CASE("secret properties are recognised by name") {
     const auto r = load(
         "kafka:\n  brokers: b:9092\n  properties:\n"
@@ -837,7 +851,7 @@ TEST_CASE("subscription names are unique, dead-letter topics cannot loop and Han
     topics: [b]
     group: g
     retry: {backoff_base: 5s, backoff_cap: 1s}
-    properties: {group.id: other, enable.auto.offset.store: "true", enable.auto.commit: "false"}
+    properties: {group.id: other, enable.auto.offset.store: "true", enable.auto.commit: "false", sasl.mechanism: GSSAPI}
 )");
     CHECK_ERROR(r, "subscriptions[0].dead_letter_topic", "would loop");
     CHECK_ERROR(r, "subscriptions[1].name", "duplicate subscription name 's'");
@@ -845,6 +859,7 @@ TEST_CASE("subscription names are unique, dead-letter topics cannot loop and Han
     CHECK_ERROR(r, "subscriptions[1].properties.group.id", "set by Handoff");
     CHECK_ERROR(r, "subscriptions[1].properties.enable.auto.offset.store", "set by Handoff");
     CHECK_ERROR(r, "subscriptions[1].properties.enable.auto.commit", "auto.commit.interval.ms");
+    CHECK_ERROR(r, "subscriptions[1].properties.sasl.mechanism", "GSSAPI (Kerberos) is not built in");
 }
 
 TEST_CASE("a subscription target may fall back to a fixed path only with path original") {

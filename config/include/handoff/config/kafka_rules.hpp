@@ -33,4 +33,13 @@ bool valid_topic_name(std::string_view name) noexcept;
 // (kafka.properties) and by the Kafka adapter when it builds the producer.
 std::optional<std::string> weakened_durability(std::string_view name, std::string_view value);
 
+// ---- SASL mechanisms --------------------------------------------------------------------------
+
+// For the client property `name` = `value`: why the value cannot work, when it names a SASL
+// mechanism that Handoff's librdkafka is built without — GSSAPI (Kerberos), which would need Cyrus
+// libsasl2 in every process (scripts/setup.sh) — and nullopt otherwise. PLAIN, SCRAM-SHA-256,
+// SCRAM-SHA-512 and OAUTHBEARER are librdkafka's own. Asked by the config loader for
+// kafka.properties and subscriptions' properties, so `handoff validate` says it, not only the start.
+std::optional<std::string> unsupported_sasl_mechanism(std::string_view name, std::string_view value);
+
 }  // namespace handoff::config

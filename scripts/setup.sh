@@ -66,11 +66,13 @@ fi
 # GSSAPI (Kerberos). `--enable-sasl` is librdkafka's alias of `--enable-gssapi` and is not given:
 # it loaded libsasl2, Berkeley DB and eight SASL plugins into every process (0.75 MB resident).
 LIBRDKAFKA_CONFIGURE=(--disable-curl --disable-gssapi --enable-ssl --enable-zstd --enable-lz4-ext)
-LIBRDKAFKA_PATCHES="rdrand-getentropy"  # the sed below
-# A change of flags or patches rebuilds the cached copy, at the same prefix (the binary's RPATH,
+# rdrand-getentropy (explained where it is applied, below); the expression itself is part of the
+# cache key, so editing it rebuilds the cached copy.
+LIBRDKAFKA_SEED_PATCH='s|^#if OPENSSL_VERSION_NUMBER >= 0x10101000L$|#if 0 /* handoff: seeded from getentropy(3) */|'
+# A change of flags or of the patch rebuilds the cached copy, at the same prefix (the binary's RPATH,
 # and the compiler cache's keys, stay the same).
 LIBRDKAFKA_PREFIX="$HANDOFF_CACHE/librdkafka-$LIBRDKAFKA_VERSION"
-LIBRDKAFKA_STAMP="$LIBRDKAFKA_PREFIX/.complete-$(printf '%s ' "${LIBRDKAFKA_CONFIGURE[@]}" "$LIBRDKAFKA_PATCHES" |
+LIBRDKAFKA_STAMP="$LIBRDKAFKA_PREFIX/.complete-$(printf '%s ' "${LIBRDKAFKA_CONFIGURE[@]}" "$LIBRDKAFKA_SEED_PATCH" |
   sha256sum | cut -c1-16)"
 if [ ! -f "$LIBRDKAFKA_STAMP" ]; then
   log "building librdkafka $LIBRDKAFKA_VERSION into $LIBRDKAFKA_PREFIX"
@@ -86,7 +88,7 @@ if [ ! -f "$LIBRDKAFKA_STAMP" ]; then
     # libcrypto pages and 0.3 MB of heap, a sixth of Handoff's idle RSS. Its own fallback,
     # getentropy(3), reads the kernel's CSPRNG. TLS still uses OpenSSL (initialised when a
     # producer or consumer with an SSL security.protocol is created).
-    sed -i 's|^#if OPENSSL_VERSION_NUMBER >= 0x10101000L$|#if 0 /* handoff: seeded from getentropy(3) */|' src/rdrand.h
+    sed -i "$LIBRDKAFKA_SEED_PATCH" src/rdrand.h
     grep -q "handoff: seeded from getentropy" src/rdrand.h || { log "librdkafka's src/rdrand.h changed: review the seed patch in setup.sh"; exit 1; }
     ./configure --prefix="$LIBRDKAFKA_PREFIX" "${LIBRDKAFKA_CONFIGURE[@]}" >/dev/null
     make -j"$(nproc)" libs >/dev/null

@@ -130,6 +130,10 @@ log "built $TAG in $(( $(date +%s) - start )) s"
 # Storage stays bounded: what this build leaves behind (the build stage's images are gigabytes:
 # the toolchain and the build packages; an image the tag moved away from) is removed from the
 # store. The compiler cache (a cache mount) and the base images stay, so the next build takes a few
-# minutes.
-hbuildah rmi --prune >/dev/null
+# minutes. Pruning is housekeeping: an image that a container still uses (another build or test
+# running on the same store, or one left by a run that was killed) is kept, with a warning, and the
+# build still succeeds.
+if ! prune_err="$(hbuildah rmi --prune 2>&1 >/dev/null)"; then
+  log "not everything was pruned (kept what is in use): ${prune_err//$'\n'/ }"
+fi
 hbuildah inspect --type image --format '{{.FromImageID}}' "$TAG"

@@ -551,13 +551,22 @@ class Kafka:
         except KafkaException as e:
             if "TOPIC_ALREADY_EXISTS" not in str(e) and "already exists" not in str(e):
                 raise
-        # Wait until the metadata shows the topic with a leader for every partition.
+        # Wait until the metadata shows the topic with a leader for every partition. A broker started
+        # a moment ago (a test's own cluster, on a loaded machine) can take a while to elect them: the
+        # bound is generous, and what was seen last is in the message.
+        seen = ["no metadata"]
+
         def ready():
             md = self.admin.list_topics(name, timeout=5)
             t = md.topics.get(name)
+            seen[0] = "absent" if t is None else \
+                f"error={t.error} leaders={sorted((p.id, p.leader) for p in t.partitions.values())}"
             return t is not None and t.error is None and len(t.partitions) == partitions and \
                 all(p.leader >= 0 for p in t.partitions.values())
-        wait_until(ready, 20, 0.1, f"topic {name} to be ready")
+        try:
+            wait_until(ready, 60, 0.1, f"topic {name} to be ready")
+        except AssertionError as e:
+            raise AssertionError(f"{e}; its metadata last: {seen[0]}") from None
         return name
 
     def _consumer(self):

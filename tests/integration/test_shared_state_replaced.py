@@ -72,11 +72,23 @@ def same_key_at_both(replicas, kafka, orders, keys=5):
 
 def keyed_commit_works(h, timeout_s, what):
     """A fresh key is answered 201 within the bound; until then only 503 (nothing produced)."""
+    last = []
+
     def ok():
         r = post(h, unique("probe"), unique("label"))
         assert r.status in (201, 503), r
+        last[:] = [r]
         return r.status == 201
-    wait_until(ok, timeout_s, 0.2, what)
+    try:
+        wait_until(ok, timeout_s, 0.2, what)
+    except AssertionError as e:
+        answer = f"; the last answer: {last[0].status} {last[0].body!r}" if last else ""
+        try:
+            state = [ln for ln in h.admin_get("/metrics").body.decode().splitlines()
+                     if ln.startswith(("handoff_state_", "handoff_produce_total"))]
+        except Exception as m:  # noqa: BLE001 - the failure is the point; the metrics are context
+            state = [f"(no metrics: {m!r})"]
+        raise AssertionError(f"{e}{answer}; its state metrics: " + " | ".join(state)) from None
 
 
 @pytest.mark.timeout_s(240)

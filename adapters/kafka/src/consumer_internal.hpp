@@ -3,6 +3,8 @@
 // reply_consumer.cpp (the reply consumer: manual assignment of `replies.topic`, no group).
 #pragma once
 
+#include "handoff/adapters/kafka/fetch_watch.hpp"
+
 #include <handoff/config/config.hpp>
 #include <handoff/ports/consumer.hpp>
 
@@ -38,6 +40,10 @@ namespace handoff::adapters::kafka::consumer_detail {
 namespace asio = boost::asio;
 namespace log = proxy::log;
 using namespace std::chrono_literals;
+
+// How long a partition of the reply or state topic may read nothing while records wait past the
+// point it read before its fetch is restarted there (fetch_watch.hpp).
+inline constexpr std::chrono::milliseconds fetch_stall_after = 10s;
 
 struct tpl_deleter {
     void operator()(rd_kafka_topic_partition_list_t* l) const noexcept { rd_kafka_topic_partition_list_destroy(l); }
@@ -224,6 +230,8 @@ public:
         log::info("kafka consumer closed", {{"subscription", name_}});
     }
 
+    std::uint64_t fetch_restarts() const override { return fetch_stalls_.load(std::memory_order_relaxed); }
+
     std::string member_id() const override {
         if (!rk_) return {};
         char* id = rd_kafka_memberid(rk_);
@@ -297,6 +305,16 @@ private:
     // readiness: a reply written after /readyz turned true is after them), or from their beginning
     // (partitions created after start hold only replies written since).
     bool assign(const std::vector<std::int32_t>& parts, bool from_end, std::string& error_name);
+
+    // The reply consumer's fetch watch (control thread): a partition that reads nothing while records
+    // wait past the point it read is restarted there (fetch_watch.hpp).
+    void watch_fetch();
+    void restart_fetch(std::int32_t partition, std::int64_t at);
+    // On the strand: the next offset to read of a partition of the reply topic.
+    void reached(std::int32_t partition, std::int64_t next) {
+        std::lock_guard lock(progress_mutex_);
+        if (const auto it = progress_.find(partition); it != progress_.end()) it->second = std::max(it->second, next);
+    }
 
     void set_not_ready(std::string reason) {
         std::lock_guard lock(ready_mutex_);
@@ -400,6 +418,7 @@ private:
         if (m->err) {
             if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
                 if (from_beginning_) at_end_[m->partition] = m->offset;  // read up to this end offset
+                if (replies_) reached(m->partition, m->offset);
                 return;
             }
             const bool fatal = m->err == RD_KAFKA_RESP_ERR__FATAL;
@@ -409,6 +428,7 @@ private:
                         {"reason", rd_kafka_message_errstr(m)}});
             return;
         }
+        if (replies_) reached(m->partition, m->offset + 1);
         proxy::consumed_record r;
         r.topic = rd_kafka_topic_name(m->rkt);
         r.partition = m->partition;
@@ -528,6 +548,12 @@ private:
     std::chrono::steady_clock::time_point catch_up_since_ = std::chrono::steady_clock::now();
     bool caught_up_ = false;                       // strand
     std::map<std::int32_t, std::int64_t> at_end_;  // strand: the offset of each partition's last EOF event
+    // The reply topic's partitions: the next offset to read (set at assignment by the control thread,
+    // advanced by the strand), and the watch over them (control thread).
+    std::mutex progress_mutex_;
+    std::map<std::int32_t, std::int64_t> progress_;
+    fetch_watch fetch_watch_{fetch_stall_after};
+    std::atomic<std::uint64_t> fetch_stalls_{0};  // restarts done (fetch_restarts())
     mutable std::mutex ready_mutex_;
     std::string not_ready_;  // empty: ready
     std::shared_ptr<int> alive_ = std::make_shared<int>(0);

@@ -130,6 +130,7 @@ void consumer_impl::control() {
                 continue;
             }
         }
+        watch_fetch();
         backoff = std::chrono::milliseconds(500);
         last_problem.clear();  // a problem that comes back later is logged again
         wait(refresh);
@@ -247,6 +248,59 @@ bool consumer_impl::check_compaction(std::string& unsafe) {
     return false;
 }
 
+// librdkafka's consumer can stay stuck on a partition after a broker restart (its fetch never
+// resumes; a new consumer reads on). Every round, each assigned partition that read nothing for
+// fetch_stall_after is looked at: when its leader has records past the point read, its fetch is
+// restarted there. An idle partition costs one ListOffsets request per fetch_stall_after.
+void consumer_impl::watch_fetch() {
+    std::map<std::int32_t, std::int64_t> reached;
+    {
+        std::lock_guard lock(progress_mutex_);
+        reached = progress_;
+    }
+    const auto now = std::chrono::steady_clock::now();
+    for (const auto p : reply_assigned_) {
+        const auto it = reached.find(p);
+        if (it == reached.end() || stopping()) continue;
+        const auto at = fetch_watch_.observe(p, it->second, now, [&]() -> std::optional<fetch_watch::offsets> {
+            std::int64_t low = 0, high = 0;
+            if (rd_kafka_query_watermark_offsets(rk_, replies_->topic.c_str(), p, &low, &high, 2000)) {
+                return std::nullopt;
+            }
+            return fetch_watch::offsets{low, high};
+        });
+        if (at) restart_fetch(p, *at);
+    }
+}
+
+// Unassigns the partition and assigns it again at `at`: a new fetch, without its listener being told
+// (nothing read is lost or read twice: `at` is the next offset it has not seen).
+void consumer_impl::restart_fetch(std::int32_t partition, std::int64_t at) {
+    const auto& topic = replies_->topic;
+    log::warn("a partition of the " + what_ + " read nothing while records wait; restarting its fetch",
+              {{"topic", topic},
+               {"partition", partition},
+               {"offset", at},
+               {"restarts", fetch_watch_.restarts(partition)},
+               {"after_ms", fetch_stall_after.count()}});
+    tpl_ptr l(rd_kafka_topic_partition_list_new(1));
+    rd_kafka_topic_partition_list_add(l.get(), topic.c_str(), partition);
+    // Assigned again even when the unassign is refused (a partition an earlier round failed to assign
+    // again is not assigned): a refused assign is retried at the next look, its offset kept.
+    if (auto* e = rd_kafka_incremental_unassign(rk_, l.get())) {
+        log::warn("cannot unassign a stalled partition", {{"topic", topic}, {"error", rd_kafka_error_string(e)}});
+        rd_kafka_error_destroy(e);
+    }
+    l->elems[0].offset = at;
+    if (auto* e = rd_kafka_incremental_assign(rk_, l.get())) {
+        log::error("cannot assign a stalled partition again", {{"topic", topic}, {"error", rd_kafka_error_string(e)}});
+        rd_kafka_error_destroy(e);
+    }
+    // Nothing here pauses these partitions: a pause found on one is not ours, and would stall it.
+    rd_kafka_resume_partitions(rk_, l.get());
+    fetch_stalls_.fetch_add(1, std::memory_order_relaxed);
+}
+
 // Gives up every assigned partition of the topic: its listener is told they are lost (on the
 // strand, before any record of a later assignment), and the state topic's catch-up starts over.
 void consumer_impl::drop_assignment() {
@@ -264,6 +318,11 @@ void consumer_impl::drop_assignment() {
         rd_kafka_error_destroy(e);
     }
     reply_assigned_.clear();
+    fetch_watch_.clear();
+    {
+        std::lock_guard lock(progress_mutex_);
+        progress_.clear();
+    }
     {
         std::lock_guard lock(lag_mutex_);
         for (const auto& tp : list) assigned_.erase(tp);
@@ -391,6 +450,10 @@ bool consumer_impl::assign(const std::vector<std::int32_t>& parts, bool from_end
             from_end ? high : RD_KAFKA_OFFSET_BEGINNING;
         starts.emplace_back(p, from_end ? high : 0);
     }
+    {
+        std::lock_guard lock(progress_mutex_);
+        for (const auto& [p, o] : starts) progress_.insert_or_assign(p, o);
+    }
     if (auto* e = rd_kafka_incremental_assign(rk_, l.get())) {
         error_name = rd_kafka_error_string(e);
         rd_kafka_error_destroy(e);
@@ -443,16 +506,16 @@ std::shared_ptr<proxy::consumer> make_reply_consumer(asio::any_io_executor stran
                                                      const std::string& bootstrap, std::string& error) {
     // librdkafka needs a group.id for a consumer instance; it is never joined (no subscribe) and
     // nothing is committed: a fresh name per start, so no committed offset can ever apply.
-    rd_kafka_conf_t* conf = consumer_conf(
-        {{"client.id", "handoff-replies"}, {"enable.partition.eof", "false"}, {"fetch.wait.max.ms", "100"}},
-        kafka.properties, {},
-        {{"bootstrap.servers", bootstrap},
-         {"group.id", "handoff-replies-" + proxy::make_uuid_v7()},
-         {"enable.auto.commit", "false"},
-         {"enable.auto.offset.store", "false"},
-         {"auto.offset.reset", "earliest"},
-         {"allow.auto.create.topics", "false"}},
-        error);
+    rd_kafka_conf_t* conf =
+        consumer_conf({{"client.id", "handoff-replies"}, {"fetch.wait.max.ms", "100"}}, kafka.properties, {},
+                      {{"bootstrap.servers", bootstrap},
+                       {"group.id", "handoff-replies-" + proxy::make_uuid_v7()},
+                       {"enable.auto.commit", "false"},
+                       {"enable.auto.offset.store", "false"},
+                       {"enable.partition.eof", "true"},  // the end reached is progress too (fetch_watch)
+                       {"auto.offset.reset", "earliest"},
+                       {"allow.auto.create.topics", "false"}},
+                      error);
     if (!conf) {
         error = "replies: " + error;
         return nullptr;

@@ -263,6 +263,13 @@ prometheus::Counter& metrics::state_write_failed(std::string_view kind) {
                    {{"kind", std::string(kind)}});
 }
 
+prometheus::Counter& metrics::fetch_restarts(std::string_view consumer) {
+    return counter("handoff_kafka_fetch_restarts_total",
+                   "Partitions of the state or reply topic whose fetch was restarted: they read nothing for 10 s "
+                   "while records waited past the point read (a stuck librdkafka fetch, e.g. after a broker restart).",
+                   {{"consumer", std::string(consumer)}});
+}
+
 prometheus::Counter& metrics::idempotency(const std::string& route, std::string_view result) {
     return counter("handoff_idempotency_total", "Requests with an Idempotency-Key, by route and result.",
                    {{"route", route}, {"result", std::string(result)}});

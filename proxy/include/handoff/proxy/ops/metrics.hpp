@@ -114,6 +114,9 @@ public:
     prometheus::Counter& state_records_skipped();
     prometheus::Counter& state_tombstones();  // expiry tombstones this replica wrote
     prometheus::Counter& state_write_failed(std::string_view kind);
+    // Partitions of the state topic ("state") or the reply topic ("replies") whose fetch was
+    // restarted after reading nothing while records waited (sampled at each scrape).
+    prometheus::Counter& fetch_restarts(std::string_view consumer);
 
     // The receiving half, by subscription name: handoff_subscription_<what>_total, where `what`
     // names a field of subscription_counters (metrics_export.cpp lists them).

@@ -101,6 +101,11 @@ public:
     // `store_offset` (or minus the consume position while nothing was stored yet). Partitions
     // whose high watermark (or position) is not known yet are left out. Empty after `close`.
     virtual std::vector<partition_lag> lag() const = 0;
+
+    // Any thread. The reply and state consumers: how many times a partition's fetch was restarted
+    // because it read nothing while records waited past the point read (always 0 for a group
+    // consumer, whose group rebalances instead).
+    virtual std::uint64_t fetch_restarts() const { return 0; }
 };
 
 }  // namespace handoff::proxy

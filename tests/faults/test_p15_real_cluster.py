@@ -438,8 +438,18 @@ def test_shared_state_sigkill_of_a_replica_and_of_the_state_leader_under_load_ru
         # Status URLs through the balancer: whichever replica answers knows the outcome. Not for
         # requests answered just before the kill: their replica may have died between its answer and
         # the outcome's record (README: such a status stays unknown to the others).
+        # Nor for those whose outcome record the killed replica logged as not written: the broker did not
+        # persist it within message.timeout.ms (8 s here; a SIGKILLed leader is fenced after the
+        # controller's broker.session.timeout.ms, 9 s), and such a record is not written again (README:
+        # only its own replica knew that status). Seen once in ~15 CI runs.
+        unpublished = set()
+        for ln in (tmp_path / "ss2.log").read_text(errors="replace").splitlines():
+            if "state record not" in ln:
+                j = json.loads(ln)
+                if j.get("kind") == "status":
+                    unpublished.add(j.get("request_id"))
         ran = [a for a in answers if a["status"] == 201 and not a.get("replayed") and a.get("request_id")
-               and not killed_at - 2 <= a["done"] <= exited]
+               and not killed_at - 2 <= a["done"] <= exited and a["request_id"] not in unpublished]
         for a in ran[:: max(1, len(ran) // 15)]:
             def known(a=a):
                 r = http_request(balancer.port, "GET", f"/_handoff/requests/{a['request_id']}", timeout=10)
@@ -448,7 +458,21 @@ def test_shared_state_sigkill_of_a_replica_and_of_the_state_leader_under_load_ru
                 assert r.status == 200, r
                 j = r.json()
                 return j["state"] == "persisted" and (j["partition"], j["offset"]) == (a["partition"], a["offset"])
-            wait_until(known, 20, 0.1, f"the status of {a['request_id']} through the balancer")
+            try:
+                wait_until(known, 20, 0.1, f"the status of {a['request_id']} through the balancer")
+            except AssertionError as e:
+                # What each replica says, and what their logs say about state records not written.
+                said = []
+                for h in replicas:
+                    r = http_request(h.port, "GET", f"/_handoff/requests/{a['request_id']}", timeout=10)
+                    lost = [ln for ln in h.log_text().splitlines()
+                            if "state record not" in ln or "restarting its fetch" in ln]
+                    said.append(f"{h.name}: {r.status} {r.body[:200]!r}; {len(lost)} log lines: {lost[:3]}")
+                old = (tmp_path / "ss2.log").read_text(errors="replace").splitlines()
+                lost = [ln for ln in old if "state record not" in ln]
+                said.append(f"ss2 (killed): {len(lost)} log lines: {lost[:3]}")
+                raise AssertionError(f"{e}; answered at {a['done'] - killed_at:+.1f}s from the replica's kill; "
+                                     f"events {events}; " + " | ".join(said)) from None
         for h in (replicas[0], replicas[1], replicas[2]):
             code = h.stop(40)
             assert code == 0, f"{h.name}: exit code {code}\n{h.log_tail()}"

@@ -62,12 +62,6 @@ using namespace std::chrono_literals;
 constexpr int exit_config = 78;  // EX_CONFIG
 constexpr const char* version_string = "0.1.0";
 
-// A counter exported from a cumulative count kept elsewhere (sampled at each scrape).
-void sync_counter(prometheus::Counter& c, std::uint64_t total) {
-    const auto now = static_cast<double>(total);
-    if (now > c.Value()) c.Increment(now - c.Value());
-}
-
 // The allocator serving this process, for the start-up log line (see HANDOFF_MIMALLOC).
 std::string allocator_name() {
 #if HANDOFF_MIMALLOC
@@ -298,9 +292,9 @@ int run(const std::string& file) {
                 std::int64_t lag = 0;
                 for (const auto& p : c->lag()) lag += p.lag;
                 m->state_lag().Set(static_cast<double>(lag));
-                sync_counter(m->fetch_restarts("state"), c->fetch_restarts());
             }
         });
+        handoff::proxy::export_fetch_restarts(*stats, state_consumer, "state");
         log::info("sharing Idempotency-Keys and request statuses through the state topic",
                   {{"topic", cfg->state.topic}, {"replica", replica}});
     }
@@ -317,10 +311,7 @@ int run(const std::string& file) {
         }
         ready.set_reply_consumer(reply_consumer);
         reply_consumer->start(server.reply_listener());
-        std::weak_ptr<handoff::proxy::consumer> weak = reply_consumer;
-        stats->on_scrape([weak, m = stats.get()] {
-            if (auto c = weak.lock()) sync_counter(m->fetch_restarts("replies"), c->fetch_restarts());
-        });
+        handoff::proxy::export_fetch_restarts(*stats, reply_consumer, "replies");
         log::info("consuming replies", {{"topic", cfg->replies.topic}});
     }
     std::vector<const handoff::proxy::subscription*> exported;

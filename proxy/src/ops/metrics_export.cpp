@@ -105,4 +105,19 @@ void export_producer_metrics(metrics& stats, std::shared_ptr<const producer> kaf
     });
 }
 
+void export_fetch_restarts(metrics& stats, std::weak_ptr<const consumer> source, std::string name) {
+    struct exported {  // touched only by the scrape hook
+        prometheus::Counter* restarts;
+        std::uint64_t last = 0;
+    };
+    auto state = std::make_shared<exported>(exported{&stats.fetch_restarts(name)});
+    stats.on_scrape([state, source = std::move(source)] {
+        const auto c = source.lock();
+        if (!c) return;
+        const auto now = c->fetch_restarts();
+        if (now > state->last) state->restarts->Increment(static_cast<double>(now - state->last));
+        state->last = now;
+    });
+}
+
 }  // namespace handoff::proxy

@@ -107,7 +107,7 @@ TEST_CASE("a restart that does not help is retried after twice the time, up to t
     CHECK(w.observe(0, 9, t0 + 121s, l.fn()) == 9);
 }
 
-TEST_CASE("partitions are watched apart; a forgotten one starts over") {
+TEST_CASE("partitions are watched apart; after clear() each starts over") {
     fetch_watch w(10s);
     leader l;
     l.now = fetch_watch::offsets{0, 9};
@@ -116,9 +116,10 @@ TEST_CASE("partitions are watched apart; a forgotten one starts over") {
     CHECK(w.observe(0, 7, t0 + 10s, l.fn()) == 7);
     CHECK_FALSE(w.observe(1, 3, t0 + 10s, l.fn()));  // its own window: 5 s old
     CHECK(w.observe(1, 3, t0 + 15s, l.fn()) == 3);
-    w.forget(0);
-    CHECK(w.restarts(0) == 0);
-    CHECK_FALSE(w.observe(0, 7, t0 + 16s, l.fn()));  // first sight again
     w.clear();
+    CHECK(w.restarts(0) == 0);
     CHECK(w.restarts(1) == 0);
+    CHECK_FALSE(w.observe(0, 7, t0 + 16s, l.fn()));  // first sight again: a full window
+    CHECK_FALSE(w.observe(0, 7, t0 + 25s, l.fn()));
+    CHECK(w.observe(0, 7, t0 + 26s, l.fn()) == 7);
 }

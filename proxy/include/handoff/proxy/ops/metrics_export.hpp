@@ -3,9 +3,11 @@
 // the current value.
 #pragma once
 
+#include "handoff/ports/consumer.hpp"
 #include "handoff/ports/producer.hpp"
 
 #include <memory>
+#include <string>
 #include <vector>
 
 namespace handoff::proxy {
@@ -20,5 +22,9 @@ void export_subscription_metrics(metrics& stats, std::vector<const subscription*
 
 // handoff_kafka_producer_recreations_total{reason="fatal"|"stalled"} from producer::stats().
 void export_producer_metrics(metrics& stats, std::shared_ptr<const producer> kafka);
+
+// handoff_kafka_fetch_restarts_total{consumer=name} from consumer::fetch_restarts() (the state or
+// reply consumer); nothing once the consumer is gone.
+void export_fetch_restarts(metrics& stats, std::weak_ptr<const consumer> source, std::string name);
 
 }  // namespace handoff::proxy

@@ -65,8 +65,7 @@ public:
         return it == parts_.end() ? 0 : it->second.restarts;
     }
 
-    void forget(std::int32_t partition) { parts_.erase(partition); }
-    void clear() { parts_.clear(); }
+    void clear() { parts_.clear(); }  // every partition dropped (the topic replaced or gone)
 
 private:
     struct state {

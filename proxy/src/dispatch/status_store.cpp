@@ -42,7 +42,19 @@ const char* to_string(request_status::state s) noexcept {
 status_store::status_store(std::size_t max_entries, std::size_t max_bytes, std::chrono::milliseconds ttl)
     : max_entries_(max_entries == 0 ? 1 : max_entries), max_bytes_(max_bytes), ttl_(ttl) {}
 
-std::size_t status_store::cost(const std::string& id, const request_status& s) noexcept {
+void status_store::entry::set_id(std::string_view v) {
+    id_size = static_cast<std::uint32_t>(v.size());
+    char* to = short_id;
+    if (v.size() > inline_id) {
+        long_id = std::make_unique_for_overwrite<char[]>(v.size());
+        to = long_id.get();
+    } else {
+        long_id.reset();
+    }
+    std::copy(v.begin(), v.end(), to);
+}
+
+std::size_t status_store::cost(std::string_view id, const request_status& s) noexcept {
     std::size_t n = sizeof(entry) + 2 * id.size() + s.route.size() + s.topic.size() + s.reason.size();
     if (s.reply) n += s.reply->bytes();
     return n;
@@ -57,7 +69,13 @@ void status_store::unlink_locked(entry& e) noexcept {
 void status_store::erase_locked(entry& e) {
     unlink_locked(e);
     bytes_ -= e.bytes;
-    entries_.erase(std::string_view(e.id));  // destroys e
+    const auto it = entries_.find(e.id());
+    auto owned = std::move(it->second);
+    entries_.erase(it);
+    if (!spare_) {
+        owned->status.reply.reset();  // a stored reply is not kept alive by the spare
+        spare_ = std::move(owned);
+    }
 }
 
 void status_store::evict_locked(std::chrono::steady_clock::time_point now) {
@@ -74,7 +92,7 @@ void status_store::evict_locked(std::chrono::steady_clock::time_point now) {
 
 void status_store::touch_locked(entry& e, bool fresh, std::chrono::steady_clock::time_point now) {
     bytes_ -= e.bytes;
-    e.bytes = cost(e.id, e.status);
+    e.bytes = cost(e.id(), e.status);
     bytes_ += e.bytes;
     e.expires = now + ttl_;
     if (!fresh) {
@@ -122,10 +140,13 @@ void status_store::put_locked(const std::string& id, request_status&& status,
     auto it = entries_.find(std::string_view(id));
     const bool fresh = it == entries_.end();
     if (fresh) {
-        auto e = std::make_unique<entry>();
-        e->id = id;
+        auto e = spare_ ? std::move(spare_) : std::make_unique<entry>();
+        e->set_id(id);
         e->status = std::move(status);
-        it = entries_.emplace(std::string_view(e->id), std::move(e)).first;
+        e->bytes = 0;
+        e->newer = e->older = nullptr;
+        const std::string_view key = e->id();
+        it = entries_.emplace(key, std::move(e)).first;
     } else if (it->second->status.current == request_status::state::replied) {
         // A reply is final: a delivery report arriving after it only adds partition and offset.
         if (status.current == request_status::state::persisted) {

@@ -147,3 +147,49 @@ TEST_CASE("the status store evicts in the same order as a reference LRU under ra
         CHECK(static_cast<bool>(s.get(id)) == kept);
     }
 }
+
+TEST_CASE("IDs of any length are kept apart, inline or not, and an evicted entry's memory is reused cleanly") {
+    status_store s(2, 1 << 20, std::chrono::minutes(1));
+    const std::string at_bound(48, 'x');  // the longest ID kept inline
+    const std::string over = at_bound + "y";
+    const std::string other = at_bound + "z";  // differs from `over` only past the inline part
+    const std::string long_id(300, 'q');
+    s.put(at_bound, {state::persisted, "r", "t", 0, 1, {}, {}});
+    s.put(over, {state::persisted, "r", "t", 0, 2, {}, {}});
+    CHECK(s.get(at_bound)->offset == 1);
+    CHECK(s.get(over)->offset == 2);
+    CHECK_FALSE(s.get(other));
+    // Each put below evicts the oldest and reuses its entry: nothing of the old one shows through.
+    s.put(other, {state::failed, "r2", "t2", -1, -1, "why", {}});
+    s.put(long_id, {state::accepted, "r3", "t3", -1, -1, {}, {}});
+    s.put("s", {state::persisted, "r4", "t4", 3, 4, {}, {}});
+    CHECK(s.size() == 2);
+    CHECK_FALSE(s.get(at_bound));
+    CHECK_FALSE(s.get(over));
+    CHECK_FALSE(s.get(other));
+    auto l = s.get(long_id);
+    REQUIRE(l);
+    CHECK(l->current == state::accepted);
+    CHECK(l->reason.empty());
+    CHECK(l->offset == -1);
+    auto short_one = s.get("s");
+    REQUIRE(short_one);
+    CHECK(short_one->route == "r4");
+    CHECK(short_one->offset == 4);
+}
+
+TEST_CASE("an evicted entry does not keep its stored reply alive") {
+    status_store s(1, 1 << 20, std::chrono::minutes(1));
+    auto reply = std::make_shared<stored_response>();
+    reply->body = std::string(1000, 'b');
+    std::weak_ptr<const stored_response> watch = reply;
+    s.put("a", {state::persisted, "r", "t", 1, 7, {}, {}});
+    REQUIRE(s.put_reply("a", std::move(reply)));
+    s.put("b", {});  // evicts a; its entry is kept for reuse
+    CHECK_FALSE(s.get("a"));
+    CHECK(watch.expired());
+    s.put("c", {});  // reuses it
+    auto c = s.get("c");
+    REQUIRE(c);
+    CHECK_FALSE(c->reply);
+}

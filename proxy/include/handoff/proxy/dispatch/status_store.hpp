@@ -61,19 +61,29 @@ public:
     static std::string to_json(const std::string& request_id, const request_status& s, bool reply_content);
 
 private:
-    // One heap object per request ID, at a stable address: the map's key views its `id`, and the
+    // One heap object per request ID, at a stable address: the map's key views its ID, and the
     // LRU list runs through the entries themselves (no list nodes to allocate). The map is open
     // addressing (boost::unordered_flat_map): a lookup or an erase touches one group of slots,
     // not a bucket chain, which matters at 100,000 entries written twice per request.
+    // A full store evicts one entry per new request, and the evicted memory is long cold: the ID
+    // is kept inline (a UUID or a ULID fits; a longer one has an allocation of its own), and the
+    // evicted entry is kept as `spare_` for the next new ID, so a request at the bound neither
+    // frees nor allocates here (what it would allocate is the block just freed, cache-cold).
     struct entry {
-        std::string id;
+        static constexpr std::size_t inline_id = 48;
+        char short_id[inline_id];
+        std::unique_ptr<char[]> long_id;  // set when the ID is longer than inline_id
+        std::uint32_t id_size = 0;
         request_status status;
         std::chrono::steady_clock::time_point expires;
         std::size_t bytes = 0;
         entry* newer = nullptr;  // towards lru_newest_
         entry* older = nullptr;  // towards lru_oldest_
+
+        std::string_view id() const noexcept { return {long_id ? long_id.get() : short_id, id_size}; }
+        void set_id(std::string_view v);
     };
-    static std::size_t cost(const std::string& id, const request_status& s) noexcept;
+    static std::size_t cost(std::string_view id, const request_status& s) noexcept;
     // Recomputes the entry's cost and expiry and makes it the most recently written. `fresh`: the
     // entry has no place in the LRU list yet.
     void touch_locked(entry& e, bool fresh, std::chrono::steady_clock::time_point now);
@@ -91,6 +101,7 @@ private:
     mutable std::mutex mutex_;
     entry* lru_newest_ = nullptr;
     entry* lru_oldest_ = nullptr;
+    std::unique_ptr<entry> spare_;  // the last evicted entry, reused by the next new ID
     boost::unordered_flat_map<std::string_view, std::unique_ptr<entry>, std::hash<std::string_view>> entries_;
 };
 

@@ -42,7 +42,12 @@ const char* to_string(request_status::state s) noexcept {
 status_store::status_store(std::size_t max_entries, std::size_t max_bytes, std::chrono::milliseconds ttl)
     : max_entries_(max_entries == 0 ? 1 : max_entries), max_bytes_(max_bytes), ttl_(ttl) {}
 
-void status_store::entry::set_id(std::string_view v) {
+status_store::~status_store() {
+    for (entry* e : entries_) delete e;
+}
+
+void status_store::entry::set_id(std::string_view v, std::size_t h) {
+    hash = h;
     id_size = static_cast<std::uint32_t>(v.size());
     char* to = short_id;
     if (v.size() > inline_id) {
@@ -69,13 +74,18 @@ void status_store::unlink_locked(entry& e) noexcept {
 void status_store::erase_locked(entry& e) {
     unlink_locked(e);
     bytes_ -= e.bytes;
-    const auto it = entries_.find(e.id());
-    auto owned = std::move(it->second);
-    entries_.erase(it);
-    if (!spare_) {
-        owned->status.reply.reset();  // a stored reply is not kept alive by the spare
-        spare_ = std::move(owned);
+    entries_.erase(&e);
+    if (spare_) {
+        delete &e;
+    } else {
+        e.status.reply.reset();  // a stored reply is not kept alive by the spare
+        spare_.reset(&e);
     }
+}
+
+status_store::entry* status_store::find_locked(const hashed_id& k) const {
+    const auto it = entries_.find(k);
+    return it == entries_.end() ? nullptr : *it;
 }
 
 void status_store::evict_locked(std::chrono::steady_clock::time_point now) {
@@ -110,13 +120,9 @@ void status_store::put(const std::string& id, request_status status) {
     std::optional<request_status> stored;
     {
         std::lock_guard lock(mutex_);
-        put_locked(id, std::move(status), now);
-        if (publish_) {
-            const auto it = entries_.find(std::string_view(id));
-            if (it != entries_.end() && it->second->status.current != request_status::state::accepted) {
-                stored = it->second->status;
-            }
-        }
+        const entry& e = put_locked(id, std::move(status), now);
+        if (publish_ && e.status.current != request_status::state::accepted) stored = e.status;
+        evict_locked(now);
     }
     if (stored) publish_(id, *stored);
 }
@@ -128,51 +134,56 @@ void status_store::put_remote(const std::string& id, request_status status,
     const auto now = std::chrono::steady_clock::now();
     status.updated = written;
     std::lock_guard lock(mutex_);
-    put_locked(id, std::move(status), now);
-    auto it = entries_.find(std::string_view(id));
-    if (it != entries_.end() && age > std::chrono::system_clock::duration::zero()) {
-        it->second->expires = now + std::chrono::duration_cast<std::chrono::steady_clock::duration>(ttl_ - age);
+    entry& e = put_locked(id, std::move(status), now);
+    if (age > std::chrono::system_clock::duration::zero()) {
+        e.expires = now + std::chrono::duration_cast<std::chrono::steady_clock::duration>(ttl_ - age);
     }
+    evict_locked(now);
 }
 
-void status_store::put_locked(const std::string& id, request_status&& status,
-                              std::chrono::steady_clock::time_point now) {
-    auto it = entries_.find(std::string_view(id));
-    const bool fresh = it == entries_.end();
+status_store::entry& status_store::put_locked(const std::string& id, request_status&& status,
+                                              std::chrono::steady_clock::time_point now) {
+    const hashed_id key(id);
+    entry* e = find_locked(key);
+    const bool fresh = e == nullptr;
     if (fresh) {
-        auto e = spare_ ? std::move(spare_) : std::make_unique<entry>();
-        e->set_id(id);
+        e = spare_ ? spare_.release() : new entry;
+        e->set_id(key.id, key.hash);
         e->status = std::move(status);
         e->bytes = 0;
         e->newer = e->older = nullptr;
-        const std::string_view key = e->id();
-        it = entries_.emplace(key, std::move(e)).first;
-    } else if (it->second->status.current == request_status::state::replied) {
+        try {
+            entries_.insert(e);
+        } catch (...) {
+            delete e;
+            throw;
+        }
+    } else if (e->status.current == request_status::state::replied) {
         // A reply is final: a delivery report arriving after it only adds partition and offset.
         if (status.current == request_status::state::persisted) {
-            it->second->status.partition = status.partition;
-            it->second->status.offset = status.offset;
+            e->status.partition = status.partition;
+            e->status.offset = status.offset;
         }
     } else {
-        it->second->status = std::move(status);
+        e->status = std::move(status);
     }
-    touch_locked(*it->second, fresh, now);
-    evict_locked(now);
+    touch_locked(*e, fresh, now);
+    return *e;
 }
 
 bool status_store::put_reply(const std::string& id, std::shared_ptr<const stored_response> reply) {
     const auto now = std::chrono::steady_clock::now();
     std::unique_lock lock(mutex_);
-    auto it = entries_.find(std::string_view(id));
-    if (it == entries_.end() || it->second->expires <= now) return false;
-    auto& s = it->second->status;
+    entry* e = find_locked(hashed_id(id));
+    if (e == nullptr || e->expires <= now) return false;
+    auto& s = e->status;
     s.current = request_status::state::replied;
     s.reason.clear();
     s.reply = std::move(reply);
     s.updated = std::chrono::system_clock::now();
     std::optional<request_status> stored;
     if (publish_) stored = s;
-    touch_locked(*it->second, /*fresh=*/false, now);
+    touch_locked(*e, /*fresh=*/false, now);
     evict_locked(now);
     lock.unlock();
     if (stored) publish_(id, *stored);
@@ -182,13 +193,13 @@ bool status_store::put_reply(const std::string& id, std::shared_ptr<const stored
 std::optional<request_status> status_store::get(const std::string& id) {
     const auto now = std::chrono::steady_clock::now();
     std::lock_guard lock(mutex_);
-    auto it = entries_.find(std::string_view(id));
-    if (it == entries_.end()) return std::nullopt;
-    if (it->second->expires <= now) {
-        erase_locked(*it->second);
+    entry* e = find_locked(hashed_id(id));
+    if (e == nullptr) return std::nullopt;
+    if (e->expires <= now) {
+        erase_locked(*e);
         return std::nullopt;
     }
-    return it->second->status;
+    return e->status;
 }
 
 std::size_t status_store::size() const {

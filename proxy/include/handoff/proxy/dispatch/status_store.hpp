@@ -8,7 +8,7 @@
 #include <cstdint>
 #include "handoff/proxy/dispatch/stored_response.hpp"
 
-#include <boost/unordered/unordered_flat_map.hpp>
+#include <boost/unordered/unordered_flat_set.hpp>
 
 #include <functional>
 #include <memory>
@@ -36,6 +36,9 @@ const char* to_string(request_status::state s) noexcept;
 class status_store {
 public:
     status_store(std::size_t max_entries, std::size_t max_bytes, std::chrono::milliseconds ttl);
+    ~status_store();
+    status_store(const status_store&) = delete;
+    status_store& operator=(const status_store&) = delete;
 
     void put(const std::string& request_id, request_status status);
     // Shared state (state.shared): `publish` runs after every put and put_reply of this process's
@@ -61,28 +64,54 @@ public:
     static std::string to_json(const std::string& request_id, const request_status& s, bool reply_content);
 
 private:
-    // One heap object per request ID, at a stable address: the map's key views its ID, and the
-    // LRU list runs through the entries themselves (no list nodes to allocate). The map is open
-    // addressing (boost::unordered_flat_map): a lookup or an erase touches one group of slots,
-    // not a bucket chain, which matters at 100,000 entries written twice per request.
-    // A full store evicts one entry per new request, and the evicted memory is long cold: the ID
-    // is kept inline (a UUID or a ULID fits; a longer one has an allocation of its own), and the
-    // evicted entry is kept as `spare_` for the next new ID, so a request at the bound neither
-    // frees nor allocates here (what it would allocate is the block just freed, cache-cold).
+    // One heap object per request ID, at a stable address; the LRU list runs through the entries
+    // themselves (no list nodes to allocate). The index is an open-addressing set of entry
+    // pointers (boost::unordered_flat_set, 8 bytes a slot): a lookup or an erase touches one group
+    // of slots, not a bucket chain, which matters at 100,000 entries written twice per request.
+    // A full store evicts one entry per new request, and the evicted memory is long cold:
+    // - the entry keeps its ID's hash, so evicting it hashes nothing, and its ID inline (a UUID
+    //   or a ULID fits; a longer one has an allocation of its own), in the cache lines the
+    //   eviction reads anyway;
+    // - the evicted entry is kept as `spare_` for the next new ID, so a request at the bound
+    //   neither frees nor allocates here (what it would allocate is the block just freed,
+    //   cache-cold).
     struct entry {
         static constexpr std::size_t inline_id = 48;
-        char short_id[inline_id];
-        std::unique_ptr<char[]> long_id;  // set when the ID is longer than inline_id
-        std::uint32_t id_size = 0;
-        request_status status;
-        std::chrono::steady_clock::time_point expires;
-        std::size_t bytes = 0;
         entry* newer = nullptr;  // towards lru_newest_
         entry* older = nullptr;  // towards lru_oldest_
+        std::chrono::steady_clock::time_point expires;
+        std::size_t hash = 0;  // of id()
+        std::size_t bytes = 0;
+        std::uint32_t id_size = 0;
+        char short_id[inline_id];
+        std::unique_ptr<char[]> long_id;  // set when the ID is longer than inline_id
+        request_status status;
 
         std::string_view id() const noexcept { return {long_id ? long_id.get() : short_id, id_size}; }
-        void set_id(std::string_view v);
+        void set_id(std::string_view v, std::size_t h);
     };
+    // A lookup key: an ID and its hash, computed once per call.
+    struct hashed_id {
+        std::string_view id;
+        std::size_t hash;
+        explicit hashed_id(std::string_view v) : id(v), hash(std::hash<std::string_view>{}(v)) {}
+        explicit hashed_id(const entry& e) : id(e.id()), hash(e.hash) {}
+    };
+    struct index_hash {
+        using is_transparent = void;
+        std::size_t operator()(const entry* e) const noexcept { return e->hash; }
+        std::size_t operator()(const hashed_id& k) const noexcept { return k.hash; }
+    };
+    struct index_equal {
+        using is_transparent = void;
+        bool operator()(const entry* a, const entry* b) const noexcept { return a == b; }
+        bool operator()(const hashed_id& k, const entry* e) const noexcept {
+            return k.hash == e->hash && k.id == e->id();
+        }
+        bool operator()(const entry* e, const hashed_id& k) const noexcept { return (*this)(k, e); }
+    };
+    using index = boost::unordered_flat_set<entry*, index_hash, index_equal>;
+
     static std::size_t cost(std::string_view id, const request_status& s) noexcept;
     // Recomputes the entry's cost and expiry and makes it the most recently written. `fresh`: the
     // entry has no place in the LRU list yet.
@@ -91,7 +120,10 @@ private:
     void erase_locked(entry& e);
     void evict_locked(std::chrono::steady_clock::time_point now);
 
-    void put_locked(const std::string& id, request_status&& status, std::chrono::steady_clock::time_point now);
+    entry* find_locked(const hashed_id& k) const;
+    // Stores the status and makes it the newest; the caller evicts (evict_locked) once it has
+    // read what it needs of the entry.
+    entry& put_locked(const std::string& id, request_status&& status, std::chrono::steady_clock::time_point now);
 
     const std::size_t max_entries_;
     const std::size_t max_bytes_;
@@ -102,7 +134,7 @@ private:
     entry* lru_newest_ = nullptr;
     entry* lru_oldest_ = nullptr;
     std::unique_ptr<entry> spare_;  // the last evicted entry, reused by the next new ID
-    boost::unordered_flat_map<std::string_view, std::unique_ptr<entry>, std::hash<std::string_view>> entries_;
+    index entries_;                 // owns its entries (deleted by erase_locked and the destructor)
 };
 
 }  // namespace handoff::proxy

@@ -244,7 +244,9 @@ def test_a_reply_on_a_partition_added_after_start_completes_the_held_request(str
     th, got, rid = hold(caller, kafka, requests, cid, 90)
     fs = kafka.admin.create_partitions([NewPartitions(replies, 2)], request_timeout=15)
     fs[replies].result(timeout=20)
-    assert kafka.partitions(replies) == [0, 1]
+    # CreatePartitions returns once the controller has it; the broker's metadata follows a moment
+    # later (seen once in CI: [0] right after the call).
+    wait_until(lambda: kafka.partitions(replies) == [0, 1], 30, 0.1, f"partition 1 of {replies} in the metadata")
     p = Producer({"bootstrap.servers": pk.brokers})
     p.produce(replies, partition=1, key=rid, value=b"from the new partition", headers=reply_headers(rid))
     assert p.flush(10) == 0

@@ -193,3 +193,28 @@ TEST_CASE("an evicted entry does not keep its stored reply alive") {
     REQUIRE(c);
     CHECK_FALSE(c->reply);
 }
+
+TEST_CASE("at its bound the store keeps exactly the newest IDs, each with its own status, through many reuses") {
+    // 5,000 IDs through a store of 1,000: every put past the bound evicts one entry and reuses
+    // it, and the index grows and rehashes on the way to the bound.
+    status_store s(1000, 64 << 20, std::chrono::minutes(1));
+    auto id = [](int i) { return "req-" + std::to_string(i) + (i % 3 == 0 ? std::string(60, 'L') : std::string()); };
+    for (int i = 0; i < 5000; ++i) {
+        s.put(id(i), {state::accepted, "r", "t", -1, -1, {}, {}});
+        if (i % 2 == 0) s.put(id(i), {state::persisted, "r", "t", i % 7, i, {}, {}});
+    }
+    CHECK(s.size() == 1000);
+    int present = 0;
+    for (int i = 0; i < 5000; ++i) {
+        auto got = s.get(id(i));
+        if (i < 4000) {
+            CHECK_FALSE(got);
+            continue;
+        }
+        REQUIRE(got);
+        ++present;
+        CHECK(got->offset == (i % 2 == 0 ? i : -1));
+        CHECK(got->current == (i % 2 == 0 ? state::persisted : state::accepted));
+    }
+    CHECK(present == 1000);
+}

@@ -95,7 +95,6 @@ private:
         std::string_view id;
         std::size_t hash;
         explicit hashed_id(std::string_view v) : id(v), hash(std::hash<std::string_view>{}(v)) {}
-        explicit hashed_id(const entry& e) : id(e.id()), hash(e.hash) {}
     };
     struct index_hash {
         using is_transparent = void;

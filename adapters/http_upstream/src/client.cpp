@@ -2,16 +2,17 @@
 
 #include "handoff/common/http_rules.hpp"
 #include "handoff/common/log.hpp"
+#include "handoff/common/drain_aware_read.hpp"
 #include "handoff/common/write_now.hpp"
 
 #include <boost/asio/as_tuple.hpp>
-#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/experimental/concurrent_channel.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -62,49 +63,92 @@ using response = http::response<http::string_body>;
 struct connection {
     explicit connection(const asio::any_io_executor& ex) : socket(ex), timer(ex) {}
     tcp::socket socket;
-    asio::steady_timer timer;
     beast::flat_buffer buffer;
-    // The number of the connect or exchange in progress, and whether its deadline passed. Atomic:
-    // a deadline handler of an earlier exchange, bound to that caller's strand, may run while the
-    // next caller, on another strand, uses the connection.
-    std::atomic<std::uint64_t> operation{0};
-    std::atomic<bool> expired{false};
+    // The deadline of the connect or exchange in progress (deadline_guard). Guarded by
+    // `deadline_mutex`: the timer's handler runs on the io_context, and with several io threads a
+    // connection's next exchange may start on another thread.
+    std::mutex deadline_mutex;
+    asio::steady_timer timer;
+    std::uint64_t operation = 0;   // the number of the connect or exchange in progress
+    bool active = false;           // one is in progress
+    steady::time_point deadline;   // its deadline
+    asio::any_io_executor caller;  // its executor: where its socket operations run
+    bool timer_pending = false;    // the timer is set, for `expiry`
+    steady::time_point expiry;
+    std::atomic<bool> expired{false};  // the deadline of the one in progress passed
 };
 // Shared: the deadline handler holds a weak_ptr, and may run after the connection is gone.
 using connection_ptr = std::shared_ptr<connection>;
 
-// The deadline of one connect or exchange on a connection. Its handler runs on the caller's
-// executor — the strand where the caller starts each operation on the socket — so it either
-// cancels the operation in progress or runs between two operations, where `expired()` is checked
-// before the next one starts: an operation can never begin after its deadline passed and then
-// wait unbounded. (Beast's tcp_stream arms and cancels a timer around every operation, through
-// two layers of composed operations: 5,000 instructions of a forwarded request.) A handler that
-// runs after its connect or exchange ended finds another number and does nothing.
+// The deadline of one connect or exchange on a connection, kept by one timer for the connection's
+// life and set lazily, as the session's socket_deadline: a connect or exchange records its
+// deadline, and the timer is only set again when that deadline comes before the time the timer is
+// set to. Keep-alive exchanges with the same timeout have ever later deadlines, so an exchange
+// costs no timer operation (setting and cancelling a timer per exchange, and running the cancelled
+// wait's handler, was 3.5 % of a forwarded request's CPU: tests/bench/README.md). When the timer
+// fires: nothing in progress, it is left unset (the next one sets it); a deadline not yet reached
+// (a later exchange's), it is set for that; a deadline passed, the operation in progress is
+// cancelled on the caller's executor — the strand where the caller starts each operation on the
+// socket — so it either cancels the operation in progress or runs between two operations, where
+// `expired()` is checked before the next one starts: an operation can never begin after its
+// deadline passed and then wait unbounded. One that runs after its connect or exchange ended finds
+// another number and does nothing.
 class deadline_guard {
 public:
     deadline_guard(const connection_ptr& c, steady::time_point at, const asio::any_io_executor& caller) : c_(*c) {
-        const auto number = c_.operation.fetch_add(1) + 1;
+        std::lock_guard lock(c_.deadline_mutex);
+        ++c_.operation;
+        c_.active = true;
+        c_.deadline = at;
+        if (c_.caller != caller) c_.caller = caller;
         c_.expired.store(false);
-        c_.timer.expires_at(at);
-        c_.timer.async_wait(asio::bind_executor(
-            caller, [weak = std::weak_ptr<connection>(c), number](const boost::system::error_code& ec) {
-                if (ec) return;  // cancelled: the operation ended first
-                const auto conn = weak.lock();
-                if (!conn || conn->operation.load() != number) return;
-                conn->expired.store(true);
-                boost::system::error_code ignored;
-                conn->socket.cancel(ignored);
-            }));
+        if (!c_.timer_pending || at < c_.expiry) set(c, at);
     }
     deadline_guard(const deadline_guard&) = delete;
     deadline_guard& operator=(const deadline_guard&) = delete;
     ~deadline_guard() {
-        c_.operation.fetch_add(1);  // a handler already on its way finds another number
-        c_.timer.cancel();
+        std::lock_guard lock(c_.deadline_mutex);
+        ++c_.operation;  // a cancellation already on its way finds another number
+        c_.active = false;
     }
     bool expired() const noexcept { return c_.expired.load(); }
 
 private:
+    // Sets the timer (which cancels the wait set before it). Holds the connection's deadline_mutex.
+    static void set(const connection_ptr& c, steady::time_point at) {
+        c->expiry = at;
+        c->timer_pending = true;
+        c->timer.expires_at(at);
+        c->timer.async_wait([weak = std::weak_ptr<connection>(c)](const boost::system::error_code& ec) {
+            if (ec) return;  // set again, or the connection is gone
+            const auto conn = weak.lock();
+            if (conn) fired(conn);
+        });
+    }
+    static void fired(const connection_ptr& c) {
+        std::unique_lock lock(c->deadline_mutex);
+        c->timer_pending = false;
+        if (!c->active) return;
+        if (steady::now() < c->deadline) {
+            set(c, c->deadline);
+            return;
+        }
+        const auto number = c->operation;
+        const auto caller = c->caller;
+        lock.unlock();
+        asio::post(caller, [weak = std::weak_ptr<connection>(c), number] {
+            const auto conn = weak.lock();
+            if (!conn) return;
+            {
+                std::lock_guard l(conn->deadline_mutex);
+                if (conn->operation != number) return;
+            }
+            conn->expired.store(true);
+            boost::system::error_code ignored;
+            conn->socket.cancel(ignored);
+        });
+    }
+
     connection& c_;
 };
 
@@ -448,6 +492,13 @@ asio::awaitable<void> pool::exchange(const connection_ptr& cp, const outgoing& o
     buf.clear();
     if (buf.capacity() > 64 * 1024) buf.shrink_to_fit();  // after an unusually large response
     const bool head_request = out.method == http::verb::head;
+    // The first read of the answer waits for the socket's readiness without trying it first when
+    // the last exchange's read drained it (drain_aware): a reused connection was found open and
+    // empty since (looks_alive), so only the answer can make it readable. Every later read tries
+    // the socket at once (read_now) and waits only when it is empty: a read that came back short
+    // may have left an end of stream behind the bytes it took (a body delimited by the close, a
+    // service that dropped the connection mid-answer), and that raises no new readiness event.
+    bool first_read = true;
     for (;;) {
         Parser p;
         p.header_limit(header_limit);
@@ -473,7 +524,14 @@ asio::awaitable<void> pool::exchange(const connection_ptr& cp, const outgoing& o
                 r.out.error = upstream_error::timeout;
                 co_return;
             }
-            auto [rec, n] = co_await sock.async_read_some(buf.prepare(beast::read_size(buf, 65536)), use_tuple);
+            const auto space = buf.prepare(beast::read_size(buf, 65536));
+            boost::system::error_code rec;
+            std::size_t n = 0;
+            if (!first_read) n = proxy::read_now(sock, space, rec);
+            if (first_read || rec == asio::error::would_block) {
+                std::tie(rec, n) = co_await sock.async_read_some(proxy::drain_aware(space), use_tuple);
+            }
+            first_read = false;
             if (n > 0) {
                 buf.commit(n);
                 r.response_started = true;

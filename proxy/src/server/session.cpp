@@ -4,6 +4,7 @@
 #include "server/front.hpp"
 #include "server/h2.hpp"
 
+#include "handoff/common/drain_aware_read.hpp"
 #include "handoff/common/log.hpp"
 #include "handoff/common/write_now.hpp"
 
@@ -109,6 +110,23 @@ awaitable<boost::system::error_code> write_rest(tcp::socket& socket, std::array<
     co_return ec;
 }
 
+// Waits until the socket is readable, with its registration re-armed: Asio's epoll reactor starts
+// a wait with EPOLL_CTL_MOD, and the kernel then reports readiness that is already there. Needed
+// before more of a request is read through Beast's stream when the idle read (drain_aware) came
+// back short: the reactor then reads the socket again only after its next readiness event, and a
+// close that arrived with the bytes that read took raises none. Bounded by `until`; a wait that
+// passes it is Beast's timeout, as the read it stands for would have been.
+awaitable<boost::system::error_code> wait_readable(tcp::socket& socket, socket_deadline& deadline,
+                                                   std::chrono::steady_clock::time_point until) {
+    deadline.arm(until - std::chrono::steady_clock::now());
+    auto [ec] = co_await socket.async_wait(tcp::socket::wait_read, tuple_awaitable);
+    deadline.done();
+    if (ec == asio::error::operation_aborted && std::chrono::steady_clock::now() >= until) {
+        co_return beast::error::timeout;
+    }
+    co_return ec;
+}
+
 // Feeds what is already buffered to the parser, without I/O: a request usually arrives whole in
 // the read that ended the idle wait, and an asynchronous read of bytes already here costs a post,
 // a deadline and a coroutine frame. `until_header`: stop once the head is parsed (the body limit
@@ -133,12 +151,18 @@ std::size_t parse_buffered(http::request_parser<http::string_body>& parser, beas
 
 // Whether the connection starts with HTTP/2's client preface, reading what more of it is needed
 // (bounded by the head's timeout): a client that sent "PRI * HTTP/2.0" and stopped is waited for.
-// False: the peer went, or the preface did not complete in time.
-awaitable<bool> read_preface(beast::tcp_stream& stream, beast::flat_buffer& buffer,
-                             std::chrono::steady_clock::duration timeout, bool& h2) {
+// False: the peer went, or the preface did not complete in time. `drained`: the idle read came
+// back short (see wait_readable).
+awaitable<bool> read_preface(beast::tcp_stream& stream, beast::flat_buffer& buffer, socket_deadline& deadline,
+                             std::chrono::steady_clock::duration timeout, bool& drained, bool& h2) {
     auto buffered = [&] { return std::string_view(static_cast<const char*>(buffer.data().data()), buffer.size()); };
     while (buffer.size() < h2_preface.size() && h2_preface.starts_with(buffered())) {
-        stream.expires_after(timeout);
+        const auto until = std::chrono::steady_clock::now() + timeout;
+        if (drained) {
+            drained = false;
+            if (co_await wait_readable(stream.socket(), deadline, until)) co_return false;
+        }
+        stream.expires_at(until);
         auto [ec, n] = co_await stream.async_read_some(buffer.prepare(h2_preface.size()), tuple_awaitable);
         if (ec) co_return false;
         buffer.commit(n);
@@ -271,6 +295,13 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
 
     std::size_t served = 0;
     bool protocol_known = false;
+    // The last read was the idle read and it came back short: the socket was drained, and the
+    // reactor reads it again only after its next readiness event (drain_aware_read.hpp). That is
+    // what the idle read wants (no recv that finds nothing), but a read of more of a request first
+    // waits with the registration re-armed (wait_readable). The one case this leaves is a client
+    // that half-closes its side in the same moment as it sends a whole request: it is answered,
+    // and the connection is then closed at idle_timeout, not at once.
+    bool drained = false;
     for (;;) {
         // Idle between requests: wait for the first byte of the next one. Once the listener has
         // stopped, a connection that was already served is closed here; one accepted from the
@@ -279,17 +310,18 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
             if (st->closing.load() && served > 0) break;
             handle->idle = true;
             deadline.arm(listen.idle_timeout);
-            auto [ec, n] = co_await stream.socket().async_read_some(buffer.prepare(8192), tuple_awaitable);
+            auto [ec, n] = co_await stream.socket().async_read_some(drain_aware(buffer.prepare(8192)), tuple_awaitable);
             deadline.done();
             handle->idle = false;
             if (ec) break;
             buffer.commit(n);
+            drained = n < 8192;
         }
         if (served == 0 && !protocol_known) {
             protocol_known = true;
             // HTTP/2 with prior knowledge: the connection starts with the client preface.
             bool h2 = false;
-            if (!co_await read_preface(stream, buffer, listen.header_timeout, h2)) break;
+            if (!co_await read_preface(stream, buffer, deadline, listen.header_timeout, drained, h2)) break;
             if (h2 && listen.http2.enabled) {
                 handle->stream = nullptr;
                 co_await run_h2_session(st, stream.release_socket(), client_ip, handle, take(buffer), std::nullopt);
@@ -325,10 +357,17 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
         boost::system::error_code hec;
         std::size_t hn = parse_buffered(parser, buffer, /*until_header=*/true, hec);
         if (!hec && !parser.is_header_done()) {
-            stream.expires_after(listen.header_timeout);
-            auto [rec, rn] = co_await http::async_read_header(stream, buffer, parser, tuple_awaitable);
-            hec = rec;
-            hn += rn;
+            const auto until = std::chrono::steady_clock::now() + listen.header_timeout;
+            if (drained) {
+                drained = false;
+                hec = co_await wait_readable(stream.socket(), deadline, until);
+            }
+            if (!hec) {
+                stream.expires_at(until);
+                auto [rec, rn] = co_await http::async_read_header(stream, buffer, parser, tuple_awaitable);
+                hec = rec;
+                hn += rn;
+            }
         }
         // Beast 1.81 applies header_limit to the request line and to the fields separately; the
         // limit is for the whole head (test_limits.py, L-4): hn is what the parser consumed for this head.
@@ -432,8 +471,15 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
             boost::system::error_code bec;
             parse_buffered(parser, buffer, /*until_header=*/false, bec);
             if (!bec && !parser.is_done()) {
-                stream.expires_after(listen.body_timeout);
-                std::tie(bec, std::ignore) = co_await http::async_read(stream, buffer, parser, tuple_awaitable);
+                const auto until = std::chrono::steady_clock::now() + listen.body_timeout;
+                if (drained) {
+                    drained = false;
+                    bec = co_await wait_readable(stream.socket(), deadline, until);
+                }
+                if (!bec) {
+                    stream.expires_at(until);
+                    std::tie(bec, std::ignore) = co_await http::async_read(stream, buffer, parser, tuple_awaitable);
+                }
             }
             if (bec) {
                 const auto failure = read_error_answer(bec, read_phase::body, parser, body_limit);

@@ -6,6 +6,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -225,14 +226,32 @@ http::request<http::string_body> make_request(http::verb method, std::string tar
     return req;
 }
 
+// Runs `ioc` on `threads` threads until every future is ready. Not until it runs out of work: a
+// pooled connection keeps its deadline timer set between exchanges (deadline_guard), so the
+// io_context has work until that deadline.
+template <class T>
+void run_until_ready(asio::io_context& ioc, std::vector<std::future<T>>& futures, int threads = 1) {
+    ioc.restart();
+    auto work = asio::make_work_guard(ioc);
+    std::vector<std::thread> others;
+    for (int i = 1; i < threads; ++i) others.emplace_back([&ioc] { ioc.run(); });
+    const auto all_ready = [&] {
+        return std::all_of(futures.begin(), futures.end(),
+                           [](auto& f) { return f.wait_for(0s) == std::future_status::ready; });
+    };
+    while (!all_ready()) ioc.run_one_for(10ms);
+    ioc.stop();
+    for (auto& t : others) t.join();
+}
+
 // Runs one send to completion on a single-threaded io_context.
 upstream_result send_now(asio::io_context& ioc, proxy::upstream_client& client, http::request<http::string_body> req,
                          std::chrono::milliseconds timeout = 5s,
                          proxy::response_fields form = proxy::response_fields::parsed) {
-    auto f = asio::co_spawn(ioc, client.send(std::move(req), timeout, form), asio::use_future);
-    ioc.restart();
-    ioc.run();
-    return f.get();
+    std::vector<std::future<upstream_result>> f;
+    f.push_back(asio::co_spawn(ioc, client.send(std::move(req), timeout, form), asio::use_future));
+    run_until_ready(ioc, f);
+    return f[0].get();
 }
 
 }  // namespace
@@ -392,6 +411,42 @@ TEST_CASE("a server that never answers gives timeout within the deadline") {
     CHECK(elapsed < 3s);  // the 300 ms deadline, not the configured 5 s timeout
 }
 
+// One timer per connection, set lazily (deadline_guard): a keep-alive exchange arms no timer when
+// its deadline is later than the one the timer is set for.
+TEST_CASE("a keep-alive exchange with a shorter deadline than the one before times out on time") {
+    fake_upstream server;
+    asio::io_context ioc;
+    auto client = adapters::http_upstream::make_client(ioc.get_executor(), config_for(server.port()));
+    REQUIRE(send_now(ioc, *client, make_request(http::verb::get, "/fast"), 5s).error == upstream_error::ok);
+    script s;
+    s.never_answer = true;
+    server.set_script(s);
+    const auto start = std::chrono::steady_clock::now();
+    auto r = send_now(ioc, *client, make_request(http::verb::get, "/silent"), 300ms);
+    const auto elapsed = std::chrono::steady_clock::now() - start;
+    CHECK(r.error == upstream_error::timeout);
+    CHECK(elapsed >= 300ms);
+    CHECK(elapsed < 3s);               // its own 300 ms, not the 5 s the timer was set for
+    CHECK(server.connections() == 1);  // the same connection, reused
+}
+
+TEST_CASE("a timer set for an earlier exchange's deadline does not cut a later, longer exchange short") {
+    fake_upstream server;
+    asio::io_context ioc;
+    auto client = adapters::http_upstream::make_client(ioc.get_executor(), config_for(server.port()));
+    REQUIRE(send_now(ioc, *client, make_request(http::verb::get, "/fast"), 300ms).error == upstream_error::ok);
+    script s;
+    s.delay = 800ms;  // answered after the first exchange's deadline has passed
+    server.set_script(s);
+    const auto start = std::chrono::steady_clock::now();
+    auto r = send_now(ioc, *client, make_request(http::verb::post, "/slow", "late"), 5s);
+    const auto elapsed = std::chrono::steady_clock::now() - start;
+    CHECK(r.error == upstream_error::ok);
+    CHECK(r.response.body() == "late");
+    CHECK(elapsed >= 800ms);
+    CHECK(server.connections() == 1);
+}
+
 TEST_CASE("a response larger than max_response_bytes gives bad_response and the next request still works") {
     script s;
     s.body_size = 4096;
@@ -507,7 +562,7 @@ std::vector<upstream_result> send_three_concurrently(fake_upstream& server, conf
                                          client->send(make_request(http::verb::post, "/p", std::to_string(i)), timeout,
                                                       proxy::response_fields::parsed),
                                          asio::use_future));
-    ioc.run();
+    run_until_ready(ioc, futures);
     std::vector<upstream_result> results;
     for (auto& f : futures) results.push_back(f.get());
     (void)server;
@@ -563,9 +618,12 @@ TEST_CASE("a send whose deadline passes while it waits for a pool slot gives tim
     auto waiting = asio::co_spawn(
         ioc, client->send(make_request(http::verb::get, "/waits"), 100ms, proxy::response_fields::parsed),
         asio::use_future);
-    ioc.run();
-    CHECK(slow.get().error == upstream_error::ok);
-    CHECK(waiting.get().error == upstream_error::timeout);
+    std::vector<std::future<upstream_result>> both;
+    both.push_back(std::move(slow));
+    both.push_back(std::move(waiting));
+    run_until_ready(ioc, both);
+    CHECK(both[0].get().error == upstream_error::ok);
+    CHECK(both[1].get().error == upstream_error::timeout);
 }
 
 TEST_CASE("100 concurrent sends from a two-thread io_context are all answered correctly") {
@@ -594,9 +652,7 @@ TEST_CASE("100 concurrent sends from a two-thread io_context are all answered co
         };
         futures.push_back(asio::co_spawn(asio::make_strand(ioc), one(client, i, matched), asio::use_future));
     }
-    std::thread other([&] { ioc.run(); });
-    ioc.run();
-    other.join();
+    run_until_ready(ioc, futures, 2);
     int ok = 0;
     for (auto& f : futures) ok += f.get() == upstream_error::ok;
     CHECK(ok == 100);
@@ -670,9 +726,7 @@ TEST_CASE("deadlines on a two-thread io_context: every send to a silent server t
                                          asio::use_future));
     }
     const auto start = std::chrono::steady_clock::now();
-    std::thread other([&] { ioc.run(); });
-    ioc.run();
-    other.join();
+    run_until_ready(ioc, futures, 2);
     const auto elapsed = std::chrono::steady_clock::now() - start;
     int timed_out = 0;
     for (auto& f : futures) timed_out += f.get().error == upstream_error::timeout;

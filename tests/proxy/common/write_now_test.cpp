@@ -3,6 +3,8 @@
 // error from a reset connection.
 #include "handoff/common/write_now.hpp"
 
+#include "loopback_pair.hpp"
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
@@ -19,16 +21,9 @@ using handoff::proxy::write_now;
 
 namespace {
 
-struct connected_pair {
-    asio::io_context ioc;
-    tcp::socket writer{ioc};
-    tcp::socket reader{ioc};
-    connected_pair() {
-        tcp::acceptor acceptor(ioc, {asio::ip::make_address("127.0.0.1"), 0});
-        writer.connect(acceptor.local_endpoint());
-        acceptor.accept(reader);
-        writer.non_blocking(true);
-    }
+// The writer in non-blocking mode, as write_now needs.
+struct connected_pair : handoff::test::loopback_pair {
+    connected_pair() { writer.non_blocking(true); }
 };
 
 std::array<asio::const_buffer, 2> buffers(const std::string& head, const std::string& body) {

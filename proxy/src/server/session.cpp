@@ -110,21 +110,27 @@ awaitable<boost::system::error_code> write_rest(tcp::socket& socket, std::array<
     co_return ec;
 }
 
-// Waits until the socket is readable, with its registration re-armed: Asio's epoll reactor starts
-// a wait with EPOLL_CTL_MOD, and the kernel then reports readiness that is already there. Needed
-// before more of a request is read through Beast's stream when the idle read (drain_aware) came
-// back short: the reactor then reads the socket again only after its next readiness event, and a
-// close that arrived with the bytes that read took raises none. Bounded by `until`; a wait that
-// passes it is Beast's timeout, as the read it stands for would have been.
-awaitable<boost::system::error_code> wait_readable(tcp::socket& socket, socket_deadline& deadline,
+// Readies a read of more of a request (its preface, head or body) through Beast's stream, bounded
+// by `until`. `drained`: the idle read (drain_aware) came back short, so the reactor reads the
+// socket again only after its next readiness event, and a close that arrived with the bytes that
+// read took raises none. The read then first waits until the socket is readable with its
+// registration re-armed (Asio's epoll reactor starts a wait with EPOLL_CTL_MOD, and the kernel
+// reports readiness that is already there). A wait that passes `until` is Beast's timeout, as the
+// read it stands for would have been.
+awaitable<boost::system::error_code> ready_to_read(beast::tcp_stream& stream, socket_deadline& deadline, bool& drained,
                                                    std::chrono::steady_clock::time_point until) {
-    deadline.arm(until - std::chrono::steady_clock::now());
-    auto [ec] = co_await socket.async_wait(tcp::socket::wait_read, tuple_awaitable);
-    deadline.done();
-    if (ec == asio::error::operation_aborted && std::chrono::steady_clock::now() >= until) {
-        co_return beast::error::timeout;
+    if (drained) {
+        drained = false;
+        deadline.arm(until - std::chrono::steady_clock::now());
+        auto [ec] = co_await stream.socket().async_wait(tcp::socket::wait_read, tuple_awaitable);
+        deadline.done();
+        if (ec == asio::error::operation_aborted && std::chrono::steady_clock::now() >= until) {
+            co_return beast::error::timeout;
+        }
+        if (ec) co_return ec;
     }
-    co_return ec;
+    stream.expires_at(until);
+    co_return boost::system::error_code{};
 }
 
 // Feeds what is already buffered to the parser, without I/O: a request usually arrives whole in
@@ -152,17 +158,14 @@ std::size_t parse_buffered(http::request_parser<http::string_body>& parser, beas
 // Whether the connection starts with HTTP/2's client preface, reading what more of it is needed
 // (bounded by the head's timeout): a client that sent "PRI * HTTP/2.0" and stopped is waited for.
 // False: the peer went, or the preface did not complete in time. `drained`: the idle read came
-// back short (see wait_readable).
+// back short (see ready_to_read).
 awaitable<bool> read_preface(beast::tcp_stream& stream, beast::flat_buffer& buffer, socket_deadline& deadline,
                              std::chrono::steady_clock::duration timeout, bool& drained, bool& h2) {
     auto buffered = [&] { return std::string_view(static_cast<const char*>(buffer.data().data()), buffer.size()); };
     while (buffer.size() < h2_preface.size() && h2_preface.starts_with(buffered())) {
-        const auto until = std::chrono::steady_clock::now() + timeout;
-        if (drained) {
-            drained = false;
-            if (co_await wait_readable(stream.socket(), deadline, until)) co_return false;
+        if (co_await ready_to_read(stream, deadline, drained, std::chrono::steady_clock::now() + timeout)) {
+            co_return false;
         }
-        stream.expires_at(until);
         auto [ec, n] = co_await stream.async_read_some(buffer.prepare(h2_preface.size()), tuple_awaitable);
         if (ec) co_return false;
         buffer.commit(n);
@@ -298,7 +301,7 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
     // The last read was the idle read and it came back short: the socket was drained, and the
     // reactor reads it again only after its next readiness event (drain_aware_read.hpp). That is
     // what the idle read wants (no recv that finds nothing), but a read of more of a request first
-    // waits with the registration re-armed (wait_readable). The one case this leaves is a client
+    // waits with the registration re-armed (ready_to_read). The one case this leaves is a client
     // that half-closes its side in the same moment as it sends a whole request: it is answered,
     // and the connection is then closed at idle_timeout, not at once.
     bool drained = false;
@@ -357,13 +360,9 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
         boost::system::error_code hec;
         std::size_t hn = parse_buffered(parser, buffer, /*until_header=*/true, hec);
         if (!hec && !parser.is_header_done()) {
-            const auto until = std::chrono::steady_clock::now() + listen.header_timeout;
-            if (drained) {
-                drained = false;
-                hec = co_await wait_readable(stream.socket(), deadline, until);
-            }
+            hec = co_await ready_to_read(stream, deadline, drained,
+                                         std::chrono::steady_clock::now() + listen.header_timeout);
             if (!hec) {
-                stream.expires_at(until);
                 auto [rec, rn] = co_await http::async_read_header(stream, buffer, parser, tuple_awaitable);
                 hec = rec;
                 hn += rn;
@@ -471,13 +470,9 @@ awaitable<void> run_session(state_ptr st, tcp::socket socket) {
             boost::system::error_code bec;
             parse_buffered(parser, buffer, /*until_header=*/false, bec);
             if (!bec && !parser.is_done()) {
-                const auto until = std::chrono::steady_clock::now() + listen.body_timeout;
-                if (drained) {
-                    drained = false;
-                    bec = co_await wait_readable(stream.socket(), deadline, until);
-                }
+                bec = co_await ready_to_read(stream, deadline, drained,
+                                             std::chrono::steady_clock::now() + listen.body_timeout);
                 if (!bec) {
-                    stream.expires_at(until);
                     std::tie(bec, std::ignore) = co_await http::async_read(stream, buffer, parser, tuple_awaitable);
                 }
             }

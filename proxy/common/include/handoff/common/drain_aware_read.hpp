@@ -16,7 +16,7 @@
 // took: that readiness was already reported, and no new event follows. The drained state lasts
 // until the socket's next event, for every read on the socket (Asio keeps it per descriptor), so
 // a read after a drain_aware one that must see such an end tries the socket first (`read_now`, or
-// a wait that re-arms the registration: the session's wait_readable); nginx, in the same place,
+// a wait that re-arms the registration: the session's ready_to_read); nginx, in the same place,
 // reads the pending close from EPOLLRDHUP, which Asio does not register.
 //
 // With the io_uring backend (BOOST_ASIO_HAS_IO_URING, BOOST_ASIO_DISABLE_EPOLL) the reactor's
